@@ -1,0 +1,219 @@
+//! The command line, and the one closing log line every command ends with.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tokio::time::Instant;
+
+use crate::client::{self, ApiStats, ClientOptions};
+use crate::error::{Error, Result};
+use crate::logging::LogFormat;
+use crate::steps::{self, Ctx, Outcome};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cp-mod-migrator",
+    version,
+    about = "Moves a Kyma cluster from the legacy Connectivity Proxy 2.9.3 to the Connectivity Proxy module"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Kubeconfig file; without it and --context: KUBECONFIG, ~/.kube/config, then the Pod's ServiceAccount.
+    #[arg(long, global = true, env = "KUBECONFIG", hide_env_values = true)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use.
+    #[arg(long, global = true)]
+    pub context: Option<String>,
+    /// Persist nothing: every write is a server-side dry run; print what would change.
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+    /// Log format; default: json when stderr is not a terminal, else text.
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Time for the whole command, retries of transient API failures included (e.g. 90s, 5m).
+    #[arg(long, global = true, default_value = "120s", value_parser = humantime::parse_duration, env = "CP_MIGRATOR_DEADLINE")]
+    pub deadline: Duration,
+    /// Time for one API request and its response.
+    #[arg(long, global = true, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Step 1: the legacy user configuration into the ConnectivityProxy CR.
+    Migrate(MigrateArgs),
+    /// Step 2: verified copies of the user configuration in the backup namespace.
+    Backup,
+    /// Step 3: adopt the ServiceMappings and delete the legacy installation.
+    Clean,
+    /// migrate, backup and clean in order, stopping at the first failure.
+    Run(MigrateArgs),
+    /// Copy the user configuration from the backup namespace back into kyma-system.
+    Restore,
+    /// Set all three step markers, so that the init containers do nothing on the next start.
+    MarkDone,
+    /// Show the state of the migration; changes nothing.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args, Default)]
+pub struct MigrateArgs {
+    /// Accept that the server drops or changes this migrated field (as the error names it, e.g.
+    /// config.foo.bar); fields below it count too. Repeatable.
+    #[arg(long = "allow-field-loss", value_name = "FIELD")]
+    pub allow_field_loss: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+impl Command {
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Migrate(_) => "migrate",
+            Command::Backup => "backup",
+            Command::Clean => "clean",
+            Command::Run(_) => "run",
+            Command::Restore => "restore",
+            Command::MarkDone => "mark-done",
+            Command::Status(_) => "status",
+        }
+    }
+}
+
+/// Runs the command and logs its closing line; the exit code is 0 for done or skipped.
+pub async fn execute(cli: Cli) -> ExitCode {
+    let started = Instant::now();
+    let deadline = started + cli.global.deadline;
+    let name = cli.command.name();
+    let opts = ClientOptions {
+        kubeconfig: cli.global.kubeconfig.clone(),
+        context: cli.global.context.clone(),
+        deadline: cli.global.deadline,
+        request_timeout: cli.global.request_timeout,
+    };
+    let (client, stats) = match client::build(&opts, deadline).await {
+        Ok(c) => c,
+        Err(e) => return finish(name, Err(e), started, None),
+    };
+    let allow = match &cli.command {
+        Command::Migrate(a) | Command::Run(a) => a.allow_field_loss.clone(),
+        _ => Vec::new(),
+    };
+    let ctx = Ctx::new(client, cli.global.dry_run, allow);
+    // The client stops retrying at the deadline; this bounds everything else as well.
+    let limit = cli.global.deadline + cli.global.request_timeout;
+    let result =
+        match tokio::time::timeout(limit, dispatch(&ctx, &cli.command, started, &stats)).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Deadline {
+                action: format!("running {name}"),
+                deadline: cli.global.deadline,
+            }),
+        };
+    finish(name, result, started, Some(&stats))
+}
+
+async fn dispatch(
+    ctx: &Ctx,
+    command: &Command,
+    started: Instant,
+    stats: &ApiStats,
+) -> Result<Outcome> {
+    match command {
+        Command::Migrate(_) => steps::migrate::run(ctx).await,
+        Command::Backup => steps::backup::run(ctx).await,
+        Command::Clean => steps::clean::run(ctx).await,
+        Command::Restore => steps::restore::run(ctx).await,
+        Command::MarkDone => steps::mark_done::run(ctx).await,
+        Command::Status(args) => {
+            let status = steps::status::collect(&ctx.client).await?;
+            match args.output {
+                OutputFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&status).unwrap_or_default()
+                ),
+                OutputFormat::Text => print!("{}", steps::status::render_text(&status)),
+            }
+            Ok(Outcome::Done("status shown".into()))
+        }
+        Command::Run(_) => {
+            // Strictly in order, and nothing after a failure: backup and clean must never run
+            // when the step before them did not finish.
+            let mut parts = Vec::new();
+            for step in RUN_ORDER {
+                let outcome = match step {
+                    "migrate" => steps::migrate::run(ctx).await?,
+                    "backup" => steps::backup::run(ctx).await?,
+                    _ => steps::clean::run(ctx).await?,
+                };
+                log_step(step, Ok(&outcome), started, Some(stats));
+                parts.push(format!("{step}: {}", short(&outcome)));
+            }
+            Ok(Outcome::Done(parts.join("; ")))
+        }
+    }
+}
+
+const RUN_ORDER: [&str; 3] = ["migrate", "backup", "clean"];
+
+fn short(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::Done(_) => "done",
+        Outcome::Skipped(_) => "skipped",
+    }
+}
+
+fn log_step(
+    step: &str,
+    outcome: std::result::Result<&Outcome, &Error>,
+    started: Instant,
+    stats: Option<&ApiStats>,
+) {
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let requests = stats.map(|s| s.requests()).unwrap_or(0);
+    let retries = stats.map(|s| s.retries()).unwrap_or(0);
+    match outcome {
+        Ok(Outcome::Done(what)) => {
+            tracing::info!(step, outcome = "done", reason = %what, duration_ms, api_requests = requests, retries, "{step} done")
+        }
+        Ok(Outcome::Skipped(why)) => {
+            tracing::info!(step, outcome = "skipped", reason = %why, duration_ms, api_requests = requests, retries, "{step} skipped")
+        }
+        Err(e) => {
+            tracing::error!(step, outcome = "failed", reason = %e, duration_ms, api_requests = requests, retries, "{step} failed")
+        }
+    }
+}
+
+fn finish(
+    step: &str,
+    result: Result<Outcome>,
+    started: Instant,
+    stats: Option<&ApiStats>,
+) -> ExitCode {
+    log_step(step, result.as_ref(), started, stats);
+    if result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,283 @@
+//! The Kubernetes client: configuration lookup, timeouts, and one place where transient API
+//! failures are retried (connection errors, timeouts, 429 with Retry-After, 5xx) within the
+//! run's deadline. Steps above it see only answers that are final.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use kube::client::{Body, ClientBuilder};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use tokio::time::Instant;
+use tower::{BoxError, Layer, Service, ServiceExt};
+
+use crate::error::{Error, Result};
+
+/// How the client finds its cluster and how long it may keep trying.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+    /// Time for the whole command; retries stop when it is spent.
+    pub deadline: Duration,
+    /// Time for one request and its response.
+    pub request_timeout: Duration,
+}
+
+/// Counts of what the client sent, for the closing log line and the benchmarks.
+#[derive(Debug, Default)]
+pub struct ApiStats {
+    requests: AtomicU64,
+    retries: AtomicU64,
+}
+
+impl ApiStats {
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+}
+
+/// Builds a client: `--kubeconfig`/`--context` when given, else the usual lookup
+/// (`KUBECONFIG`, `~/.kube/config`, then the Pod's ServiceAccount).
+pub async fn build(opts: &ClientOptions, deadline: Instant) -> Result<(Client, Arc<ApiStats>)> {
+    let kc_opts = KubeConfigOptions {
+        context: opts.context.clone(),
+        ..Default::default()
+    };
+    let mut config = match &opts.kubeconfig {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path).map_err(|e| {
+                Error::ClientConfig(format!("reading kubeconfig {}: {e}", path.display()))
+            })?;
+            Config::from_custom_kubeconfig(kubeconfig, &kc_opts)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        None if opts.context.is_some() => Config::from_kubeconfig(&kc_opts)
+            .await
+            .map_err(|e| e.to_string()),
+        None => Config::infer().await.map_err(|e| e.to_string()),
+    }
+    .map_err(Error::ClientConfig)?;
+    // Retries are ours (below): bounded by the deadline, and they include connection errors.
+    config.default_retry = false;
+    config.connect_timeout = Some(opts.request_timeout.min(Duration::from_secs(5)));
+    config.read_timeout = Some(opts.request_timeout);
+    config.write_timeout = Some(opts.request_timeout);
+    let stats = Arc::new(ApiStats::default());
+    let layer = RetryLayer {
+        deadline,
+        stats: stats.clone(),
+    };
+    let client = ClientBuilder::try_from(config)
+        .map_err(|e| Error::ClientConfig(e.to_string()))?
+        .with_layer(&layer)
+        .build();
+    Ok((client, stats))
+}
+
+/// Parameters of every write: this tool's field manager, and server-side dry run when asked.
+pub fn post_params(dry_run: bool) -> kube::api::PostParams {
+    kube::api::PostParams {
+        dry_run,
+        field_manager: Some(crate::names::FIELD_MANAGER.into()),
+    }
+}
+
+/// See [`post_params`].
+pub fn patch_params(dry_run: bool) -> kube::api::PatchParams {
+    kube::api::PatchParams {
+        dry_run,
+        field_manager: Some(crate::names::FIELD_MANAGER.into()),
+        ..Default::default()
+    }
+}
+
+struct RetryLayer {
+    deadline: Instant,
+    stats: Arc<ApiStats>,
+}
+
+impl<S> Layer<S> for RetryLayer
+where
+    S: Service<Request<Body>, Response = Response<Box<kube::client::DynBody>>, Error = BoxError>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Service = RetryService;
+
+    fn layer(&self, inner: S) -> RetryService {
+        // The stack below is not Clone; a buffer makes it shareable between retries.
+        let inner = tower::buffer::Buffer::new(tower::util::BoxService::new(inner), 256);
+        RetryService {
+            inner,
+            deadline: self.deadline,
+            stats: self.stats.clone(),
+        }
+    }
+}
+
+type Inner = tower::buffer::Buffer<
+    Request<Body>,
+    <tower::util::BoxService<Request<Body>, Response<Box<kube::client::DynBody>>, BoxError> as Service<
+        Request<Body>,
+    >>::Future,
+>;
+
+#[derive(Clone)]
+pub struct RetryService {
+    inner: Inner,
+    deadline: Instant,
+    stats: Arc<ApiStats>,
+}
+
+fn is_transient(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS
+            | StatusCode::INTERNAL_SERVER_ERROR
+            | StatusCode::BAD_GATEWAY
+            | StatusCode::SERVICE_UNAVAILABLE
+            | StatusCode::GATEWAY_TIMEOUT
+    )
+}
+
+fn retry_after(resp: &Response<Body>) -> Option<Duration> {
+    let secs: u64 = resp
+        .headers()
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs))
+}
+
+/// 100 ms doubling to 3 s, with jitter so that concurrent runs do not retry in lockstep.
+fn backoff(attempt: u32) -> Duration {
+    let base = Duration::from_millis(100)
+        .saturating_mul(1 << attempt.min(5))
+        .min(Duration::from_secs(3));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    base.mul_f64(0.5 + f64::from(nanos % 1000) / 2000.0)
+}
+
+fn clone_request(req: &Request<Body>) -> Option<Request<Body>> {
+    let body = req.body().try_clone()?;
+    let mut out = Request::new(body);
+    *out.method_mut() = req.method().clone();
+    *out.uri_mut() = req.uri().clone();
+    *out.version_mut() = req.version();
+    *out.headers_mut() = req.headers().clone();
+    *out.extensions_mut() = req.extensions().clone();
+    Some(out)
+}
+
+impl Service<Request<Body>> for RetryService {
+    type Response = Response<Body>;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<Response<Body>, BoxError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let inner = self.inner.clone();
+        let deadline = self.deadline;
+        let stats = self.stats.clone();
+        Box::pin(async move {
+            let mut req = Some(req);
+            let mut attempt = 0u32;
+            loop {
+                let Some(original) = req.as_ref() else {
+                    return Err("request body could not be replayed".into());
+                };
+                // A body that cannot be replayed is sent once, as it is.
+                let this = match clone_request(original) {
+                    Some(r) => r,
+                    None => req.take().ok_or("request body could not be replayed")?,
+                };
+                let method = this.method().clone();
+                let uri = this.uri().path().to_string();
+                stats.requests.fetch_add(1, Ordering::Relaxed);
+                let outcome = send(inner.clone(), this).await;
+                let (delay, why) = match &outcome {
+                    Ok(resp) if is_transient(resp.status()) => (
+                        retry_after(resp).unwrap_or_else(|| backoff(attempt)),
+                        resp.status().to_string(),
+                    ),
+                    Ok(_) => return outcome,
+                    Err(e) => (backoff(attempt), e.to_string()),
+                };
+                if req.is_none() || Instant::now() + delay > deadline {
+                    return outcome;
+                }
+                attempt += 1;
+                stats.retries.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%method, path = %uri, attempt, delay_ms = delay.as_millis() as u64, error = %why, "transient API failure, retrying");
+                tokio::time::sleep(delay).await;
+            }
+        })
+    }
+}
+
+/// Sends one request and reads the whole response, so that a connection that breaks while the
+/// body is still arriving is seen here (and retried) rather than by the caller.
+async fn send(mut inner: Inner, req: Request<Body>) -> Result<Response<Body>, BoxError> {
+    let resp = inner.ready().await?.call(req).await?;
+    let (parts, body) = resp.into_parts();
+    let bytes = body.collect().await?.to_bytes();
+    Ok(Response::from_parts(parts, Body::from(bytes)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff(0) <= Duration::from_millis(100));
+        assert!(backoff(0) >= Duration::from_millis(50));
+        assert!(backoff(10) <= Duration::from_secs(3));
+        assert!(backoff(10) >= Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn transient_statuses() {
+        for s in [429, 500, 502, 503, 504] {
+            assert!(is_transient(StatusCode::from_u16(s).unwrap()), "{s}");
+        }
+        for s in [200, 201, 400, 401, 403, 404, 409, 422] {
+            assert!(!is_transient(StatusCode::from_u16(s).unwrap()), "{s}");
+        }
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds() {
+        let resp = Response::builder()
+            .header("Retry-After", "2")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(retry_after(&resp), Some(Duration::from_secs(2)));
+        let resp = Response::builder()
+            .header("Retry-After", "soon")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(retry_after(&resp), None);
+    }
+}

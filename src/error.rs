@@ -1,0 +1,124 @@
+//! The library's error type: every message names the object, the key and the value involved.
+
+use std::time::Duration;
+
+/// Where a piece of user configuration came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub namespace: String,
+    pub name: String,
+    pub key: Option<String>,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ConfigMap {}/{}", self.namespace, self.name)?;
+        if let Some(key) = &self.key {
+            write!(f, " key {key:?}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "CustomResourceDefinition {crd} is not installed: the module must be installed before the migration runs"
+    )]
+    CrdMissing { crd: String },
+
+    #[error(
+        "{kind} {namespace}/{name} does not exist: the module's default CR must exist before the migration runs"
+    )]
+    CrMissing {
+        kind: String,
+        namespace: String,
+        name: String,
+    },
+
+    #[error("ConfigMap {namespace}/{name} does not exist")]
+    ConfigMapMissing { namespace: String, name: String },
+
+    #[error("{input} is missing")]
+    KeyMissing { input: Source },
+
+    #[error("{input}: invalid YAML at line {line}, column {column}: {message}")]
+    InvalidYaml {
+        input: Source,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+
+    #[error("{input}: {message}")]
+    InvalidConfig { input: Source, message: String },
+
+    #[error("{input}: value {value:?} is not a port (an integer from 1 to 65535)")]
+    InvalidPort { input: Source, value: String },
+
+    #[error("{input}: tenantMode {value} is neither \"shared\" nor \"dedicated\"")]
+    UnknownTenantMode { input: Source, value: String },
+
+    #[error(
+        "the API server would drop or change migrated fields of {object}: {fields}; nothing was written. \
+         Extend the CRD, fix the legacy configuration, or accept the loss of exactly these fields with \
+         --allow-field-loss=<field> (repeatable)"
+    )]
+    FieldLoss { object: String, fields: String },
+
+    #[error(
+        "the API server rejects the migrated configuration for {object}; nothing was written: {message}"
+    )]
+    Rejected { object: String, message: String },
+
+    #[error("refusing to delete the legacy installation: {reason}")]
+    CleanGate { reason: String },
+
+    #[error("backup copy {copy} does not match its source {source_object} after writing it")]
+    BackupMismatch { copy: String, source_object: String },
+
+    #[error("{object} changed concurrently {attempts} times in a row; giving up for this run")]
+    TooManyConflicts { object: String, attempts: u32 },
+
+    #[error("{action}: {source}")]
+    Kube {
+        action: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    #[error("{action}: no answer from the API server within the deadline of {deadline:?}")]
+    Deadline { action: String, deadline: Duration },
+
+    #[error("Kubernetes client configuration: {0}")]
+    ClientConfig(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Attaches what was being done to a Kubernetes client error.
+pub trait Context<T> {
+    fn context(self, action: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> Context<T> for std::result::Result<T, kube::Error> {
+    fn context(self, action: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| Error::Kube {
+            action: action(),
+            source,
+        })
+    }
+}
+
+/// True for a 409 from the server: a stale resourceVersion or a failed precondition.
+pub fn is_conflict(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(s) if s.code == 409 && s.reason == "Conflict")
+}
+
+pub fn is_not_found(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(s) if s.code == 404)
+}
+
+pub fn is_already_exists(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(s) if s.code == 409 && s.reason == "AlreadyExists")
+}

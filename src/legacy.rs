@@ -1,0 +1,97 @@
+//! The legacy installation: whether it is there, and where its objects are served.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use kube::api::Api;
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Client, ResourceExt};
+
+use crate::error::{Context, Result};
+use crate::names::{self, LegacyObjects, legacy_marker};
+
+/// A legacy installation that the reconciler manages.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LegacyInstall {
+    /// The `chart` label of the StatefulSet, e.g. `connectivity-proxy-2.9.3`.
+    pub chart: Option<String>,
+}
+
+impl LegacyInstall {
+    pub fn is_expected_version(&self) -> bool {
+        self.chart.as_deref() == Some(legacy_marker::EXPECTED_CHART)
+    }
+}
+
+/// The StatefulSet `kyma-system/connectivity-proxy` with the reconciler's annotation or label,
+/// or `None` when it is absent or not the reconciler's.
+pub async fn detect(client: &Client) -> Result<Option<LegacyInstall>> {
+    let api: Api<StatefulSet> = Api::namespaced(client.clone(), names::KYMA_SYSTEM);
+    let Some(meta) = api
+        .get_metadata_opt(legacy_marker::STATEFULSET)
+        .await
+        .context(|| {
+            format!(
+                "reading StatefulSet {}/{}",
+                names::KYMA_SYSTEM,
+                legacy_marker::STATEFULSET
+            )
+        })?
+    else {
+        return Ok(None);
+    };
+    let managed = meta
+        .annotations()
+        .contains_key(legacy_marker::DISCLAIMER_ANNOTATION)
+        || meta
+            .labels()
+            .get(legacy_marker::MANAGED_BY_LABEL)
+            .map(String::as_str)
+            == Some(legacy_marker::MANAGED_BY_VALUE);
+    Ok(managed.then(|| LegacyInstall {
+        chart: meta.labels().get(legacy_marker::CHART_LABEL).cloned(),
+    }))
+}
+
+/// Where each row of the legacy table is served on this cluster: one aggregated-discovery
+/// request, and only when a row needs it. `None` for a kind the cluster does not serve.
+pub async fn resolve(client: &Client, rows: &[LegacyObjects]) -> Result<Vec<Option<ApiResource>>> {
+    let mut served: BTreeMap<(String, String), String> = BTreeMap::new();
+    if rows.iter().any(|r| r.version.is_none()) {
+        let groups = client
+            .list_api_groups_aggregated()
+            .await
+            .context(|| "discovering the API groups the cluster serves".into())?;
+        for g in groups.items {
+            let group = g.metadata.and_then(|m| m.name).unwrap_or_default();
+            // Versions come in the server's order of preference: keep the first that serves a kind.
+            for v in g.versions {
+                let Some(version) = v.version else { continue };
+                for r in v.resources {
+                    if let Some(kind) = r.response_kind.and_then(|k| k.kind) {
+                        served
+                            .entry((group.clone(), kind))
+                            .or_insert_with(|| version.clone());
+                    }
+                }
+            }
+        }
+    }
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let version = match r.version {
+                Some(v) => Some(v.to_string()),
+                None => served
+                    .get(&(r.group.to_string(), r.kind.to_string()))
+                    .cloned(),
+            };
+            version.map(|v| {
+                ApiResource::from_gvk_with_plural(
+                    &GroupVersionKind::gvk(r.group, &v, r.kind),
+                    r.plural,
+                )
+            })
+        })
+        .collect())
+}

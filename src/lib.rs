@@ -1,0 +1,15 @@
+//! cp-mod-migrator: moves a Kyma cluster from the legacy Connectivity Proxy 2.9.3 to the
+//! Connectivity Proxy module, in steps that are safe to repeat, interrupt and run concurrently.
+
+pub mod cli;
+pub mod client;
+pub mod configmaps;
+pub mod cr;
+pub mod error;
+pub mod legacy;
+pub mod logging;
+pub mod names;
+pub mod steps;
+pub mod translate;
+
+pub use error::{Error, Result};

@@ -1,0 +1,316 @@
+//! Every Kubernetes name from the behaviour contract (SPEC.md), in one place.
+
+/// Namespace of the legacy installation and of the ConnectivityProxy CR.
+pub const KYMA_SYSTEM: &str = "kyma-system";
+/// Namespace that holds the copies of the user configuration.
+pub const BACKUP_NAMESPACE: &str = "connectivity-proxy-backup";
+
+/// The ConnectivityProxy custom resource.
+pub mod cr {
+    pub const GROUP: &str = "connectivityproxy.sap.com";
+    pub const VERSION: &str = "v1";
+    pub const KIND: &str = "ConnectivityProxy";
+    pub const PLURAL: &str = "connectivityproxies";
+    pub const CRD_NAME: &str = "connectivityproxies.connectivityproxy.sap.com";
+    pub const NAME: &str = "connectivity-proxy";
+}
+
+/// The legacy StatefulSet whose presence (with a reconciler marker) means "legacy installed".
+pub mod legacy_marker {
+    pub const STATEFULSET: &str = "connectivity-proxy";
+    pub const DISCLAIMER_ANNOTATION: &str =
+        "reconciler.kyma-project.io/managed-by-reconciler-disclaimer";
+    pub const MANAGED_BY_LABEL: &str = "reconciler.kyma-project.io/managed-by";
+    pub const MANAGED_BY_VALUE: &str = "reconciler";
+    pub const CHART_LABEL: &str = "chart";
+    pub const EXPECTED_CHART: &str = "connectivity-proxy-2.9.3";
+}
+
+/// The two ConfigMaps that hold the user configuration.
+pub mod config_maps {
+    pub const CONFIG: &str = "connectivity-proxy";
+    pub const CONFIG_KEY: &str = "connectivity-proxy-config.yml";
+    pub const INFO: &str = "connectivity-proxy-info";
+    /// Both, in the order they are backed up and restored.
+    pub const USER_CONFIG: [&str; 2] = [CONFIG, INFO];
+}
+
+/// Keys of `connectivity-proxy-info` and where in `spec.config` their ports go.
+pub const PORTS: [(&str, [&str; 3]); 3] = [
+    ("onpremise_proxy_http_port", ["servers", "proxy", "http"]),
+    (
+        "onpremise_proxy_ldap_port",
+        ["servers", "proxy", "rfcAndLdap"],
+    ),
+    (
+        "onpremise_socks5_proxy_port",
+        ["servers", "proxy", "socks5"],
+    ),
+];
+/// The leaf under each of the mappings in [`PORTS`].
+pub const PORT_FIELD: &str = "port";
+
+pub const TENANT_MODE_FIELD: &str = "tenantMode";
+pub const TENANT_SHARED: &str = "shared";
+pub const TENANT_DEDICATED: &str = "dedicated";
+/// Where the shared-tenant secret name goes, under `spec`.
+pub const SECRET_NAME_PATH: [&str; 4] = [
+    "secretConfig",
+    "integration",
+    "connectivityService",
+    "secretName",
+];
+pub const SHARED_TENANT_SECRET: &str = "connectivity-proxy-service-key";
+
+/// Step markers: annotations on the CR with value `"true"`.
+pub mod markers {
+    pub const TRUE: &str = "true";
+    pub const MIGRATED: &str = "migrator.kyma-project.io/migrated";
+    pub const BACKED_UP: &str = "migrator.kyma-project.io/backed-up";
+    pub const CLEANED: &str = "migrator.kyma-project.io/cleaned";
+    /// Keys that an earlier tool or a person used; each also counts as done.
+    pub const MIGRATED_ALT: &[&str] = &["connectivityproxy.sap.com/migrated"];
+    pub const BACKED_UP_ALT: &[&str] = &["connectivityproxy.sap.com/backed-up"];
+    pub const CLEANED_ALT: &[&str] = &[
+        "connectivityproxy.sap.com/cleaned",
+        "connectivityproxy.sap.com/cleaned-up",
+    ];
+}
+
+/// The new operator's own label: objects carrying it are never deleted.
+pub const OPERATOR_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const OPERATOR_LABEL_VALUE: &str = "sap.connectivity.proxy.operator";
+/// The operator Deployment that status reports on.
+pub const OPERATOR_DEPLOYMENT: &str = "connectivity-proxy-operator";
+
+/// ServiceMapping adoption by the new operator.
+pub mod service_mappings {
+    pub const CRD_NAME: &str = "servicemappings.connectivityproxy.sap.com";
+    pub const GROUP: &str = "connectivityproxy.sap.com";
+    pub const KIND: &str = "ServiceMapping";
+    pub const PLURAL: &str = "servicemappings";
+    pub const PRIMARY_NAME_ANNOTATION: &str = "io.javaoperatorsdk/primary-name";
+    pub const PRIMARY_NAMESPACE_ANNOTATION: &str = "io.javaoperatorsdk/primary-namespace";
+}
+
+/// Bookkeeping written on backup copies, removed again by restore.
+pub mod backup {
+    pub const SOURCE_ANNOTATION: &str = "migrator.kyma-project.io/backup-source";
+    pub const SOURCE_UID_ANNOTATION: &str = "migrator.kyma-project.io/backup-source-uid";
+    pub const SOURCE_RV_ANNOTATION: &str =
+        "migrator.kyma-project.io/backup-source-resource-version";
+    pub const TIME_ANNOTATION: &str = "migrator.kyma-project.io/backed-up-at";
+    pub const LABEL: &str = "migrator.kyma-project.io/backup";
+    pub const ALL_ANNOTATIONS: [&str; 4] = [
+        SOURCE_ANNOTATION,
+        SOURCE_UID_ANNOTATION,
+        SOURCE_RV_ANNOTATION,
+        TIME_ANNOTATION,
+    ];
+}
+
+/// Name this tool reports Events and field ownership under.
+pub const FIELD_MANAGER: &str = "cp-mod-migrator";
+
+/// One row of the contract's table of legacy objects removed by clean.
+#[derive(Debug, Clone, Copy)]
+pub struct LegacyObjects {
+    pub group: &'static str,
+    /// `Some` for kinds every cluster serves; `None` for kinds (Istio, Gardener) whose served
+    /// version is found by discovery, and which may not be served at all.
+    pub version: Option<&'static str>,
+    pub kind: &'static str,
+    pub plural: &'static str,
+    /// `None` for cluster-scoped kinds.
+    pub namespace: Option<&'static str>,
+    pub names: &'static [&'static str],
+}
+
+const fn row(
+    group: &'static str,
+    version: Option<&'static str>,
+    kind: &'static str,
+    plural: &'static str,
+    namespace: Option<&'static str>,
+    names: &'static [&'static str],
+) -> LegacyObjects {
+    LegacyObjects {
+        group,
+        version,
+        kind,
+        plural,
+        namespace,
+        names,
+    }
+}
+
+const KS: Option<&str> = Some(KYMA_SYSTEM);
+const IS: Option<&str> = Some("istio-system");
+
+/// The legacy installation, as SPEC.md's clean table lists it, in deletion order: the workloads
+/// first (so nothing keeps using what is removed after them), the configuration last.
+pub const LEGACY_OBJECTS: &[LegacyObjects] = &[
+    row(
+        "apps",
+        Some("v1"),
+        "StatefulSet",
+        "statefulsets",
+        KS,
+        &["connectivity-proxy"],
+    ),
+    row(
+        "apps",
+        Some("v1"),
+        "Deployment",
+        "deployments",
+        KS,
+        &[
+            "connectivity-proxy-restart-watcher",
+            "connectivity-proxy-sm-operator",
+        ],
+    ),
+    row(
+        "",
+        Some("v1"),
+        "Service",
+        "services",
+        KS,
+        &[
+            "connectivity-proxy",
+            "connectivity-proxy-smv",
+            "connectivity-proxy-tunnel",
+            "connectivity-proxy-tunnel-0",
+            "connectivity-proxy-tunnel-healthcheck",
+        ],
+    ),
+    row(
+        "rbac.authorization.k8s.io",
+        Some("v1"),
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        None,
+        &[
+            "connectivity-proxy-restart-watcher",
+            "connectivity-proxy-service-mappings",
+            "connectivity-proxy-service-mappings-kyma-system",
+        ],
+    ),
+    row(
+        "rbac.authorization.k8s.io",
+        Some("v1"),
+        "ClusterRole",
+        "clusterroles",
+        None,
+        &[
+            "connectivity-proxy-restart-watcher",
+            "connectivity-proxy-service-mappings",
+            "connectivity-proxy-sm-validation-webhook-cluster-role",
+            "connectivity-proxy-service-mappings-kyma-system",
+        ],
+    ),
+    row(
+        "",
+        Some("v1"),
+        "ServiceAccount",
+        "serviceaccounts",
+        KS,
+        &[
+            "connectivity-proxy-restart-watcher",
+            "connectivity-proxy-sm-operator",
+            "connectivity-proxy-sm-validation",
+            "connectivity-proxy-sm-validation-webhook",
+        ],
+    ),
+    row(
+        "admissionregistration.k8s.io",
+        Some("v1"),
+        "ValidatingWebhookConfiguration",
+        "validatingwebhookconfigurations",
+        None,
+        &["webhook-secret"],
+    ),
+    row(
+        "networking.istio.io",
+        None,
+        "EnvoyFilter",
+        "envoyfilters",
+        IS,
+        &["connectivity-proxy-custom-protocol"],
+    ),
+    row(
+        "networking.istio.io",
+        None,
+        "Gateway",
+        "gateways",
+        KS,
+        &["kyma-gateway-cc"],
+    ),
+    row(
+        "networking.istio.io",
+        None,
+        "VirtualService",
+        "virtualservices",
+        KS,
+        &["cc-proxy", "cc-proxy-healthcheck"],
+    ),
+    row(
+        "networking.istio.io",
+        None,
+        "DestinationRule",
+        "destinationrules",
+        KS,
+        &["connectivity-proxy-tunnel-0", "connectivity-proxy"],
+    ),
+    row(
+        "security.istio.io",
+        None,
+        "PeerAuthentication",
+        "peerauthentications",
+        KS,
+        &["enable-permissive-mode-for-cp"],
+    ),
+    row(
+        "cert.gardener.cloud",
+        None,
+        "Certificate",
+        "certificates",
+        IS,
+        &["cc-certs"],
+    ),
+    row(
+        "",
+        Some("v1"),
+        "Secret",
+        "secrets",
+        IS,
+        &["cc-certs-cacert", "cc-certs"],
+    ),
+    row(
+        "",
+        Some("v1"),
+        "Secret",
+        "secrets",
+        KS,
+        &["connectivity-sm-operator-secrets-tls"],
+    ),
+    row(
+        "scheduling.k8s.io",
+        Some("v1"),
+        "PriorityClass",
+        "priorityclasses",
+        None,
+        &["connectivity-proxy-priority-class"],
+    ),
+    row(
+        "",
+        Some("v1"),
+        "ConfigMap",
+        "configmaps",
+        KS,
+        &[
+            "connectivity-proxy",
+            "connectivity-proxy-info",
+            "connectivity-proxy-service-mappings",
+        ],
+    ),
+];

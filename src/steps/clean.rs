@@ -1,0 +1,408 @@
+//! Step 3: ServiceMappings handed to the new operator, then the legacy installation deleted,
+//! but only once a verified copy of the user configuration exists.
+
+use futures::{StreamExt, TryStreamExt, stream};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, Preconditions};
+use kube::core::{ApiResource, GroupVersionKind, ObjectMeta};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+use super::{Ctx, Outcome, print_plan};
+use crate::client::patch_params;
+use crate::configmaps;
+use crate::cr::{self, Lookup, Marker};
+use crate::error::{Context, Error, Result, is_conflict, is_not_found};
+use crate::legacy;
+use crate::names::{self, LEGACY_OBJECTS, config_maps, service_mappings as sm};
+
+/// ServiceMappings fetched per list request.
+const PAGE_SIZE: u32 = 500;
+/// Writes in flight at once: enough to keep the API server busy, few enough not to be throttled.
+const CONCURRENCY: usize = 16;
+
+pub async fn run(ctx: &Ctx) -> Result<Outcome> {
+    let current = match cr::lookup(&ctx.client).await? {
+        Lookup::Found(cr) => *cr,
+        Lookup::CrdMissing => {
+            return Ok(Outcome::Skipped(format!(
+                "CRD {} is not installed",
+                names::cr::CRD_NAME
+            )));
+        }
+        Lookup::CrMissing => {
+            return Ok(Outcome::Skipped(format!(
+                "{} does not exist",
+                cr::display()
+            )));
+        }
+    };
+    if ctx.marked(&current, Marker::Migrated).is_none() {
+        return Ok(Outcome::Skipped(
+            "the CR is not marked migrated; the legacy installation stays".into(),
+        ));
+    }
+    if let Some(key) = cr::marked(&current, Marker::Cleaned) {
+        return Ok(Outcome::Skipped(format!(
+            "already cleaned ({key}=true on the CR)"
+        )));
+    }
+    check_backup(ctx, &current).await?;
+
+    let adoption = adopt_service_mappings(ctx).await?;
+    let deletion = delete_legacy_objects(ctx).await?;
+    let summary = format!(
+        "{} of {} ServiceMappings adopted{}; {} legacy objects deleted, {} absent, {} kept as the new operator's{}",
+        adoption.adopted,
+        adoption.examined,
+        if adoption.crd_adopted {
+            " (and their CRD)"
+        } else {
+            ""
+        },
+        deletion.deleted.len(),
+        deletion.absent,
+        deletion.protected.len(),
+        if deletion.unserved.is_empty() {
+            String::new()
+        } else {
+            format!(", kinds not served: {}", deletion.unserved.join(", "))
+        },
+    );
+    if ctx.dry_run {
+        print_plan(
+            "clean",
+            &format!(
+                "would set {}=true on {}",
+                Marker::Cleaned.key(),
+                cr::display()
+            ),
+        );
+        return Ok(Outcome::Done(format!("would have: {summary}")));
+    }
+    let marked = cr::set_markers(&ctx.client, &[Marker::Cleaned], false).await?;
+    ctx.event(
+        &marked,
+        false,
+        "Cleaned",
+        "Clean",
+        format!("Removed the legacy Connectivity Proxy: {summary}"),
+    )
+    .await;
+    Ok(Outcome::Done(summary))
+}
+
+/// The safety gate: nothing is deleted unless the backup is marked done and each user
+/// ConfigMap that still exists has a copy with equal data in the backup namespace.
+async fn check_backup(ctx: &Ctx, current: &DynamicObject) -> Result<()> {
+    if ctx.marked(current, Marker::BackedUp).is_none() {
+        return Err(Error::CleanGate {
+            reason: format!(
+                "{} is not marked backed up ({}=true); run the backup step first",
+                cr::display(),
+                Marker::BackedUp.key()
+            ),
+        });
+    }
+    // In `run --dry-run` the backup was not really made; it would copy exactly the sources.
+    let backup_assumed = cr::marked(current, Marker::BackedUp).is_none();
+    for name in config_maps::USER_CONFIG {
+        let Some(source) = configmaps::get(&ctx.client, names::KYMA_SYSTEM, name).await? else {
+            continue;
+        };
+        if backup_assumed {
+            continue;
+        }
+        let gate = |reason: String| Err(Error::CleanGate { reason });
+        match configmaps::get(&ctx.client, names::BACKUP_NAMESPACE, name).await? {
+            None => {
+                return gate(format!(
+                    "ConfigMap {}/{name} exists but namespace {} holds no copy of it; run the backup step again \
+                     (remove {} from the CR first)",
+                    names::KYMA_SYSTEM,
+                    names::BACKUP_NAMESPACE,
+                    Marker::BackedUp.key()
+                ));
+            }
+            Some(copy) if !configmaps::same_data(&copy, &source) => {
+                return gate(format!(
+                    "the copy {}/{name} differs from ConfigMap {}/{name}: the configuration changed after the backup; \
+                     remove {} from the CR and run the backup step again",
+                    names::BACKUP_NAMESPACE,
+                    names::KYMA_SYSTEM,
+                    Marker::BackedUp.key()
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Default)]
+pub struct Adoption {
+    pub examined: usize,
+    pub adopted: usize,
+    pub crd_adopted: bool,
+}
+
+/// Whether an object already carries the new operator's annotations and label.
+pub fn is_adopted(meta: &ObjectMeta) -> bool {
+    let ann = |k: &str| {
+        meta.annotations
+            .as_ref()
+            .and_then(|a| a.get(k))
+            .map(String::as_str)
+    };
+    let label = meta
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(names::OPERATOR_LABEL))
+        .map(String::as_str);
+    ann(sm::PRIMARY_NAME_ANNOTATION) == Some(names::cr::NAME)
+        && ann(sm::PRIMARY_NAMESPACE_ANNOTATION) == Some(names::KYMA_SYSTEM)
+        && label == Some(names::OPERATOR_LABEL_VALUE)
+}
+
+fn adoption_patch() -> serde_json::Value {
+    json!({
+        "metadata": {
+            "annotations": {
+                sm::PRIMARY_NAME_ANNOTATION: names::cr::NAME,
+                sm::PRIMARY_NAMESPACE_ANNOTATION: names::KYMA_SYSTEM,
+            },
+            "labels": { names::OPERATOR_LABEL: names::OPERATOR_LABEL_VALUE },
+        }
+    })
+}
+
+/// Adds the operator's annotations and label to every ServiceMapping and to their CRD. The list
+/// is streamed in pages and the writes run with bounded concurrency, so memory does not grow
+/// with the number of mappings; mappings that are adopted already cost no request.
+pub async fn adopt_service_mappings(ctx: &Ctx) -> Result<Adoption> {
+    let crds: Api<CustomResourceDefinition> = Api::all(ctx.client.clone());
+    let Some(crd) = crds
+        .get_opt(sm::CRD_NAME)
+        .await
+        .context(|| format!("reading CustomResourceDefinition {}", sm::CRD_NAME))?
+    else {
+        tracing::info!(
+            crd = sm::CRD_NAME,
+            "no ServiceMapping CRD; nothing to adopt"
+        );
+        return Ok(Adoption::default());
+    };
+    let version = crd
+        .spec
+        .versions
+        .iter()
+        .find(|v| v.storage && v.served)
+        .or_else(|| crd.spec.versions.iter().find(|v| v.served))
+        .map(|v| v.name.clone())
+        .unwrap_or_else(|| "v1".into());
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(&crd.spec.group, &version, &crd.spec.names.kind),
+        &crd.spec.names.plural,
+    );
+    let namespaced = crd.spec.scope == "Namespaced";
+    let all: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &ar);
+    let patch = adoption_patch();
+    let pp = patch_params(ctx.dry_run);
+
+    let mut adoption = Adoption::default();
+    let mut token: Option<String> = None;
+    loop {
+        let mut lp = ListParams::default().limit(PAGE_SIZE);
+        if let Some(t) = &token {
+            lp = lp.continue_token(t);
+        }
+        let page = match all.list_metadata(&lp).await {
+            Ok(page) => page,
+            // The continue token expired during a long pass: list again; adopted ones are skipped.
+            Err(kube::Error::Api(s)) if s.code == 410 && token.is_some() => {
+                token = None;
+                continue;
+            }
+            Err(e) => return Err(e).context(|| format!("listing {}", sm::PLURAL)),
+        };
+        adoption.examined += page.items.len();
+        let todo: Vec<(Option<String>, String)> = page
+            .items
+            .iter()
+            .filter(|m| !is_adopted(&m.metadata))
+            .map(|m| (if namespaced { m.namespace() } else { None }, m.name_any()))
+            .collect();
+        let adopted = stream::iter(todo)
+            .map(|(ns, name)| {
+                let api: Api<DynamicObject> = match &ns {
+                    Some(ns) => Api::namespaced_with(ctx.client.clone(), ns, &ar),
+                    None => Api::all_with(ctx.client.clone(), &ar),
+                };
+                let (patch, pp) = (&patch, &pp);
+                async move {
+                    match api.patch(&name, pp, &Patch::Merge(patch)).await {
+                        Ok(_) => Ok(1usize),
+                        // Deleted since it was listed: nothing left to adopt.
+                        Err(e) if is_not_found(&e) => Ok(0),
+                        Err(e) => Err(e).context(|| {
+                            format!(
+                                "adopting {} {}{name}",
+                                sm::KIND,
+                                ns.map(|n| format!("{n}/")).unwrap_or_default()
+                            )
+                        }),
+                    }
+                }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .try_fold(0usize, |acc, n| async move { Ok(acc + n) })
+            .await?;
+        adoption.adopted += adopted;
+        token = page.metadata.continue_.filter(|t| !t.is_empty());
+        if token.is_none() {
+            break;
+        }
+    }
+    if !is_adopted(&crd.metadata) {
+        crds.patch(sm::CRD_NAME, &pp, &Patch::Merge(&patch))
+            .await
+            .context(|| format!("adopting CustomResourceDefinition {}", sm::CRD_NAME))?;
+        adoption.crd_adopted = true;
+    }
+    if ctx.dry_run {
+        print_plan(
+            "clean",
+            &format!(
+                "would adopt {} of {} ServiceMappings{}",
+                adoption.adopted,
+                adoption.examined,
+                if adoption.crd_adopted {
+                    " and their CRD"
+                } else {
+                    ""
+                }
+            ),
+        );
+    }
+    Ok(adoption)
+}
+
+#[derive(Debug, Default)]
+pub struct Deletion {
+    pub deleted: Vec<String>,
+    pub absent: usize,
+    pub protected: Vec<String>,
+    pub unserved: Vec<String>,
+}
+
+enum Deleted {
+    Yes(String),
+    Absent,
+    Protected(String),
+}
+
+/// Deletes every object of the legacy table that exists, is served, and is not the new operator's.
+async fn delete_legacy_objects(ctx: &Ctx) -> Result<Deletion> {
+    let resolved = legacy::resolve(&ctx.client, LEGACY_OBJECTS).await?;
+    let mut deletion = Deletion::default();
+    let mut targets = Vec::new();
+    for (row, ar) in LEGACY_OBJECTS.iter().zip(resolved) {
+        let Some(ar) = ar else {
+            tracing::info!(
+                kind = row.kind,
+                group = row.group,
+                "kind not served by this cluster; skipped"
+            );
+            deletion
+                .unserved
+                .push(format!("{}.{}", row.kind, row.group));
+            continue;
+        };
+        for name in row.names {
+            targets.push((ar.clone(), row.namespace, *name));
+        }
+    }
+    // `buffered` starts deletions in table order (workloads first) while several are in flight.
+    let results: Vec<Deleted> = stream::iter(targets)
+        .map(|(ar, ns, name)| delete_one(&ctx.client, ar, ns, name, ctx.dry_run))
+        .buffered(CONCURRENCY)
+        .try_collect()
+        .await?;
+    for r in results {
+        match r {
+            Deleted::Yes(what) => deletion.deleted.push(what),
+            Deleted::Absent => deletion.absent += 1,
+            Deleted::Protected(what) => deletion.protected.push(what),
+        }
+    }
+    if ctx.dry_run {
+        print_plan(
+            "clean",
+            &format!(
+                "would delete {} legacy objects: {}",
+                deletion.deleted.len(),
+                deletion.deleted.join(", ")
+            ),
+        );
+    }
+    Ok(deletion)
+}
+
+async fn delete_one(
+    client: &Client,
+    ar: ApiResource,
+    namespace: Option<&str>,
+    name: &str,
+    dry_run: bool,
+) -> Result<Deleted> {
+    let api: Api<DynamicObject> = match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+        None => Api::all_with(client.clone(), &ar),
+    };
+    let what = format!(
+        "{} {}{name}",
+        ar.kind,
+        namespace.map(|n| format!("{n}/")).unwrap_or_default()
+    );
+    // The uid precondition makes sure that what is deleted is the object just checked; if it
+    // was replaced in between, it is checked again.
+    const ATTEMPTS: u32 = 5;
+    for _ in 0..ATTEMPTS {
+        let Some(meta) = api
+            .get_metadata_opt(name)
+            .await
+            .context(|| format!("reading {what}"))?
+        else {
+            return Ok(Deleted::Absent);
+        };
+        if meta.labels().get(names::OPERATOR_LABEL).map(String::as_str)
+            == Some(names::OPERATOR_LABEL_VALUE)
+        {
+            tracing::info!(object = %what, "carries the new operator's label; kept");
+            return Ok(Deleted::Protected(what));
+        }
+        let dp = DeleteParams {
+            dry_run,
+            preconditions: Some(Preconditions {
+                uid: meta.uid(),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match api.delete(name, &dp).await {
+            Ok(_) => {
+                if !dry_run {
+                    tracing::info!(object = %what, "deleted");
+                }
+                return Ok(Deleted::Yes(what));
+            }
+            Err(e) if is_not_found(&e) => return Ok(Deleted::Absent),
+            Err(e) if is_conflict(&e) => continue,
+            Err(e) => return Err(e).context(|| format!("deleting {what}")),
+        }
+    }
+    Err(Error::TooManyConflicts {
+        object: what,
+        attempts: ATTEMPTS,
+    })
+}

@@ -1,0 +1,34 @@
+//! mark-done: all three step markers on the CR, so the init containers do nothing next time.
+
+use super::{Ctx, Outcome, print_plan};
+use crate::cr::{self, Marker};
+use crate::error::Result;
+
+pub async fn run(ctx: &Ctx) -> Result<Outcome> {
+    let current = cr::lookup(&ctx.client).await?.required()?;
+    let missing: Vec<Marker> = Marker::ALL
+        .into_iter()
+        .filter(|m| cr::marked(&current, *m) != Some(m.key()))
+        .collect();
+    if missing.is_empty() {
+        return Ok(Outcome::Skipped("all three markers are set already".into()));
+    }
+    let keys: Vec<&str> = missing.iter().map(|m| m.key()).collect();
+    let marked = cr::set_markers(&ctx.client, &missing, ctx.dry_run).await?;
+    if ctx.dry_run {
+        print_plan(
+            "mark-done",
+            &format!("would set {} on {}", keys.join(", "), cr::display()),
+        );
+        return Ok(Outcome::Done(format!("would set {}", keys.join(", "))));
+    }
+    ctx.event(
+        &marked,
+        true,
+        "MarkedDone",
+        "MarkDone",
+        format!("Migration steps marked done by hand: {}", keys.join(", ")),
+    )
+    .await;
+    Ok(Outcome::Done(format!("set {}", keys.join(", "))))
+}

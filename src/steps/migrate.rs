@@ -1,0 +1,241 @@
+//! Step 1: the user configuration from the legacy ConfigMaps into the ConnectivityProxy CR.
+
+use kube::ResourceExt;
+use kube::api::DynamicObject;
+use serde_json::Value;
+
+use super::{Ctx, Outcome, print_plan};
+use crate::configmaps;
+use crate::cr::{self, Marker};
+use crate::error::{Error, Result, Source, is_conflict};
+use crate::names::{self, config_maps};
+use crate::{legacy, translate};
+
+/// Conflicting writers in a row before this run gives up (the next run starts afresh).
+const MAX_CONFLICTS: u32 = 20;
+
+pub async fn run(ctx: &Ctx) -> Result<Outcome> {
+    for attempt in 1..=MAX_CONFLICTS {
+        match attempt_once(ctx).await? {
+            Attempt::Finished(outcome) => return Ok(outcome),
+            Attempt::Conflict => {
+                tracing::info!(
+                    attempt,
+                    "the CR changed since it was read; reading it again"
+                );
+            }
+        }
+    }
+    Err(Error::TooManyConflicts {
+        object: cr::display(),
+        attempts: MAX_CONFLICTS,
+    })
+}
+
+enum Attempt {
+    Finished(Outcome),
+    Conflict,
+}
+
+async fn attempt_once(ctx: &Ctx) -> Result<Attempt> {
+    let client = &ctx.client;
+    let current = cr::lookup(client).await?.required()?;
+    if let Some(key) = cr::marked(&current, Marker::Migrated) {
+        return Ok(Attempt::Finished(Outcome::Skipped(format!(
+            "already migrated ({key}=true on the CR)"
+        ))));
+    }
+    let Some(install) = legacy::detect(client).await? else {
+        return Ok(Attempt::Finished(Outcome::Skipped(format!(
+            "no legacy installation: StatefulSet {}/{} is absent or not managed by the reconciler",
+            names::KYMA_SYSTEM,
+            names::legacy_marker::STATEFULSET
+        ))));
+    };
+    warn_on_version(&install);
+
+    let (document, ports) = read_legacy_configuration(ctx).await?;
+    let plan = translate::plan(current.data.pointer("/spec/config"), &document, ports)?;
+
+    let mut desired = current.clone();
+    let spec = desired
+        .data
+        .as_object_mut()
+        .map(|o| o.entry("spec").or_insert(Value::Null));
+    let Some(spec) = spec else {
+        return Err(Error::Rejected {
+            object: cr::display(),
+            message: "the CR is not a JSON object".into(),
+        });
+    };
+    translate::apply_to_spec(spec, &plan).map_err(|field| Error::Rejected {
+        object: cr::display(),
+        message: format!("spec field {field} is not a mapping"),
+    })?;
+    desired
+        .annotations_mut()
+        .insert(Marker::Migrated.key().into(), names::markers::TRUE.into());
+
+    // Ask the server what it would store, and refuse if it would drop or change anything.
+    let stored = match write(ctx, &desired, true).await? {
+        Some(stored) => stored,
+        None => return Ok(Attempt::Conflict),
+    };
+    let lost = translate::lost_fields(
+        &plan.expected_spec,
+        stored.data.get("spec").unwrap_or(&Value::Null),
+    );
+    let (accepted, refused): (Vec<String>, Vec<String>) =
+        lost.into_iter().partition(|line| ctx.allows_loss_of(line));
+    if !refused.is_empty() {
+        return Err(Error::FieldLoss {
+            object: cr::display(),
+            fields: refused.join("; "),
+        });
+    }
+    for line in &accepted {
+        tracing::warn!(field = %line, "accepted loss of a migrated field (--allow-field-loss)");
+    }
+
+    let summary = summary(&plan, ports, &accepted);
+    if ctx.dry_run {
+        print_plan(
+            "migrate",
+            &format!(
+                "{summary}\n{} spec.config before:\n{}\n{} spec.config after:\n{}",
+                cr::display(),
+                yaml(current.data.pointer("/spec/config").unwrap_or(&Value::Null)),
+                cr::display(),
+                yaml(&plan.config)
+            ),
+        );
+        ctx.assume(Marker::Migrated);
+        return Ok(Attempt::Finished(Outcome::Done(format!(
+            "would migrate: {summary}"
+        ))));
+    }
+    let Some(written) = write(ctx, &desired, false).await? else {
+        return Ok(Attempt::Conflict);
+    };
+    ctx.event(
+        &written,
+        false,
+        "Migrated",
+        "Migrate",
+        format!("Migrated the legacy Connectivity Proxy configuration: {summary}"),
+    )
+    .await;
+    Ok(Attempt::Finished(Outcome::Done(summary)))
+}
+
+impl Ctx {
+    /// A lost field is accepted when it, or a field above it, was named with --allow-field-loss.
+    fn allows_loss_of(&self, line: &str) -> bool {
+        let field = line.split(": ").next().unwrap_or(line);
+        self.allow_field_loss.iter().any(|allowed| {
+            field == allowed
+                || field
+                    .strip_prefix(allowed.as_str())
+                    .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+        })
+    }
+}
+
+fn warn_on_version(install: &legacy::LegacyInstall) {
+    match &install.chart {
+        Some(chart) if install.is_expected_version() => {
+            tracing::info!(%chart, "legacy Connectivity Proxy found")
+        }
+        chart => tracing::warn!(
+            chart = chart.as_deref().unwrap_or("(no chart label)"),
+            expected = names::legacy_marker::EXPECTED_CHART,
+            "legacy Connectivity Proxy of another version found; migrating it the same way"
+        ),
+    }
+}
+
+async fn read_legacy_configuration(ctx: &Ctx) -> Result<(translate::Document, [u16; 3])> {
+    let missing = |name: &str| Error::ConfigMapMissing {
+        namespace: names::KYMA_SYSTEM.into(),
+        name: name.into(),
+    };
+    let config = configmaps::get(&ctx.client, names::KYMA_SYSTEM, config_maps::CONFIG)
+        .await?
+        .ok_or_else(|| missing(config_maps::CONFIG))?;
+    let source = Source {
+        namespace: names::KYMA_SYSTEM.into(),
+        name: config_maps::CONFIG.into(),
+        key: Some(config_maps::CONFIG_KEY.into()),
+    };
+    let text = config
+        .data
+        .as_ref()
+        .and_then(|d| d.get(config_maps::CONFIG_KEY))
+        .ok_or_else(|| Error::KeyMissing {
+            input: source.clone(),
+        })?;
+    let document = translate::parse_legacy_document(&source, text)?;
+
+    let info = configmaps::get(&ctx.client, names::KYMA_SYSTEM, config_maps::INFO)
+        .await?
+        .ok_or_else(|| missing(config_maps::INFO))?;
+    let ports = translate::parse_ports(
+        names::KYMA_SYSTEM,
+        config_maps::INFO,
+        &info.data.unwrap_or_default(),
+    )?;
+    Ok((document, ports))
+}
+
+/// Replaces the CR, guarded by the resourceVersion it was read with. `None` on a conflict.
+async fn write(ctx: &Ctx, desired: &DynamicObject, dry_run: bool) -> Result<Option<DynamicObject>> {
+    let pp = crate::client::post_params(dry_run);
+    match cr::api(&ctx.client)
+        .replace(names::cr::NAME, &pp, desired)
+        .await
+    {
+        Ok(stored) => Ok(Some(stored)),
+        Err(e) if is_conflict(&e) => Ok(None),
+        Err(kube::Error::Api(s)) if s.code == 422 || s.code == 400 => Err(Error::Rejected {
+            object: cr::display(),
+            message: s.message.clone(),
+        }),
+        Err(e) => Err(Error::Kube {
+            action: format!("writing {}", cr::display()),
+            source: e,
+        }),
+    }
+}
+
+fn summary(plan: &translate::Plan, ports: [u16; 3], accepted: &[String]) -> String {
+    let leaves = count_leaves(plan.expected_spec.get("config").unwrap_or(&Value::Null));
+    let mut s = format!(
+        "{leaves} fields into spec.config (ports: http {}, rfcAndLdap {}, socks5 {}), tenant mode {}",
+        ports[0],
+        ports[1],
+        ports[2],
+        if plan.shared_tenant {
+            "shared: secretName set to the shared-tenant secret"
+        } else {
+            "dedicated"
+        }
+    );
+    if !accepted.is_empty() {
+        s.push_str(&format!(
+            "; fields dropped as allowed: {}",
+            accepted.join("; ")
+        ));
+    }
+    s
+}
+
+fn count_leaves(v: &Value) -> usize {
+    match v {
+        Value::Object(m) if !m.is_empty() => m.values().map(count_leaves).sum(),
+        _ => 1,
+    }
+}
+
+pub(crate) fn yaml(v: &Value) -> String {
+    serde_yaml::to_string(v).unwrap_or_else(|_| v.to_string())
+}

@@ -1,0 +1,122 @@
+//! The commands: each step reads the cluster, decides, and (unless dry-run) writes.
+
+pub mod backup;
+pub mod clean;
+pub mod mark_done;
+pub mod migrate;
+pub mod restore;
+pub mod status;
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+use kube::Client;
+use kube::api::DynamicObject;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+
+use crate::cr::{self, Marker};
+use crate::names;
+
+/// How a step ended when it did not fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done(String),
+    Skipped(String),
+}
+
+/// What every step needs: the client and the run's options.
+pub struct Ctx {
+    pub client: Client,
+    pub dry_run: bool,
+    /// Fields (as migrate names them) whose loss to CRD pruning the user accepted.
+    pub allow_field_loss: Vec<String>,
+    /// With `run --dry-run`: markers that the earlier steps would have set, so that each step's
+    /// plan is shown as if they had been done.
+    assumed: Mutex<BTreeSet<Marker>>,
+    recorder: Recorder,
+}
+
+impl Ctx {
+    pub fn new(client: Client, dry_run: bool, allow_field_loss: Vec<String>) -> Self {
+        let instance = std::env::var("POD_NAME")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok());
+        let reporter = Reporter {
+            controller: names::FIELD_MANAGER.into(),
+            instance,
+        };
+        Ctx {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            dry_run,
+            allow_field_loss,
+            assumed: Mutex::default(),
+        }
+    }
+
+    /// The key marking `marker` done on the CR, or (dry-run of `run`) that an earlier step would set it.
+    pub fn marked(&self, cr: &DynamicObject, marker: Marker) -> Option<&'static str> {
+        cr::marked(cr, marker).or_else(|| {
+            self.is_assumed(marker)
+                .then_some("(set by the earlier steps of this dry run)")
+        })
+    }
+
+    pub fn is_assumed(&self, marker: Marker) -> bool {
+        self.assumed
+            .lock()
+            .map(|s| s.contains(&marker))
+            .unwrap_or(false)
+    }
+
+    /// Records that a dry-run step would have set `marker`.
+    pub fn assume(&self, marker: Marker) {
+        if let Ok(mut s) = self.assumed.lock() {
+            s.insert(marker);
+        }
+    }
+
+    /// Records an Event on the CR. An Event that cannot be written is logged, not fatal: the
+    /// step's work and its marker are already stored.
+    pub async fn event(
+        &self,
+        cr: &DynamicObject,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        if self.dry_run {
+            return;
+        }
+        let mut note = note;
+        if note.len() > 1000 {
+            let mut cut = 990;
+            while !note.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            note.truncate(cut);
+            note.push_str(" …");
+        }
+        let ev = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        };
+        let reference = kube::Resource::object_ref(cr, &cr::api_resource());
+        if let Err(e) = self.recorder.publish(&ev, &reference).await {
+            tracing::warn!(error = %e, reason, "could not record an Event on the CR");
+        }
+    }
+}
+
+/// Prints a dry-run plan on stdout (logs go to stderr), so it can be read or piped apart.
+pub fn print_plan(step: &str, text: &str) {
+    println!("--- {step} (dry run): {text}");
+}

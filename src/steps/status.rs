@@ -1,0 +1,318 @@
+//! status: a read-only picture of the migration on this cluster.
+
+use futures::{StreamExt, TryStreamExt, stream};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Client, ResourceExt};
+use serde::Serialize;
+
+use super::clean::is_adopted;
+use crate::configmaps;
+use crate::cr::{self, Lookup, Marker};
+use crate::error::{Context, Result};
+use crate::legacy::{self, LegacyInstall};
+use crate::names::{self, LEGACY_OBJECTS, config_maps, service_mappings as sm};
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub legacy_installation: Option<LegacyInstall>,
+    pub crd_installed: bool,
+    pub cr_exists: bool,
+    /// For each step, the annotation key that marks it done, if any.
+    pub markers: std::collections::BTreeMap<Marker, Option<String>>,
+    pub backup_namespace_exists: bool,
+    pub backup: Vec<BackupCopy>,
+    pub legacy_objects_remaining: Vec<String>,
+    pub legacy_kinds_not_served: Vec<String>,
+    pub service_mappings: Option<ServiceMappings>,
+    pub operator: Option<Operator>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BackupCopy {
+    pub name: String,
+    pub source_exists: bool,
+    pub copy_exists: bool,
+    /// Both exist and their data is equal.
+    pub copy_matches_source: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServiceMappings {
+    pub total: usize,
+    pub adopted: usize,
+    pub crd_adopted: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Operator {
+    pub replicas: i32,
+    pub ready_replicas: i32,
+    pub ready: bool,
+}
+
+pub async fn collect(client: &Client) -> Result<Status> {
+    let legacy_installation = legacy::detect(client).await?;
+    let lookup = cr::lookup(client).await?;
+    let markers = Marker::ALL
+        .into_iter()
+        .map(|m| {
+            let key = match &lookup {
+                Lookup::Found(cr) => cr::marked(cr, m).map(str::to_string),
+                _ => None,
+            };
+            (m, key)
+        })
+        .collect();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let backup_namespace_exists = namespaces
+        .get_metadata_opt(names::BACKUP_NAMESPACE)
+        .await
+        .context(|| format!("reading namespace {}", names::BACKUP_NAMESPACE))?
+        .is_some();
+    let mut backup = Vec::new();
+    for name in config_maps::USER_CONFIG {
+        let source = configmaps::get(client, names::KYMA_SYSTEM, name).await?;
+        let copy = if backup_namespace_exists {
+            configmaps::get(client, names::BACKUP_NAMESPACE, name).await?
+        } else {
+            None
+        };
+        backup.push(BackupCopy {
+            name: name.into(),
+            source_exists: source.is_some(),
+            copy_exists: copy.is_some(),
+            copy_matches_source: match (&source, &copy) {
+                (Some(s), Some(c)) => Some(configmaps::same_data(s, c)),
+                _ => None,
+            },
+        });
+    }
+    let (legacy_objects_remaining, legacy_kinds_not_served) =
+        remaining_legacy_objects(client).await?;
+    Ok(Status {
+        legacy_installation,
+        crd_installed: !matches!(lookup, Lookup::CrdMissing),
+        cr_exists: matches!(lookup, Lookup::Found(_)),
+        markers,
+        backup_namespace_exists,
+        backup,
+        legacy_objects_remaining,
+        legacy_kinds_not_served,
+        service_mappings: service_mappings(client).await?,
+        operator: operator(client).await?,
+    })
+}
+
+async fn remaining_legacy_objects(client: &Client) -> Result<(Vec<String>, Vec<String>)> {
+    let resolved = legacy::resolve(client, LEGACY_OBJECTS).await?;
+    let mut not_served = Vec::new();
+    let mut targets = Vec::new();
+    for (row, ar) in LEGACY_OBJECTS.iter().zip(resolved) {
+        match ar {
+            Some(ar) => targets.extend(row.names.iter().map(|n| (ar.clone(), row.namespace, *n))),
+            None => not_served.push(format!("{}.{}", row.kind, row.group)),
+        }
+    }
+    let found: Vec<Option<String>> = stream::iter(targets)
+        .map(|(ar, ns, name)| async move {
+            let api: Api<DynamicObject> = match ns {
+                Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+                None => Api::all_with(client.clone(), &ar),
+            };
+            let what = format!(
+                "{} {}{name}",
+                ar.kind,
+                ns.map(|n| format!("{n}/")).unwrap_or_default()
+            );
+            let meta = api
+                .get_metadata_opt(name)
+                .await
+                .context(|| format!("reading {what}"))?;
+            Ok(meta
+                .filter(|m| {
+                    m.labels().get(names::OPERATOR_LABEL).map(String::as_str)
+                        != Some(names::OPERATOR_LABEL_VALUE)
+                })
+                .map(|_| what))
+        })
+        .buffered(16)
+        .try_collect()
+        .await?;
+    Ok((found.into_iter().flatten().collect(), not_served))
+}
+
+async fn service_mappings(client: &Client) -> Result<Option<ServiceMappings>> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let Some(crd) = crds
+        .get_opt(sm::CRD_NAME)
+        .await
+        .context(|| format!("reading CustomResourceDefinition {}", sm::CRD_NAME))?
+    else {
+        return Ok(None);
+    };
+    let Some(version) = crd
+        .spec
+        .versions
+        .iter()
+        .find(|v| v.served)
+        .map(|v| v.name.clone())
+    else {
+        return Ok(None);
+    };
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(&crd.spec.group, &version, &crd.spec.names.kind),
+        &crd.spec.names.plural,
+    );
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+    let (mut total, mut adopted) = (0, 0);
+    let mut token: Option<String> = None;
+    loop {
+        let mut lp = ListParams::default().limit(500);
+        if let Some(t) = &token {
+            lp = lp.continue_token(t);
+        }
+        let page = api
+            .list_metadata(&lp)
+            .await
+            .context(|| format!("listing {}", sm::PLURAL))?;
+        total += page.items.len();
+        adopted += page
+            .items
+            .iter()
+            .filter(|m| is_adopted(&m.metadata))
+            .count();
+        token = page.metadata.continue_.filter(|t| !t.is_empty());
+        if token.is_none() {
+            break;
+        }
+    }
+    Ok(Some(ServiceMappings {
+        total,
+        adopted,
+        crd_adopted: is_adopted(&crd.metadata),
+    }))
+}
+
+async fn operator(client: &Client) -> Result<Option<Operator>> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), names::KYMA_SYSTEM);
+    let Some(d) = api.get_opt(names::OPERATOR_DEPLOYMENT).await.context(|| {
+        format!(
+            "reading Deployment {}/{}",
+            names::KYMA_SYSTEM,
+            names::OPERATOR_DEPLOYMENT
+        )
+    })?
+    else {
+        return Ok(None);
+    };
+    let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let ready_replicas = d
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    Ok(Some(Operator {
+        replicas,
+        ready_replicas,
+        ready: ready_replicas >= replicas && replicas > 0,
+    }))
+}
+
+/// The status as a person reads it.
+pub fn render_text(s: &Status) -> String {
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<28} {v}\n"));
+    line(
+        "legacy installation",
+        match &s.legacy_installation {
+            Some(l) => format!(
+                "present ({})",
+                l.chart.as_deref().unwrap_or("no chart label")
+            ),
+            None => "absent".into(),
+        },
+    );
+    line("ConnectivityProxy CRD", yes(s.crd_installed).into());
+    line("ConnectivityProxy CR", yes(s.cr_exists).into());
+    for (m, key) in &s.markers {
+        let name = serde_json::to_value(m)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        line(
+            &format!("step {name}"),
+            key.as_ref()
+                .map(|k| format!("done ({k})"))
+                .unwrap_or_else(|| "not done".into()),
+        );
+    }
+    line(
+        "backup namespace",
+        if s.backup_namespace_exists {
+            format!("{} exists", names::BACKUP_NAMESPACE)
+        } else {
+            "absent".into()
+        },
+    );
+    for b in &s.backup {
+        line(
+            &format!("backup of {}", b.name),
+            match (b.source_exists, b.copy_exists, b.copy_matches_source) {
+                (_, false, _) => format!(
+                    "no copy (source {})",
+                    if b.source_exists { "exists" } else { "absent" }
+                ),
+                (false, true, _) => "copy present, source gone".into(),
+                (true, true, Some(true)) => "copy matches source".into(),
+                (true, true, _) => "copy DIFFERS from source".into(),
+            },
+        );
+    }
+    line(
+        "legacy objects remaining",
+        s.legacy_objects_remaining.len().to_string(),
+    );
+    for o in &s.legacy_objects_remaining {
+        line("", o.clone());
+    }
+    if !s.legacy_kinds_not_served.is_empty() {
+        line(
+            "legacy kinds not served",
+            s.legacy_kinds_not_served.join(", "),
+        );
+    }
+    line(
+        "ServiceMappings",
+        match &s.service_mappings {
+            Some(m) => format!(
+                "{} of {} adopted; CRD {}",
+                m.adopted,
+                m.total,
+                if m.crd_adopted {
+                    "adopted"
+                } else {
+                    "not adopted"
+                }
+            ),
+            None => "CRD not installed".into(),
+        },
+    );
+    line(
+        "operator Deployment",
+        match &s.operator {
+            Some(o) => format!(
+                "{}/{} ready{}",
+                o.ready_replicas,
+                o.replicas,
+                if o.ready { "" } else { " (NOT READY)" }
+            ),
+            None => "absent".into(),
+        },
+    );
+    out
+}

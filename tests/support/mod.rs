@@ -1,0 +1,439 @@
+//! Test support: a real kube-apiserver + etcd per test (see `testenv/`), fixtures, snapshots,
+//! and running the built binary against it.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::authentication::v1::TokenRequest;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::discovery::{Discovery, Scope, verbs};
+use kube::{Client, Config, ResourceExt};
+use serde_json::Value;
+
+pub const MODULE: &str = "module";
+pub const LEGACY: &str = "legacy-2.9.3";
+pub const LEGACY_SHARED: &str = "legacy-2.9.3-shared";
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture_dir(name: &str) -> PathBuf {
+    repo_root().join("fixtures").join(name)
+}
+
+/// The test server binary, built (or found in its cache) once per test process.
+fn server_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let out = Command::new(repo_root().join("testenv/cluster"))
+            .arg("build")
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run testenv/cluster build");
+        assert!(out.status.success(), "testenv/cluster build failed");
+        PathBuf::from(String::from_utf8(out.stdout).expect("utf-8 path").trim())
+    })
+}
+
+/// One real API server with its own etcd, stopped when dropped (also when the test panics).
+/// Its stdin is a lifeline: if this process dies, the server sees EOF and exits.
+pub struct TestCluster {
+    dir: tempfile::TempDir,
+    child: Child,
+    pub kubeconfig: PathBuf,
+    pub client: Client,
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl TestCluster {
+    /// A fresh, empty cluster.
+    pub async fn start() -> TestCluster {
+        let bin = server_binary();
+        let dir = tempfile::Builder::new()
+            .prefix("cp-testenv-")
+            .tempdir()
+            .expect("tempdir");
+        let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
+        let mut child = Command::new(bin)
+            .args(["serve", "--dir"])
+            .arg(dir.path())
+            .arg("--lifeline-stdin")
+            .stdin(Stdio::piped())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start test API server");
+        let kubeconfig = dir.path().join("kubeconfig");
+        let started = Instant::now();
+        while !kubeconfig.exists() {
+            if let Ok(Some(status)) = child.try_wait() {
+                let log =
+                    std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
+                panic!(
+                    "test API server exited ({status}) before it was ready:\n{}",
+                    tail(&log, 30)
+                );
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "test API server not ready after 120s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let client = client_for(&kubeconfig).await;
+        TestCluster {
+            dir,
+            child,
+            kubeconfig,
+            client,
+        }
+    }
+
+    /// A fresh cluster with the named fixture folders applied, in order.
+    pub async fn with(fixtures: &[&str]) -> TestCluster {
+        let c = TestCluster::start().await;
+        for f in fixtures {
+            c.apply_dir(&fixture_dir(f)).await;
+        }
+        c
+    }
+
+    /// The module's CRD and default CR, and the legacy installation (dedicated tenant).
+    pub async fn legacy_and_module() -> TestCluster {
+        TestCluster::with(&[LEGACY, MODULE]).await
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Server-side applies every YAML document of every `*.yaml` file in `dir`, in file-name
+    /// order, waiting for each CRD to be established before going on.
+    pub async fn apply_dir(&self, dir: &Path) {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+            .map(|e| e.expect("dir entry").path())
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+            .collect();
+        files.sort();
+        for f in files {
+            let text = std::fs::read_to_string(&f).expect("read fixture");
+            self.apply_yaml(&text).await;
+        }
+    }
+
+    pub async fn apply_yaml(&self, text: &str) {
+        for doc in serde_yaml::Deserializer::from_str(text) {
+            let value: Value = serde::Deserialize::deserialize(doc).expect("fixture YAML");
+            if value.is_null() {
+                continue;
+            }
+            let obj: DynamicObject = serde_json::from_value(value).expect("fixture object");
+            self.apply(&obj).await;
+        }
+    }
+
+    /// Server-side apply of one object (forced), then waits if it is a CRD.
+    pub async fn apply(&self, obj: &DynamicObject) {
+        let types = obj.types.clone().expect("apiVersion and kind");
+        let gvk = GroupVersionKind::try_from(&types).expect("gvk");
+        let (ar, namespaced) = self.resource(&gvk).await;
+        let api: Api<DynamicObject> = if namespaced {
+            Api::namespaced_with(
+                self.client.clone(),
+                &obj.namespace().expect("namespace"),
+                &ar,
+            )
+        } else {
+            Api::all_with(self.client.clone(), &ar)
+        };
+        let name = obj.name_any();
+        api.patch(
+            &name,
+            &PatchParams::apply("testenv-fixtures").force(),
+            &Patch::Apply(obj),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("apply {} {name}: {e}", gvk.kind));
+        if gvk.kind == "CustomResourceDefinition" {
+            self.wait_established(&name).await;
+        }
+    }
+
+    async fn resource(&self, gvk: &GroupVersionKind) -> (ApiResource, bool) {
+        let (ar, caps) = kube::discovery::pinned_kind(&self.client, gvk)
+            .await
+            .unwrap_or_else(|e| panic!("discover {gvk:?}: {e}"));
+        (ar, caps.scope == Scope::Namespaced)
+    }
+
+    pub async fn wait_established(&self, name: &str) {
+        let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        let started = Instant::now();
+        loop {
+            let crd = crds.get(name).await.expect("get CRD");
+            let established = crd.status.and_then(|s| s.conditions).is_some_and(|c| {
+                c.iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+            });
+            if established {
+                // Discovery of the new kind lags the condition slightly.
+                let group = crd.spec.group.clone();
+                let version = crd.spec.versions[0].name.clone();
+                let gv = format!("{group}/{version}");
+                while self
+                    .client
+                    .list_api_group_resources(&gv)
+                    .await
+                    .map(|l| l.resources.iter().all(|r| r.name != crd.spec.names.plural))
+                    .unwrap_or(true)
+                {
+                    assert!(
+                        started.elapsed() < Duration::from_secs(60),
+                        "CRD {name} not discoverable"
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "CRD {name} not established"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A token for a ServiceAccount (created if needed), from the TokenRequest API.
+    pub async fn token_for(&self, namespace: &str, name: &str) -> String {
+        let sas: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
+        let mut sa = ServiceAccount::default();
+        sa.metadata.name = Some(name.into());
+        match sas.create(&PostParams::default(), &sa).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => panic!("create ServiceAccount: {e}"),
+        }
+        let request: TokenRequest =
+            serde_json::from_value(serde_json::json!({"spec": {"expirationSeconds": 3600}}))
+                .expect("TokenRequest");
+        let tr: TokenRequest = sas
+            .create_subresource("token", name, &PostParams::default(), &request)
+            .await
+            .expect("TokenRequest");
+        tr.status.and_then(|s| s.token).expect("token")
+    }
+
+    /// A kubeconfig that authenticates with `token` instead of the admin certificate.
+    pub fn kubeconfig_with_token(&self, token: &str, file_name: &str) -> PathBuf {
+        let admin: Value =
+            serde_yaml::from_str(&std::fs::read_to_string(&self.kubeconfig).expect("kubeconfig"))
+                .expect("yaml");
+        let cluster = &admin["clusters"][0]["cluster"];
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\n",
+            cluster["server"].as_str().expect("server"),
+            cluster["certificate-authority-data"].as_str().expect("ca"),
+        );
+        let path = self.dir().join(file_name);
+        std::fs::write(&path, text).expect("write kubeconfig");
+        path
+    }
+
+    /// Runs the tool against this cluster with the admin kubeconfig.
+    pub fn run(&self, args: &[&str]) -> RunResult {
+        run_tool(&self.kubeconfig, args)
+    }
+
+    /// Every stored object of every listable kind, keyed "group/kind ns/name", minus the ones
+    /// the API server itself keeps rewriting (leases, events).
+    pub async fn snapshot(&self) -> BTreeMap<String, Value> {
+        let discovery = Discovery::new(self.client.clone())
+            .run()
+            .await
+            .expect("discovery");
+        let mut out = BTreeMap::new();
+        for group in discovery.groups() {
+            for (ar, caps) in group.recommended_resources() {
+                if !caps.supports_operation(verbs::LIST)
+                    || ["Lease", "Event"].contains(&ar.kind.as_str())
+                {
+                    continue;
+                }
+                let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
+                let list = api
+                    .list(&ListParams::default())
+                    .await
+                    .unwrap_or_else(|e| panic!("list {}: {e}", ar.plural));
+                for mut obj in list.items {
+                    obj.metadata.managed_fields = None;
+                    let key = format!(
+                        "{}/{} {}/{}",
+                        ar.group,
+                        ar.kind,
+                        obj.namespace().unwrap_or_default(),
+                        obj.name_any()
+                    );
+                    out.insert(key, serde_json::to_value(&obj).expect("json"));
+                }
+            }
+        }
+        out
+    }
+
+    pub async fn cr(&self) -> DynamicObject {
+        cp_mod_migrator::cr::api(&self.client)
+            .get("connectivity-proxy")
+            .await
+            .expect("get CR")
+    }
+}
+
+/// What one run of the binary did.
+pub struct RunResult {
+    pub output: Output,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl RunResult {
+    pub fn success(&self) -> bool {
+        self.output.status.success()
+    }
+
+    /// The closing log line (JSON).
+    pub fn last_line(&self) -> Value {
+        let line = self
+            .stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("last log line is not JSON ({e}): {line}\n{}", self.stderr))
+    }
+
+    pub fn outcome(&self) -> String {
+        self.last_line()["outcome"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    pub fn reason(&self) -> String {
+        self.last_line()["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    pub fn api_requests(&self) -> u64 {
+        self.last_line()["api_requests"].as_u64().unwrap_or(0)
+    }
+
+    #[track_caller]
+    pub fn assert_ok(&self) -> &Self {
+        assert!(
+            self.success(),
+            "expected success:\nstdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_failed_with(&self, needles: &[&str]) -> &Self {
+        assert!(
+            !self.success(),
+            "expected failure:\nstdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        assert_eq!(self.outcome(), "failed", "{}", self.stderr);
+        let reason = self.reason();
+        for n in needles {
+            assert!(reason.contains(n), "error {reason:?} should contain {n:?}");
+        }
+        self
+    }
+}
+
+pub fn tool_binary() -> &'static str {
+    env!("CARGO_BIN_EXE_cp-mod-migrator")
+}
+
+pub fn run_tool(kubeconfig: &Path, args: &[&str]) -> RunResult {
+    let output = Command::new(tool_binary())
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["--log-format", "json", "--deadline", "60s"])
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cp-mod-migrator");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    RunResult {
+        output,
+        stdout,
+        stderr,
+    }
+}
+
+pub async fn client_for(kubeconfig: &Path) -> Client {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
+    let config = Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .expect("config");
+    Client::try_from(config).expect("client")
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The differences between two snapshots, for assertion messages.
+pub fn snapshot_diff(
+    before: &BTreeMap<String, Value>,
+    after: &BTreeMap<String, Value>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (k, v) in before {
+        match after.get(k) {
+            None => out.push(format!("deleted: {k}")),
+            Some(a) if a != v => out.push(format!("changed: {k}")),
+            _ => {}
+        }
+    }
+    for k in after.keys() {
+        if !before.contains_key(k) {
+            out.push(format!("created: {k}"));
+        }
+    }
+    out
+}
+
+/// Writes a log of the server to stderr for a failing test's context.
+pub fn dump_server_log(c: &TestCluster) {
+    if let Ok(log) = std::fs::read_to_string(c.dir().join("server.log")) {
+        let _ = writeln!(std::io::stderr(), "{}", tail(&log, 40));
+    }
+}
