@@ -118,7 +118,7 @@ pub async fn execute(cli: Cli) -> ExitCode {
         Command::Migrate(a) | Command::Run(a) => a.allow_field_loss.clone(),
         _ => Vec::new(),
     };
-    let ctx = Ctx::new(client, cli.global.dry_run, allow);
+    let ctx = Ctx::new(client, cli.global.dry_run, allow, deadline);
     // The client stops retrying at the deadline; this bounds everything else as well.
     let limit = cli.global.deadline + cli.global.request_timeout;
     let result =

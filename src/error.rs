@@ -77,7 +77,9 @@ pub enum Error {
     #[error("backup copy {copy} does not match its source {source_object} after writing it")]
     BackupMismatch { copy: String, source_object: String },
 
-    #[error("{object} changed concurrently {attempts} times in a row; giving up for this run")]
+    #[error(
+        "{object} changed concurrently {attempts} times in a row until the deadline; the next run tries again"
+    )]
     TooManyConflicts { object: String, attempts: u32 },
 
     #[error("{action}: {source}")]

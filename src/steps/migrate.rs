@@ -7,37 +7,58 @@ use serde_json::Value;
 use super::{Ctx, Outcome, print_plan};
 use crate::configmaps;
 use crate::cr::{self, Marker};
-use crate::error::{Error, Result, Source, is_conflict};
+use crate::error::{Error, Result, Source};
 use crate::names::{self, config_maps};
 use crate::{legacy, translate};
 
-/// Conflicting writers in a row before this run gives up (the next run starts afresh).
-const MAX_CONFLICTS: u32 = 20;
-
 pub async fn run(ctx: &Ctx) -> Result<Outcome> {
-    for attempt in 1..=MAX_CONFLICTS {
-        match attempt_once(ctx).await? {
+    // The legacy input is read once per run; after a conflict only the CR is read again, which
+    // keeps the read-to-write window short against a busy concurrent writer.
+    let mut input = None;
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        match attempt_once(ctx, &mut input).await? {
             Attempt::Finished(outcome) => return Ok(outcome),
-            Attempt::Conflict => {
-                tracing::info!(
-                    attempt,
-                    "the CR changed since it was read; reading it again"
-                );
+            Attempt::Conflict(message) => {
+                tracing::info!(attempt, conflict = %message, "the CR changed since it was read; reading it again");
+                // Conflicts are retried for as long as the run may take: a busy writer delays
+                // the migration, it does not fail it.
+                let pause = conflict_pause(attempt);
+                if tokio::time::Instant::now() + pause > ctx.deadline {
+                    return Err(Error::TooManyConflicts {
+                        object: cr::display(),
+                        attempts: attempt,
+                    });
+                }
+                tokio::time::sleep(pause).await;
             }
         }
     }
-    Err(Error::TooManyConflicts {
-        object: cr::display(),
-        attempts: MAX_CONFLICTS,
-    })
+}
+
+/// A short, growing, jittered pause, so that a writer on a fixed rhythm does not win every time.
+fn conflict_pause(attempt: u32) -> std::time::Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    std::time::Duration::from_millis(u64::from(attempt.min(20)) * 10 + u64::from(nanos % 50))
 }
 
 enum Attempt {
     Finished(Outcome),
-    Conflict,
+    /// The server's message about the conflict.
+    Conflict(String),
 }
 
-async fn attempt_once(ctx: &Ctx) -> Result<Attempt> {
+/// What migrate reads from the legacy installation.
+struct LegacyInput {
+    document: translate::Document,
+    ports: [u16; 3],
+}
+
+async fn attempt_once(ctx: &Ctx, input: &mut Option<LegacyInput>) -> Result<Attempt> {
     let client = &ctx.client;
     let current = cr::lookup(client).await?.required()?;
     if let Some(key) = cr::marked(&current, Marker::Migrated) {
@@ -45,17 +66,23 @@ async fn attempt_once(ctx: &Ctx) -> Result<Attempt> {
             "already migrated ({key}=true on the CR)"
         ))));
     }
-    let Some(install) = legacy::detect(client).await? else {
-        return Ok(Attempt::Finished(Outcome::Skipped(format!(
-            "no legacy installation: StatefulSet {}/{} is absent or not managed by the reconciler",
-            names::KYMA_SYSTEM,
-            names::legacy_marker::STATEFULSET
-        ))));
+    let (document, ports) = match input {
+        Some(read) => (&read.document, read.ports),
+        None => {
+            let Some(install) = legacy::detect(client).await? else {
+                return Ok(Attempt::Finished(Outcome::Skipped(format!(
+                    "no legacy installation: StatefulSet {}/{} is absent or not managed by the reconciler",
+                    names::KYMA_SYSTEM,
+                    names::legacy_marker::STATEFULSET
+                ))));
+            };
+            warn_on_version(&install);
+            let (document, ports) = read_legacy_configuration(ctx).await?;
+            let read = input.insert(LegacyInput { document, ports });
+            (&read.document, read.ports)
+        }
     };
-    warn_on_version(&install);
-
-    let (document, ports) = read_legacy_configuration(ctx).await?;
-    let plan = translate::plan(current.data.pointer("/spec/config"), &document, ports)?;
+    let plan = translate::plan(current.data.pointer("/spec/config"), document, ports)?;
 
     let mut desired = current.clone();
     let spec = desired
@@ -78,8 +105,8 @@ async fn attempt_once(ctx: &Ctx) -> Result<Attempt> {
 
     // Ask the server what it would store, and refuse if it would drop or change anything.
     let stored = match write(ctx, &desired, true).await? {
-        Some(stored) => stored,
-        None => return Ok(Attempt::Conflict),
+        Ok(stored) => stored,
+        Err(conflict) => return Ok(Attempt::Conflict(conflict)),
     };
     let lost = translate::lost_fields(
         &plan.expected_spec,
@@ -114,8 +141,9 @@ async fn attempt_once(ctx: &Ctx) -> Result<Attempt> {
             "would migrate: {summary}"
         ))));
     }
-    let Some(written) = write(ctx, &desired, false).await? else {
-        return Ok(Attempt::Conflict);
+    let written = match write(ctx, &desired, false).await? {
+        Ok(written) => written,
+        Err(conflict) => return Ok(Attempt::Conflict(conflict)),
     };
     ctx.event(
         &written,
@@ -187,15 +215,21 @@ async fn read_legacy_configuration(ctx: &Ctx) -> Result<(translate::Document, [u
     Ok((document, ports))
 }
 
-/// Replaces the CR, guarded by the resourceVersion it was read with. `None` on a conflict.
-async fn write(ctx: &Ctx, desired: &DynamicObject, dry_run: bool) -> Result<Option<DynamicObject>> {
+/// Replaces the CR, guarded by the resourceVersion it was read with; `Err(message)` on a conflict.
+async fn write(
+    ctx: &Ctx,
+    desired: &DynamicObject,
+    dry_run: bool,
+) -> Result<std::result::Result<DynamicObject, String>> {
     let pp = crate::client::post_params(dry_run);
     match cr::api(&ctx.client)
         .replace(names::cr::NAME, &pp, desired)
         .await
     {
-        Ok(stored) => Ok(Some(stored)),
-        Err(e) if is_conflict(&e) => Ok(None),
+        Ok(stored) => Ok(Ok(stored)),
+        Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "Conflict" => {
+            Ok(Err(s.message.clone()))
+        }
         Err(kube::Error::Api(s)) if s.code == 422 || s.code == 400 => Err(Error::Rejected {
             object: cr::display(),
             message: s.message.clone(),

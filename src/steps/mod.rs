@@ -34,10 +34,17 @@ pub struct Ctx {
     /// plan is shown as if they had been done.
     assumed: Mutex<BTreeSet<Marker>>,
     recorder: Recorder,
+    /// When the command must be finished; retries after conflicts stop here.
+    pub deadline: tokio::time::Instant,
 }
 
 impl Ctx {
-    pub fn new(client: Client, dry_run: bool, allow_field_loss: Vec<String>) -> Self {
+    pub fn new(
+        client: Client,
+        dry_run: bool,
+        allow_field_loss: Vec<String>,
+        deadline: tokio::time::Instant,
+    ) -> Self {
         let instance = std::env::var("POD_NAME")
             .ok()
             .or_else(|| std::env::var("HOSTNAME").ok());
@@ -51,6 +58,7 @@ impl Ctx {
             dry_run,
             allow_field_loss,
             assumed: Mutex::default(),
+            deadline,
         }
     }
 

@@ -1,0 +1,884 @@
+//! The three steps on a real API server, point by point against SPEC.md.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::ResourceExt;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::{Value, json};
+use support::*;
+
+use cp_mod_migrator::{legacy, names};
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+fn fixture_configmap(file: &str) -> ConfigMap {
+    let text = std::fs::read_to_string(fixture_dir(LEGACY).join(file)).expect("fixture");
+    serde_yaml::from_str(&text).expect("ConfigMap")
+}
+
+/// The legacy document of a fixture, parsed independently of the tool.
+fn legacy_document(dir: &str) -> Value {
+    let text =
+        std::fs::read_to_string(fixture_dir(dir).join("30-configmap-connectivity-proxy.yaml"))
+            .expect("fixture");
+    let cm: ConfigMap = serde_yaml::from_str(&text).expect("ConfigMap");
+    serde_yaml::from_str(&cm.data.expect("data")["connectivity-proxy-config.yml"])
+        .expect("document")
+}
+
+fn default_cr_config() -> Value {
+    let text =
+        std::fs::read_to_string(fixture_dir(MODULE).join("default-cr.yaml")).expect("fixture");
+    let cr: Value = serde_yaml::from_str(&text).expect("CR");
+    cr["spec"]["config"].clone()
+}
+
+/// (dotted path, value) of every leaf; an empty mapping is a leaf.
+fn leaves(v: &Value, prefix: &str, out: &mut Vec<(String, Value)>) {
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            for (k, v) in m {
+                leaves(
+                    v,
+                    &if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    },
+                    out,
+                );
+            }
+        }
+        _ => out.push((prefix.to_string(), v.clone())),
+    }
+}
+
+fn at<'a>(v: &'a Value, dotted: &str) -> Option<&'a Value> {
+    dotted.split('.').try_fold(v, |v, k| v.get(k))
+}
+
+async fn set_configmap(c: &TestCluster, name: &str, data: BTreeMap<&str, &str>) {
+    let obj: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "kyma-system"},
+        "data": data,
+    }))
+    .expect("object");
+    c.apply(&obj).await;
+}
+
+async fn set_legacy_config(c: &TestCluster, text: &str) {
+    set_configmap(
+        c,
+        "connectivity-proxy",
+        [("connectivity-proxy-config.yml", text)].into(),
+    )
+    .await;
+}
+
+async fn annotate_cr(c: &TestCluster, annotations: &[(&str, &str)]) {
+    let ann: serde_json::Map<String, Value> = annotations
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    cp_mod_migrator::cr::api(&c.client)
+        .patch(
+            "connectivity-proxy",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": ann}})),
+        )
+        .await
+        .expect("annotate CR");
+}
+
+async fn configmap(c: &TestCluster, ns: &str, name: &str) -> Option<ConfigMap> {
+    Api::<ConfigMap>::namespaced(c.client.clone(), ns)
+        .get_opt(name)
+        .await
+        .expect("get ConfigMap")
+}
+
+async fn remaining_legacy_objects(c: &TestCluster) -> Vec<String> {
+    let resolved = legacy::resolve(&c.client, names::LEGACY_OBJECTS)
+        .await
+        .expect("resolve");
+    let mut left = Vec::new();
+    for (row, ar) in names::LEGACY_OBJECTS.iter().zip(resolved) {
+        let Some(ar) = ar else { continue };
+        for name in row.names {
+            let api: Api<DynamicObject> = match row.namespace {
+                Some(ns) => Api::namespaced_with(c.client.clone(), ns, &ar),
+                None => Api::all_with(c.client.clone(), &ar),
+            };
+            if api.get_opt(name).await.expect("get").is_some() {
+                left.push(format!("{} {name}", row.kind));
+            }
+        }
+    }
+    left
+}
+
+fn service_mapping_api(c: &TestCluster) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("connectivityproxy.sap.com", "v1", "ServiceMapping"),
+        "servicemappings",
+    );
+    Api::all_with(c.client.clone(), &ar)
+}
+
+fn adopted(meta: &kube::core::ObjectMeta) -> bool {
+    cp_mod_migrator::steps::clean::is_adopted(meta)
+}
+
+async fn event_reasons(c: &TestCluster) -> Vec<String> {
+    let events: Api<Event> = Api::namespaced(c.client.clone(), "kyma-system");
+    let mut reasons: Vec<String> = events
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    reasons.sort();
+    reasons
+}
+
+/// Runs `args` and checks that it wrote nothing at all.
+async fn assert_writes_nothing(c: &TestCluster, args: &[&str]) -> RunResult {
+    let before = c.snapshot().await;
+    let out = c.run(args);
+    let after = c.snapshot().await;
+    assert_eq!(
+        snapshot_diff(&before, &after),
+        Vec::<String>::new(),
+        "{args:?} changed the cluster:\n{}",
+        out.stderr
+    );
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// happy path
+
+async fn assert_golden_state(c: &TestCluster, legacy_dir: &str, shared: bool) {
+    let cr = c.cr().await;
+    let config = &cr.data["spec"]["config"];
+    // Every legacy leaf is present with its value.
+    let mut legacy_leaves = Vec::new();
+    leaves(&legacy_document(legacy_dir), "", &mut legacy_leaves);
+    assert!(legacy_leaves.len() >= 10);
+    for (path, value) in &legacy_leaves {
+        assert_eq!(at(config, path), Some(value), "legacy field {path}");
+    }
+    // Every field only the CR had is kept.
+    let mut cr_leaves = Vec::new();
+    leaves(&default_cr_config(), "", &mut cr_leaves);
+    for (path, value) in cr_leaves
+        .iter()
+        .filter(|(p, _)| !legacy_leaves.iter().any(|(l, _)| l == p))
+    {
+        if !path.ends_with(".port") {
+            assert_eq!(at(config, path), Some(value), "CR-only field {path}");
+        }
+    }
+    assert_eq!(config["servers"]["proxy"]["http"]["port"], json!(20003));
+    assert_eq!(
+        config["servers"]["proxy"]["rfcAndLdap"]["port"],
+        json!(20001)
+    );
+    assert_eq!(config["servers"]["proxy"]["socks5"]["port"], json!(20004));
+    let secret =
+        &cr.data["spec"]["secretConfig"]["integration"]["connectivityService"]["secretName"];
+    assert_eq!(
+        secret,
+        &json!(if shared {
+            "connectivity-proxy-service-key"
+        } else {
+            "auto-provision"
+        })
+    );
+    for key in [
+        names::markers::MIGRATED,
+        names::markers::BACKED_UP,
+        names::markers::CLEANED,
+    ] {
+        assert_eq!(
+            cr.annotations().get(key).map(String::as_str),
+            Some("true"),
+            "{key}"
+        );
+    }
+
+    // The backup holds copies equal to the originals.
+    let mut originals = vec![fixture_configmap(
+        "31-configmap-connectivity-proxy-info.yaml",
+    )];
+    let cfg_text = std::fs::read_to_string(
+        fixture_dir(legacy_dir).join("30-configmap-connectivity-proxy.yaml"),
+    )
+    .expect("fixture");
+    originals.push(serde_yaml::from_str(&cfg_text).expect("ConfigMap"));
+    for original in originals {
+        let copy = configmap(c, "connectivity-proxy-backup", &original.name_any())
+            .await
+            .expect("backup copy");
+        assert_eq!(copy.data, original.data, "{}", original.name_any());
+        assert_eq!(
+            copy.annotations().get(names::backup::SOURCE_ANNOTATION),
+            Some(&format!("kyma-system/{}", original.name_any()))
+        );
+        for (k, v) in original.labels() {
+            assert_eq!(copy.labels().get(k), Some(v));
+        }
+    }
+
+    assert_eq!(remaining_legacy_objects(c).await, Vec::<String>::new());
+    let sms = service_mapping_api(c)
+        .list(&ListParams::default())
+        .await
+        .expect("list");
+    assert_eq!(sms.items.len(), 3);
+    assert!(sms.items.iter().all(|s| adopted(&s.metadata)));
+    let crd = Api::<CustomResourceDefinition>::all(c.client.clone())
+        .get("servicemappings.connectivityproxy.sap.com")
+        .await
+        .expect("crd");
+    assert!(adopted(&crd.metadata));
+    assert_eq!(
+        event_reasons(c).await,
+        vec!["BackedUp", "Cleaned", "Migrated"]
+    );
+}
+
+#[tokio::test]
+async fn run_migrates_dedicated_tenant_and_a_second_run_writes_nothing() {
+    let c = TestCluster::legacy_and_module().await;
+    let out = c.run(&["run"]);
+    out.assert_ok();
+    assert_eq!(out.outcome(), "done");
+    assert_eq!(out.reason(), "migrate: done; backup: done; clean: done");
+    assert_golden_state(&c, LEGACY, false).await;
+    eprintln!(
+        "run on the fixture: {} API requests, {} ms",
+        out.api_requests(),
+        out.last_line()["duration_ms"]
+    );
+
+    let again = assert_writes_nothing(&c, &["run"]).await;
+    again.assert_ok();
+    assert_eq!(
+        again.reason(),
+        "migrate: skipped; backup: skipped; clean: skipped"
+    );
+}
+
+#[tokio::test]
+async fn run_migrates_shared_tenant() {
+    let c = TestCluster::with(&[LEGACY, LEGACY_SHARED, MODULE]).await;
+    c.run(&["run"]).assert_ok();
+    assert_golden_state(&c, LEGACY_SHARED, true).await;
+}
+
+#[tokio::test]
+async fn steps_run_one_by_one_like_init_containers() {
+    let c = TestCluster::legacy_and_module().await;
+    for step in ["migrate", "backup", "clean"] {
+        let out = c.run(&[step]);
+        out.assert_ok();
+        assert_eq!(out.last_line()["step"], json!(step));
+        assert_eq!(out.outcome(), "done", "{}", out.stderr);
+    }
+    assert_golden_state(&c, LEGACY, false).await;
+}
+
+#[tokio::test]
+async fn a_legacy_chart_of_another_version_is_migrated_with_a_warning() {
+    let c = TestCluster::legacy_and_module().await;
+    let sts: Api<k8s_openapi::api::apps::v1::StatefulSet> =
+        Api::namespaced(c.client.clone(), "kyma-system");
+    sts.patch(
+        "connectivity-proxy",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"chart": "connectivity-proxy-2.9.1"}}})),
+    )
+    .await
+    .expect("label");
+    let out = c.run(&["migrate"]);
+    out.assert_ok();
+    assert_eq!(out.outcome(), "done");
+    assert!(
+        out.stderr.contains("connectivity-proxy-2.9.1") && out.stderr.contains("another version"),
+        "{}",
+        out.stderr
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// skips
+
+#[tokio::test]
+async fn migrate_skips_without_writing() {
+    let c = TestCluster::legacy_and_module().await;
+    for key in [
+        "migrator.kyma-project.io/migrated",
+        "connectivityproxy.sap.com/migrated",
+    ] {
+        annotate_cr(&c, &[(key, "true")]).await;
+        let out = assert_writes_nothing(&c, &["migrate"]).await;
+        out.assert_ok();
+        assert_eq!(out.outcome(), "skipped");
+        assert!(out.reason().contains(key), "{}", out.reason());
+        annotate_cr(&c, &[(key, "false")]).await;
+    }
+    // A StatefulSet without the reconciler's marks is not the legacy installation.
+    let sts: Api<k8s_openapi::api::apps::v1::StatefulSet> =
+        Api::namespaced(c.client.clone(), "kyma-system");
+    sts.patch(
+        "connectivity-proxy",
+        &PatchParams::default(),
+        &Patch::Json::<()>(serde_json::from_value(json!([
+            {"op": "remove", "path": "/metadata/annotations/reconciler.kyma-project.io~1managed-by-reconciler-disclaimer"}
+        ])).expect("patch")),
+    )
+    .await
+    .expect("unmark");
+    let out = assert_writes_nothing(&c, &["migrate"]).await;
+    assert_eq!(out.outcome(), "skipped");
+    assert!(
+        out.reason().contains("no legacy installation"),
+        "{}",
+        out.reason()
+    );
+    // The label alone marks it again.
+    sts.patch("connectivity-proxy", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"reconciler.kyma-project.io/managed-by": "reconciler"}}})))
+        .await
+        .expect("label");
+    let out = assert_writes_nothing(&c, &["migrate", "--dry-run"]).await;
+    assert_eq!(out.outcome(), "done");
+    // No StatefulSet at all.
+    sts.delete("connectivity-proxy", &Default::default())
+        .await
+        .expect("delete");
+    let out = assert_writes_nothing(&c, &["migrate"]).await;
+    assert_eq!(out.outcome(), "skipped");
+}
+
+#[tokio::test]
+async fn backup_and_clean_skip_without_writing() {
+    // No CRD at all.
+    let c = TestCluster::with(&[LEGACY]).await;
+    for step in ["backup", "clean"] {
+        let out = assert_writes_nothing(&c, &[step]).await;
+        assert_eq!(out.outcome(), "skipped");
+        assert!(
+            out.reason().contains("is not installed"),
+            "{}",
+            out.reason()
+        );
+    }
+    // CRD but no CR.
+    c.apply_yaml(
+        &std::fs::read_to_string(fixture_dir(MODULE).join("connectivityproxy-crd.yaml"))
+            .expect("crd"),
+    )
+    .await;
+    for step in ["backup", "clean"] {
+        let out = assert_writes_nothing(&c, &[step]).await;
+        assert_eq!(out.outcome(), "skipped");
+        assert!(out.reason().contains("does not exist"), "{}", out.reason());
+    }
+    // CR not marked migrated.
+    c.apply_dir(&fixture_dir(MODULE)).await;
+    for step in ["backup", "clean"] {
+        let out = assert_writes_nothing(&c, &[step]).await;
+        assert_eq!(out.outcome(), "skipped");
+        assert!(
+            out.reason().contains("not marked migrated"),
+            "{}",
+            out.reason()
+        );
+    }
+    // Done already, under the other tool's keys too.
+    annotate_cr(
+        &c,
+        &[
+            ("connectivityproxy.sap.com/migrated", "true"),
+            ("connectivityproxy.sap.com/backed-up", "true"),
+        ],
+    )
+    .await;
+    let out = assert_writes_nothing(&c, &["backup"]).await;
+    assert!(
+        out.reason()
+            .contains("already backed up (connectivityproxy.sap.com/backed-up"),
+        "{}",
+        out.reason()
+    );
+    for key in [
+        "connectivityproxy.sap.com/cleaned",
+        "connectivityproxy.sap.com/cleaned-up",
+        "migrator.kyma-project.io/cleaned",
+    ] {
+        annotate_cr(&c, &[(key, "true")]).await;
+        let out = assert_writes_nothing(&c, &["clean"]).await;
+        assert!(
+            out.reason().contains(&format!("already cleaned ({key}")),
+            "{}",
+            out.reason()
+        );
+        annotate_cr(&c, &[(key, "no")]).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// failures of migrate: each names object, key and value, and nothing is written
+
+async fn assert_migrate_fails(c: &TestCluster, needles: &[&str]) {
+    let out = assert_writes_nothing(c, &["migrate"]).await;
+    out.assert_failed_with(needles);
+    let errors = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("\"level\":\"ERROR\""))
+        .count();
+    assert_eq!(errors, 1, "one clear error:\n{}", out.stderr);
+}
+
+#[tokio::test]
+async fn migrate_fails_on_bad_configuration_and_writes_nothing() {
+    let c = TestCluster::legacy_and_module().await;
+    set_legacy_config(&c, "servers:\n  proxy: [1, 2\nsubaccountId: x\n").await;
+    assert_migrate_fails(
+        &c,
+        &[
+            "ConfigMap kyma-system/connectivity-proxy",
+            "connectivity-proxy-config.yml",
+            "invalid YAML at line 3, column",
+        ],
+    )
+    .await;
+    set_legacy_config(&c, "- tenantMode: shared\n").await;
+    assert_migrate_fails(
+        &c,
+        &[
+            "ConfigMap kyma-system/connectivity-proxy",
+            "the document is a list",
+        ],
+    )
+    .await;
+    set_legacy_config(&c, "tenantMode: multi\n").await;
+    assert_migrate_fails(
+        &c,
+        &["connectivity-proxy-config.yml", "tenantMode \"multi\""],
+    )
+    .await;
+    set_configmap(&c, "connectivity-proxy", [("other.yml", "a: 1")].into()).await;
+    assert_migrate_fails(&c, &["ConfigMap kyma-system/connectivity-proxy key \"connectivity-proxy-config.yml\" is missing"]).await;
+    Api::<ConfigMap>::namespaced(c.client.clone(), "kyma-system")
+        .delete("connectivity-proxy", &Default::default())
+        .await
+        .expect("delete");
+    assert_migrate_fails(
+        &c,
+        &["ConfigMap kyma-system/connectivity-proxy does not exist"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn migrate_fails_on_bad_ports_and_writes_nothing() {
+    let c = TestCluster::legacy_and_module().await;
+    for bad in ["0", "65536", "abc", " 80", "8e1", "-1", ""] {
+        set_configmap(
+            &c,
+            "connectivity-proxy-info",
+            [
+                ("onpremise_proxy_http_port", "20003"),
+                ("onpremise_proxy_ldap_port", bad),
+                ("onpremise_socks5_proxy_port", "20004"),
+            ]
+            .into(),
+        )
+        .await;
+        assert_migrate_fails(
+            &c,
+            &[
+                "ConfigMap kyma-system/connectivity-proxy-info",
+                "onpremise_proxy_ldap_port",
+                &format!("value {bad:?} is not a port"),
+            ],
+        )
+        .await;
+    }
+    set_configmap(
+        &c,
+        "connectivity-proxy-info",
+        [
+            ("onpremise_proxy_http_port", "20003"),
+            ("onpremise_proxy_ldap_port", "20001"),
+        ]
+        .into(),
+    )
+    .await;
+    assert_migrate_fails(&c, &["ConfigMap kyma-system/connectivity-proxy-info key \"onpremise_socks5_proxy_port\" is missing"]).await;
+    Api::<ConfigMap>::namespaced(c.client.clone(), "kyma-system")
+        .delete("connectivity-proxy-info", &Default::default())
+        .await
+        .expect("delete");
+    assert_migrate_fails(
+        &c,
+        &["ConfigMap kyma-system/connectivity-proxy-info does not exist"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn migrate_fails_without_the_crd_or_the_cr() {
+    let c = TestCluster::with(&[LEGACY]).await;
+    assert_migrate_fails(&c, &["CustomResourceDefinition connectivityproxies.connectivityproxy.sap.com is not installed"]).await;
+    c.apply_yaml(
+        &std::fs::read_to_string(fixture_dir(MODULE).join("connectivityproxy-crd.yaml"))
+            .expect("crd"),
+    )
+    .await;
+    assert_migrate_fails(
+        &c,
+        &["ConnectivityProxy kyma-system/connectivity-proxy does not exist"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn migrate_refuses_to_let_the_server_drop_a_field_unless_allowed() {
+    let c = TestCluster::legacy_and_module().await;
+    let mut doc = legacy_document(LEGACY);
+    doc["notInTheSchema"] = json!({"keep": "me"});
+    doc["servers"]["proxy"]["http"]["unknownFlag"] = json!(true);
+    set_legacy_config(&c, &serde_yaml::to_string(&doc).expect("yaml")).await;
+    assert_migrate_fails(
+        &c,
+        &[
+            "would drop or change migrated fields",
+            "config.notInTheSchema: dropped",
+            "config.servers.proxy.http.unknownFlag: dropped",
+        ],
+    )
+    .await;
+    // Allowing one of them is not enough.
+    let out = assert_writes_nothing(
+        &c,
+        &["migrate", "--allow-field-loss", "config.notInTheSchema"],
+    )
+    .await;
+    out.assert_failed_with(&["config.servers.proxy.http.unknownFlag"]);
+    assert!(!out.reason().contains("notInTheSchema"), "{}", out.reason());
+    let out = c.run(&[
+        "migrate",
+        "--allow-field-loss",
+        "config.notInTheSchema",
+        "--allow-field-loss",
+        "config.servers.proxy.http.unknownFlag",
+    ]);
+    out.assert_ok();
+    assert!(
+        out.reason().contains("fields dropped as allowed"),
+        "{}",
+        out.reason()
+    );
+    assert_eq!(
+        c.cr().await.data["spec"]["config"]["subaccountId"],
+        json!("00000000-0000-0000-0000-000000000000")
+    );
+}
+
+#[tokio::test]
+async fn migrate_reports_schema_violations_instead_of_writing() {
+    let c = TestCluster::legacy_and_module().await;
+    let mut doc = legacy_document(LEGACY);
+    doc["highAvailabilityMode"] = json!("sometimes");
+    set_legacy_config(&c, &serde_yaml::to_string(&doc).expect("yaml")).await;
+    assert_migrate_fails(
+        &c,
+        &[
+            "rejects the migrated configuration",
+            "highAvailabilityMode",
+            "sometimes",
+        ],
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// clean's safety gate and robustness
+
+#[tokio::test]
+async fn clean_deletes_nothing_without_a_verified_backup() {
+    let c = TestCluster::legacy_and_module().await;
+    c.run(&["migrate"]).assert_ok();
+    // Not backed up.
+    assert_writes_nothing(&c, &["clean"])
+        .await
+        .assert_failed_with(&["refusing to delete", "not marked backed up"]);
+    c.run(&["backup"]).assert_ok();
+    let backup = Api::<ConfigMap>::namespaced(c.client.clone(), "connectivity-proxy-backup");
+    // A copy whose data differs from the source.
+    backup
+        .patch(
+            "connectivity-proxy-info",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"onpremise_proxy_http_port": "1"}})),
+        )
+        .await
+        .expect("tamper");
+    assert_writes_nothing(&c, &["clean"])
+        .await
+        .assert_failed_with(&[
+            "refusing to delete",
+            "connectivity-proxy-backup/connectivity-proxy-info differs",
+        ]);
+    // A missing copy.
+    backup
+        .delete("connectivity-proxy-info", &Default::default())
+        .await
+        .expect("delete copy");
+    assert_writes_nothing(&c, &["clean"])
+        .await
+        .assert_failed_with(&["refusing to delete", "holds no copy"]);
+    // Back up again (marker removed, as the message says), then clean works.
+    annotate_cr(&c, &[("migrator.kyma-project.io/backed-up", "false")]).await;
+    c.run(&["backup"]).assert_ok();
+    c.run(&["clean"]).assert_ok();
+    assert_eq!(remaining_legacy_objects(&c).await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn clean_works_without_istio_or_gardener_and_keeps_the_operators_objects() {
+    let c = TestCluster::start().await;
+    // The legacy installation without the Istio and Gardener kinds and their objects.
+    let mut files: Vec<_> = std::fs::read_dir(fixture_dir(LEGACY))
+        .expect("dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    for f in files {
+        let name = f.file_name().expect("name").to_string_lossy().to_string();
+        if name.starts_with("80-") || name.starts_with("81-") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).expect("read");
+        if name.starts_with("10-") {
+            for doc in text.split("\n---") {
+                if doc.contains("servicemappings.connectivityproxy.sap.com")
+                    && doc.contains("CustomResourceDefinition")
+                {
+                    c.apply_yaml(doc).await;
+                }
+            }
+            continue;
+        }
+        c.apply_yaml(&text).await;
+    }
+    c.apply_dir(&fixture_dir(MODULE)).await;
+    // An object of the new operator under a legacy name.
+    let services: Api<k8s_openapi::api::core::v1::Service> =
+        Api::namespaced(c.client.clone(), "kyma-system");
+    services
+        .patch("connectivity-proxy", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": "sap.connectivity.proxy.operator"}}})))
+        .await
+        .expect("label");
+    let out = c.run(&["run"]);
+    out.assert_ok();
+    assert!(
+        out.stderr
+            .contains("kinds not served: EnvoyFilter.networking.istio.io"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("Certificate.cert.gardener.cloud"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        services
+            .get_opt("connectivity-proxy")
+            .await
+            .expect("get")
+            .is_some(),
+        "the operator's Service must stay"
+    );
+    assert_eq!(
+        remaining_legacy_objects(&c).await,
+        vec!["Service connectivity-proxy".to_string()]
+    );
+}
+
+#[tokio::test]
+async fn clean_adopts_500_service_mappings_and_skips_adopted_ones() {
+    let c = TestCluster::legacy_and_module().await;
+    let api = service_mapping_api(&c);
+    let mut pre_adopted = BTreeMap::new();
+    for i in 0..500 {
+        let mut meta = json!({"name": format!("bulk-{i:03}")});
+        if i % 5 == 0 {
+            meta["annotations"] = json!({"io.javaoperatorsdk/primary-name": "connectivity-proxy", "io.javaoperatorsdk/primary-namespace": "kyma-system"});
+            meta["labels"] =
+                json!({"app.kubernetes.io/managed-by": "sap.connectivity.proxy.operator"});
+        }
+        let obj: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "connectivityproxy.sap.com/v1", "kind": "ServiceMapping", "metadata": meta, "spec": {"type": "TCP"}
+        }))
+        .expect("sm");
+        let created = api
+            .create(&PostParams::default(), &obj)
+            .await
+            .expect("create");
+        if i % 5 == 0 {
+            pre_adopted.insert(created.name_any(), created.resource_version());
+        }
+    }
+    c.run(&["migrate"]).assert_ok();
+    c.run(&["backup"]).assert_ok();
+    let out = c.run(&["clean"]);
+    out.assert_ok();
+    assert!(
+        out.reason().contains("403 of 503 ServiceMappings adopted"),
+        "{}",
+        out.reason()
+    );
+    let all = api.list(&ListParams::default()).await.expect("list");
+    assert_eq!(all.items.len(), 503);
+    for sm in &all.items {
+        assert!(adopted(&sm.metadata), "{} not adopted", sm.name_any());
+        if let Some(rv) = pre_adopted.get(&sm.name_any()) {
+            assert_eq!(
+                &sm.resource_version(),
+                rv,
+                "{} was written although adopted",
+                sm.name_any()
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// dry run
+
+#[tokio::test]
+async fn dry_run_of_each_step_changes_nothing_and_shows_the_plan() {
+    let c = TestCluster::legacy_and_module().await;
+    let out = assert_writes_nothing(&c, &["run", "--dry-run"]).await;
+    out.assert_ok();
+    for needle in [
+        "--- migrate (dry run)",
+        "spec.config before:",
+        "spec.config after:",
+        "subaccountId: 00000000-0000-0000-0000-000000000000",
+        "--- backup (dry run): would create namespace connectivity-proxy-backup",
+        "would copy ConfigMap kyma-system/connectivity-proxy to connectivity-proxy-backup/connectivity-proxy",
+        "--- clean (dry run): would adopt 3 of 3 ServiceMappings",
+        "would delete 35 legacy objects",
+        "StatefulSet kyma-system/connectivity-proxy",
+    ] {
+        assert!(
+            out.stdout.contains(needle),
+            "missing {needle:?} in:\n{}",
+            out.stdout
+        );
+    }
+    let out = assert_writes_nothing(&c, &["migrate", "--dry-run"]).await;
+    assert!(out.stdout.contains("spec.config after:"));
+    c.run(&["migrate"]).assert_ok();
+    let out = assert_writes_nothing(&c, &["backup", "--dry-run"]).await;
+    assert!(
+        out.stdout
+            .contains("would copy ConfigMap kyma-system/connectivity-proxy-info"),
+        "{}",
+        out.stdout
+    );
+    c.run(&["backup"]).assert_ok();
+    let out = assert_writes_nothing(&c, &["clean", "--dry-run"]).await;
+    assert!(
+        out.stdout.contains("would delete 35 legacy objects"),
+        "{}",
+        out.stdout
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// a concurrent writer
+
+#[tokio::test]
+async fn migrate_outlasts_a_busy_concurrent_writer_and_keeps_its_changes() {
+    let c = TestCluster::legacy_and_module().await;
+    let api = cp_mod_migrator::cr::api(&c.client);
+    // Back-to-back writes for 1.5 s: every read-modify-write of migrate conflicts meanwhile.
+    let writer = {
+        let api = api.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let mut n = 0u32;
+            while started.elapsed() < std::time::Duration::from_millis(1500) {
+                n += 1;
+                let patch = json!({"metadata": {"labels": {"writer": n.to_string()}}, "spec": {"deployment": {"replicaCount": 1 + n % 3}}});
+                api.patch(
+                    "connectivity-proxy",
+                    &PatchParams::default(),
+                    &Patch::Merge(patch),
+                )
+                .await
+                .expect("concurrent write");
+            }
+            n
+        })
+    };
+    let out = tokio::task::spawn_blocking({
+        let kubeconfig = c.kubeconfig.clone();
+        move || run_tool(&kubeconfig, &["migrate"])
+    })
+    .await
+    .expect("join");
+    let writes = writer.await.expect("writer");
+    out.assert_ok();
+    let conflicts = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("the CR changed since it was read"))
+        .count();
+    assert!(
+        conflicts > 0,
+        "a back-to-back writer must have caused conflicts:\n{}",
+        out.stderr
+    );
+    let cr = c.cr().await;
+    assert_eq!(
+        cr.labels().get("writer"),
+        Some(&writes.to_string()),
+        "the other writer's last label survives"
+    );
+    assert_eq!(
+        cr.data["spec"]["deployment"]["replicaCount"],
+        json!(1 + writes % 3)
+    );
+    assert_eq!(
+        cr.data["spec"]["config"]["subaccountId"],
+        json!("00000000-0000-0000-0000-000000000000")
+    );
+    assert_eq!(
+        cr.annotations()
+            .get("migrator.kyma-project.io/migrated")
+            .map(String::as_str),
+        Some("true")
+    );
+    eprintln!(
+        "concurrent writer made {writes} writes; migrate met {conflicts} conflicts and succeeded"
+    );
+}
