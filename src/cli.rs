@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use crate::client::{self, ApiStats, ClientOptions};
 use crate::error::{Error, Result};
 use crate::logging::LogFormat;
-use crate::steps::{self, Ctx, Outcome};
+use crate::steps::{self, Ctx, Outcome, Step};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -139,9 +139,9 @@ async fn dispatch(
     stats: &ApiStats,
 ) -> Result<Outcome> {
     match command {
-        Command::Migrate(_) => steps::migrate::run(ctx).await,
-        Command::Backup => steps::backup::run(ctx).await,
-        Command::Clean => steps::clean::run(ctx).await,
+        Command::Migrate(_) => Step::Migrate.run(ctx).await,
+        Command::Backup => Step::Backup.run(ctx).await,
+        Command::Clean => Step::Clean.run(ctx).await,
         Command::Restore => steps::restore::run(ctx).await,
         Command::MarkDone => steps::mark_done::run(ctx).await,
         Command::Status(args) => {
@@ -159,21 +159,18 @@ async fn dispatch(
             // Strictly in order, and nothing after a failure: backup and clean must never run
             // when the step before them did not finish.
             let mut parts = Vec::new();
-            for step in RUN_ORDER {
-                let outcome = match step {
-                    "migrate" => steps::migrate::run(ctx).await?,
-                    "backup" => steps::backup::run(ctx).await?,
-                    _ => steps::clean::run(ctx).await?,
-                };
-                log_step(step, Ok(&outcome), started, Some(stats));
-                parts.push(format!("{step}: {}", short(&outcome)));
+            for step in Step::IN_ORDER {
+                let outcome = step.run(ctx).await.map_err(|e| Error::InStep {
+                    step: step.name(),
+                    source: Box::new(e),
+                })?;
+                log_step(step.name(), Ok(&outcome), started, Some(stats));
+                parts.push(format!("{}: {}", step.name(), short(&outcome)));
             }
             Ok(Outcome::Done(parts.join("; ")))
         }
     }
 }
-
-const RUN_ORDER: [&str; 3] = ["migrate", "backup", "clean"];
 
 fn short(o: &Outcome) -> &'static str {
     match o {

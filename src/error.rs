@@ -92,6 +92,14 @@ pub enum Error {
     #[error("{action}: no answer from the API server within the deadline of {deadline:?}")]
     Deadline { action: String, deadline: Duration },
 
+    /// A step of `run` failed; the steps after it did not run.
+    #[error("{step} failed (the steps after it did not run): {source}")]
+    InStep {
+        step: &'static str,
+        #[source]
+        source: Box<Error>,
+    },
+
     #[error("Kubernetes client configuration: {0}")]
     ClientConfig(String),
 }

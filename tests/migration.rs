@@ -882,3 +882,31 @@ async fn migrate_outlasts_a_busy_concurrent_writer_and_keeps_its_changes() {
         "concurrent writer made {writes} writes; migrate met {conflicts} conflicts and succeeded"
     );
 }
+
+#[tokio::test]
+async fn run_stops_at_the_first_failing_step() {
+    let c = TestCluster::legacy_and_module().await;
+    set_configmap(
+        &c,
+        "connectivity-proxy-info",
+        [
+            ("onpremise_proxy_http_port", "20003"),
+            ("onpremise_proxy_ldap_port", "20001"),
+            ("onpremise_socks5_proxy_port", "0"),
+        ]
+        .into(),
+    )
+    .await;
+    let out = assert_writes_nothing(&c, &["run"]).await;
+    out.assert_failed_with(&[
+        "migrate failed (the steps after it did not run)",
+        "onpremise_socks5_proxy_port",
+        "value \"0\"",
+    ]);
+    assert_eq!(out.last_line()["step"], json!("run"));
+    assert!(
+        !out.stderr.contains("\"step\":\"backup\""),
+        "backup must not run:\n{}",
+        out.stderr
+    );
+}

@@ -17,6 +17,34 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use crate::cr::{self, Marker};
 use crate::names;
 
+/// The three migration steps, in the order the init containers run them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Migrate,
+    Backup,
+    Clean,
+}
+
+impl Step {
+    pub const IN_ORDER: [Step; 3] = [Step::Migrate, Step::Backup, Step::Clean];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Migrate => "migrate",
+            Step::Backup => "backup",
+            Step::Clean => "clean",
+        }
+    }
+
+    pub async fn run(self, ctx: &Ctx) -> crate::Result<Outcome> {
+        match self {
+            Step::Migrate => migrate::run(ctx).await,
+            Step::Backup => backup::run(ctx).await,
+            Step::Clean => clean::run(ctx).await,
+        }
+    }
+}
+
 /// How a step ended when it did not fail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
