@@ -259,20 +259,27 @@ pub fn plan(current_config: Option<&Value>, legacy: &Document, ports: [u16; 3]) 
         }
     };
 
-    let mut expected_spec = Value::Object(Map::new());
-    set_path(&mut expected_spec, &["config"], migrated).expect("an empty mapping holds any key");
+    let mut expected_spec = Value::Object(Map::from_iter([("config".to_string(), migrated)]));
     if shared_tenant {
-        set_path(
+        deep_merge(
             &mut expected_spec,
-            &names::SECRET_NAME_PATH,
-            Value::from(names::SHARED_TENANT_SECRET),
-        )
-        .expect("fresh mappings hold any path");
+            &nested(
+                &names::SECRET_NAME_PATH,
+                Value::from(names::SHARED_TENANT_SECRET),
+            ),
+        );
     }
     Ok(Plan {
         config,
         shared_tenant,
         expected_spec,
+    })
+}
+
+/// `value` under the mappings named by `path`.
+fn nested(path: &[&str], value: Value) -> Value {
+    path.iter().rev().fold(value, |inner, key| {
+        Value::Object(Map::from_iter([((*key).to_string(), inner)]))
     })
 }
 
