@@ -196,9 +196,29 @@ fn log_step(
             tracing::info!(step, outcome = "skipped", reason = %why, duration_ms, api_requests = requests, retries, "{step} skipped")
         }
         Err(e) => {
-            tracing::error!(step, outcome = "failed", reason = %e, duration_ms, api_requests = requests, retries, "{step} failed")
+            let reason = describe_failure(e, retries);
+            tracing::error!(step, outcome = "failed", %reason, duration_ms, api_requests = requests, retries, "{step} failed")
         }
     }
+}
+
+/// The error, its root cause when the message does not show it yet, and the retries it survived.
+fn describe_failure(e: &Error, retries: u64) -> String {
+    let mut msg = e.to_string();
+    let mut root: &dyn std::error::Error = e;
+    while let Some(next) = root.source() {
+        root = next;
+    }
+    let root = root.to_string();
+    if !msg.contains(&root) {
+        msg = format!("{msg}: {root}");
+    }
+    if retries > 0 {
+        msg.push_str(&format!(
+            " (after {retries} retries of transient API failures)"
+        ));
+    }
+    msg
 }
 
 fn finish(

@@ -16,8 +16,10 @@ pub fn init(format: Option<LogFormat>) {
     } else {
         LogFormat::Json
     });
-    let filter =
-        EnvFilter::try_from_env("CP_MIGRATOR_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env("CP_MIGRATOR_LOG")
+        // The client library logs each failed request itself; the tool's own retry warnings and
+        // its one closing error say the same, once.
+        .unwrap_or_else(|_| EnvFilter::new("info,kube_client=off"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
