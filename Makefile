@@ -28,3 +28,24 @@ deps:
 	@command -v cargo >/dev/null || { echo "cargo (Rust) is required: https://rustup.rs" >&2; exit 1; }
 	@command -v go >/dev/null || { echo "Go is required to build the test API server" >&2; exit 1; }
 	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+
+## Benchmarks on a local real API server (a table, no pass/fail): the whole migration, adoption
+## of N ServiceMappings, and what the server takes from a minimal client. See benches/PERFORMANCE.md.
+.PHONY: bench
+bench: deps testenv
+	cargo build --release
+	@# `cargo bench` relinks target/release/cp-mod-migrator with the dev-dependencies' features:
+	@# measure a copy of the binary exactly as `cargo build --release` ships it.
+	cp target/release/cp-mod-migrator target/cp-mod-migrator.bench
+	CP_BENCH_TOOL=$(CURDIR)/target/cp-mod-migrator.bench cargo bench --bench performance
+
+## Container images: one static binary (musl), one FROM-scratch image per step (cp-mod-migrator,
+## cp-mod-backup, cp-mod-cleaner), built offline with buildah, no Docker daemon. See scripts/images.
+.PHONY: images images-deps
+images: images-deps
+	scripts/images build
+
+## What the images (and their test in `make test`) need: the musl target, musl-gcc, buildah.
+images-deps:
+	@scripts/images deps
+deps: images-deps

@@ -42,7 +42,7 @@ pub enum Error {
     #[error("{input} is missing")]
     KeyMissing { input: Source },
 
-    #[error("{input}: invalid YAML at line {line}, column {column}: {message}")]
+    #[error("{input}: invalid YAML{}: {message}", at_line(*line, *column))]
     InvalidYaml {
         input: Source,
         line: usize,
@@ -105,6 +105,15 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// " at line L, column C", or nothing when the parser could not tell (line 0).
+fn at_line(line: usize, column: usize) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(" at line {line}, column {column}")
+    }
+}
 
 /// Attaches what was being done to a Kubernetes client error.
 pub trait Context<T> {

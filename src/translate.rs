@@ -337,12 +337,27 @@ fn compare(
     }
 }
 
+/// Equal as numbers, exactly: 443 and 443.0 are the same; an integer and the float it was
+/// rounded to are not.
 fn same_number(a: &serde_json::Number, b: &serde_json::Number) -> bool {
-    match (a.as_i64(), b.as_i64(), a.as_u64(), b.as_u64()) {
-        (Some(x), Some(y), _, _) => x == y,
-        (_, _, Some(x), Some(y)) => x == y,
-        _ => a.as_f64() == b.as_f64(),
+    match (exact_integer(a), exact_integer(b)) {
+        (Some(x), Some(y)) => x == y,
+        (None, None) => a.as_f64() == b.as_f64(),
+        _ => false,
     }
+}
+
+/// The integer a number is exactly, if it is one (an integral float too).
+fn exact_integer(n: &serde_json::Number) -> Option<i128> {
+    if let Some(i) = n.as_i64() {
+        return Some(i.into());
+    }
+    if let Some(u) = n.as_u64() {
+        return Some(u.into());
+    }
+    let f = n.as_f64()?;
+    // Integral floats of this size convert to i128 exactly; larger ones compare as floats.
+    (f.fract() == 0.0 && f.abs() < 1e30).then_some(f as i128)
 }
 
 /// `a.b["c.d"][0]`: dotted where plain, quoted where a key has dots or blanks.
@@ -680,6 +695,41 @@ mod tests {
                 "config.list[1].k: \"v\" would be stored as \"w\"".to_string()
             ]
         );
+    }
+
+    #[test]
+    fn lost_fields_sees_an_integer_rounded_to_a_float() {
+        // Found by tests/translate_props.rs: large integers came back as the float they round
+        // to and counted as unchanged.
+        for (sent, stored) in [
+            (
+                json!(12_364_193_473_415_531u64),
+                json!(1.236_419_347_341_553_2e16),
+            ),
+            (json!(u64::MAX), json!(1.844_674_407_370_955_2e19)),
+            (json!(i64::MAX), json!(9.223_372_036_854_776e18)),
+        ] {
+            assert_eq!(
+                lost_fields(&json!({ "n": sent }), &json!({ "n": stored })).len(),
+                1,
+                "{sent} vs {stored}"
+            );
+        }
+        // The same number in another form is no change.
+        for (sent, stored) in [
+            (json!(443), json!(443.0)),
+            (
+                json!(9_007_199_254_740_992u64),
+                json!(9_007_199_254_740_992.0),
+            ),
+            (json!(-0.0), json!(0)),
+            (json!(0.1), json!(0.1)),
+        ] {
+            assert!(
+                lost_fields(&json!({ "n": sent }), &json!({ "n": stored })).is_empty(),
+                "{sent} vs {stored}"
+            );
+        }
     }
 
     #[test]

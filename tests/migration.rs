@@ -139,12 +139,16 @@ fn adopted(meta: &kube::core::ObjectMeta) -> bool {
 
 async fn event_reasons(c: &TestCluster) -> Vec<String> {
     let events: Api<Event> = Api::namespaced(c.client.clone(), "kyma-system");
+    // Only the tool's Events on the CR: the server itself may report on other objects.
     let mut reasons: Vec<String> = events
         .list(&ListParams::default())
         .await
         .expect("events")
         .items
         .into_iter()
+        .filter(|e| {
+            e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("ConnectivityProxy")
+        })
         .filter_map(|e| e.reason)
         .collect();
     reasons.sort();

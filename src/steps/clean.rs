@@ -1,7 +1,8 @@
 //! Step 3: ServiceMappings handed to the new operator, then the legacy installation deleted,
 //! but only once a verified copy of the user configuration exists.
 
-use futures::{StreamExt, TryStreamExt, stream};
+use futures::channel::mpsc;
+use futures::{SinkExt, StreamExt, TryStreamExt, stream};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, Preconditions};
 use kube::core::{ApiResource, GroupVersionKind, ObjectMeta};
@@ -209,60 +210,75 @@ pub async fn adopt_service_mappings(ctx: &Ctx) -> Result<Adoption> {
     let patch = adoption_patch();
     let pp = patch_params(ctx.dry_run);
 
-    let mut adoption = Adoption::default();
-    let mut token: Option<String> = None;
-    loop {
-        let mut lp = ListParams::default().limit(PAGE_SIZE);
-        if let Some(t) = &token {
-            lp = lp.continue_token(t);
-        }
-        let page = match all.list_metadata(&lp).await {
-            Ok(page) => page,
-            // The continue token expired during a long pass: list again; adopted ones are skipped.
-            Err(kube::Error::Api(s)) if s.code == 410 && token.is_some() => {
-                token = None;
-                continue;
+    // The lister runs ahead of the writers through a bounded channel: the next page is fetched
+    // while the writes of this one are in flight, so the writers never wait for a page and at
+    // most about two pages of names are held at once, whatever the number of mappings.
+    let (tx, rx) = mpsc::channel::<(Option<String>, String)>(PAGE_SIZE as usize);
+    let list = async move {
+        let mut tx = tx;
+        let mut examined = 0usize;
+        let mut token: Option<String> = None;
+        loop {
+            let mut lp = ListParams::default().limit(PAGE_SIZE);
+            if let Some(t) = &token {
+                lp = lp.continue_token(t);
             }
-            Err(e) => return Err(e).context(|| format!("listing {}", sm::PLURAL)),
-        };
-        adoption.examined += page.items.len();
-        let todo: Vec<(Option<String>, String)> = page
-            .items
-            .iter()
-            .filter(|m| !is_adopted(&m.metadata))
-            .map(|m| (if namespaced { m.namespace() } else { None }, m.name_any()))
-            .collect();
-        let adopted = stream::iter(todo)
-            .map(|(ns, name)| {
-                let api: Api<DynamicObject> = match &ns {
-                    Some(ns) => Api::namespaced_with(ctx.client.clone(), ns, &ar),
-                    None => Api::all_with(ctx.client.clone(), &ar),
-                };
-                let (patch, pp) = (&patch, &pp);
-                async move {
-                    match api.patch(&name, pp, &Patch::Merge(patch)).await {
-                        Ok(_) => Ok(1usize),
-                        // Deleted since it was listed: nothing left to adopt.
-                        Err(e) if is_not_found(&e) => Ok(0),
-                        Err(e) => Err(e).context(|| {
-                            format!(
-                                "adopting {} {}{name}",
-                                sm::KIND,
-                                ns.map(|n| format!("{n}/")).unwrap_or_default()
-                            )
-                        }),
-                    }
+            let page = match all.list_metadata(&lp).await {
+                Ok(page) => page,
+                // The continue token expired during a long pass: list again; adopted ones are
+                // skipped, so only the count starts over.
+                Err(kube::Error::Api(s)) if s.code == 410 && token.is_some() => {
+                    token = None;
+                    examined = 0;
+                    continue;
                 }
-            })
-            .buffer_unordered(CONCURRENCY)
-            .try_fold(0usize, |acc, n| async move { Ok(acc + n) })
-            .await?;
-        adoption.adopted += adopted;
-        token = page.metadata.continue_.filter(|t| !t.is_empty());
-        if token.is_none() {
-            break;
+                Err(e) => return Err(e).context(|| format!("listing {}", sm::PLURAL)),
+            };
+            examined += page.items.len();
+            for m in page.items.iter().filter(|m| !is_adopted(&m.metadata)) {
+                let key = (if namespaced { m.namespace() } else { None }, m.name_any());
+                // Fails only when the writers stopped on an error, which they report.
+                if tx.send(key).await.is_err() {
+                    return Ok(examined);
+                }
+            }
+            token = page.metadata.continue_.filter(|t| !t.is_empty());
+            if token.is_none() {
+                return Ok(examined);
+            }
         }
-    }
+    };
+    let write = rx
+        .map(|(ns, name)| {
+            let api: Api<DynamicObject> = match &ns {
+                Some(ns) => Api::namespaced_with(ctx.client.clone(), ns, &ar),
+                None => Api::all_with(ctx.client.clone(), &ar),
+            };
+            let (patch, pp) = (&patch, &pp);
+            async move {
+                // Only the metadata comes back: the answer is not needed, so keep it small.
+                match api.patch_metadata(&name, pp, &Patch::Merge(patch)).await {
+                    Ok(_) => Ok(1usize),
+                    // Deleted since it was listed: nothing left to adopt.
+                    Err(e) if is_not_found(&e) => Ok(0),
+                    Err(e) => Err(e).context(|| {
+                        format!(
+                            "adopting {} {}{name}",
+                            sm::KIND,
+                            ns.map(|n| format!("{n}/")).unwrap_or_default()
+                        )
+                    }),
+                }
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_fold(0usize, |acc, n| async move { Ok(acc + n) });
+    let (examined, adopted) = futures::try_join!(list, write)?;
+    let mut adoption = Adoption {
+        examined,
+        adopted,
+        crd_adopted: false,
+    };
     if !is_adopted(&crd.metadata) {
         crds.patch(sm::CRD_NAME, &pp, &Patch::Merge(&patch))
             .await

@@ -117,7 +117,7 @@ async fn attempt_once(ctx: &Ctx, input: &mut Option<LegacyInput>) -> Result<Atte
     if !refused.is_empty() {
         return Err(Error::FieldLoss {
             object: cr::display(),
-            fields: refused.join("; "),
+            fields: first_of(&refused, MAX_FIELDS_NAMED),
         });
     }
     for line in &accepted {
@@ -195,13 +195,27 @@ async fn read_legacy_configuration(ctx: &Ctx) -> Result<(translate::Document, [u
         name: config_maps::CONFIG.into(),
         key: Some(config_maps::CONFIG_KEY.into()),
     };
-    let text = config
+    let text = match config
         .data
         .as_ref()
         .and_then(|d| d.get(config_maps::CONFIG_KEY))
-        .ok_or_else(|| Error::KeyMissing {
-            input: source.clone(),
-        })?;
+    {
+        Some(text) => text,
+        None => {
+            // Say where the document is instead, if it is in binaryData.
+            let binary = config
+                .binary_data
+                .as_ref()
+                .and_then(|b| b.get(config_maps::CONFIG_KEY));
+            return Err(match binary {
+                Some(bytes) => Error::InvalidConfig {
+                    input: source,
+                    message: describe_binary(&bytes.0),
+                },
+                None => Error::KeyMissing { input: source },
+            });
+        }
+    };
     let document = translate::parse_legacy_document(&source, text)?;
 
     let info = configmaps::get(&ctx.client, names::KYMA_SYSTEM, config_maps::INFO)
@@ -213,6 +227,37 @@ async fn read_legacy_configuration(ctx: &Ctx) -> Result<(translate::Document, [u
         &info.data.unwrap_or_default(),
     )?;
     Ok((document, ports))
+}
+
+/// Lost fields named in one error at most; a hostile document can have tens of thousands.
+const MAX_FIELDS_NAMED: usize = 20;
+
+/// The first `n` lines, and how many more there are.
+fn first_of(lines: &[String], n: usize) -> String {
+    if lines.len() <= n {
+        return lines.join("; ");
+    }
+    format!(
+        "{}; and {} more fields",
+        lines[..n].join("; "),
+        lines.len() - n
+    )
+}
+
+/// The configuration document found under binaryData instead of data.
+fn describe_binary(bytes: &[u8]) -> String {
+    let what = match std::str::from_utf8(bytes) {
+        Ok(_) => "UTF-8 text".to_string(),
+        Err(e) => format!(
+            "bytes that are not UTF-8: byte {:#04x} at offset {}",
+            bytes[e.valid_up_to()],
+            e.valid_up_to()
+        ),
+    };
+    format!(
+        "the document is under binaryData ({} {what}); it must be YAML text under data",
+        bytes.len()
+    )
 }
 
 /// Replaces the CR, guarded by the resourceVersion it was read with; `Err(message)` on a conflict.

@@ -2,6 +2,8 @@
 //! and running the built binary against it.
 #![allow(dead_code)]
 
+pub mod faultproxy;
+
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -269,7 +271,9 @@ impl TestCluster {
             .expect("discovery");
         let mut out = BTreeMap::new();
         for group in discovery.groups() {
-            for (ar, caps) in group.recommended_resources() {
+            // Every served version: a kind served only at a non-preferred version (EnvoyFilter
+            // at v1alpha3) must be seen too; the same object under two versions has one key.
+            for (ar, caps) in group.resources_by_stability() {
                 if !caps.supports_operation(verbs::LIST)
                     || ["Lease", "Event"].contains(&ar.kind.as_str())
                 {

@@ -1,0 +1,758 @@
+//! `make bench`: what the tool costs on a real API server, and how close it gets to what the
+//! server can take. Prints a table; asserts nothing about time (a shared machine is too noisy
+//! for that), only that the work measured was really done.
+//!
+//! 1. Whole migration: `run` on the legacy fixture, process start to exit.
+//! 2. Adoption at scale: `clean` with N ServiceMappings (after `migrate` and `backup`); at the
+//!    largest N, `clean` once more on the same cluster, when every mapping is adopted already.
+//! 3. The limit: the same N merge-patches from a minimal concurrent client loop.
+//!
+//! Every measurement gets a fresh cluster. Environment: `CP_BENCH_TOOL` (the binary to measure;
+//! default: the one cargo built for this bench), `CP_BENCH_REPS` (whole-migration repetitions,
+//! default 5), `CP_BENCH_N` (comma-separated sizes, default 100,1000,10000),
+//! `CP_BENCH_LIMIT_CONCURRENCY` (default 8,16,32,64), `CP_BENCH_PARTS` (any of run,clean,limit;
+//! default all).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt, stream};
+use kube::Client;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::{Value, json};
+
+use cp_mod_migrator::cr::Marker;
+use cp_mod_migrator::names::{self, service_mappings as sm};
+use support::TestCluster;
+
+/// Concurrency of the (untimed) creation of ServiceMappings.
+const CREATE_CONCURRENCY: usize = 64;
+
+/// Set on the bench's own re-execution as a launcher (see [`measure`]).
+const LAUNCHER_ENV: &str = "CP_BENCH_LAUNCHER";
+
+fn main() {
+    if std::env::var_os(LAUNCHER_ENV).is_some() {
+        launcher();
+        return;
+    }
+    // `cargo bench` passes `--bench`; this target takes no arguments of its own.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(bench());
+}
+
+fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v
+            .split(',')
+            .map(|s| {
+                s.trim()
+                    .replace('_', "")
+                    .parse()
+                    .unwrap_or_else(|e| panic!("{name}: {s:?}: {e}"))
+            })
+            .collect(),
+        _ => default.to_vec(),
+    }
+}
+
+fn tool() -> PathBuf {
+    std::env::var_os("CP_BENCH_TOOL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(support::tool_binary()))
+}
+
+async fn bench() {
+    let tool = tool();
+    // `cargo test --all-targets` runs this target without `--bench`: then one small pass of
+    // everything, so that the bench keeps working, in seconds.
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let (reps, rounds, sizes, levels, parts) = if smoke {
+        (1, 1, vec![20], vec![8], "run,clean,limit".to_string())
+    } else {
+        (
+            env_list("CP_BENCH_REPS", &[5])[0].max(1),
+            env_list("CP_BENCH_ROUNDS", &[2])[0].max(1),
+            env_list("CP_BENCH_N", &[100, 1_000, 10_000]),
+            env_list("CP_BENCH_LIMIT_CONCURRENCY", &[8, 16, 64]),
+            std::env::var("CP_BENCH_PARTS").unwrap_or_else(|_| "run,clean,limit".into()),
+        )
+    };
+    let part = |p: &str| parts.split(',').any(|x| x.trim() == p);
+    let bench_started = Instant::now();
+    eprintln!("bench: tool {}", tool.display());
+    if smoke {
+        println!("Smoke pass (no --bench): tiny sizes, figures are not a benchmark.");
+    }
+
+    // 1. Whole migration.
+    let mut runs = Vec::new();
+    let mut breakdown = None;
+    for rep in 0..if part("run") { reps } else { 0 } {
+        let c = TestCluster::legacy_and_module().await;
+        let before = if rep == 0 {
+            Some(request_counts(&c.client).await)
+        } else {
+            None
+        };
+        let m = measure(&tool, &c.kubeconfig, &["run"]).await;
+        m.expect_done("run");
+        if let Some(before) = before {
+            let after = request_counts(&c.client).await;
+            breakdown = Some(diff_counts(&before, &after));
+        }
+        eprintln!(
+            "bench: run #{}: {:.0} ms, {} requests, {} KiB",
+            rep + 1,
+            ms(m.wall),
+            m.requests(),
+            m.max_rss_kib
+        );
+        runs.push(m);
+    }
+
+    // 2. Adoption at scale, and 3. the limit, for each N, in rounds that alternate the tool and
+    // the limit so that both see the same conditions. Once, at the largest N, clean runs again
+    // on mappings that are all adopted already.
+    let largest = sizes.iter().copied().max().unwrap_or(0);
+    let mut adoption = Vec::new();
+    let mut readopt = None;
+    let mut limits = Vec::new();
+    for &n in &sizes {
+        let mut row = CleanRow {
+            n,
+            runs: Vec::new(),
+        };
+        let mut limit = LimitRow {
+            n,
+            levels: levels.iter().map(|&c| (c, Vec::new())).collect(),
+        };
+        for round in 0..rounds {
+            if part("clean") {
+                let again = n == largest && round == 0;
+                let (m, second) = bench_clean(&tool, n, again).await;
+                row.runs.push(m);
+                readopt = readopt.or(second.map(|m| CleanRow { n, runs: vec![m] }));
+            }
+            if part("limit") {
+                for (c, samples) in &mut limit.levels {
+                    samples.push(bench_limit(n, *c).await);
+                }
+            }
+        }
+        if !row.runs.is_empty() {
+            adoption.push(row);
+        }
+        if part("limit") {
+            limits.push(limit);
+        }
+    }
+
+    print_report(
+        &tool,
+        &runs,
+        breakdown.as_ref(),
+        &sizes,
+        &adoption,
+        &limits,
+        readopt.as_ref(),
+        bench_started.elapsed(),
+    );
+}
+
+/// One measured process of the tool.
+struct Measured {
+    wall: Duration,
+    /// User + system CPU time of the tool itself.
+    cpu: Duration,
+    max_rss_kib: u64,
+    success: bool,
+    last: Value,
+    stderr: String,
+}
+
+impl Measured {
+    fn requests(&self) -> u64 {
+        self.last["api_requests"].as_u64().unwrap_or(0)
+    }
+
+    #[track_caller]
+    fn expect_done(&self, what: &str) {
+        assert!(
+            self.success && self.last["outcome"] == "done",
+            "{what} did not finish:\n{}",
+            self.stderr
+        );
+    }
+}
+
+/// Runs the tool from process start to exit, with its peak RSS and CPU time.
+///
+/// The kernel's peak RSS of a process includes the memory of the process it was forked from,
+/// as it was at the fork. So the tool is not forked from this (large) process but from a small
+/// launcher: this same binary, re-executed, which starts the tool, waits for it with wait4 and
+/// prints what the kernel reports for exactly that child.
+async fn measure(tool: &Path, kubeconfig: &Path, args: &[&str]) -> Measured {
+    let mut cmd = Command::new(std::env::current_exe().expect("bench executable"));
+    cmd.env(LAUNCHER_ENV, "1")
+        .arg(tool)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["--log-format", "json", "--deadline", "300s"])
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .env_remove("CP_MIGRATOR_LOG")
+        .stdin(Stdio::null());
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("launcher thread")
+        .expect("run the launcher");
+    let report = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let fields: Vec<u64> = report
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let [status, wall_us, cpu_us, max_rss_kib] = fields[..] else {
+        panic!("launcher failed ({}): {report}\n{stderr}", out.status);
+    };
+    let last = stderr
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or(Value::Null);
+    Measured {
+        wall: Duration::from_micros(wall_us),
+        cpu: Duration::from_micros(cpu_us),
+        max_rss_kib,
+        success: status == 0,
+        last,
+        stderr,
+    }
+}
+
+/// The launcher: runs argv[1..] with the inherited stderr, then prints
+/// `exit-code wall-µs cpu-µs peak-rss-KiB` on stdout.
+// wait4 reaps the child (std's wait() cannot report its resource usage).
+#[allow(clippy::zombie_processes)]
+fn launcher() {
+    let mut args = std::env::args_os().skip(1);
+    let program = args.next().expect("launcher: program");
+    let started = Instant::now();
+    let child = Command::new(&program)
+        .args(args)
+        .env_remove(LAUNCHER_ENV)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", program.to_string_lossy()));
+    let pid = libc::pid_t::try_from(child.id()).expect("pid");
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain old data; wait4 fills it in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: valid pointers to locals; pid is our own unreaped child.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r == pid {
+            break;
+        }
+        let err = std::io::Error::last_os_error();
+        assert_eq!(
+            err.kind(),
+            std::io::ErrorKind::Interrupted,
+            "wait4 failed: {err}"
+        );
+    }
+    let wall = started.elapsed();
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    };
+    let micros = |t: libc::timeval| {
+        u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000 + u64::try_from(t.tv_usec).unwrap_or(0)
+    };
+    // Linux reports ru_maxrss in KiB.
+    println!(
+        "{code} {} {} {}",
+        wall.as_micros(),
+        micros(usage.ru_utime) + micros(usage.ru_stime),
+        usage.ru_maxrss
+    );
+}
+
+fn mapping_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(sm::GROUP, "v1", sm::KIND),
+        sm::PLURAL,
+    )
+}
+
+fn mappings(client: &Client) -> Api<DynamicObject> {
+    Api::all_with(client.clone(), &mapping_resource())
+}
+
+/// N fresh, unadopted ServiceMappings named `{prefix}-{i}`, created concurrently (not timed).
+async fn create_mappings(client: &Client, prefix: &str, n: usize) {
+    let api = mappings(client);
+    let ar = mapping_resource();
+    stream::iter(0..n)
+        .map(|i| {
+            let api = api.clone();
+            let mut obj = DynamicObject::new(&format!("{prefix}-{i}"), &ar);
+            obj.data = json!({
+                "spec": {
+                    "type": "TCP",
+                    "subaccountId": "00000000-0000-0000-0000-000000000000",
+                    "serviceId": format!("{prefix}-service-{i}"),
+                    "tenantId": "11111111-1111-1111-1111-111111111111",
+                    "internalAddress": format!("host-{i}.onprem.example:443"),
+                }
+            });
+            async move { api.create(&PostParams::default(), &obj).await.map(|_| ()) }
+        })
+        .buffer_unordered(CREATE_CONCURRENCY)
+        .try_collect::<()>()
+        .await
+        .expect("create ServiceMappings");
+}
+
+/// How many ServiceMappings exist, and how many carry the operator's annotations and label.
+async fn count_adopted(client: &Client) -> (usize, usize) {
+    let api = mappings(client);
+    let (mut total, mut adopted) = (0, 0);
+    let mut token: Option<String> = None;
+    loop {
+        let mut lp = ListParams::default().limit(1000);
+        if let Some(t) = &token {
+            lp = lp.continue_token(t);
+        }
+        let page = api.list_metadata(&lp).await.expect("list ServiceMappings");
+        total += page.items.len();
+        adopted += page
+            .items
+            .iter()
+            .filter(|m| cp_mod_migrator::steps::clean::is_adopted(&m.metadata))
+            .count();
+        token = page.metadata.continue_.filter(|t| !t.is_empty());
+        if token.is_none() {
+            return (total, adopted);
+        }
+    }
+}
+
+/// Every run of clean at one N.
+struct CleanRow {
+    n: usize,
+    runs: Vec<Measured>,
+}
+
+impl CleanRow {
+    fn wall(&self) -> Duration {
+        median(self.runs.iter().map(|m| m.wall).collect())
+    }
+    fn cpu(&self) -> Duration {
+        median(self.runs.iter().map(|m| m.cpu).collect())
+    }
+    fn requests(&self) -> u64 {
+        median(self.runs.iter().map(Measured::requests).collect())
+    }
+    /// The highest of the runs: a peak is a peak.
+    fn max_rss_kib(&self) -> u64 {
+        self.runs.iter().map(|m| m.max_rss_kib).max().unwrap_or(0)
+    }
+}
+
+/// A cluster where migrate and backup are done and N more ServiceMappings exist.
+async fn cluster_ready_for_clean(tool: &Path, n: usize) -> TestCluster {
+    let c = TestCluster::legacy_and_module().await;
+    for step in ["migrate", "backup"] {
+        measure(tool, &c.kubeconfig, &[step])
+            .await
+            .expect_done(step);
+    }
+    let t = Instant::now();
+    create_mappings(&c.client, "bench", n).await;
+    eprintln!(
+        "bench: created {n} ServiceMappings in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    c
+}
+
+/// clean with N more mappings; with `again`, clean once more on the same cluster after removing
+/// the cleaned marker: then every mapping is adopted already and may cost list pages only.
+async fn bench_clean(tool: &Path, n: usize, again: bool) -> (Measured, Option<Measured>) {
+    let c = cluster_ready_for_clean(tool, n).await;
+    let (total, _) = count_adopted(&c.client).await;
+    let m = measure(tool, &c.kubeconfig, &["clean"]).await;
+    m.expect_done("clean");
+    let (after, adopted) = count_adopted(&c.client).await;
+    assert!(
+        after == total && adopted == total,
+        "clean adopted {adopted} of {total} ServiceMappings"
+    );
+    eprintln!(
+        "bench: clean, N={n}: {:.0} ms, {} requests, {} KiB",
+        ms(m.wall),
+        m.requests(),
+        m.max_rss_kib
+    );
+    if !again {
+        return (m, None);
+    }
+    let unmark = json!({"metadata": {"annotations": {Marker::Cleaned.key(): null}}});
+    cp_mod_migrator::cr::api(&c.client)
+        .patch(
+            names::cr::NAME,
+            &PatchParams::default(),
+            &Patch::Merge(&unmark),
+        )
+        .await
+        .expect("remove the cleaned marker");
+    let second = measure(tool, &c.kubeconfig, &["clean"]).await;
+    second.expect_done("clean again");
+    eprintln!(
+        "bench: clean again, N={n} adopted: {:.0} ms, {} requests",
+        ms(second.wall),
+        second.requests()
+    );
+    (m, Some(second))
+}
+
+/// Every run of the limit loop at one N, by concurrency.
+struct LimitRow {
+    n: usize,
+    levels: Vec<(usize, Vec<Duration>)>,
+}
+
+impl LimitRow {
+    /// The concurrency with the shortest median time, and that time.
+    fn best(&self) -> (usize, Duration) {
+        self.levels
+            .iter()
+            .filter(|(_, d)| !d.is_empty())
+            .map(|(c, d)| (*c, median(d.clone())))
+            .min_by_key(|(_, d)| *d)
+            .unwrap_or((0, Duration::MAX))
+    }
+}
+
+/// The same merge-patch the tool sends, to N fresh mappings, from the simplest concurrent loop,
+/// on a fresh cluster with the same fixtures, so that every run patches unadopted objects in a
+/// store of the same size.
+async fn bench_limit(n: usize, concurrency: usize) -> Duration {
+    let patch = json!({
+        "metadata": {
+            "annotations": {
+                sm::PRIMARY_NAME_ANNOTATION: names::cr::NAME,
+                sm::PRIMARY_NAMESPACE_ANNOTATION: names::KYMA_SYSTEM,
+            },
+            "labels": { names::OPERATOR_LABEL: names::OPERATOR_LABEL_VALUE },
+        }
+    });
+    {
+        let c = TestCluster::legacy_and_module().await;
+        create_mappings(&c.client, "limit", n).await;
+        // A client of its own, as the tool has, with nothing in front of it.
+        let client = support::client_for(&c.kubeconfig).await;
+        let api = mappings(&client);
+        let pp = PatchParams {
+            field_manager: Some(names::FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        let started = Instant::now();
+        stream::iter(0..n)
+            .map(|i| {
+                let (api, pp, patch) = (&api, &pp, &patch);
+                async move {
+                    api.patch_metadata(&format!("limit-{i}"), pp, &Patch::Merge(patch))
+                        .await
+                        .map(|_| ())
+                }
+            })
+            .buffer_unordered(concurrency)
+            .try_collect::<()>()
+            .await
+            .expect("patch ServiceMappings");
+        let wall = started.elapsed();
+        let (total, adopted) = count_adopted(&c.client).await;
+        assert!(adopted >= n, "limit loop adopted {adopted} of {total}");
+        eprintln!(
+            "bench: limit, N={n}, concurrency {concurrency}: {:.0} ms ({:.0}/s)",
+            ms(wall),
+            rate(n, wall)
+        );
+        wall
+    }
+}
+
+type Counts = BTreeMap<String, f64>;
+
+/// The server's own count of requests (apiserver_request_total), by verb and resource.
+async fn request_counts(client: &Client) -> Counts {
+    let req = http::Request::get("/metrics")
+        .body(Vec::new())
+        .expect("request");
+    let text = client.request_text(req).await.expect("GET /metrics");
+    let mut out = Counts::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let label = |k: &str| {
+            labels
+                .split(",")
+                .find_map(|kv| kv.strip_prefix(&format!("{k}=\"")))
+                .map(|v| v.trim_end_matches('"').to_string())
+                .unwrap_or_default()
+        };
+        let (group, resource) = (label("group"), label("resource"));
+        if resource.is_empty() {
+            continue;
+        }
+        let sub = label("subresource");
+        let key = format!(
+            "{} {}{}{}",
+            label("verb"),
+            if group.is_empty() {
+                String::new()
+            } else {
+                format!("{group}/")
+            },
+            resource,
+            if sub.is_empty() {
+                String::new()
+            } else {
+                format!("/{sub}")
+            }
+        );
+        *out.entry(key).or_default() += value.trim().parse::<f64>().unwrap_or(0.0);
+    }
+    out
+}
+
+fn diff_counts(before: &Counts, after: &Counts) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = after
+        .iter()
+        .map(|(k, v)| (k.clone(), (v - before.get(k).unwrap_or(&0.0)) as u64))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    out.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    out
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn rate(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn median<T: Copy + PartialOrd>(mut v: Vec<T>) -> T {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    v[v.len() / 2]
+}
+
+fn yes(ok: bool) -> &'static str {
+    if ok { "met" } else { "NOT met" }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn print_report(
+    tool: &Path,
+    runs: &[Measured],
+    breakdown: Option<&Vec<(String, u64)>>,
+    sizes: &[usize],
+    adoption: &[CleanRow],
+    limits: &[LimitRow],
+    readopt: Option<&CleanRow>,
+    took: Duration,
+) {
+    let size = std::fs::metadata(tool).map(|m| m.len()).unwrap_or(0);
+    let mut targets = Vec::new();
+    println!();
+    if !runs.is_empty() {
+        let walls: Vec<f64> = runs.iter().map(|m| ms(m.wall)).collect();
+        let wall = median(walls.clone());
+        let cpu = median(runs.iter().map(|m| ms(m.cpu)).collect());
+        let requests = median(runs.iter().map(Measured::requests).collect());
+        let rss = median(runs.iter().map(|m| m.max_rss_kib).collect());
+        println!("## 1. Whole migration (`run` on the legacy fixture, process start to exit)");
+        println!();
+        println!(
+            "| repetitions | wall (median) | wall (min..max) | tool CPU (median) | API requests | peak RSS (median) |"
+        );
+        println!("| ---: | ---: | ---: | ---: | ---: | ---: |");
+        println!(
+            "| {} | {:.0} ms | {:.0}..{:.0} ms | {:.0} ms | {} | {:.1} MiB |",
+            runs.len(),
+            wall,
+            walls.iter().copied().fold(f64::MAX, f64::min),
+            walls.iter().copied().fold(0.0, f64::max),
+            cpu,
+            requests,
+            mib(rss)
+        );
+        if let Some(b) = breakdown {
+            println!();
+            println!("Requests as the API server counted them (first repetition; includes the");
+            println!("server's own follow-ups, e.g. freeing the ClusterIPs of deleted Services):");
+            println!();
+            for (k, n) in b {
+                println!("    {n:>3}  {k}");
+            }
+        }
+        println!();
+        targets.push(format!(
+            "whole migration < 1 s: {wall:.0} ms, {}",
+            yes(wall < 1000.0)
+        ));
+        targets.push(format!(
+            "whole migration <= 60 API requests: {requests}, {}",
+            yes(requests <= 60)
+        ));
+    }
+    if !adoption.is_empty() || !limits.is_empty() {
+        println!("## 2. Adoption at scale (`clean` with N ServiceMappings) and 3. the limit");
+        println!("Medians over the rounds; peak RSS is the highest of them. The limit is the");
+        println!("concurrency level with the best median.");
+        println!();
+        println!(
+            "| N | clean wall | mappings/s | tool CPU | API requests | requests - (N+3) | peak RSS | limit mappings/s (concurrency) | tool / limit |"
+        );
+        println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        for &n in sizes {
+            let row = adoption.iter().find(|r| r.n == n);
+            let lim = limits.iter().find(|l| l.n == n);
+            let tool_rate = row.map(|r| rate(n, r.wall()));
+            let limit_rate = lim.map(|l| rate(n, l.best().1));
+            let cell = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+            println!(
+                "| {n} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                cell(row.map(|r| format!("{:.0} ms", ms(r.wall())))),
+                cell(tool_rate.map(|r| format!("{r:.0}"))),
+                cell(row.map(|r| format!("{:.0} ms", ms(r.cpu())))),
+                cell(row.map(|r| r.requests().to_string())),
+                cell(row.map(|r| (r.requests() as i64 - (n as i64 + 3)).to_string())),
+                cell(row.map(|r| format!("{:.1} MiB", mib(r.max_rss_kib())))),
+                cell(lim.map(|l| format!("{:.0} ({})", rate(n, l.best().1), l.best().0))),
+                cell(
+                    tool_rate
+                        .zip(limit_rate)
+                        .map(|(t, l)| format!("{:.0} %", 100.0 * t / l))
+                ),
+            );
+        }
+        println!();
+        println!(
+            "clean's wall time is the whole process: it also reads the CR, checks the backup, adopts"
+        );
+        println!(
+            "the 3 ServiceMappings of the fixture and the CRD, deletes the 35 legacy objects (a read"
+        );
+        println!("and a delete each) and marks the CR.");
+        if adoption.iter().any(|r| r.runs.len() > 1) {
+            println!();
+            println!("clean, every round (mappings/s):");
+            println!();
+            for r in adoption {
+                let rates: Vec<String> = r
+                    .runs
+                    .iter()
+                    .map(|m| format!("{:.0}", rate(r.n, m.wall)))
+                    .collect();
+                println!("    N={:>6}  {}", r.n, rates.join("/"));
+            }
+        }
+        if !limits.is_empty() {
+            println!();
+            println!("Limit, every concurrency level and round (mappings/s):");
+            println!();
+            for lim in limits {
+                let levels: Vec<String> = lim
+                    .levels
+                    .iter()
+                    .map(|(c, d)| {
+                        let rates: Vec<String> = d
+                            .iter()
+                            .map(|d| format!("{:.0}", rate(lim.n, *d)))
+                            .collect();
+                        format!("{c}: {}", rates.join("/"))
+                    })
+                    .collect();
+                println!("    N={:>6}  {}", lim.n, levels.join(", "));
+            }
+        }
+        println!();
+    }
+    if let Some(r) = readopt {
+        println!(
+            "clean again with all {} (+3) mappings adopted already: {:.0} ms, {} API requests, {:.1} MiB",
+            r.n,
+            ms(r.wall()),
+            r.requests(),
+            mib(r.max_rss_kib())
+        );
+        println!();
+    }
+    if let Some(r) = adoption.iter().max_by_key(|r| r.n) {
+        if let Some(l) = limits.iter().find(|l| l.n == r.n) {
+            let ratio = rate(r.n, r.wall()) / rate(l.n, l.best().1);
+            targets.push(format!(
+                "adoption >= 70 % of the limit at N = {}: {:.0} %, {}",
+                r.n,
+                ratio * 100.0,
+                yes(ratio >= 0.7)
+            ));
+        }
+        targets.push(format!(
+            "peak RSS < 50 MiB at N = {}: {:.1} MiB, {}",
+            r.n,
+            mib(r.max_rss_kib()),
+            yes(r.max_rss_kib() < 50 * 1024)
+        ));
+        let rss: Vec<String> = adoption
+            .iter()
+            .map(|r| format!("N={}: {:.1} MiB", r.n, mib(r.max_rss_kib())))
+            .collect();
+        targets.push(format!(
+            "peak RSS by N (should stay flat): {}",
+            rss.join(", ")
+        ));
+    }
+    targets.push(format!(
+        "stripped release binary < 15 MiB: {:.1} MiB, {}",
+        size as f64 / 1024.0 / 1024.0,
+        yes(size < 15 * 1024 * 1024)
+    ));
+    println!("## Targets");
+    println!();
+    for t in targets {
+        println!("- {t}");
+    }
+    println!();
+    println!(
+        "Sizes: {:?}; bench took {:.0} s; binary {}",
+        sizes,
+        took.as_secs_f64(),
+        tool.display()
+    );
+}

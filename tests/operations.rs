@@ -1,0 +1,1305 @@
+//! Operating the tool: the RBAC manifest (deploy/rbac.yaml) proven sufficient and minimal on the
+//! RBAC-enforcing test API server, the restore drill, and the container images with the example
+//! Deployment's init containers run against a test cluster.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{
+    Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
+    ValidationDirective,
+};
+use serde_json::{Value, json};
+use support::*;
+
+use cp_mod_migrator::names::{self, backup, config_maps, markers};
+use cp_mod_migrator::{cr, legacy};
+
+const SA_NAMESPACE: &str = "kyma-system";
+/// The ServiceAccount that deploy/rbac.yaml creates, for the hand-run commands.
+const SA_NAME: &str = "cp-mod-migrator";
+
+// ---------------------------------------------------------------------------------------------
+// The manifest and its rules
+
+/// deploy/rbac.yaml as a list of objects.
+#[derive(Clone)]
+struct Manifest {
+    docs: Vec<Value>,
+}
+
+/// A rule: (document index, index in its `rules`).
+type RuleId = (usize, usize);
+
+impl Manifest {
+    fn load() -> Manifest {
+        let text =
+            std::fs::read_to_string(repo_root().join("deploy/rbac.yaml")).expect("rbac.yaml");
+        let docs = serde_yaml::Deserializer::from_str(&text)
+            .map(|d| serde::Deserialize::deserialize(d).expect("rbac.yaml is YAML"))
+            .filter(|v: &Value| !v.is_null())
+            .collect();
+        Manifest { docs }
+    }
+
+    fn rules(&self) -> Vec<RuleId> {
+        let mut out = Vec::new();
+        for (d, doc) in self.docs.iter().enumerate() {
+            if let Some(rules) = doc["rules"].as_array() {
+                out.extend((0..rules.len()).map(|r| (d, r)));
+            }
+        }
+        out
+    }
+
+    fn rule(&self, (d, r): RuleId) -> &Value {
+        &self.docs[d]["rules"][r]
+    }
+
+    fn without(&self, (d, r): RuleId) -> Manifest {
+        let mut m = self.clone();
+        m.docs[d]["rules"].as_array_mut().expect("rules").remove(r);
+        m
+    }
+
+    /// "Role kyma-system/cp-mod-migrator: get,delete apps/statefulsets [connectivity-proxy]".
+    fn describe(&self, id: RuleId) -> String {
+        let doc = &self.docs[id.0];
+        let rule = self.rule(id);
+        let list = |v: &Value| {
+            v.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default()
+        };
+        let names = list(&rule["resourceNames"]);
+        format!(
+            "{} {}{}: {} {}/{}{}",
+            str_of(&doc["kind"]),
+            doc["metadata"]["namespace"]
+                .as_str()
+                .map(|n| format!("{n}/"))
+                .unwrap_or_default(),
+            str_of(&doc["metadata"]["name"]),
+            list(&rule["verbs"]),
+            list(&rule["apiGroups"]),
+            list(&rule["resources"]),
+            if names.is_empty() {
+                String::new()
+            } else {
+                format!(" [{names}]")
+            }
+        )
+    }
+
+    async fn apply(&self, c: &TestCluster) {
+        for doc in &self.docs {
+            let obj: DynamicObject = serde_json::from_value(doc.clone()).expect("object");
+            c.apply(&obj).await;
+        }
+    }
+
+    /// Waits until the API server's authorizer sees every Role and ClusterRole of the manifest
+    /// with its binding for `user` (RBAC reaches the authorizer through informers, a moment
+    /// after the write). Without this, a missing permission could be mere lag.
+    async fn wait_effective(&self, c: &TestCluster, user: &str) {
+        let sars: Api<SubjectAccessReview> = Api::all(c.client.clone());
+        for doc in &self.docs {
+            let kind = str_of(&doc["kind"]);
+            if kind != "Role" && kind != "ClusterRole" {
+                continue;
+            }
+            let Some(rule) = doc["rules"].as_array().and_then(|r| r.first()) else {
+                continue;
+            };
+            let first = |k: &str| rule[k][0].as_str().map(str::to_string);
+            let review = SubjectAccessReview {
+                spec: SubjectAccessReviewSpec {
+                    user: Some(user.into()),
+                    groups: Some(vec![
+                        "system:serviceaccounts".into(),
+                        format!("system:serviceaccounts:{SA_NAMESPACE}"),
+                        "system:authenticated".into(),
+                    ]),
+                    resource_attributes: Some(ResourceAttributes {
+                        namespace: doc["metadata"]["namespace"].as_str().map(str::to_string),
+                        verb: first("verbs"),
+                        group: first("apiGroups"),
+                        resource: first("resources"),
+                        name: first("resourceNames"),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let started = Instant::now();
+            loop {
+                let answer = sars
+                    .create(&PostParams::default(), &review)
+                    .await
+                    .expect("SubjectAccessReview");
+                if answer.status.is_some_and(|s| s.allowed) {
+                    break;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "{kind} {} not in effect for {user} after 30s",
+                    str_of(&doc["metadata"]["name"])
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+fn str_of(v: &Value) -> &str {
+    v.as_str().unwrap_or_default()
+}
+
+fn sa_user(name: &str) -> String {
+    format!("system:serviceaccount:{SA_NAMESPACE}:{name}")
+}
+
+/// A cluster with the legacy installation, the module and `manifest`, and a kubeconfig that
+/// authenticates as the manifest's ServiceAccount (a TokenRequest token).
+async fn cluster_as_sa(manifest: &Manifest) -> (TestCluster, PathBuf) {
+    let c = TestCluster::legacy_and_module().await;
+    manifest.apply(&c).await;
+    let token = c.token_for(SA_NAMESPACE, SA_NAME).await;
+    manifest.wait_effective(&c, &sa_user(SA_NAME)).await;
+    let kubeconfig = c.kubeconfig_with_token(&token, "sa.kubeconfig");
+    (c, kubeconfig)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running the tool with a request log
+
+/// Runs the tool with the client's request log (kube_client at debug) in its JSON log lines.
+fn run_logged(kubeconfig: &Path, args: &[&str]) -> RunResult {
+    let output = Command::new(tool_binary())
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["--log-format", "json", "--deadline", "60s"])
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .env("CP_MIGRATOR_LOG", "info,kube_client=debug")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cp-mod-migrator");
+    RunResult {
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        output,
+    }
+}
+
+/// One API request as the RBAC authorizer sees it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Request {
+    verb: String,
+    group: String,
+    resource: String,
+    namespace: Option<String>,
+    name: Option<String>,
+}
+
+/// The requests in the tool's debug log; discovery (/api, /apis) is left out: it is open to
+/// every authenticated user.
+fn requests_in(stderr: &str) -> Vec<Request> {
+    stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["message"] == "requesting")
+        .filter_map(|v| {
+            let span = &v["spans"][0];
+            parse_request(str_of(&span["http.method"]), str_of(&span["http.url"]))
+        })
+        .collect()
+}
+
+fn parse_request(method: &str, url: &str) -> Option<Request> {
+    let path = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest.find('/').map_or("/", |i| &rest[i..]));
+    let path = path.split('?').next().unwrap_or(path);
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let (group, rest) = match segs.as_slice() {
+        ["api", _version, rest @ ..] if !rest.is_empty() => ("", rest),
+        ["apis", group, _version, rest @ ..] if !rest.is_empty() => (*group, rest),
+        _ => return None,
+    };
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, r @ ..] if !r.is_empty() => (Some(ns.to_string()), r),
+        r => (None, r),
+    };
+    assert!(
+        rest.len() <= 2,
+        "subresource request {path}: extend this parser"
+    );
+    let name = rest.get(1).map(|n| n.to_string());
+    let verb = match (method, &name) {
+        ("GET", Some(_)) => "get",
+        ("GET", None) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", Some(_)) => "delete",
+        _ => panic!("unexpected request {method} {path}"),
+    };
+    Some(Request {
+        verb: verb.into(),
+        group: group.into(),
+        resource: rest[0].into(),
+        namespace,
+        name,
+    })
+}
+
+/// The rules of the manifest that allow `req` (ClusterRoles are bound cluster-wide, Roles in
+/// their namespace).
+fn rules_allowing(m: &Manifest, req: &Request) -> Vec<RuleId> {
+    let has = |v: &Value, s: &str| v.as_array().is_some_and(|a| a.iter().any(|x| x == s));
+    m.rules()
+        .into_iter()
+        .filter(|&id| {
+            let doc = &m.docs[id.0];
+            let scope_ok = match str_of(&doc["kind"]) {
+                "ClusterRole" => true,
+                _ => doc["metadata"]["namespace"].as_str() == req.namespace.as_deref(),
+            };
+            let rule = m.rule(id);
+            let names = rule["resourceNames"].as_array();
+            scope_ok
+                && has(&rule["apiGroups"], &req.group)
+                && has(&rule["resources"], &req.resource)
+                && has(&rule["verbs"], &req.verb)
+                && match names {
+                    None => true,
+                    Some(n) if n.is_empty() => true,
+                    Some(_) => req
+                        .name
+                        .as_deref()
+                        .is_some_and(|name| has(&rule["resourceNames"], name)),
+                }
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The scenario every RBAC test runs: the migration and each hand-run command, as the SA
+
+/// Where a scenario stopped, and the log line or check that says why.
+#[derive(Debug)]
+struct Stop {
+    step: String,
+    evidence: String,
+}
+
+impl Stop {
+    fn forbidden(&self) -> bool {
+        self.evidence.contains("forbidden")
+    }
+}
+
+/// What a user ConfigMap holds that must survive migration and restore.
+type Content = (
+    BTreeMap<String, String>,
+    BTreeMap<String, k8s_openapi::ByteString>,
+    BTreeMap<String, String>,
+    BTreeMap<String, String>,
+);
+
+fn content(cm: &ConfigMap) -> Content {
+    (
+        cm.data.clone().unwrap_or_default(),
+        cm.binary_data.clone().unwrap_or_default(),
+        cm.metadata.labels.clone().unwrap_or_default(),
+        cm.metadata.annotations.clone().unwrap_or_default(),
+    )
+}
+
+async fn user_config(c: &TestCluster, namespace: &str) -> Vec<Option<Content>> {
+    let api: Api<ConfigMap> = Api::namespaced(c.client.clone(), namespace);
+    let mut out = Vec::new();
+    for name in config_maps::USER_CONFIG {
+        out.push(api.get_opt(name).await.expect("get").map(|cm| content(&cm)));
+    }
+    out
+}
+
+async fn event_reasons(c: &TestCluster) -> BTreeSet<String> {
+    let events: Api<Event> = Api::namespaced(c.client.clone(), names::KYMA_SYSTEM);
+    events
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| e.reporting_controller.as_deref() == Some(names::FIELD_MANAGER))
+        .filter_map(|e| e.reason)
+        .collect()
+}
+
+struct Scenario<'a> {
+    c: &'a TestCluster,
+    kubeconfig: &'a Path,
+    runs: Vec<RunResult>,
+}
+
+impl Scenario<'_> {
+    /// Runs a command as the SA; a non-zero exit, or a refusal in its log (an Event the server
+    /// refused is only a warning), stops the scenario.
+    fn cmd(&mut self, args: &[&str]) -> Result<&RunResult, Stop> {
+        let r = run_logged(self.kubeconfig, args);
+        let step = args.join(" ");
+        let problems: Vec<String> = r
+            .stderr
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["level"] == "WARN" || v["level"] == "ERROR")
+            .map(|v| v.to_string())
+            .collect();
+        let refusal = problems.iter().find(|p| p.contains("forbidden")).cloned();
+        let failed = !r.success() || refusal.is_some();
+        self.runs.push(r);
+        if failed {
+            return Err(Stop {
+                step,
+                evidence: refusal
+                    .or_else(|| problems.last().cloned())
+                    .unwrap_or_else(|| "exit code non-zero".into()),
+            });
+        }
+        Ok(self.runs.last().expect("just pushed"))
+    }
+
+    fn check(step: &str, ok: bool, what: impl FnOnce() -> String) -> Result<(), Stop> {
+        if ok {
+            Ok(())
+        } else {
+            Err(Stop {
+                step: step.into(),
+                evidence: what(),
+            })
+        }
+    }
+
+    /// The migration (`run`), then `status`, `restore` (create, then over a changed
+    /// ConfigMap), `mark-done`, and `status` once the CR is gone. Each result is checked; with
+    /// `reference`, the state after `run` must equal it.
+    async fn play(&mut self, reference: Option<&BTreeMap<String, Value>>) -> Result<(), Stop> {
+        let c = self.c;
+        let originals = user_config(c, names::KYMA_SYSTEM).await;
+
+        let r = self.cmd(&["run"])?;
+        let reason = r.reason();
+        Self::check(
+            "run",
+            reason == "migrate: done; backup: done; clean: done",
+            || reason.clone(),
+        )?;
+        if let Some(reference) = reference {
+            let got = normalized(c.snapshot().await);
+            let diff = snapshot_diff(reference, &got);
+            Self::check("run: end state", diff.is_empty(), || {
+                format!("differs from the admin run: {diff:?}")
+            })?;
+        }
+        let reasons = event_reasons(c).await;
+        Self::check(
+            "run: Events",
+            ["Migrated", "BackedUp", "Cleaned"]
+                .iter()
+                .all(|r| reasons.contains(*r)),
+            || format!("Events recorded: {reasons:?}"),
+        )?;
+
+        let r = self.cmd(&["status", "-o", "json"])?;
+        let status: Value = serde_json::from_str(&r.stdout).expect("status JSON");
+        Self::check(
+            "status",
+            status["legacy_installation"].is_null()
+                && status["markers"]
+                    .as_object()
+                    .is_some_and(|m| m.len() == 3 && m.values().all(|k| k.as_str().is_some()))
+                && status["backup"]
+                    .as_array()
+                    .is_some_and(|b| b.iter().all(|c| c["copy_exists"] == true))
+                && status["legacy_objects_remaining"] == json!([])
+                && status["service_mappings"]
+                    == json!({"total": 3, "adopted": 3, "crd_adopted": true})
+                && status["operator"].is_null(),
+            || status.to_string(),
+        )?;
+
+        let r = self.cmd(&["restore"])?;
+        let reason = r.reason();
+        Self::check("restore", reason.starts_with("restored"), || reason.clone())?;
+        let restored = user_config(c, names::KYMA_SYSTEM).await;
+        Self::check("restore: content", restored == originals, || {
+            format!("{restored:?} != {originals:?}")
+        })?;
+        // As if the control plane had brought the ConfigMap back with other content: restore
+        // replaces it.
+        let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), names::KYMA_SYSTEM);
+        cms.patch(
+            config_maps::INFO,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"extra": "x"}},
+                "data": {"onpremise_proxy_http_port": "1"}})),
+        )
+        .await
+        .expect("patch");
+        self.cmd(&["restore"])?;
+        let restored = user_config(c, names::KYMA_SYSTEM).await;
+        Self::check(
+            "restore over a changed ConfigMap",
+            restored == originals,
+            || format!("{restored:?} != {originals:?}"),
+        )?;
+
+        let unmark: serde_json::Map<String, Value> =
+            [markers::MIGRATED, markers::BACKED_UP, markers::CLEANED]
+                .iter()
+                .map(|k| (k.to_string(), Value::Null))
+                .collect();
+        cr::api(&c.client)
+            .patch(
+                names::cr::NAME,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": unmark}})),
+            )
+            .await
+            .expect("unmark");
+        let r = self.cmd(&["mark-done"])?;
+        let reason = r.reason();
+        let cr_now = c.cr().await;
+        Self::check(
+            "mark-done",
+            reason.starts_with("set ")
+                && [markers::MIGRATED, markers::BACKED_UP, markers::CLEANED]
+                    .iter()
+                    .all(|k| {
+                        cr_now
+                            .metadata
+                            .annotations
+                            .as_ref()
+                            .and_then(|a| a.get(*k))
+                            .is_some_and(|v| v == "true")
+                    })
+                && event_reasons(c).await.contains("MarkedDone"),
+            || reason.clone(),
+        )?;
+
+        // Without the CR, the commands ask for the CRD to tell which of the two is missing.
+        cr::api(&c.client)
+            .delete(names::cr::NAME, &DeleteParams::default())
+            .await
+            .expect("delete CR");
+        let r = self.cmd(&["status", "-o", "json"])?;
+        let status: Value = serde_json::from_str(&r.stdout).expect("status JSON");
+        Self::check(
+            "status without the CR",
+            status["cr_exists"] == false && status["crd_installed"] == true,
+            || status.to_string(),
+        )?;
+        Ok(())
+    }
+
+    fn requests(&self) -> Vec<Request> {
+        self.runs
+            .iter()
+            .flat_map(|r| requests_in(&r.stderr))
+            .collect()
+    }
+}
+
+/// A snapshot without what differs between two clusters doing the same thing: identities,
+/// versions, times, and what the API server writes about itself (its CA, its port).
+fn normalized(snapshot: BTreeMap<String, Value>) -> BTreeMap<String, Value> {
+    fn strip(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                for k in [
+                    "uid",
+                    "resourceVersion",
+                    "creationTimestamp",
+                    "lastTransitionTime",
+                ] {
+                    m.remove(k);
+                }
+                if let Some(Value::Object(a)) = m.get_mut("annotations") {
+                    for k in [
+                        backup::SOURCE_UID_ANNOTATION,
+                        backup::SOURCE_RV_ANNOTATION,
+                        backup::TIME_ANNOTATION,
+                    ] {
+                        a.remove(k);
+                    }
+                }
+                m.values_mut().for_each(strip);
+            }
+            Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    snapshot
+        .into_iter()
+        .filter(|(k, _)| {
+            !k.ends_with("/kube-root-ca.crt")
+                && !k.ends_with(" kube-system/extension-apiserver-authentication")
+                && k != "/Service default/kubernetes"
+        })
+        .map(|(k, mut v)| {
+            strip(&mut v);
+            (k, v)
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// RBAC: sufficient
+
+/// The whole migration and every hand-run command succeed as the ServiceAccount, and the state
+/// after `run` equals that of the same run with cluster-admin rights. Every request the tool
+/// made is allowed by exactly one rule, and every verb and every resource name of every rule
+/// was used by some request: so no rule, verb or name is redundant (the next test proves each
+/// rule necessary by removing it).
+#[tokio::test]
+async fn the_rbac_manifest_suffices_for_every_command() {
+    let manifest = Manifest::load();
+    let (reference, (c, kubeconfig)) = tokio::join!(
+        async {
+            let a = TestCluster::legacy_and_module().await;
+            manifest.apply(&a).await;
+            a.run(&["run"]).assert_ok();
+            normalized(a.snapshot().await)
+        },
+        cluster_as_sa(&manifest)
+    );
+    let mut scenario = Scenario {
+        c: &c,
+        kubeconfig: &kubeconfig,
+        runs: Vec::new(),
+    };
+    if let Err(stop) = scenario.play(Some(&reference)).await {
+        let last = scenario.runs.last().map(|r| r.stderr.clone());
+        panic!(
+            "as {SA_NAME}: {} failed: {}\n{}",
+            stop.step,
+            stop.evidence,
+            last.unwrap_or_default()
+        );
+    }
+
+    let mut used: BTreeSet<(RuleId, String, Option<String>)> = BTreeSet::new();
+    let requests = scenario.requests();
+    assert!(
+        requests.len() > 100,
+        "request log: {} requests",
+        requests.len()
+    );
+    for req in &requests {
+        let allowing = rules_allowing(&manifest, req);
+        assert_eq!(
+            allowing.len(),
+            1,
+            "{req:?} is allowed by {:?}: every request needs exactly one rule",
+            allowing
+                .iter()
+                .map(|id| manifest.describe(*id))
+                .collect::<Vec<_>>()
+        );
+        let id = allowing[0];
+        let named = manifest.rule(id)["resourceNames"]
+            .as_array()
+            .is_some_and(|n| !n.is_empty());
+        used.insert((
+            id,
+            req.verb.clone(),
+            if named { req.name.clone() } else { None },
+        ));
+    }
+    let mut unused = Vec::new();
+    for id in manifest.rules() {
+        let rule = manifest.rule(id);
+        let names: Vec<Option<String>> = match rule["resourceNames"].as_array() {
+            Some(n) if !n.is_empty() => n.iter().map(|x| Some(str_of(x).to_string())).collect(),
+            _ => vec![None],
+        };
+        for verb in rule["verbs"].as_array().expect("verbs") {
+            for name in &names {
+                if !used.contains(&(id, str_of(verb).to_string(), name.clone())) {
+                    unused.push(format!(
+                        "{}: {} {}",
+                        manifest.describe(id),
+                        str_of(verb),
+                        name.as_deref().unwrap_or("(any name)")
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        unused.is_empty(),
+        "granted but never used:\n{}",
+        unused.join("\n")
+    );
+    // Every Role and ClusterRole is bound to the ServiceAccount, by a binding of its scope.
+    for doc in &manifest.docs {
+        let kind = str_of(&doc["kind"]);
+        if kind != "Role" && kind != "ClusterRole" {
+            continue;
+        }
+        let binding = if kind == "Role" {
+            "RoleBinding"
+        } else {
+            "ClusterRoleBinding"
+        };
+        assert!(
+            manifest.docs.iter().any(|b| str_of(&b["kind"]) == binding
+                && b["metadata"]["namespace"] == doc["metadata"]["namespace"]
+                && b["roleRef"]["kind"] == kind
+                && b["roleRef"]["name"] == doc["metadata"]["name"]
+                && b["subjects"].as_array().is_some_and(|s| s.iter().any(|s| {
+                    s["kind"] == "ServiceAccount"
+                        && s["name"] == SA_NAME
+                        && s["namespace"] == SA_NAMESPACE
+                }))),
+            "{kind} {} has no {binding} to {SA_NAME}",
+            str_of(&doc["metadata"]["name"])
+        );
+    }
+}
+
+/// No wildcards anywhere, and a rule without `resourceNames` only where names cannot be given:
+/// `create` and `list` (the name is not in the request path), and the users' own ServiceMappings.
+#[test]
+fn the_rbac_manifest_has_no_wildcards_and_names_what_it_can() {
+    let manifest = Manifest::load();
+    for id in manifest.rules() {
+        let rule = manifest.rule(id);
+        let what = manifest.describe(id);
+        for key in ["apiGroups", "resources", "verbs", "resourceNames"] {
+            assert!(
+                rule[key]
+                    .as_array()
+                    .is_none_or(|a| a.iter().all(|x| !str_of(x).contains('*'))),
+                "{what}: wildcard in {key}"
+            );
+        }
+        assert!(rule.get("nonResourceURLs").is_none(), "{what}");
+        if rule["resourceNames"].as_array().is_none_or(Vec::is_empty) {
+            let user_named = rule["resources"] == json!(["servicemappings"]);
+            for verb in rule["verbs"].as_array().expect("verbs") {
+                assert!(
+                    ["create", "list"].contains(&str_of(verb)) || user_named,
+                    "{what}: `{}` could be limited by resourceNames",
+                    str_of(verb)
+                );
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// RBAC: necessary
+
+/// Clusters run in parallel, each in a thread of its own; the API servers take most of the time.
+const WORKERS: usize = 3;
+
+/// For every rule of the manifest: the same scenario, on a fresh cluster whose RBAC lacks only
+/// that rule, is refused ("forbidden") somewhere. So no rule is there without need.
+#[test]
+fn every_rbac_rule_is_necessary() {
+    let manifest = Manifest::load();
+    let rules = manifest.rules();
+    assert!(!rules.is_empty());
+    let queue = Arc::new(Mutex::new(rules.clone()));
+    type Outcome = (RuleId, Result<Stop, String>, Duration, Duration);
+    let results: Arc<Mutex<Vec<Outcome>>> = Arc::default();
+    let started = Instant::now();
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            let (queue, results, manifest) = (queue.clone(), results.clone(), manifest.clone());
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                loop {
+                    let Some(id) = queue.lock().expect("queue").pop() else {
+                        break;
+                    };
+                    let t = Instant::now();
+                    let mut setup = Duration::ZERO;
+                    let outcome = rt.block_on(async {
+                        let reduced = manifest.without(id);
+                        let (c, kubeconfig) = cluster_as_sa(&reduced).await;
+                        setup = t.elapsed();
+                        let mut scenario = Scenario {
+                            c: &c,
+                            kubeconfig: &kubeconfig,
+                            runs: Vec::new(),
+                        };
+                        match scenario.play(None).await {
+                            Ok(()) => Err("the whole scenario succeeded".to_string()),
+                            Err(stop) => Ok(stop),
+                        }
+                    });
+                    results
+                        .lock()
+                        .expect("results")
+                        .push((id, outcome, setup, t.elapsed()));
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("worker");
+    }
+    let mut results = std::mem::take(&mut *results.lock().expect("results"));
+    results.sort_by_key(|r| r.0);
+    let mut report = String::new();
+    let mut wrong = Vec::new();
+    for (id, outcome, setup, took) in &results {
+        let line = match outcome {
+            Ok(stop) if stop.forbidden() => format!("refused in `{}`", stop.step),
+            Ok(stop) => {
+                wrong.push(id);
+                format!(
+                    "stopped in `{}` but not by RBAC: {}",
+                    stop.step, stop.evidence
+                )
+            }
+            Err(e) => {
+                wrong.push(id);
+                e.clone()
+            }
+        };
+        report.push_str(&format!(
+            "{:>5.1}s (cluster {:>4.1}s)  without {}: {line}\n",
+            took.as_secs_f64(),
+            setup.as_secs_f64(),
+            manifest.describe(*id)
+        ));
+    }
+    eprintln!(
+        "{} rules, each removed on a cluster of its own, {WORKERS} in parallel: {:.1}s\n{report}",
+        results.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(results.len(), rules.len());
+    assert!(
+        wrong.is_empty(),
+        "rules the scenario does not need:\n{report}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Restore drill
+
+/// Migrate, back up and clean; the legacy installation comes back without its two ConfigMaps
+/// (as the control plane brings it back after the module is disabled); `restore` puts both back
+/// exactly as they were before the migration: data, binaryData, labels and annotations.
+#[tokio::test]
+async fn restore_drill_brings_back_the_user_configuration() {
+    let c = TestCluster::legacy_and_module().await;
+    // Binary data, a label and an annotation of the user's own, so that every part is checked.
+    let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), names::KYMA_SYSTEM);
+    for name in config_maps::USER_CONFIG {
+        cms.patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({
+                "metadata": {"labels": {"team": "integration"},
+                             "annotations": {"owner": "ops@example.com"}},
+                "binaryData": {"blob": "AP8BAg=="},
+            })),
+        )
+        .await
+        .expect("patch");
+    }
+    let originals = user_config(&c, names::KYMA_SYSTEM).await;
+    assert!(originals.iter().all(|o| {
+        o.as_ref()
+            .is_some_and(|(_, b, l, a)| !b.is_empty() && !l.is_empty() && !a.is_empty())
+    }));
+
+    for step in ["migrate", "backup", "clean"] {
+        c.run(&[step]).assert_ok();
+        assert_eq!(c.run(&[step]).outcome(), "skipped", "{step} again");
+    }
+    assert_eq!(
+        user_config(&c, names::KYMA_SYSTEM).await,
+        vec![None, None],
+        "clean removed the user configuration from kyma-system"
+    );
+
+    // The legacy installation is back, without the two ConfigMaps.
+    let dir = tempfile::tempdir().expect("tempdir");
+    for entry in std::fs::read_dir(fixture_dir(LEGACY)).expect("fixtures") {
+        let path = entry.expect("entry").path();
+        let file = path
+            .file_name()
+            .and_then(|f| f.to_str())
+            .unwrap_or_default();
+        if !file.starts_with("30-configmap-") && !file.starts_with("31-configmap-") {
+            std::fs::copy(&path, dir.path().join(file)).expect("copy");
+        }
+    }
+    c.apply_dir(dir.path()).await;
+    assert!(legacy::detect(&c.client).await.expect("detect").is_some());
+
+    let before = c.snapshot().await;
+    let dry = c.run(&["restore", "--dry-run"]);
+    dry.assert_ok();
+    for name in config_maps::USER_CONFIG {
+        assert!(
+            dry.stdout
+                .contains(&format!("would write ConfigMap kyma-system/{name}")),
+            "{}",
+            dry.stdout
+        );
+    }
+    assert_eq!(
+        snapshot_diff(&before, &c.snapshot().await),
+        Vec::<String>::new()
+    );
+
+    let r = c.run(&["restore"]);
+    r.assert_ok();
+    assert_eq!(
+        r.reason(),
+        "restored kyma-system/connectivity-proxy, kyma-system/connectivity-proxy-info"
+    );
+    assert_eq!(user_config(&c, names::KYMA_SYSTEM).await, originals);
+
+    // A copy that is missing is skipped with a warning; the other is still restored.
+    Api::<ConfigMap>::namespaced(c.client.clone(), names::BACKUP_NAMESPACE)
+        .delete(config_maps::INFO, &DeleteParams::default())
+        .await
+        .expect("delete copy");
+    cms.delete(config_maps::CONFIG, &DeleteParams::default())
+        .await
+        .expect("delete");
+    let r = c.run(&["restore"]);
+    r.assert_ok();
+    assert!(r.stderr.contains("no backup copy; skipped"), "{}", r.stderr);
+    assert_eq!(r.reason(), "restored kyma-system/connectivity-proxy");
+    assert_eq!(user_config(&c, names::KYMA_SYSTEM).await, originals);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Images and the example Deployment
+
+fn sh(cmd: &mut Command) -> std::process::Output {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// An image of `scripts/images list`.
+struct Image {
+    name: String,
+    reference: String,
+    step: String,
+    entrypoint: Vec<String>,
+}
+
+/// A buildah working container, removed when dropped.
+struct Working(String);
+
+impl Working {
+    fn from(image: &str) -> Working {
+        let out = sh(Command::new("buildah").args(["from", "--pull-never", "--quiet", image]));
+        Working(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+}
+
+impl Drop for Working {
+    fn drop(&mut self) {
+        let _ = Command::new("buildah")
+            .args(["rm", &self.0])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// The Pod's environment for an init container: its ServiceAccount token and CA where a Pod
+/// has them (the tool's in-cluster configuration), the API server's address, and the env of
+/// the container spec with the downward API resolved.
+struct Pod {
+    name: String,
+    secrets_dir: PathBuf,
+    port: String,
+}
+
+impl Pod {
+    async fn new(c: &TestCluster, service_account: &str, name: &str) -> Pod {
+        let token = c.token_for(SA_NAMESPACE, service_account).await;
+        let dir = c.dir().join(format!("{name}-serviceaccount"));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join("token"), token).expect("token");
+        std::fs::copy(c.dir().join("ca.crt"), dir.join("ca.crt")).expect("ca.crt");
+        std::fs::write(dir.join("namespace"), SA_NAMESPACE).expect("namespace");
+        // Readable by UID 1337, as the kubelet makes them.
+        use std::os::unix::fs::PermissionsExt;
+        for f in ["", "token", "ca.crt", "namespace"] {
+            let mode = if f.is_empty() { 0o755 } else { 0o644 };
+            std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(mode))
+                .expect("chmod");
+        }
+        let kubeconfig = std::fs::read_to_string(&c.kubeconfig).expect("kubeconfig");
+        let port = kubeconfig
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server: https://127.0.0.1:"))
+            .expect("server line")
+            .to_string();
+        Pod {
+            name: name.into(),
+            secrets_dir: dir,
+            port,
+        }
+    }
+
+    /// Runs `container` (a container of the example Deployment) the way the kubelet would:
+    /// its image, its command or else the image's entrypoint, its env.
+    fn run(&self, container: &Value, images: &[Image]) -> RunResult {
+        let image = image_of(container, images);
+        let mut argv: Vec<String> = match container["command"].as_array() {
+            Some(cmd) => cmd.iter().map(|s| str_of(s).to_string()).collect(),
+            None => image.entrypoint.clone(),
+        };
+        if let Some(args) = container["args"].as_array() {
+            argv.extend(args.iter().map(|s| str_of(s).to_string()));
+        }
+        let mut cmd = Command::new("buildah");
+        cmd.args(["run", "--isolation", "chroot", "-v"])
+            .arg(format!(
+                "{}:/var/run/secrets/kubernetes.io/serviceaccount:ro",
+                self.secrets_dir.display()
+            ))
+            .args(["--env", "KUBERNETES_SERVICE_HOST=127.0.0.1"])
+            .args(["--env", &format!("KUBERNETES_SERVICE_PORT={}", self.port)]);
+        for env in container["env"].as_array().into_iter().flatten() {
+            let value = match (&env["value"], &env["valueFrom"]["fieldRef"]["fieldPath"]) {
+                (Value::String(v), _) => v.clone(),
+                (_, Value::String(p)) if p == "metadata.name" => self.name.clone(),
+                _ => panic!("env {env} is neither a value nor the Pod's name"),
+            };
+            cmd.args(["--env", &format!("{}={value}", str_of(&env["name"]))]);
+        }
+        let working = Working::from(&image.reference);
+        let output = cmd
+            .arg(&working.0)
+            .arg("--")
+            .args(&argv)
+            .stdin(Stdio::null())
+            .output()
+            .expect("buildah run");
+        RunResult {
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            output,
+        }
+    }
+}
+
+fn image_of<'a>(container: &Value, images: &'a [Image]) -> &'a Image {
+    let spec = str_of(&container["image"]);
+    let (repo, tag) = spec.rsplit_once(':').expect("image with a tag");
+    let name = repo.rsplit('/').next().unwrap_or(repo);
+    assert_eq!(
+        tag,
+        env!("CARGO_PKG_VERSION"),
+        "{spec}: the example names the release this repository builds"
+    );
+    images
+        .iter()
+        .find(|i| i.name == name)
+        .unwrap_or_else(|| panic!("{spec}: no image {name} is built"))
+}
+
+/// The example Deployment, and the single-container alternative that it has in a comment.
+fn example_deployment() -> (Value, Value) {
+    let text = std::fs::read_to_string(repo_root().join("deploy/operator-deployment-example.yaml"))
+        .expect("example");
+    let deployment: Value = serde_yaml::from_str(&text).expect("YAML");
+    let commented: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("# - name: init-migration"))
+        .take_while(|l| l.trim_start().starts_with('#'))
+        .map(|l| {
+            let l = l.trim_start().trim_start_matches('#');
+            l.strip_prefix(' ').unwrap_or(l)
+        })
+        .collect();
+    assert!(!commented.is_empty(), "the commented `run` alternative");
+    let alternative: Value = serde_yaml::from_str(&commented.join("\n")).expect("alternative");
+    (deployment, alternative[0].clone())
+}
+
+/// `make images` builds a static binary and one FROM-scratch image per step; the example
+/// Deployment's init containers, run from those images with the Pod's ServiceAccount token
+/// (in-cluster configuration, as in a Pod) and the manifest's env, migrate the cluster in order,
+/// and do nothing when the Pod restarts. The commented single `run` container does the same.
+#[tokio::test]
+async fn images_run_the_example_deployment_init_containers() {
+    let t = Instant::now();
+    let mut build = Command::new(repo_root().join("scripts/images"));
+    build.arg("build");
+    // What cargo sets for a test process: build scripts (ring's) watch some of it, so with it the
+    // nested build would not reuse what `make images` compiled, and the other way round.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_BIN_EXE_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_MANIFEST_LINKS",
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "OUT_DIR",
+            ]
+            .contains(&key.as_str())
+        {
+            build.env_remove(key);
+        }
+    }
+    let build = sh(&mut build);
+    eprintln!(
+        "scripts/images build: {:.1}s\n{}",
+        t.elapsed().as_secs_f64(),
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let list = sh(Command::new(repo_root().join("scripts/images")).arg("list"));
+    let images: Vec<Image> = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            let inspect = sh(Command::new("buildah").args(["inspect", "--type", "image", f[1]]));
+            let meta: Value = serde_json::from_slice(&inspect.stdout).expect("inspect JSON");
+            let config = &meta["OCIv1"]["config"];
+            assert_eq!(config["User"], "1337:1337", "{}", f[1]);
+            let layers = meta["OCIv1"]["rootfs"]["diff_ids"].as_array().map(Vec::len);
+            assert_eq!(layers, Some(1), "{}: FROM scratch plus the binary", f[1]);
+            Image {
+                name: f[0].into(),
+                reference: f[1].into(),
+                step: f[2].into(),
+                entrypoint: config["Entrypoint"]
+                    .as_array()
+                    .expect("entrypoint")
+                    .iter()
+                    .map(|s| str_of(s).to_string())
+                    .collect(),
+            }
+        })
+        .collect();
+    let names: Vec<&str> = images.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["cp-mod-migrator", "cp-mod-backup", "cp-mod-cleaner"]
+    );
+    for i in &images {
+        assert_eq!(i.entrypoint, ["/cp-mod-migrator", i.step.as_str()]);
+    }
+
+    let (deployment, alternative) = example_deployment();
+    let pod_spec = &deployment["spec"]["template"]["spec"];
+    let init: Vec<Value> = pod_spec["initContainers"]
+        .as_array()
+        .expect("initContainers")
+        .clone();
+    let order: Vec<&str> = init.iter().map(|c| str_of(&c["name"])).collect();
+    assert_eq!(order, ["init-migrator", "init-backup", "init-cleaner"]);
+    for (container, expected) in init.iter().zip(&images) {
+        assert_eq!(image_of(container, &images).name, expected.name);
+    }
+    assert_eq!(str_of(&alternative["command"][1]), "run");
+    for container in init.iter().chain([&alternative]) {
+        let sc = &container["securityContext"];
+        let name = str_of(&container["name"]);
+        assert_eq!(sc["runAsUser"], 1337, "{name}");
+        assert_eq!(sc["runAsNonRoot"], true, "{name}");
+        assert_eq!(sc["readOnlyRootFilesystem"], true, "{name}");
+        assert_eq!(sc["allowPrivilegeEscalation"], false, "{name}");
+        assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]), "{name}");
+        assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault", "{name}");
+        for kind in ["requests", "limits"] {
+            for r in ["cpu", "memory"] {
+                assert!(
+                    container["resources"][kind][r].is_string(),
+                    "{name}: resources.{kind}.{r}"
+                );
+            }
+        }
+        assert!(
+            container["env"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|e| e["name"] == "POD_NAME"
+                    && e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name")),
+            "{name}: POD_NAME from the downward API"
+        );
+    }
+    let service_account = str_of(&pod_spec["serviceAccountName"]).to_string();
+
+    let manifest = Manifest::load();
+    let (three, single) = tokio::join!(
+        TestCluster::legacy_and_module(),
+        TestCluster::legacy_and_module()
+    );
+
+    // The API server accepts the Deployment, and the variant with the single container, as
+    // they are (strict field validation, server-side dry run).
+    let deployments: Api<DynamicObject> = Api::namespaced_with(
+        three.client.clone(),
+        names::KYMA_SYSTEM,
+        &kube::core::ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&()),
+    );
+    let strict = PatchParams {
+        dry_run: true,
+        field_validation: Some(ValidationDirective::Strict),
+        ..PatchParams::apply("example-check")
+    };
+    let mut variant = deployment.clone();
+    variant["spec"]["template"]["spec"]["initContainers"] = json!([alternative.clone()]);
+    for d in [&deployment, &variant] {
+        deployments
+            .patch(names::OPERATOR_DEPLOYMENT, &strict, &Patch::Apply(d))
+            .await
+            .unwrap_or_else(|e| panic!("the API server rejects the example Deployment: {e}"));
+    }
+
+    // The init containers run as the Pod's ServiceAccount, which the manifest binds.
+    let mut pods = Vec::new();
+    for c in [&three, &single] {
+        manifest.apply(c).await;
+        pods.push(
+            Pod::new(
+                c,
+                &service_account,
+                "connectivity-proxy-operator-5f7d9-x2k4q",
+            )
+            .await,
+        );
+        manifest.wait_effective(c, &sa_user(&service_account)).await;
+    }
+
+    // Not root: a file only root may read is out of reach for the image's user.
+    let secret = three.dir().join("root-only");
+    std::fs::write(&secret, "apiVersion: v1\nkind: Config\n").expect("write");
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+    {
+        let working = Working::from(&images[0].reference);
+        let out = Command::new("buildah")
+            .args(["run", "--isolation", "chroot", "-v"])
+            .arg(format!("{}:/probe/kubeconfig:ro", secret.display()))
+            .arg(&working.0)
+            .args([
+                "--",
+                "/cp-mod-migrator",
+                "--kubeconfig",
+                "/probe/kubeconfig",
+                "status",
+            ])
+            .output()
+            .expect("buildah run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains("Permission denied"),
+            "as the image's user, a root-only file must be unreadable:\n{stderr}"
+        );
+    }
+
+    let t = Instant::now();
+    for round in ["first start", "restart"] {
+        for (container, image) in init.iter().zip(&images) {
+            let r = pods[0].run(container, &images);
+            r.assert_ok();
+            let line = r.last_line();
+            assert_eq!(line["step"], image.step.as_str(), "{round}");
+            let expected = if round == "first start" {
+                "done"
+            } else {
+                "skipped"
+            };
+            assert_eq!(
+                line["outcome"], expected,
+                "{round} {}: {}",
+                image.step, r.stderr
+            );
+        }
+    }
+    eprintln!(
+        "three init containers, started twice: {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    let cr_now = three.cr().await;
+    for m in cr::Marker::ALL {
+        assert_eq!(cr::marked(&cr_now, m), Some(m.key()));
+    }
+    assert!(
+        legacy::detect(&three.client)
+            .await
+            .expect("detect")
+            .is_none()
+    );
+    let events: Api<Event> = Api::namespaced(three.client.clone(), names::KYMA_SYSTEM);
+    let ours: Vec<Event> = events
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| e.reporting_controller.as_deref() == Some(names::FIELD_MANAGER))
+        .collect();
+    assert_eq!(ours.len(), 3);
+    assert!(
+        ours.iter()
+            .all(|e| e.reporting_instance.as_deref() == Some(pods[0].name.as_str())),
+        "Events name the Pod"
+    );
+
+    let r = pods[1].run(&alternative, &images);
+    r.assert_ok();
+    assert_eq!(
+        r.reason(),
+        "migrate: done; backup: done; clean: done",
+        "{}",
+        r.stderr
+    );
+    assert!(
+        legacy::detect(&single.client)
+            .await
+            .expect("detect")
+            .is_none()
+    );
+}

@@ -1,0 +1,1202 @@
+//! Reliability on the real API server, through a fault-injecting proxy (tests/support/faultproxy):
+//! the tool killed after any request, a flapping API server, a full outage, concurrent runs and
+//! a concurrent writer. Each ends with the state of an uninterrupted run and nothing lost.
+//!
+//! A "rig" is one real cluster with the legacy fixture, a proxy in front of it, the state before
+//! the migration (pristine) and after an uninterrupted `run` (golden). Between cases the rig puts
+//! the cluster back into its pristine state and verifies that with a full snapshot, so one
+//! cluster serves many cases; the crash matrix would otherwise need ~200 fresh clusters.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::core::ApiResource;
+use kube::discovery::{Discovery, Scope, verbs};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+use cp_mod_migrator::names::{self, backup, config_maps, markers};
+use support::faultproxy::{Fault, FaultProxy, Hook, Schedule, Seen};
+use support::*;
+
+/// Clusters alive at once in this test binary: the machine has two cores, and an API server
+/// is busy for a few seconds while it starts.
+static CLUSTERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(3);
+
+/// Workers (each with its own cluster) per crash matrix.
+const CRASH_WORKERS: usize = 3;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tenant {
+    Dedicated,
+    Shared,
+}
+
+impl Tenant {
+    fn fixtures(self) -> &'static [&'static str] {
+        match self {
+            Tenant::Dedicated => &[LEGACY, MODULE],
+            Tenant::Shared => &[LEGACY, LEGACY_SHARED, MODULE],
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Snapshots that can be restored
+
+/// Every listable kind of the cluster except the ones the server itself keeps writing.
+#[derive(Clone)]
+struct Kinds(Vec<(ApiResource, bool)>);
+
+async fn discover(client: &Client) -> Kinds {
+    let discovery = Discovery::new(client.clone())
+        .run()
+        .await
+        .expect("discovery");
+    let mut out = Vec::new();
+    for group in discovery.groups() {
+        // Each kind at its most stable version: a kind that only an older version serves (Istio's
+        // EnvoyFilter) is missing from the preferred version's list.
+        for (ar, caps) in group.resources_by_stability() {
+            if caps.supports_operation(verbs::LIST)
+                && !["Event", "Lease"].contains(&ar.kind.as_str())
+            {
+                out.push((ar, caps.scope == Scope::Namespaced));
+            }
+        }
+    }
+    Kinds(out)
+}
+
+/// An object as listed, and where it is served.
+#[derive(Clone)]
+struct Obj {
+    ar: ApiResource,
+    namespaced: bool,
+    value: Value,
+}
+
+type Snap = BTreeMap<String, Obj>;
+
+async fn snap(client: &Client, kinds: &Kinds) -> Snap {
+    let lists: Vec<Vec<(String, Obj)>> = futures::stream::iter(kinds.0.clone())
+        .map(|(ar, namespaced)| {
+            let client = client.clone();
+            async move {
+                let api: Api<DynamicObject> = Api::all_with(client, &ar);
+                let list = api
+                    .list(&ListParams::default())
+                    .await
+                    .unwrap_or_else(|e| panic!("list {}: {e}", ar.plural));
+                list.items
+                    .into_iter()
+                    .map(|mut o| {
+                        o.metadata.managed_fields = None;
+                        let key = format!(
+                            "{}/{} {}/{}",
+                            ar.group,
+                            ar.kind,
+                            o.namespace().unwrap_or_default(),
+                            o.name_any()
+                        );
+                        let value = serde_json::to_value(&o).expect("json");
+                        (
+                            key,
+                            Obj {
+                                ar: ar.clone(),
+                                namespaced,
+                                value,
+                            },
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    lists.into_iter().flatten().collect()
+}
+
+/// Metadata the server owns, and the backup's bookkeeping of when and from which version.
+fn normalize(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        for k in [
+            "uid",
+            "resourceVersion",
+            "creationTimestamp",
+            "managedFields",
+            "generation",
+        ] {
+            meta.remove(k);
+        }
+        if let Some(a) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
+            for k in [
+                backup::TIME_ANNOTATION,
+                backup::SOURCE_UID_ANNOTATION,
+                backup::SOURCE_RV_ANNOTATION,
+            ] {
+                a.remove(k);
+            }
+        }
+    }
+    v
+}
+
+type State = BTreeMap<String, Value>;
+
+/// The compared state: every object but the cluster IPs' IPAddresses, which the API server
+/// derives from Services and releases on its own time.
+fn state_of(s: &Snap) -> State {
+    s.iter()
+        .filter(|(_, o)| o.ar.kind != "IPAddress")
+        .map(|(k, o)| (k.clone(), normalize(&o.value)))
+        .collect()
+}
+
+/// Field-level differences, for messages.
+fn value_diff(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for (k, va) in x {
+                match y.get(k) {
+                    Some(vb) => value_diff(&format!("{path}.{k}"), va, vb, out),
+                    None => out.push(format!("{path}.{k}: {va} -> (absent)")),
+                }
+            }
+            for (k, vb) in y {
+                if !x.contains_key(k) {
+                    out.push(format!("{path}.{k}: (absent) -> {vb}"));
+                }
+            }
+        }
+        _ if a != b => out.push(format!("{path}: {a} -> {b}")),
+        _ => {}
+    }
+}
+
+fn state_diff(expected: &State, actual: &State) -> Vec<String> {
+    let mut out = Vec::new();
+    for (k, v) in expected {
+        match actual.get(k) {
+            None => out.push(format!("missing: {k}")),
+            Some(a) if a != v => {
+                let mut d = Vec::new();
+                value_diff("", v, a, &mut d);
+                out.push(format!("changed: {k}: {}", d.join("; ")));
+            }
+            _ => {}
+        }
+    }
+    for k in actual.keys() {
+        if !expected.contains_key(k) {
+            out.push(format!("unexpected: {k}"));
+        }
+    }
+    out
+}
+
+fn api_for(client: &Client, o: &Obj) -> Api<DynamicObject> {
+    let ns = o.value["metadata"]["namespace"].as_str();
+    match (o.namespaced, ns) {
+        (true, Some(ns)) => Api::namespaced_with(client.clone(), ns, &o.ar),
+        _ => Api::all_with(client.clone(), &o.ar),
+    }
+}
+
+/// The object as it can be written: type set, server-owned metadata dropped.
+fn writable(o: &Obj, resource_version: Option<String>) -> DynamicObject {
+    let mut v = o.value.clone();
+    v["apiVersion"] = json!(o.ar.api_version);
+    v["kind"] = json!(o.ar.kind);
+    if let Some(meta) = v["metadata"].as_object_mut() {
+        for k in [
+            "uid",
+            "resourceVersion",
+            "creationTimestamp",
+            "managedFields",
+            "generation",
+        ] {
+            meta.remove(k);
+        }
+    }
+    let mut obj: DynamicObject = serde_json::from_value(v).expect("object");
+    obj.metadata.resource_version = resource_version;
+    obj
+}
+
+/// Puts the cluster back into `pristine`: deletes what is new, creates what is gone, replaces
+/// what changed (a namespace is finalized by hand: this cluster runs no controllers).
+async fn restore(client: &Client, kinds: &Kinds, pristine: &Snap, current: Option<Snap>) {
+    let current = match current {
+        Some(c) => c,
+        None => snap(client, kinds).await,
+    };
+    let pp = &PostParams::default();
+    // A Service's IPAddress comes and goes with the Service.
+    let derived = |o: &&Obj| o.ar.kind == "IPAddress";
+    let mut extra: Vec<&Obj> = current
+        .iter()
+        .filter(|(k, _)| !pristine.contains_key(*k))
+        .map(|(_, o)| o)
+        .filter(|o| !derived(o))
+        .collect();
+    // Contents before their namespace.
+    extra.sort_by_key(|o| o.ar.kind == "Namespace");
+    for o in extra {
+        let api = api_for(client, o);
+        let name = o.value["metadata"]["name"].as_str().expect("name");
+        match api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => panic!("restore: delete {} {name}: {e}", o.ar.kind),
+        }
+        if o.ar.kind == "Namespace" {
+            finalize_namespace(client, name).await;
+        }
+    }
+    let mut missing: Vec<&Obj> = pristine
+        .iter()
+        .filter(|(k, _)| !current.contains_key(*k))
+        .map(|(_, o)| o)
+        .filter(|o| !derived(o))
+        .collect();
+    missing.sort_by_key(|o| o.ar.kind != "Namespace");
+    futures::stream::iter(missing)
+        .map(|o| async move {
+            let mut attempts = 0;
+            loop {
+                match api_for(client, o).create(pp, &writable(o, None)).await {
+                    Ok(_) => break,
+                    // The API server releases a deleted Service's cluster IP by deleting its
+                    // IPAddress, and ignores a failure to do so (a controller repairs that in a
+                    // real cluster, this one runs none): release a leftover by hand.
+                    Err(kube::Error::Api(s))
+                        if s.message.contains("already allocated") && attempts < 20 =>
+                    {
+                        attempts += 1;
+                        release_orphaned_ips(client).await;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(e) => panic!("restore: create {} {}: {e}", o.ar.kind, o.value),
+                }
+            }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<()>>()
+        .await;
+    for (k, o) in pristine {
+        let Some(now) = current.get(k) else { continue };
+        if normalize(&now.value) == normalize(&o.value) {
+            continue;
+        }
+        let rv = now.value["metadata"]["resourceVersion"]
+            .as_str()
+            .map(String::from);
+        let name = o.value["metadata"]["name"].as_str().expect("name");
+        api_for(client, o)
+            .replace(name, pp, &writable(o, rv))
+            .await
+            .unwrap_or_else(|e| panic!("restore: replace {k}: {e}"));
+    }
+    // Events are not part of the state, but counting them per case needs a clean slate.
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(client.clone(), names::KYMA_SYSTEM);
+    events
+        .delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await
+        .expect("delete events");
+}
+
+fn ip_addresses() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &kube::core::GroupVersionKind::gvk("networking.k8s.io", "v1", "IPAddress"),
+        "ipaddresses",
+    )
+}
+
+/// Deletes IPAddresses whose Service no longer exists.
+async fn release_orphaned_ips(client: &Client) {
+    let ips: Api<DynamicObject> = Api::all_with(client.clone(), &ip_addresses());
+    for ip in ips
+        .list(&ListParams::default())
+        .await
+        .expect("list IPAddresses")
+        .items
+    {
+        let parent = &ip.data["spec"]["parentRef"];
+        if parent["resource"] != "services" {
+            continue;
+        }
+        let (Some(ns), Some(name)) = (parent["namespace"].as_str(), parent["name"].as_str()) else {
+            continue;
+        };
+        let services: Api<k8s_openapi::api::core::v1::Service> =
+            Api::namespaced(client.clone(), ns);
+        if services.get_opt(name).await.expect("get Service").is_none() {
+            let _ = ips.delete(&ip.name_any(), &DeleteParams::default()).await;
+        }
+    }
+}
+
+async fn finalize_namespace(client: &Client, name: &str) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    for _ in 0..100 {
+        let Some(mut ns) = api.get_opt(name).await.expect("get namespace") else {
+            return;
+        };
+        if ns
+            .spec
+            .as_ref()
+            .and_then(|s| s.finalizers.as_ref())
+            .is_some_and(|f| !f.is_empty())
+        {
+            ns.spec = Some(Default::default());
+            ns.metadata.managed_fields = None;
+            api.replace_subresource("finalize", name, &PostParams::default(), &ns)
+                .await
+                .expect("finalize namespace");
+        } else {
+            let _ = api.delete(name, &DeleteParams::default()).await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("namespace {name} could not be removed");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running the tool
+
+fn spawn_tool(kubeconfig: &std::path::Path, global: &[&str], args: &[&str]) -> Child {
+    Command::new(tool_binary())
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["--log-format", "json"])
+        .args(global)
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn cp-mod-migrator")
+}
+
+/// Waits for the process (at most `limit`, then it is killed and the test fails).
+async fn finish(child: Child, limit: Duration) -> RunResult {
+    let pid = child.id();
+    let waiting = tokio::task::spawn_blocking(move || child.wait_with_output());
+    let output = match tokio::time::timeout(limit, waiting).await {
+        Ok(joined) => joined.expect("join").expect("wait"),
+        Err(_) => {
+            // SAFETY: kill(2) on our own child, not reaped yet (the wait above still runs).
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            panic!("cp-mod-migrator (pid {pid}) still running after {limit:?}");
+        }
+    };
+    RunResult {
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        output,
+    }
+}
+
+const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+/// The JSON log line of one step of `run` (the last one for that step).
+fn step_line(r: &RunResult, step: &str) -> Option<Value> {
+    r.stderr
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["step"] == step)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The rig
+
+struct Rig {
+    _permit: tokio::sync::SemaphorePermit<'static>,
+    tenant: Tenant,
+    cluster: TestCluster,
+    proxy: FaultProxy,
+    kinds: Kinds,
+    pristine: Snap,
+    /// The user configuration before the migration: (name, data, binaryData).
+    user_config: Vec<(String, Value, Value)>,
+    golden: State,
+    /// Requests of the uninterrupted run.
+    golden_requests: u64,
+    golden_ms: u128,
+}
+
+impl Rig {
+    async fn new(tenant: Tenant) -> Rig {
+        let permit = CLUSTERS.acquire().await.expect("semaphore");
+        let cluster = TestCluster::with(tenant.fixtures()).await;
+        let proxy = FaultProxy::start(&cluster.kubeconfig, cluster.dir());
+        let kinds = discover(&cluster.client).await;
+        let pristine = snap(&cluster.client, &kinds).await;
+        let user_config = config_maps::USER_CONFIG
+            .iter()
+            .map(|name| {
+                let key = format!("/ConfigMap {}/{name}", names::KYMA_SYSTEM);
+                let v = &pristine.get(&key).expect("legacy ConfigMap").value;
+                (
+                    name.to_string(),
+                    v["data"].clone(),
+                    v.get("binaryData").cloned().unwrap_or(Value::Null),
+                )
+            })
+            .collect();
+
+        let started = Instant::now();
+        let r = finish(spawn_tool(proxy.kubeconfig(), &[], &["run"]), RUN_LIMIT).await;
+        let golden_ms = started.elapsed().as_millis();
+        r.assert_ok();
+        let golden_requests = proxy.requests();
+        assert_eq!(
+            golden_requests,
+            r.api_requests(),
+            "the proxy and the tool count the same requests"
+        );
+        let after = snap(&cluster.client, &kinds).await;
+        let rig = Rig {
+            _permit: permit,
+            tenant,
+            cluster,
+            proxy,
+            kinds,
+            pristine,
+            user_config,
+            golden: state_of(&after),
+            golden_requests,
+            golden_ms,
+        };
+        rig.check_golden_is_a_migration().await;
+        rig.restore().await;
+        rig
+    }
+
+    /// The golden state is the contract's end state, not merely whatever the tool left.
+    async fn check_golden_is_a_migration(&self) {
+        let cr = self.cluster.cr().await;
+        for m in [markers::MIGRATED, markers::BACKED_UP, markers::CLEANED] {
+            assert_eq!(
+                cr.annotations().get(m).map(String::as_str),
+                Some("true"),
+                "{m}"
+            );
+        }
+        for (name, data, binary) in &self.user_config {
+            let key = format!("/ConfigMap {}/{name}", names::BACKUP_NAMESPACE);
+            let copy = self
+                .golden
+                .get(&key)
+                .expect("backup copy in the golden state");
+            assert_eq!(&copy["data"], data, "{key}");
+            assert_eq!(
+                copy.get("binaryData").unwrap_or(&Value::Null),
+                binary,
+                "{key}"
+            );
+            assert!(
+                !self
+                    .golden
+                    .contains_key(&format!("/ConfigMap {}/{name}", names::KYMA_SYSTEM)),
+                "clean removed {name}"
+            );
+        }
+        // The user configuration of the fixture is in the CR.
+        let config = &cr.data["spec"]["config"];
+        assert_eq!(
+            config["servers"]["businessDataTunnel"]["externalHost"],
+            json!("test.me.plz")
+        );
+        for (field, port) in [("http", 20003), ("rfcAndLdap", 20001), ("socks5", 20004)] {
+            assert_eq!(config["servers"]["proxy"][field]["port"], json!(port));
+        }
+        match self.tenant {
+            Tenant::Shared => assert_eq!(config["tenantMode"], json!("shared")),
+            Tenant::Dedicated => assert_eq!(
+                config["subaccountId"],
+                json!("00000000-0000-0000-0000-000000000000")
+            ),
+        }
+        let secret =
+            &cr.data["spec"]["secretConfig"]["integration"]["connectivityService"]["secretName"];
+        match self.tenant {
+            Tenant::Shared => assert_eq!(secret, &json!(names::SHARED_TENANT_SECRET)),
+            Tenant::Dedicated => assert_eq!(secret, &json!("auto-provision")),
+        }
+    }
+
+    /// Back to the pristine state, verified object by object.
+    async fn restore(&self) {
+        self.restore_from(None).await;
+    }
+
+    /// [`Rig::restore`], given a snapshot of the current state if one was just taken.
+    async fn restore_from(&self, mut current: Option<Snap>) {
+        self.proxy.set_schedule(Schedule::None);
+        self.proxy.set_hook(None);
+        self.proxy.reset();
+        let client = &self.cluster.client;
+        let mut diff = Vec::new();
+        for _ in 0..3 {
+            restore(client, &self.kinds, &self.pristine, current.take()).await;
+            let now = state_of(&snap(client, &self.kinds).await);
+            diff = state_diff(&state_of(&self.pristine), &now);
+            if diff.is_empty() {
+                return;
+            }
+        }
+        panic!(
+            "test rig: the cluster could not be restored to its pristine state:\n{}",
+            diff.join("\n")
+        );
+    }
+
+    async fn state(&self) -> State {
+        state_of(&snap(&self.cluster.client, &self.kinds).await)
+    }
+
+    /// User configuration that exists neither in kyma-system nor in the backup namespace
+    /// (with the data it had before the migration).
+    async fn lost_user_config(&self) -> Vec<String> {
+        let mut lost = Vec::new();
+        for (name, data, binary) in &self.user_config {
+            let mut found = false;
+            for ns in [names::KYMA_SYSTEM, names::BACKUP_NAMESPACE] {
+                let api: Api<ConfigMap> = Api::namespaced(self.cluster.client.clone(), ns);
+                if let Some(cm) = api.get_opt(name).await.expect("get ConfigMap") {
+                    let v = serde_json::to_value(&cm).expect("json");
+                    if &v["data"] == data && v.get("binaryData").unwrap_or(&Value::Null) == binary {
+                        found = true;
+                    }
+                }
+            }
+            if !found {
+                lost.push(name.clone());
+            }
+        }
+        lost
+    }
+
+    async fn migrated_events(&self) -> usize {
+        let events: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.cluster.client.clone(), names::KYMA_SYSTEM);
+        events
+            .list(&ListParams::default())
+            .await
+            .expect("list events")
+            .items
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some("Migrated"))
+            .count()
+    }
+}
+
+fn cr_path() -> String {
+    format!(
+        "/apis/{}/{}/namespaces/{}/{}/{}",
+        names::cr::GROUP,
+        names::cr::VERSION,
+        names::KYMA_SYSTEM,
+        names::cr::PLURAL,
+        names::cr::NAME
+    )
+}
+
+fn is_cr(seen: &Seen) -> bool {
+    seen.path.split('?').next() == Some(cr_path().as_str())
+}
+
+fn is_dry_run(seen: &Seen) -> bool {
+    seen.path.contains("dryRun=All")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Crash at every request
+
+struct CrashCase {
+    k: u64,
+    /// User configuration found nowhere right after the kill.
+    lost: Vec<String>,
+    /// Differences from the golden state after the next run.
+    diff: Vec<String>,
+    rerun_requests: u64,
+    rerun_ok: bool,
+    rerun_log: String,
+    /// Time of: the killed run, the next run, the comparison, the restore.
+    phases: [Duration; 4],
+}
+
+async fn crash_case(rig: &Rig, k: u64) -> CrashCase {
+    let t = Instant::now();
+    rig.proxy.reset();
+    rig.proxy.kill_after(k);
+    let child = spawn_tool(rig.proxy.kubeconfig(), &["--deadline", "60s"], &["run"]);
+    rig.proxy.set_pid(child.id());
+    let killed = finish(child, RUN_LIMIT).await;
+    assert_eq!(
+        rig.proxy.killed_at(),
+        Some(k),
+        "crash point {k}: the run ended before its request {k} ({} requests):\n{}",
+        rig.proxy.requests(),
+        killed.stderr
+    );
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&killed.output.status),
+        Some(libc::SIGKILL),
+        "crash point {k}: killed by SIGKILL"
+    );
+    let lost = rig.lost_user_config().await;
+    let killed_run = t.elapsed();
+
+    let t = Instant::now();
+    rig.proxy.reset();
+    let rerun = finish(
+        spawn_tool(rig.proxy.kubeconfig(), &["--deadline", "60s"], &["run"]),
+        RUN_LIMIT,
+    )
+    .await;
+    let rerun_requests = rig.proxy.requests();
+    let next_run = t.elapsed();
+
+    let t = Instant::now();
+    let after = snap(&rig.cluster.client, &rig.kinds).await;
+    let diff = state_diff(&rig.golden, &state_of(&after));
+    let compare = t.elapsed();
+
+    let t = Instant::now();
+    rig.restore_from(Some(after)).await;
+    CrashCase {
+        k,
+        lost,
+        diff,
+        rerun_requests,
+        rerun_ok: rerun.success(),
+        rerun_log: rerun.stderr,
+        phases: [killed_run, next_run, compare, t.elapsed()],
+    }
+}
+
+impl Rig {
+    async fn state_diff_from_golden(&self) -> Vec<String> {
+        state_diff(&self.golden, &self.state().await)
+    }
+}
+
+/// Development aids; the default is every crash point, on reused clusters.
+/// `CP_CRASH_FRESH_CLUSTERS=1`: every crash point gets a fresh cluster of its own (to compare
+/// with the reuse, and its cost). `CP_CRASH_POINTS=FROM-TO`: only these crash points (the
+/// summary line says so).
+fn crash_options() -> (bool, Option<(u64, u64)>) {
+    let fresh = std::env::var("CP_CRASH_FRESH_CLUSTERS").is_ok_and(|v| v == "1");
+    let range = std::env::var("CP_CRASH_POINTS").ok().map(|v| {
+        let (a, b) = v.split_once('-').expect("CP_CRASH_POINTS=FROM-TO");
+        (
+            a.parse().expect("CP_CRASH_POINTS from"),
+            b.parse().expect("CP_CRASH_POINTS to"),
+        )
+    });
+    (fresh, range)
+}
+
+async fn crash_matrix(tenant: Tenant) {
+    let started = Instant::now();
+    let (fresh, range) = crash_options();
+    let first = range.map_or(1, |r| r.0);
+    let next = Arc::new(AtomicU64::new(first));
+    let total = Arc::new(std::sync::OnceLock::<u64>::new());
+    let mut workers = Vec::new();
+    for _ in 0..CRASH_WORKERS {
+        let next = next.clone();
+        let total = total.clone();
+        workers.push(async move {
+            let mut rig = Some(Rig::new(tenant).await);
+            let mut golden_ms = vec![rig.as_ref().expect("rig").golden_ms];
+            let mut cases = Vec::new();
+            let mut busy = Duration::ZERO;
+            loop {
+                let current = rig.as_ref().expect("rig");
+                let n = *total.get_or_init(|| current.golden_requests);
+                assert_eq!(
+                    current.golden_requests, n,
+                    "uninterrupted runs make the same number of requests"
+                );
+                let k = next.fetch_add(1, Ordering::SeqCst);
+                if k > range.map_or(n, |r| r.1.min(n)) {
+                    break;
+                }
+                let t = Instant::now();
+                cases.push(crash_case(current, k).await);
+                busy += t.elapsed();
+                if fresh {
+                    // Its permit goes back before the next cluster starts.
+                    drop(rig.take());
+                    let t = Instant::now();
+                    let next_rig = Rig::new(tenant).await;
+                    busy += t.elapsed();
+                    golden_ms.push(next_rig.golden_ms);
+                    rig = Some(next_rig);
+                }
+            }
+            (golden_ms, cases, busy)
+        });
+    }
+    let mut cases = Vec::new();
+    let mut golden_ms = Vec::new();
+    let mut busy = Duration::ZERO;
+    // One task: the cluster helpers are not Send; the work is waiting on processes and the API.
+    for (ms, c, b) in futures::future::join_all(workers).await {
+        golden_ms.extend(ms);
+        cases.extend(c);
+        busy += b;
+    }
+    cases.sort_by_key(|c| c.k);
+    let n = *total.get().expect("N");
+    let lost: Vec<&CrashCase> = cases.iter().filter(|c| !c.lost.is_empty()).collect();
+    let failed: Vec<&CrashCase> = cases
+        .iter()
+        .filter(|c| !c.rerun_ok || !c.diff.is_empty())
+        .collect();
+    let rerun_requests: Vec<u64> = cases.iter().map(|c| c.rerun_requests).collect();
+    let mean = |i: usize| {
+        cases.iter().map(|c| c.phases[i].as_secs_f64()).sum::<f64>() / cases.len().max(1) as f64
+    };
+    eprintln!(
+        "crash matrix {tenant:?}: {n} requests in an uninterrupted run ({}-{} ms){}; {} crash points tried, \
+         {} lost user configuration, {} did not converge to the golden state; requests of the run after the crash: \
+         min {} max {}; wall {:.1}s with {CRASH_WORKERS} {} clusters at a time, {:.2}s per crash point (killed run {:.2}s, \
+         next run {:.2}s, compare {:.2}s, restore {:.2}s)",
+        golden_ms.iter().min().unwrap_or(&0),
+        golden_ms.iter().max().unwrap_or(&0),
+        match range {
+            Some((a, b)) => format!(" (LIMITED to crash points {a}-{b} by CP_CRASH_POINTS)"),
+            None => String::new(),
+        },
+        cases.len(),
+        lost.len(),
+        failed.len(),
+        rerun_requests.iter().min().unwrap_or(&0),
+        rerun_requests.iter().max().unwrap_or(&0),
+        started.elapsed().as_secs_f64(),
+        if fresh { "fresh" } else { "reused" },
+        busy.as_secs_f64() / cases.len().max(1) as f64,
+        mean(0),
+        mean(1),
+        mean(2),
+        mean(3),
+    );
+    let last = range.map_or(n, |r| r.1.min(n));
+    assert_eq!(
+        cases.len() as u64,
+        last + 1 - first,
+        "every crash point was tried"
+    );
+    let report: Vec<String> = lost
+        .iter()
+        .map(|c| format!("k={}: lost {:?}", c.k, c.lost))
+        .chain(failed.iter().map(|c| {
+            format!(
+                "k={}: rerun ok={}; {}\n{}",
+                c.k,
+                c.rerun_ok,
+                c.diff.join("\n  "),
+                c.rerun_log
+            )
+        }))
+        .collect();
+    assert!(report.is_empty(), "{}", report.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn crash_at_every_request_dedicated_tenant() {
+    crash_matrix(Tenant::Dedicated).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn crash_at_every_request_shared_tenant() {
+    crash_matrix(Tenant::Shared).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// A flapping API server, and an outage
+
+fn fault_counts(log: &[Seen]) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for s in log {
+        if let Some(f) = s.fault {
+            *out.entry(format!("{f:?}")).or_default() += 1;
+        }
+    }
+    out
+}
+
+const FLAP_SEEDS: [u64; 3] = [1, 2, 3];
+
+async fn flapping(tenant: Tenant, seeds: &[u64]) {
+    let rig = Rig::new(tenant).await;
+    for &seed in seeds {
+        rig.restore().await;
+        rig.proxy.set_schedule(Schedule::Seeded {
+            seed,
+            rate: 0.2,
+            kinds: Fault::ALL.to_vec(),
+            hold: Duration::from_millis(2500),
+        });
+        let started = Instant::now();
+        let r = finish(
+            spawn_tool(
+                rig.proxy.kubeconfig(),
+                &["--deadline", "90s", "--request-timeout", "2s"],
+                &["run"],
+            ),
+            RUN_LIMIT,
+        )
+        .await;
+        let wall = started.elapsed();
+        let log = rig.proxy.log();
+        let faults = fault_counts(&log);
+        let injected: usize = faults.values().sum();
+        let retries = r.last_line()["retries"].as_u64().unwrap_or(0);
+        eprintln!(
+            "flapping {tenant:?} seed {seed}: 20% fault rate, {} requests, {injected} faults {faults:?}, \
+             {retries} retries, exit {}, {:.1}s",
+            log.len(),
+            r.output.status,
+            wall.as_secs_f64()
+        );
+        r.assert_ok();
+        assert!(injected > 0, "the schedule injected faults");
+        assert!(
+            retries >= injected as u64,
+            "every injected fault was retried: {retries} retries for {injected} faults"
+        );
+        rig.proxy.set_schedule(Schedule::None);
+        let diff = rig.state_diff_from_golden().await;
+        assert!(
+            diff.is_empty(),
+            "seed {seed}: not the golden state:\n{}",
+            diff.join("\n")
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flapping_api_server_converges_dedicated_tenant() {
+    flapping(Tenant::Dedicated, &FLAP_SEEDS).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flapping_api_server_converges_shared_tenant() {
+    flapping(Tenant::Shared, &[4]).await;
+}
+
+/// A full outage (from the start, and from the middle of the run): the run fails within its
+/// deadline with a clear error, nothing is lost, and the next run finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_fails_within_the_deadline_and_the_next_run_finishes() {
+    let rig = Rig::new(Tenant::Dedicated).await;
+    let deadline = Duration::from_secs(5);
+    let request_timeout = Duration::from_secs(2);
+    // What failed, and the root cause, are both in the one error.
+    let cases = [
+        (
+            "503 from the start",
+            Schedule::Outage(Fault::Unavailable),
+            ["migrate failed", "reading ConnectivityProxy", "503"],
+        ),
+        (
+            "connections reset from the start",
+            Schedule::Outage(Fault::ResetBeforeForward),
+            [
+                "migrate failed",
+                "reading ConnectivityProxy",
+                "connection closed",
+            ],
+        ),
+        (
+            "responses held from the start",
+            Schedule::Outage(Fault::Hold),
+            ["migrate failed", "reading ConnectivityProxy", "timed out"],
+        ),
+        (
+            "503 after the CR was written",
+            Schedule::OutageAfter {
+                after: 6,
+                fault: Fault::Unavailable,
+            },
+            ["failed", "503", "retries"],
+        ),
+        (
+            "connections reset during clean",
+            Schedule::OutageAfter {
+                after: 40,
+                fault: Fault::ResetBeforeForward,
+            },
+            ["clean failed", "connection closed", "retries"],
+        ),
+    ];
+    for (what, schedule, needles) in cases {
+        rig.restore().await;
+        rig.proxy.set_schedule(schedule);
+        let started = Instant::now();
+        let r = finish(
+            spawn_tool(
+                rig.proxy.kubeconfig(),
+                &["--deadline", "5s", "--request-timeout", "2s"],
+                &["run"],
+            ),
+            RUN_LIMIT,
+        )
+        .await;
+        let wall = started.elapsed();
+        let last = r.last_line();
+        eprintln!(
+            "outage ({what}): exit {}, {:.1}s, {} requests, {} retries: {}",
+            r.output.status,
+            wall.as_secs_f64(),
+            last["api_requests"],
+            last["retries"],
+            last["reason"]
+        );
+        assert!(!r.success(), "{what}: the run must fail");
+        assert_eq!(r.outcome(), "failed");
+        // The deadline bounds the whole command; one request may be in flight when it ends.
+        assert!(
+            wall < deadline + request_timeout + Duration::from_secs(3),
+            "{what}: failed only after {wall:?}"
+        );
+        r.assert_failed_with(&needles);
+        let lost = rig.lost_user_config().await;
+        assert!(lost.is_empty(), "{what}: lost {lost:?}");
+
+        rig.proxy.set_schedule(Schedule::None);
+        let next = finish(
+            spawn_tool(rig.proxy.kubeconfig(), &["--deadline", "60s"], &["run"]),
+            RUN_LIMIT,
+        )
+        .await;
+        next.assert_ok();
+        let diff = rig.state_diff_from_golden().await;
+        assert!(diff.is_empty(), "{what}: {}", diff.join("\n"));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Concurrent runs, and a concurrent writer
+
+/// Holds each of the first `n` reads of the CR until all `n` happened, so that the runs really
+/// race for the CR write instead of finishing one after the other.
+fn barrier_on_cr_reads(n: usize) -> Hook {
+    let barrier = Arc::new(tokio::sync::Barrier::new(n));
+    let reads = Arc::new(AtomicUsize::new(0));
+    Arc::new(move |seen: &Seen, _: &Client| {
+        if seen.method != http::Method::GET
+            || !is_cr(seen)
+            || reads.fetch_add(1, Ordering::SeqCst) >= n
+        {
+            return None;
+        }
+        let barrier = barrier.clone();
+        Some(Box::pin(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(20), barrier.wait()).await;
+        }))
+    })
+}
+
+async fn concurrent_runs(rig: &Rig, runs: usize, barrier: bool) {
+    rig.restore().await;
+    if barrier {
+        rig.proxy.set_hook(Some(barrier_on_cr_reads(runs)));
+    }
+    let children: Vec<Child> = (0..runs)
+        .map(|_| spawn_tool(rig.proxy.kubeconfig(), &["--deadline", "60s"], &["run"]))
+        .collect();
+    let results: Vec<RunResult> = futures::stream::iter(children)
+        .map(|c| finish(c, RUN_LIMIT))
+        .buffered(runs)
+        .collect()
+        .await;
+    rig.proxy.set_hook(None);
+    for r in &results {
+        r.assert_ok();
+    }
+    let log = rig.proxy.log();
+    let cr_writes = log
+        .iter()
+        .filter(|s| s.method == http::Method::PUT && is_cr(s) && !is_dry_run(s))
+        .collect::<Vec<_>>();
+    let stored = cr_writes
+        .iter()
+        .filter(|s| s.upstream_status == Some(200))
+        .count();
+    let conflicts = log
+        .iter()
+        .filter(|s| s.method == http::Method::PUT && is_cr(s) && s.upstream_status == Some(409))
+        .count();
+    let migrate_outcomes: Vec<String> = results
+        .iter()
+        .map(|r| {
+            step_line(r, "migrate").expect("migrate line")["outcome"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    let events = rig.migrated_events().await;
+    eprintln!(
+        "concurrent runs ({runs}, barrier {barrier}): all exit 0; CR writes stored {stored}, CR PUT conflicts {conflicts}, \
+         migrate outcomes {migrate_outcomes:?}, Migrated events {events}, {} requests in all",
+        log.len()
+    );
+    assert_eq!(stored, 1, "the migration's CR write happens once");
+    assert_eq!(events, 1, "one Migrated event");
+    assert_eq!(
+        migrate_outcomes.iter().filter(|o| *o == "done").count(),
+        1,
+        "{migrate_outcomes:?}"
+    );
+    if barrier {
+        assert!(
+            conflicts >= runs - 1,
+            "the others met a conflict: {conflicts}"
+        );
+    }
+    let diff = rig.state_diff_from_golden().await;
+    assert!(diff.is_empty(), "{}", diff.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_concurrent_runs_converge_and_migrate_once() {
+    let rig = Rig::new(Tenant::Dedicated).await;
+    // Forced race: all four read the unmigrated CR before any of them writes.
+    concurrent_runs(&rig, 4, true).await;
+    // Started together, no help.
+    for _ in 0..3 {
+        concurrent_runs(&rig, 4, false).await;
+    }
+}
+
+/// The foreign write: a label and an unrelated spec field, through the admin client.
+fn foreign_write(client: &Client) -> futures::future::BoxFuture<'static, ()> {
+    let api = cp_mod_migrator::cr::api(client);
+    Box::pin(async move {
+        let patch = json!({
+            "metadata": {"labels": {"example.com/owner": "team-a"}},
+            "spec": {"deployment": {"replicaCount": 3}},
+        });
+        api.patch(
+            names::cr::NAME,
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .expect("foreign write");
+    })
+}
+
+async fn concurrent_writer(rig: &Rig, after: &'static str, matches: fn(&Seen) -> bool) {
+    rig.restore().await;
+    let fired = Arc::new(AtomicUsize::new(0));
+    let hook_fired = fired.clone();
+    rig.proxy
+        .set_hook(Some(Arc::new(move |seen: &Seen, client: &Client| {
+            (matches(seen) && hook_fired.swap(1, Ordering::SeqCst) == 0)
+                .then(|| foreign_write(client))
+        })));
+    let r = finish(
+        spawn_tool(rig.proxy.kubeconfig(), &["--deadline", "60s"], &["migrate"]),
+        RUN_LIMIT,
+    )
+    .await;
+    rig.proxy.set_hook(None);
+    r.assert_ok();
+    assert_eq!(
+        fired.load(Ordering::SeqCst),
+        1,
+        "the foreign write happened ({after})"
+    );
+    let log = rig.proxy.log();
+    let conflicts = log
+        .iter()
+        .filter(|s| s.method == http::Method::PUT && is_cr(s) && s.upstream_status == Some(409))
+        .count();
+    assert!(
+        conflicts >= 1,
+        "the tool met the foreign write as a conflict"
+    );
+
+    let cr = rig.cluster.cr().await;
+    assert_eq!(
+        cr.labels().get("example.com/owner").map(String::as_str),
+        Some("team-a"),
+        "the foreign label survives ({after})"
+    );
+    assert_eq!(
+        cr.data["spec"]["deployment"]["replicaCount"],
+        json!(3),
+        "the foreign spec change survives ({after})"
+    );
+    let golden_cr = &rig.golden[&format!(
+        "{}/{} {}/{}",
+        names::cr::GROUP,
+        names::cr::KIND,
+        names::KYMA_SYSTEM,
+        names::cr::NAME
+    )];
+    assert_eq!(
+        cr.data["spec"]["config"], golden_cr["spec"]["config"],
+        "the migration survives ({after})"
+    );
+    assert_eq!(
+        cr.annotations().get(markers::MIGRATED).map(String::as_str),
+        Some("true")
+    );
+    eprintln!(
+        "concurrent writer ({after}): both changes kept; {conflicts} conflict(s), {} requests",
+        log.len()
+    );
+
+    // The rest of the run goes on as usual and ends in the golden state plus the foreign change.
+    let rest = finish(
+        spawn_tool(rig.proxy.kubeconfig(), &["--deadline", "60s"], &["run"]),
+        RUN_LIMIT,
+    )
+    .await;
+    rest.assert_ok();
+    let diff = rig.state_diff_from_golden().await;
+    let expected = [
+        ".metadata.labels: (absent) -> {\"example.com/owner\":\"team-a\"}",
+        ".spec.deployment.replicaCount: 1 -> 3",
+    ];
+    assert_eq!(diff.len(), 1, "{}", diff.join("\n"));
+    for e in expected {
+        assert!(diff[0].contains(e), "{}", diff[0]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writer_changes_survive() {
+    let rig = Rig::new(Tenant::Dedicated).await;
+    concurrent_writer(&rig, "after the tool read the CR", |s| {
+        s.method == http::Method::GET && is_cr(s)
+    })
+    .await;
+    concurrent_writer(&rig, "between the dry run and the write", |s| {
+        s.method == http::Method::PUT && is_cr(s) && is_dry_run(s)
+    })
+    .await;
+}

@@ -1,0 +1,512 @@
+//! A fault-injecting HTTP proxy between the tool and the real API server, for the reliability
+//! tests. The tool talks plain HTTP to it on 127.0.0.1 (a kubeconfig without credentials); it
+//! forwards every request once, over TLS with the cluster's admin certificate, to the real API
+//! server. It counts requests, can SIGKILL the tool right after the k-th request was answered
+//! by the real server (before the answer is relayed), and can inject faults on a seeded
+//! schedule. The proxy runs on its own thread and runtime, so a test may block while it works.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Bytes, Frame, Incoming};
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use kube::Client;
+
+/// One injected failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// 429 with `Retry-After: 1`; the request does not reach the server.
+    TooManyRequests,
+    /// 500; the request does not reach the server.
+    InternalError,
+    /// 503; the request does not reach the server.
+    Unavailable,
+    /// The connection is closed after the request was read, before it is forwarded.
+    ResetBeforeForward,
+    /// The request is forwarded and executed; the connection breaks halfway through the
+    /// response body, so the client does not learn the outcome.
+    ResetMidResponse,
+    /// The request is forwarded and executed; its response is held back for the schedule's
+    /// hold time (longer than the client's request timeout), then sent.
+    Hold,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 6] = [
+        Fault::TooManyRequests,
+        Fault::InternalError,
+        Fault::Unavailable,
+        Fault::ResetBeforeForward,
+        Fault::ResetMidResponse,
+        Fault::Hold,
+    ];
+}
+
+/// Which requests fail.
+#[derive(Debug, Clone, Default)]
+pub enum Schedule {
+    #[default]
+    None,
+    /// Request number n fails with probability `rate`, with a fault kind picked uniformly from
+    /// `kinds`; both come from a hash of (seed, n), so a seed names one schedule.
+    Seeded {
+        seed: u64,
+        rate: f64,
+        kinds: Vec<Fault>,
+        hold: Duration,
+    },
+    /// Every request fails with this fault (a full outage).
+    Outage(Fault),
+    /// Requests up to `after` pass; every later one fails with `fault` (an outage mid-run).
+    OutageAfter { after: u64, fault: Fault },
+}
+
+impl Schedule {
+    fn fault_for(&self, seq: u64) -> Option<Fault> {
+        match self {
+            Schedule::None => None,
+            Schedule::Outage(f) => Some(*f),
+            Schedule::OutageAfter { after, fault } => (seq > *after).then_some(*fault),
+            Schedule::Seeded {
+                seed, rate, kinds, ..
+            } => {
+                let r = splitmix64(seed ^ seq.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                let unit = (r >> 11) as f64 / (1u64 << 53) as f64;
+                if unit < *rate && !kinds.is_empty() {
+                    let pick = splitmix64(r) % kinds.len() as u64;
+                    Some(kinds[pick as usize])
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    fn hold(&self) -> Duration {
+        match self {
+            Schedule::Seeded { hold, .. } => *hold,
+            _ => Duration::from_secs(3),
+        }
+    }
+}
+
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// What the proxy saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// 1-based, in the order requests arrived.
+    pub seq: u64,
+    pub method: Method,
+    /// Path and query.
+    pub path: String,
+    /// The real server's status, when the request was forwarded.
+    pub upstream_status: Option<u16>,
+    pub fault: Option<Fault>,
+    /// Not forwarded because the tool had been killed (or was being killed).
+    pub dropped_after_kill: bool,
+}
+
+/// Runs after the real server answered a forwarded request and before the answer is relayed;
+/// returns the work to do there (e.g. a foreign write through the admin client), if any.
+pub type Hook = Arc<dyn Fn(&Seen, &Client) -> Option<BoxFuture<'static, ()>> + Send + Sync>;
+
+#[derive(Default)]
+struct Control {
+    schedule: Schedule,
+    /// Kill the process after this request was answered by the server.
+    kill_after: Option<u64>,
+    pid: Option<u32>,
+    killed_at: Option<u64>,
+    hook: Option<Hook>,
+}
+
+struct Shared {
+    seq: AtomicU64,
+    control: Mutex<Control>,
+    log: Mutex<Vec<Seen>>,
+}
+
+/// A running proxy; stopped when dropped.
+pub struct FaultProxy {
+    pub addr: SocketAddr,
+    kubeconfig: PathBuf,
+    shared: Arc<Shared>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+type RespBody = BoxBody<Bytes, std::io::Error>;
+
+impl FaultProxy {
+    /// Starts a proxy in front of the cluster of `cluster_kubeconfig` and writes the tool's
+    /// kubeconfig for it into `dir`.
+    pub fn start(cluster_kubeconfig: &Path, dir: &Path) -> FaultProxy {
+        let shared = Arc::new(Shared {
+            seq: AtomicU64::new(0),
+            control: Mutex::new(Control::default()),
+            log: Mutex::new(Vec::new()),
+        });
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<SocketAddr>();
+        let kc = cluster_kubeconfig.to_path_buf();
+        let thread_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("faultproxy".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("proxy runtime");
+                rt.block_on(serve(kc, thread_shared, ready_tx, stop_rx));
+                // Connections still open (a held response) must not keep the thread alive.
+                rt.shutdown_timeout(Duration::from_millis(100));
+            })
+            .expect("spawn proxy thread");
+        let addr = ready_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("proxy did not start");
+        let kubeconfig = dir.join(format!("kubeconfig-proxy-{}", addr.port()));
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: proxy\n  cluster:\n    server: http://{addr}\nusers:\n- name: anonymous\n  user: {{}}\ncontexts:\n- name: proxy\n  context:\n    cluster: proxy\n    user: anonymous\ncurrent-context: proxy\n"
+            ),
+        )
+        .expect("write proxy kubeconfig");
+        FaultProxy {
+            addr,
+            kubeconfig,
+            shared,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// The kubeconfig that points the tool at this proxy (plain HTTP, no credentials).
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    fn control(&self) -> std::sync::MutexGuard<'_, Control> {
+        self.shared.control.lock().expect("proxy control")
+    }
+
+    /// Requests received since the start or the last [`FaultProxy::reset`].
+    pub fn requests(&self) -> u64 {
+        self.shared.seq.load(Ordering::SeqCst)
+    }
+
+    /// Starts counting afresh: request numbers, the log, the kill; schedule and hook stay.
+    pub fn reset(&self) {
+        let mut c = self.control();
+        c.kill_after = None;
+        c.pid = None;
+        c.killed_at = None;
+        self.shared.seq.store(0, Ordering::SeqCst);
+        self.shared.log.lock().expect("log").clear();
+    }
+
+    pub fn set_schedule(&self, schedule: Schedule) {
+        self.control().schedule = schedule;
+    }
+
+    pub fn set_hook(&self, hook: Option<Hook>) {
+        self.control().hook = hook;
+    }
+
+    /// Arms the kill: after request `k` was answered by the server, the process `set_pid`
+    /// names is killed with SIGKILL and the answer is not relayed; no later request is
+    /// forwarded. Arm it before starting the process, then give the pid.
+    pub fn kill_after(&self, k: u64) {
+        let mut c = self.control();
+        c.kill_after = Some(k);
+        c.killed_at = None;
+    }
+
+    pub fn set_pid(&self, pid: u32) {
+        self.control().pid = Some(pid);
+    }
+
+    /// The request after which the process was killed, if it was.
+    pub fn killed_at(&self) -> Option<u64> {
+        self.control().killed_at
+    }
+
+    pub fn log(&self) -> Vec<Seen> {
+        self.shared.log.lock().expect("log").clone()
+    }
+}
+
+async fn serve(
+    cluster_kubeconfig: PathBuf,
+    shared: Arc<Shared>,
+    ready: std::sync::mpsc::Sender<SocketAddr>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let upstream = upstream_client(&cluster_kubeconfig).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind proxy");
+    ready
+        .send(listener.local_addr().expect("proxy address"))
+        .expect("report proxy address");
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = &mut stop => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(_) => continue,
+            },
+        };
+        let shared = shared.clone();
+        let upstream = upstream.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                handle(shared.clone(), upstream.clone(), req)
+            });
+            // Errors here are the faults this proxy injects, or the client going away.
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// The admin client that forwards: exactly once per request (no retries of its own).
+async fn upstream_client(kubeconfig: &Path) -> Client {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).expect("cluster kubeconfig");
+    let mut config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .expect("cluster config");
+    config.default_retry = false;
+    config.read_timeout = Some(Duration::from_secs(60));
+    Client::try_from(config).expect("upstream client")
+}
+
+fn full(bytes: impl Into<Bytes>) -> RespBody {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+fn io_error(what: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::ConnectionReset, what.to_string())
+}
+
+/// Headers that belong to one connection, not to the request or response.
+fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
+    for (name, value) in from {
+        if [
+            header::HOST,
+            header::CONNECTION,
+            header::CONTENT_LENGTH,
+            header::TRANSFER_ENCODING,
+            header::UPGRADE,
+            header::AUTHORIZATION,
+            header::PROXY_AUTHORIZATION,
+        ]
+        .contains(name)
+            || name.as_str() == "keep-alive"
+        {
+            continue;
+        }
+        to.append(name.clone(), value.clone());
+    }
+}
+
+fn status_response(code: StatusCode, retry_after: Option<u64>) -> Response<RespBody> {
+    let body = serde_json::json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "message": format!("injected by the fault proxy: {code}"),
+        "reason": code.canonical_reason().unwrap_or("Failure"),
+        "code": code.as_u16(),
+    });
+    let mut resp = Response::new(full(body.to_string()));
+    *resp.status_mut() = code;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    if let Some(s) = retry_after {
+        resp.headers_mut().insert(
+            header::RETRY_AFTER,
+            header::HeaderValue::from_str(&s.to_string()).expect("header"),
+        );
+    }
+    resp
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    upstream: Client,
+    req: Request<Incoming>,
+) -> Result<Response<RespBody>, std::io::Error> {
+    let seq = shared.seq.fetch_add(1, Ordering::SeqCst) + 1;
+    let (parts, body) = req.into_parts();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    let mut seen = Seen {
+        seq,
+        method: parts.method.clone(),
+        path: path.clone(),
+        upstream_status: None,
+        fault: None,
+        dropped_after_kill: false,
+    };
+    let (kill_after, fault, hold, hook) = {
+        let c = shared.control.lock().expect("proxy control");
+        (
+            c.kill_after,
+            c.schedule.fault_for(seq),
+            c.schedule.hold(),
+            c.hook.clone(),
+        )
+    };
+    let record = |seen: &Seen| shared.log.lock().expect("log").push(seen.clone());
+
+    // After the k-th request the process is dead or dying: nothing later reaches the server.
+    if kill_after.is_some_and(|k| seq > k) {
+        seen.dropped_after_kill = true;
+        record(&seen);
+        return Err(io_error("process killed"));
+    }
+    let bytes = body
+        .collect()
+        .await
+        .map_err(std::io::Error::other)?
+        .to_bytes();
+
+    seen.fault = fault;
+    match fault {
+        Some(Fault::TooManyRequests) => {
+            record(&seen);
+            return Ok(status_response(StatusCode::TOO_MANY_REQUESTS, Some(1)));
+        }
+        Some(Fault::InternalError) => {
+            record(&seen);
+            return Ok(status_response(StatusCode::INTERNAL_SERVER_ERROR, None));
+        }
+        Some(Fault::Unavailable) => {
+            record(&seen);
+            return Ok(status_response(StatusCode::SERVICE_UNAVAILABLE, None));
+        }
+        Some(Fault::ResetBeforeForward) => {
+            record(&seen);
+            return Err(io_error("injected reset before forwarding"));
+        }
+        _ => {}
+    }
+
+    let mut up = Request::new(kube::client::Body::from(bytes.to_vec()));
+    *up.method_mut() = parts.method.clone();
+    *up.uri_mut() = path.parse().expect("path and query");
+    copy_headers(&parts.headers, up.headers_mut());
+    let resp = match upstream.send(up).await {
+        Ok(r) => r,
+        Err(e) => {
+            record(&seen);
+            let mut r = status_response(StatusCode::BAD_GATEWAY, None);
+            *r.body_mut() = full(format!("fault proxy: upstream failed: {e}"));
+            return Ok(r);
+        }
+    };
+    let (rparts, rbody) = resp.into_parts();
+    let rbytes = rbody
+        .collect()
+        .await
+        .map_err(std::io::Error::other)?
+        .to_bytes();
+    seen.upstream_status = Some(rparts.status.as_u16());
+
+    if kill_after == Some(seq) {
+        kill_process(&shared, seq).await;
+        record(&seen);
+        return Err(io_error("process killed"));
+    }
+    if let Some(hook) = hook
+        && let Some(work) = hook(&seen, &upstream)
+    {
+        work.await;
+    }
+    record(&seen);
+
+    let mut out_headers = HeaderMap::new();
+    copy_headers(&rparts.headers, &mut out_headers);
+    let body = match fault {
+        Some(Fault::Hold) => {
+            tokio::time::sleep(hold).await;
+            full(rbytes)
+        }
+        Some(Fault::ResetMidResponse) => {
+            // Announce the whole length, send half, then break the connection.
+            out_headers.insert(
+                header::CONTENT_LENGTH,
+                header::HeaderValue::from(rbytes.len()),
+            );
+            let half = rbytes.slice(..rbytes.len() / 2);
+            let frames: Vec<Result<Frame<Bytes>, std::io::Error>> = vec![
+                Ok(Frame::data(half)),
+                Err(io_error("injected reset mid-response")),
+            ];
+            StreamBody::new(futures::stream::iter(frames)).boxed()
+        }
+        _ => full(rbytes),
+    };
+    let mut out = Response::new(body);
+    *out.status_mut() = rparts.status;
+    *out.headers_mut() = out_headers;
+    Ok(out)
+}
+
+/// SIGKILL to the tool, once its pid is known (it is given right after the spawn).
+async fn kill_process(shared: &Shared, seq: u64) {
+    loop {
+        let pid = {
+            let mut c = shared.control.lock().expect("proxy control");
+            if let Some(pid) = c.pid {
+                // SAFETY: kill(2) on a pid of a child this test spawned and has not reaped.
+                let rc = unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                assert_eq!(rc, 0, "kill {pid}: {}", std::io::Error::last_os_error());
+                c.killed_at = Some(seq);
+                Some(pid)
+            } else {
+                None
+            }
+        };
+        if pid.is_some() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
