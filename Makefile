@@ -30,7 +30,7 @@ deps:
 	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 
 ## Benchmarks on a local real API server (a table, no pass/fail): the whole migration, adoption
-## of N ServiceMappings, and what the server takes from a minimal client. See benches/PERFORMANCE.md.
+## of N ServiceMappings, and what the server takes from a minimal client. See the Performance section of README.md.
 .PHONY: bench
 bench: deps testenv
 	cargo build --release

@@ -9,9 +9,9 @@
 //!
 //! Every measurement gets a fresh cluster. Environment: `CP_BENCH_TOOL` (the binary to measure;
 //! default: the one cargo built for this bench), `CP_BENCH_REPS` (whole-migration repetitions,
-//! default 5), `CP_BENCH_N` (comma-separated sizes, default 100,1000,10000),
-//! `CP_BENCH_LIMIT_CONCURRENCY` (default 8,16,32,64), `CP_BENCH_PARTS` (any of run,clean,limit;
-//! default all).
+//! default 5), `CP_BENCH_N` (comma-separated sizes, default 100,1000,10000), `CP_BENCH_ROUNDS`
+//! (runs of clean and of each limit level per N, default 2), `CP_BENCH_LIMIT_CONCURRENCY`
+//! (default 8,16,64), `CP_BENCH_PARTS` (any of run,clean,limit; default all).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -566,6 +566,7 @@ fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
+/// The middle value; of an even number, the upper one of the two in the middle.
 fn median<T: Copy + PartialOrd>(mut v: Vec<T>) -> T {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     v[v.len() / 2]
@@ -632,8 +633,8 @@ fn print_report(
     }
     if !adoption.is_empty() || !limits.is_empty() {
         println!("## 2. Adoption at scale (`clean` with N ServiceMappings) and 3. the limit");
-        println!("Medians over the rounds; peak RSS is the highest of them. The limit is the");
-        println!("concurrency level with the best median.");
+        println!("Medians over the rounds (of two: the slower); peak RSS is the highest of them.");
+        println!("The limit is the concurrency level with the best median.");
         println!();
         println!(
             "| N | clean wall | mappings/s | tool CPU | API requests | requests - (N+3) | peak RSS | limit mappings/s (concurrency) | tool / limit |"

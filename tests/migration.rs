@@ -824,7 +824,7 @@ async fn dry_run_of_each_step_changes_nothing_and_shows_the_plan() {
 async fn migrate_outlasts_a_busy_concurrent_writer_and_keeps_its_changes() {
     let c = TestCluster::legacy_and_module().await;
     let api = cp_mod_migrator::cr::api(&c.client);
-    // Back-to-back writes for 1.5 s: every read-modify-write of migrate conflicts meanwhile.
+    // Back-to-back writes for 1.5 s: a read-modify-write of migrate meanwhile conflicts.
     let writer = {
         let api = api.clone();
         tokio::spawn(async move {
@@ -852,16 +852,13 @@ async fn migrate_outlasts_a_busy_concurrent_writer_and_keeps_its_changes() {
     .expect("join");
     let writes = writer.await.expect("writer");
     out.assert_ok();
+    // Whether the burst overlapped a read-modify-write depends on timing; the deterministic
+    // interleaving (a foreign write between read and write) is tests/reliability.rs's job.
     let conflicts = out
         .stderr
         .lines()
         .filter(|l| l.contains("the CR changed since it was read"))
         .count();
-    assert!(
-        conflicts > 0,
-        "a back-to-back writer must have caused conflicts:\n{}",
-        out.stderr
-    );
     let cr = c.cr().await;
     assert_eq!(
         cr.labels().get("writer"),
