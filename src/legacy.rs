@@ -3,12 +3,13 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use kube::api::Api;
+use kube::api::{Api, DynamicObject};
+use kube::core::ObjectMeta;
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, ResourceExt};
 
 use crate::error::{Context, Result};
-use crate::names::{self, LegacyObjects, legacy_marker};
+use crate::names::{self, LEGACY_OBJECTS, LegacyObjects, legacy_marker};
 
 /// A legacy installation that the reconciler manages.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -94,4 +95,50 @@ pub async fn resolve(client: &Client, rows: &[LegacyObjects]) -> Result<Vec<Opti
             })
         })
         .collect())
+}
+
+/// One object of the legacy table, at the version this cluster serves its kind.
+pub struct LegacyObject {
+    pub api: Api<DynamicObject>,
+    pub name: &'static str,
+    /// `Kind namespace/name`, for logs and messages.
+    pub display: String,
+}
+
+/// The legacy table's objects on this cluster, in table order, and the kinds it does not serve
+/// (as `Kind.group`).
+pub async fn objects(client: &Client) -> Result<(Vec<LegacyObject>, Vec<String>)> {
+    let resolved = resolve(client, LEGACY_OBJECTS).await?;
+    let mut objects = Vec::new();
+    let mut not_served = Vec::new();
+    for (row, ar) in LEGACY_OBJECTS.iter().zip(resolved) {
+        let Some(ar) = ar else {
+            not_served.push(format!("{}.{}", row.kind, row.group));
+            continue;
+        };
+        for name in row.names {
+            let (api, prefix) = match row.namespace {
+                Some(ns) => (
+                    Api::namespaced_with(client.clone(), ns, &ar),
+                    format!("{ns}/"),
+                ),
+                None => (Api::all_with(client.clone(), &ar), String::new()),
+            };
+            objects.push(LegacyObject {
+                api,
+                name,
+                display: format!("{} {prefix}{name}", row.kind),
+            });
+        }
+    }
+    Ok((objects, not_served))
+}
+
+/// Whether an object belongs to the new operator, which is never to be deleted.
+pub fn is_operators(meta: &ObjectMeta) -> bool {
+    meta.labels
+        .as_ref()
+        .and_then(|l| l.get(names::OPERATOR_LABEL))
+        .map(String::as_str)
+        == Some(names::OPERATOR_LABEL_VALUE)
 }

@@ -6,25 +6,14 @@ use kube::api::Api;
 
 use super::{Ctx, Outcome, print_plan};
 use crate::configmaps;
-use crate::cr::{self, Lookup, Marker};
+use crate::cr::{self, Marker};
 use crate::error::{Context, Error, Result, is_already_exists};
 use crate::names::{self, config_maps};
 
 pub async fn run(ctx: &Ctx) -> Result<Outcome> {
-    let current = match cr::lookup(&ctx.client).await? {
-        Lookup::Found(cr) => *cr,
-        Lookup::CrdMissing => {
-            return Ok(Outcome::Skipped(format!(
-                "CRD {} is not installed",
-                names::cr::CRD_NAME
-            )));
-        }
-        Lookup::CrMissing => {
-            return Ok(Outcome::Skipped(format!(
-                "{} does not exist",
-                cr::display()
-            )));
-        }
+    let current = match super::cr_or_skip(ctx).await? {
+        Ok(cr) => cr,
+        Err(skipped) => return Ok(skipped),
     };
     if ctx.marked(&current, Marker::Migrated).is_none() {
         return Ok(Outcome::Skipped(

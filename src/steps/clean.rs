@@ -4,18 +4,18 @@
 use futures::channel::mpsc;
 use futures::{SinkExt, StreamExt, TryStreamExt, stream};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, Preconditions};
 use kube::core::{ApiResource, GroupVersionKind, ObjectMeta};
-use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use super::{Ctx, Outcome, print_plan};
 use crate::client::patch_params;
 use crate::configmaps;
-use crate::cr::{self, Lookup, Marker};
+use crate::cr::{self, Marker};
 use crate::error::{Context, Error, Result, is_conflict, is_not_found};
 use crate::legacy;
-use crate::names::{self, LEGACY_OBJECTS, config_maps, service_mappings as sm};
+use crate::names::{self, config_maps, service_mappings as sm};
 
 /// ServiceMappings fetched per list request.
 const PAGE_SIZE: u32 = 500;
@@ -23,20 +23,9 @@ const PAGE_SIZE: u32 = 500;
 const CONCURRENCY: usize = 16;
 
 pub async fn run(ctx: &Ctx) -> Result<Outcome> {
-    let current = match cr::lookup(&ctx.client).await? {
-        Lookup::Found(cr) => *cr,
-        Lookup::CrdMissing => {
-            return Ok(Outcome::Skipped(format!(
-                "CRD {} is not installed",
-                names::cr::CRD_NAME
-            )));
-        }
-        Lookup::CrMissing => {
-            return Ok(Outcome::Skipped(format!(
-                "{} does not exist",
-                cr::display()
-            )));
-        }
+    let current = match super::cr_or_skip(ctx).await? {
+        Ok(cr) => cr,
+        Err(skipped) => return Ok(skipped),
     };
     if ctx.marked(&current, Marker::Migrated).is_none() {
         return Ok(Outcome::Skipped(
@@ -319,28 +308,17 @@ enum Deleted {
 
 /// Deletes every object of the legacy table that exists, is served, and is not the new operator's.
 async fn delete_legacy_objects(ctx: &Ctx) -> Result<Deletion> {
-    let resolved = legacy::resolve(&ctx.client, LEGACY_OBJECTS).await?;
-    let mut deletion = Deletion::default();
-    let mut targets = Vec::new();
-    for (row, ar) in LEGACY_OBJECTS.iter().zip(resolved) {
-        let Some(ar) = ar else {
-            tracing::info!(
-                kind = row.kind,
-                group = row.group,
-                "kind not served by this cluster; skipped"
-            );
-            deletion
-                .unserved
-                .push(format!("{}.{}", row.kind, row.group));
-            continue;
-        };
-        for name in row.names {
-            targets.push((ar.clone(), row.namespace, *name));
-        }
+    let (objects, unserved) = legacy::objects(&ctx.client).await?;
+    for kind in &unserved {
+        tracing::info!(kind = %kind, "kind not served by this cluster; skipped");
     }
+    let mut deletion = Deletion {
+        unserved,
+        ..Default::default()
+    };
     // `buffered` starts deletions in table order (workloads first) while several are in flight.
-    let results: Vec<Deleted> = stream::iter(targets)
-        .map(|(ar, ns, name)| delete_one(&ctx.client, ar, ns, name, ctx.dry_run))
+    let results: Vec<Deleted> = stream::iter(objects)
+        .map(|o| delete_one(o, ctx.dry_run))
         .buffered(CONCURRENCY)
         .try_collect()
         .await?;
@@ -364,22 +342,12 @@ async fn delete_legacy_objects(ctx: &Ctx) -> Result<Deletion> {
     Ok(deletion)
 }
 
-async fn delete_one(
-    client: &Client,
-    ar: ApiResource,
-    namespace: Option<&str>,
-    name: &str,
-    dry_run: bool,
-) -> Result<Deleted> {
-    let api: Api<DynamicObject> = match namespace {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
-        None => Api::all_with(client.clone(), &ar),
-    };
-    let what = format!(
-        "{} {}{name}",
-        ar.kind,
-        namespace.map(|n| format!("{n}/")).unwrap_or_default()
-    );
+async fn delete_one(object: legacy::LegacyObject, dry_run: bool) -> Result<Deleted> {
+    let legacy::LegacyObject {
+        api,
+        name,
+        display: what,
+    } = object;
     // The uid precondition makes sure that what is deleted is the object just checked; if it
     // was replaced in between, it is checked again.
     const ATTEMPTS: u32 = 5;
@@ -391,9 +359,7 @@ async fn delete_one(
         else {
             return Ok(Deleted::Absent);
         };
-        if meta.labels().get(names::OPERATOR_LABEL).map(String::as_str)
-            == Some(names::OPERATOR_LABEL_VALUE)
-        {
+        if legacy::is_operators(&meta.metadata) {
             tracing::info!(object = %what, "carries the new operator's label; kept");
             return Ok(Deleted::Protected(what));
         }

@@ -152,6 +152,22 @@ impl Ctx {
     }
 }
 
+/// The CR for backup and clean, or the skip they report when the CRD or the CR is missing
+/// (unlike migrate, for which both must exist).
+pub async fn cr_or_skip(ctx: &Ctx) -> crate::Result<Result<DynamicObject, Outcome>> {
+    Ok(match cr::lookup(&ctx.client).await? {
+        cr::Lookup::Found(cr) => Ok(*cr),
+        cr::Lookup::CrdMissing => Err(Outcome::Skipped(format!(
+            "CRD {} is not installed",
+            names::cr::CRD_NAME
+        ))),
+        cr::Lookup::CrMissing => Err(Outcome::Skipped(format!(
+            "{} does not exist",
+            cr::display()
+        ))),
+    })
+}
+
 /// Prints a dry-run plan on stdout (logs go to stderr), so it can be read or piped apart.
 pub fn print_plan(step: &str, text: &str) {
     println!("--- {step} (dry run): {text}");

@@ -4,9 +4,9 @@ use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use kube::{Client, ResourceExt};
 use serde::Serialize;
 
 use super::clean::is_adopted;
@@ -14,7 +14,7 @@ use crate::configmaps;
 use crate::cr::{self, Lookup, Marker};
 use crate::error::{Context, Result};
 use crate::legacy::{self, LegacyInstall};
-use crate::names::{self, LEGACY_OBJECTS, config_maps, service_mappings as sm};
+use crate::names::{self, config_maps, service_mappings as sm};
 
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -108,36 +108,17 @@ pub async fn collect(client: &Client) -> Result<Status> {
 }
 
 async fn remaining_legacy_objects(client: &Client) -> Result<(Vec<String>, Vec<String>)> {
-    let resolved = legacy::resolve(client, LEGACY_OBJECTS).await?;
-    let mut not_served = Vec::new();
-    let mut targets = Vec::new();
-    for (row, ar) in LEGACY_OBJECTS.iter().zip(resolved) {
-        match ar {
-            Some(ar) => targets.extend(row.names.iter().map(|n| (ar.clone(), row.namespace, *n))),
-            None => not_served.push(format!("{}.{}", row.kind, row.group)),
-        }
-    }
-    let found: Vec<Option<String>> = stream::iter(targets)
-        .map(|(ar, ns, name)| async move {
-            let api: Api<DynamicObject> = match ns {
-                Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
-                None => Api::all_with(client.clone(), &ar),
-            };
-            let what = format!(
-                "{} {}{name}",
-                ar.kind,
-                ns.map(|n| format!("{n}/")).unwrap_or_default()
-            );
-            let meta = api
-                .get_metadata_opt(name)
+    let (objects, not_served) = legacy::objects(client).await?;
+    let found: Vec<Option<String>> = stream::iter(objects)
+        .map(|o| async move {
+            let meta = o
+                .api
+                .get_metadata_opt(o.name)
                 .await
-                .context(|| format!("reading {what}"))?;
+                .context(|| format!("reading {}", o.display))?;
             Ok(meta
-                .filter(|m| {
-                    m.labels().get(names::OPERATOR_LABEL).map(String::as_str)
-                        != Some(names::OPERATOR_LABEL_VALUE)
-                })
-                .map(|_| what))
+                .filter(|m| !legacy::is_operators(&m.metadata))
+                .map(|_| o.display))
         })
         .buffered(16)
         .try_collect()
