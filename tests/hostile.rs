@@ -18,7 +18,6 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::core::ApiResource;
-use kube::discovery::{Discovery, verbs};
 use kube::{Client, ResourceExt};
 use serde_json::Value;
 
@@ -326,21 +325,11 @@ fn port_case(name: &'static str, key: &'static str, value: &'static str) -> Case
 /// Every listable kind (each at its most stable version, so that kinds served only by an older
 /// version are seen too), minus Events and Leases.
 async fn kinds(client: &Client) -> Vec<ApiResource> {
-    let discovery = Discovery::new(client.clone())
-        .run()
+    listable_kinds(client)
         .await
-        .expect("discovery");
-    let mut out = Vec::new();
-    for group in discovery.groups() {
-        for (ar, caps) in group.resources_by_stability() {
-            if caps.supports_operation(verbs::LIST)
-                && !["Event", "Lease"].contains(&ar.kind.as_str())
-            {
-                out.push(ar);
-            }
-        }
-    }
-    out
+        .into_iter()
+        .map(|(ar, _)| ar)
+        .collect()
 }
 
 /// Every object, exactly as stored (resourceVersion included: "unchanged" means not written).

@@ -191,21 +191,11 @@ async fn cluster_as_sa(manifest: &Manifest) -> (TestCluster, PathBuf) {
 
 /// Runs the tool with the client's request log (kube_client at debug) in its JSON log lines.
 fn run_logged(kubeconfig: &Path, args: &[&str]) -> RunResult {
-    let output = Command::new(tool_binary())
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(["--log-format", "json", "--deadline", "60s"])
-        .args(args)
-        .env_remove("KUBECONFIG")
-        .env("CP_MIGRATOR_LOG", "info,kube_client=debug")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run cp-mod-migrator");
-    RunResult {
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        output,
-    }
+    run_tool_with_env(
+        kubeconfig,
+        args,
+        &[("CP_MIGRATOR_LOG", "info,kube_client=debug")],
+    )
 }
 
 /// One API request as the RBAC authorizer sees it.

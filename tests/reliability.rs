@@ -19,7 +19,6 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::ApiResource;
-use kube::discovery::{Discovery, Scope, verbs};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
@@ -57,23 +56,7 @@ impl Tenant {
 struct Kinds(Vec<(ApiResource, bool)>);
 
 async fn discover(client: &Client) -> Kinds {
-    let discovery = Discovery::new(client.clone())
-        .run()
-        .await
-        .expect("discovery");
-    let mut out = Vec::new();
-    for group in discovery.groups() {
-        // Each kind at its most stable version: a kind that only an older version serves (Istio's
-        // EnvoyFilter) is missing from the preferred version's list.
-        for (ar, caps) in group.resources_by_stability() {
-            if caps.supports_operation(verbs::LIST)
-                && !["Event", "Lease"].contains(&ar.kind.as_str())
-            {
-                out.push((ar, caps.scope == Scope::Namespaced));
-            }
-        }
-    }
-    Kinds(out)
+    Kinds(listable_kinds(client).await)
 }
 
 /// An object as listed, and where it is served.

@@ -265,36 +265,23 @@ impl TestCluster {
     /// Every stored object of every listable kind, keyed "group/kind ns/name", minus the ones
     /// the API server itself keeps rewriting (leases, events).
     pub async fn snapshot(&self) -> BTreeMap<String, Value> {
-        let discovery = Discovery::new(self.client.clone())
-            .run()
-            .await
-            .expect("discovery");
         let mut out = BTreeMap::new();
-        for group in discovery.groups() {
-            // Every served version: a kind served only at a non-preferred version (EnvoyFilter
-            // at v1alpha3) must be seen too; the same object under two versions has one key.
-            for (ar, caps) in group.resources_by_stability() {
-                if !caps.supports_operation(verbs::LIST)
-                    || ["Lease", "Event"].contains(&ar.kind.as_str())
-                {
-                    continue;
-                }
-                let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
-                let list = api
-                    .list(&ListParams::default())
-                    .await
-                    .unwrap_or_else(|e| panic!("list {}: {e}", ar.plural));
-                for mut obj in list.items {
-                    obj.metadata.managed_fields = None;
-                    let key = format!(
-                        "{}/{} {}/{}",
-                        ar.group,
-                        ar.kind,
-                        obj.namespace().unwrap_or_default(),
-                        obj.name_any()
-                    );
-                    out.insert(key, serde_json::to_value(&obj).expect("json"));
-                }
+        for (ar, _) in listable_kinds(&self.client).await {
+            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
+            let list = api
+                .list(&ListParams::default())
+                .await
+                .unwrap_or_else(|e| panic!("list {}: {e}", ar.plural));
+            for mut obj in list.items {
+                obj.metadata.managed_fields = None;
+                let key = format!(
+                    "{}/{} {}/{}",
+                    ar.group,
+                    ar.kind,
+                    obj.namespace().unwrap_or_default(),
+                    obj.name_any()
+                );
+                out.insert(key, serde_json::to_value(&obj).expect("json"));
             }
         }
         out
@@ -306,6 +293,27 @@ impl TestCluster {
             .await
             .expect("get CR")
     }
+}
+
+/// Every listable kind (and whether it is namespaced), minus the ones the API server itself
+/// keeps writing (Events, Leases). Each kind at every served version: a kind served only at a
+/// non-preferred version (EnvoyFilter at v1alpha3) must be seen too.
+pub async fn listable_kinds(client: &Client) -> Vec<(ApiResource, bool)> {
+    let discovery = Discovery::new(client.clone())
+        .run()
+        .await
+        .expect("discovery");
+    let mut out = Vec::new();
+    for group in discovery.groups() {
+        for (ar, caps) in group.resources_by_stability() {
+            if caps.supports_operation(verbs::LIST)
+                && !["Event", "Lease"].contains(&ar.kind.as_str())
+            {
+                out.push((ar, caps.scope == Scope::Namespaced));
+            }
+        }
+    }
+    out
 }
 
 /// What one run of the binary did.
@@ -383,12 +391,18 @@ pub fn tool_binary() -> &'static str {
 }
 
 pub fn run_tool(kubeconfig: &Path, args: &[&str]) -> RunResult {
+    run_tool_with_env(kubeconfig, args, &[])
+}
+
+/// [`run_tool`] with extra environment variables (e.g. `CP_MIGRATOR_LOG`).
+pub fn run_tool_with_env(kubeconfig: &Path, args: &[&str], env: &[(&str, &str)]) -> RunResult {
     let output = Command::new(tool_binary())
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .args(["--log-format", "json", "--deadline", "60s"])
         .args(args)
         .env_remove("KUBECONFIG")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .expect("run cp-mod-migrator");
