@@ -345,13 +345,7 @@ async fn snapshot(client: &Client, kinds: &[ApiResource]) -> BTreeMap<String, Va
                     .items
                     .into_iter()
                     .map(|o| {
-                        let key = format!(
-                            "{}/{} {}/{}",
-                            ar.group,
-                            ar.kind,
-                            o.namespace().unwrap_or_default(),
-                            o.name_any()
-                        );
+                        let key = object_key(&ar, &o);
                         (key, serde_json::to_value(&o).expect("json"))
                     })
                     .collect::<Vec<_>>()

@@ -83,13 +83,7 @@ async fn snap(client: &Client, kinds: &Kinds) -> Snap {
                     .into_iter()
                     .map(|mut o| {
                         o.metadata.managed_fields = None;
-                        let key = format!(
-                            "{}/{} {}/{}",
-                            ar.group,
-                            ar.kind,
-                            o.namespace().unwrap_or_default(),
-                            o.name_any()
-                        );
+                        let key = object_key(&ar, &o);
                         let value = serde_json::to_value(&o).expect("json");
                         (
                             key,

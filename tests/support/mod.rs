@@ -274,13 +274,7 @@ impl TestCluster {
                 .unwrap_or_else(|e| panic!("list {}: {e}", ar.plural));
             for mut obj in list.items {
                 obj.metadata.managed_fields = None;
-                let key = format!(
-                    "{}/{} {}/{}",
-                    ar.group,
-                    ar.kind,
-                    obj.namespace().unwrap_or_default(),
-                    obj.name_any()
-                );
+                let key = object_key(&ar, &obj);
                 out.insert(key, serde_json::to_value(&obj).expect("json"));
             }
         }
@@ -314,6 +308,17 @@ pub async fn listable_kinds(client: &Client) -> Vec<(ApiResource, bool)> {
         }
     }
     out
+}
+
+/// `group/Kind namespace/name`: one object's key in a snapshot.
+pub fn object_key(ar: &ApiResource, obj: &DynamicObject) -> String {
+    format!(
+        "{}/{} {}/{}",
+        ar.group,
+        ar.kind,
+        obj.namespace().unwrap_or_default(),
+        obj.name_any()
+    )
 }
 
 /// What one run of the binary did.
