@@ -137,6 +137,20 @@ pub struct Adoption {
 }
 
 /// Whether an object already carries the new operator's annotations and label.
+/// Where the ServiceMappings are served: the storage version if served, else the first served
+/// one; `None` when the CRD serves no version.
+pub fn service_mapping_resource(crd: &CustomResourceDefinition) -> Option<ApiResource> {
+    let versions = &crd.spec.versions;
+    let version = versions
+        .iter()
+        .find(|v| v.storage && v.served)
+        .or_else(|| versions.iter().find(|v| v.served))?;
+    Some(ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(&crd.spec.group, &version.name, &crd.spec.names.kind),
+        &crd.spec.names.plural,
+    ))
+}
+
 pub fn is_adopted(meta: &ObjectMeta) -> bool {
     let ann = |k: &str| {
         meta.annotations
@@ -182,18 +196,13 @@ pub async fn adopt_service_mappings(ctx: &Ctx) -> Result<Adoption> {
         );
         return Ok(Adoption::default());
     };
-    let version = crd
-        .spec
-        .versions
-        .iter()
-        .find(|v| v.storage && v.served)
-        .or_else(|| crd.spec.versions.iter().find(|v| v.served))
-        .map(|v| v.name.clone())
-        .unwrap_or_else(|| "v1".into());
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk(&crd.spec.group, &version, &crd.spec.names.kind),
-        &crd.spec.names.plural,
-    );
+    let Some(ar) = service_mapping_resource(&crd) else {
+        tracing::info!(
+            crd = sm::CRD_NAME,
+            "the ServiceMapping CRD serves no version; no mapping to adopt"
+        );
+        return adopt_crd(ctx, &crds, &crd, Adoption::default()).await;
+    };
     let namespaced = crd.spec.scope == "Namespaced";
     let all: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &ar);
     let patch = adoption_patch();
@@ -263,15 +272,34 @@ pub async fn adopt_service_mappings(ctx: &Ctx) -> Result<Adoption> {
         .buffer_unordered(CONCURRENCY)
         .try_fold(0usize, |acc, n| async move { Ok(acc + n) });
     let (examined, adopted) = futures::try_join!(list, write)?;
-    let mut adoption = Adoption {
-        examined,
-        adopted,
-        crd_adopted: false,
-    };
+    adopt_crd(
+        ctx,
+        &crds,
+        &crd,
+        Adoption {
+            examined,
+            adopted,
+            crd_adopted: false,
+        },
+    )
+    .await
+}
+
+/// Adopts the ServiceMapping CRD itself (unless it is already), and shows the plan of a dry run.
+async fn adopt_crd(
+    ctx: &Ctx,
+    crds: &Api<CustomResourceDefinition>,
+    crd: &CustomResourceDefinition,
+    mut adoption: Adoption,
+) -> Result<Adoption> {
     if !is_adopted(&crd.metadata) {
-        crds.patch(sm::CRD_NAME, &pp, &Patch::Merge(&patch))
-            .await
-            .context(|| format!("adopting CustomResourceDefinition {}", sm::CRD_NAME))?;
+        crds.patch(
+            sm::CRD_NAME,
+            &patch_params(ctx.dry_run),
+            &Patch::Merge(&adoption_patch()),
+        )
+        .await
+        .context(|| format!("adopting CustomResourceDefinition {}", sm::CRD_NAME))?;
         adoption.crd_adopted = true;
     }
     if ctx.dry_run {

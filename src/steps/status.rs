@@ -6,10 +6,9 @@ use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams};
-use kube::core::{ApiResource, GroupVersionKind};
 use serde::Serialize;
 
-use super::clean::is_adopted;
+use super::clean::{is_adopted, service_mapping_resource};
 use crate::configmaps;
 use crate::cr::{self, Lookup, Marker};
 use crate::error::{Context, Result};
@@ -135,19 +134,9 @@ async fn service_mappings(client: &Client) -> Result<Option<ServiceMappings>> {
     else {
         return Ok(None);
     };
-    let Some(version) = crd
-        .spec
-        .versions
-        .iter()
-        .find(|v| v.served)
-        .map(|v| v.name.clone())
-    else {
+    let Some(ar) = service_mapping_resource(&crd) else {
         return Ok(None);
     };
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk(&crd.spec.group, &version, &crd.spec.names.kind),
-        &crd.spec.names.plural,
-    );
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
     let (mut total, mut adopted) = (0, 0);
     let mut token: Option<String> = None;
