@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod faultproxy;
+pub mod requests;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
