@@ -11,6 +11,7 @@ use kube::ResourceExt;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
+use support::requests::{requests_in, run_logged};
 use support::*;
 
 use cp_mod_migrator::{legacy, names};
@@ -265,11 +266,21 @@ async fn assert_golden_state(c: &TestCluster, legacy_dir: &str, shared: bool) {
 #[tokio::test]
 async fn run_migrates_dedicated_tenant_and_a_second_run_writes_nothing() {
     let c = TestCluster::legacy_and_module().await;
-    let out = c.run(&["run"]);
+    let out = run_logged(&c.kubeconfig, &["run"]);
     out.assert_ok();
     assert_eq!(out.outcome(), "done");
     assert_eq!(out.reason(), "migrate: done; backup: done; clean: done");
     assert_golden_state(&c, LEGACY, false).await;
+    // Backup and clean start from the CR the step before them wrote: the run reads it once.
+    let cr_reads: Vec<_> = requests_in(&out.stderr)
+        .into_iter()
+        .filter(|r| r.resource == names::cr::PLURAL && r.verb == "get")
+        .collect();
+    assert_eq!(
+        cr_reads.len(),
+        1,
+        "reads of the CR in one run: {cr_reads:?}"
+    );
     eprintln!(
         "run on the fixture: {} API requests, {} ms",
         out.api_requests(),

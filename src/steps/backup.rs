@@ -85,6 +85,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         return Ok(Outcome::Done(format!("would have {summary}")));
     }
     let marked = cr::set_markers(&ctx.client, &[Marker::BackedUp], false).await?;
+    ctx.hand_on(&marked);
     ctx.event(
         &marked,
         false,

@@ -145,6 +145,7 @@ async fn attempt_once(ctx: &Ctx, input: &mut Option<LegacyInput>) -> Result<Atte
         Ok(written) => written,
         Err(conflict) => return Ok(Attempt::Conflict(conflict)),
     };
+    ctx.hand_on(&written);
     ctx.event(
         &written,
         false,

@@ -61,6 +61,9 @@ pub struct Ctx {
     /// With `run --dry-run`: markers that the earlier steps would have set, so that each step's
     /// plan is shown as if they had been done.
     assumed: Mutex<BTreeSet<Marker>>,
+    /// In `run`: the CR as the last step's own write returned it, so that the next step does
+    /// not read it again. Steps are idempotent, so a concurrent change it misses is harmless.
+    handed_on: Mutex<Option<DynamicObject>>,
     recorder: Recorder,
     /// When the command must be finished; retries after conflicts stop here.
     pub deadline: tokio::time::Instant,
@@ -86,6 +89,7 @@ impl Ctx {
             dry_run,
             allow_field_loss,
             assumed: Mutex::default(),
+            handed_on: Mutex::default(),
             deadline,
         }
     }
@@ -110,6 +114,17 @@ impl Ctx {
         if let Ok(mut s) = self.assumed.lock() {
             s.insert(marker);
         }
+    }
+
+    /// Keeps the CR a step has just written for the next step of this run.
+    pub fn hand_on(&self, written: &DynamicObject) {
+        if let Ok(mut slot) = self.handed_on.lock() {
+            *slot = Some(written.clone());
+        }
+    }
+
+    fn take_handed_on(&self) -> Option<DynamicObject> {
+        self.handed_on.lock().ok().and_then(|mut slot| slot.take())
     }
 
     /// Records an Event on the CR. An Event that cannot be written is logged, not fatal: the
@@ -152,9 +167,12 @@ impl Ctx {
     }
 }
 
-/// The CR for backup and clean, or the skip they report when the CRD or the CR is missing
-/// (unlike migrate, for which both must exist).
+/// The CR for backup and clean (within `run`, the one the step before wrote), or the skip they
+/// report when the CRD or the CR is missing (unlike migrate, for which both must exist).
 pub async fn cr_or_skip(ctx: &Ctx) -> crate::Result<Result<DynamicObject, Outcome>> {
+    if let Some(written) = ctx.take_handed_on() {
+        return Ok(Ok(written));
+    }
     Ok(match cr::lookup(&ctx.client).await? {
         cr::Lookup::Found(cr) => Ok(*cr),
         cr::Lookup::CrdMissing => Err(Outcome::Skipped(format!(
