@@ -1176,4 +1176,99 @@ async fn concurrent_writer_changes_survive() {
         s.method == http::Method::PUT && is_cr(s) && is_dry_run(s)
     })
     .await;
+    operator_takes_over_between_read_and_delete(&rig).await;
+}
+
+fn legacy_statefulset_path() -> String {
+    format!(
+        "/apis/apps/v1/namespaces/{}/statefulsets/{}",
+        names::KYMA_SYSTEM,
+        names::legacy_marker::STATEFULSET
+    )
+}
+
+/// The new operator takes over a legacy object (labels it: same object, same uid) after clean
+/// read it and before clean deletes it. The delete's precondition sees the change, and the
+/// object is kept as the operator's.
+async fn operator_takes_over_between_read_and_delete(rig: &Rig) {
+    rig.restore().await;
+    for step in ["migrate", "backup"] {
+        finish(
+            spawn_tool(rig.proxy.kubeconfig(), &["--deadline", "60s"], &[step]),
+            RUN_LIMIT,
+        )
+        .await
+        .assert_ok();
+    }
+    let fired = Arc::new(AtomicUsize::new(0));
+    let hook_fired = fired.clone();
+    rig.proxy
+        .set_hook(Some(Arc::new(move |seen: &Seen, client: &Client| {
+            let read = seen.method == http::Method::GET
+                && seen.path.split('?').next() == Some(legacy_statefulset_path().as_str());
+            (read && hook_fired.swap(1, Ordering::SeqCst) == 0).then(|| {
+                let api: Api<DynamicObject> = Api::namespaced_with(
+                    client.clone(),
+                    names::KYMA_SYSTEM,
+                    &ApiResource::erase::<k8s_openapi::api::apps::v1::StatefulSet>(&()),
+                );
+                Box::pin(async move {
+                    let patch = json!({"metadata": {"labels": {
+                        names::OPERATOR_LABEL: names::OPERATOR_LABEL_VALUE
+                    }}});
+                    api.patch(
+                        names::legacy_marker::STATEFULSET,
+                        &PatchParams::default(),
+                        &Patch::Merge(&patch),
+                    )
+                    .await
+                    .expect("label the StatefulSet as the operator's");
+                }) as futures::future::BoxFuture<'static, ()>
+            })
+        })));
+    let r = finish(
+        spawn_tool(rig.proxy.kubeconfig(), &["--deadline", "60s"], &["clean"]),
+        RUN_LIMIT,
+    )
+    .await;
+    rig.proxy.set_hook(None);
+    r.assert_ok();
+    assert_eq!(
+        fired.load(Ordering::SeqCst),
+        1,
+        "the operator's write happened"
+    );
+    let conflicts = rig
+        .proxy
+        .log()
+        .iter()
+        .filter(|s| {
+            s.method == http::Method::DELETE
+                && s.path.split('?').next() == Some(legacy_statefulset_path().as_str())
+                && s.upstream_status == Some(409)
+        })
+        .count();
+    assert_eq!(
+        conflicts, 1,
+        "the delete met the operator's write as a conflict"
+    );
+    let sts: Api<k8s_openapi::api::apps::v1::StatefulSet> =
+        Api::namespaced(rig.cluster.client.clone(), names::KYMA_SYSTEM);
+    let sts = sts
+        .get_opt(names::legacy_marker::STATEFULSET)
+        .await
+        .expect("read the StatefulSet");
+    assert_eq!(
+        sts.as_ref()
+            .and_then(|s| s.labels().get(names::OPERATOR_LABEL).cloned())
+            .as_deref(),
+        Some(names::OPERATOR_LABEL_VALUE),
+        "the StatefulSet the operator took over still exists"
+    );
+    assert!(
+        r.reason()
+            .contains("34 legacy objects deleted, 0 absent, 1 kept as the new operator's"),
+        "clean reports the kept object: {}",
+        r.reason()
+    );
 }

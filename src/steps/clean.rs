@@ -376,8 +376,9 @@ async fn delete_one(object: legacy::LegacyObject, dry_run: bool) -> Result<Delet
         name,
         display: what,
     } = object;
-    // The uid precondition makes sure that what is deleted is the object just checked; if it
-    // was replaced in between, it is checked again.
+    // The uid and resourceVersion preconditions make sure that what is deleted is the object
+    // just checked, unchanged: if it was replaced, or labelled as the operator's, in between,
+    // the delete conflicts and the object is checked again.
     const ATTEMPTS: u32 = 5;
     for _ in 0..ATTEMPTS {
         let Some(meta) = api
@@ -395,7 +396,7 @@ async fn delete_one(object: legacy::LegacyObject, dry_run: bool) -> Result<Delet
             dry_run,
             preconditions: Some(Preconditions {
                 uid: meta.uid(),
-                resource_version: None,
+                resource_version: meta.resource_version(),
             }),
             ..Default::default()
         };
