@@ -74,6 +74,15 @@ pub enum Error {
     #[error("refusing to delete the legacy installation: {reason}")]
     CleanGate { reason: String },
 
+    #[error(
+        "{object} {change} after the backup check, so it has no verified copy and was not deleted; \
+         the next run checks its copy again"
+    )]
+    ChangedSinceBackupCheck {
+        object: String,
+        change: &'static str,
+    },
+
     #[error("backup copy {copy} does not match its source {source_object} after writing it")]
     BackupMismatch { copy: String, source_object: String },
 

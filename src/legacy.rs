@@ -2,14 +2,16 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::Resource as _;
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DynamicObject};
 use kube::core::ObjectMeta;
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, ResourceExt};
 
 use crate::error::{Context, Result};
-use crate::names::{self, LEGACY_OBJECTS, LegacyObjects, legacy_marker};
+use crate::names::{self, LEGACY_OBJECTS, LegacyObjects, config_maps, legacy_marker};
 
 /// A legacy installation that the reconciler manages.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -100,9 +102,20 @@ pub async fn resolve(client: &Client, rows: &[LegacyObjects]) -> Result<Vec<Opti
 /// One object of the legacy table, at the version this cluster serves its kind.
 pub struct LegacyObject {
     pub api: Api<DynamicObject>,
+    pub row: &'static LegacyObjects,
     pub name: &'static str,
     /// `Kind namespace/name`, for logs and messages.
     pub display: String,
+}
+
+impl LegacyObject {
+    /// Whether this is one of the user-configuration ConfigMaps that backup copies.
+    pub fn is_user_config(&self) -> bool {
+        self.row.group == ConfigMap::GROUP
+            && self.row.kind == ConfigMap::KIND
+            && self.row.namespace == Some(names::KYMA_SYSTEM)
+            && config_maps::USER_CONFIG.contains(&self.name)
+    }
 }
 
 /// The legacy table's objects on this cluster, in table order, and the kinds it does not serve
@@ -126,6 +139,7 @@ pub async fn objects(client: &Client) -> Result<(Vec<LegacyObject>, Vec<String>)
             };
             objects.push(LegacyObject {
                 api,
+                row,
                 name,
                 display: format!("{} {prefix}{name}", row.kind),
             });

@@ -1165,6 +1165,8 @@ async fn concurrent_writer(rig: &Rig, after: &'static str, matches: fn(&Seen) ->
     }
 }
 
+/// Foreign writes at the worst moments: to the CR while migrate works on it, and to a legacy
+/// object or the user configuration between clean's checks and its deletes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writer_changes_survive() {
     let rig = Rig::new(Tenant::Dedicated).await;
@@ -1177,6 +1179,8 @@ async fn concurrent_writer_changes_survive() {
     })
     .await;
     operator_takes_over_between_read_and_delete(&rig).await;
+    user_edit_between_backup_check_and_delete(&rig).await;
+    user_config_created_between_backup_check_and_delete(&rig).await;
 }
 
 fn legacy_statefulset_path() -> String {
@@ -1187,10 +1191,39 @@ fn legacy_statefulset_path() -> String {
     )
 }
 
-/// The new operator takes over a legacy object (labels it: same object, same uid) after clean
-/// read it and before clean deletes it. The delete's precondition sees the change, and the
-/// object is kept as the operator's.
-async fn operator_takes_over_between_read_and_delete(rig: &Rig) {
+fn user_config_path() -> String {
+    format!(
+        "/api/v1/namespaces/{}/configmaps/{}",
+        names::KYMA_SYSTEM,
+        config_maps::CONFIG
+    )
+}
+
+fn proxy_info_path() -> String {
+    format!(
+        "/api/v1/namespaces/{}/configmaps/{}",
+        names::KYMA_SYSTEM,
+        config_maps::INFO
+    )
+}
+
+/// A merge patch through the admin client, as a hook's foreign write.
+fn merge_patch(
+    client: &Client,
+    ar: ApiResource,
+    name: &'static str,
+    patch: Value,
+) -> futures::future::BoxFuture<'static, ()> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), names::KYMA_SYSTEM, &ar);
+    Box::pin(async move {
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap_or_else(|e| panic!("foreign write to {name}: {e}"));
+    })
+}
+
+/// The cluster as before the migration, then migrate and backup run.
+async fn migrated_and_backed_up(rig: &Rig) {
     rig.restore().await;
     for step in ["migrate", "backup"] {
         finish(
@@ -1200,31 +1233,23 @@ async fn operator_takes_over_between_read_and_delete(rig: &Rig) {
         .await
         .assert_ok();
     }
+}
+
+/// Runs clean with `write` done once, right after clean's first read of `path` (before the
+/// tool sees the answer). Returns clean's result and clean's requests.
+async fn clean_with_write_after_read(
+    rig: &Rig,
+    path: fn() -> String,
+    write: fn(&Client) -> futures::future::BoxFuture<'static, ()>,
+) -> (RunResult, Vec<Seen>) {
+    rig.proxy.reset();
     let fired = Arc::new(AtomicUsize::new(0));
     let hook_fired = fired.clone();
     rig.proxy
         .set_hook(Some(Arc::new(move |seen: &Seen, client: &Client| {
             let read = seen.method == http::Method::GET
-                && seen.path.split('?').next() == Some(legacy_statefulset_path().as_str());
-            (read && hook_fired.swap(1, Ordering::SeqCst) == 0).then(|| {
-                let api: Api<DynamicObject> = Api::namespaced_with(
-                    client.clone(),
-                    names::KYMA_SYSTEM,
-                    &ApiResource::erase::<k8s_openapi::api::apps::v1::StatefulSet>(&()),
-                );
-                Box::pin(async move {
-                    let patch = json!({"metadata": {"labels": {
-                        names::OPERATOR_LABEL: names::OPERATOR_LABEL_VALUE
-                    }}});
-                    api.patch(
-                        names::legacy_marker::STATEFULSET,
-                        &PatchParams::default(),
-                        &Patch::Merge(&patch),
-                    )
-                    .await
-                    .expect("label the StatefulSet as the operator's");
-                }) as futures::future::BoxFuture<'static, ()>
-            })
+                && seen.path.split('?').next() == Some(path().as_str());
+            (read && hook_fired.swap(1, Ordering::SeqCst) == 0).then(|| write(client))
         })));
     let r = finish(
         spawn_tool(rig.proxy.kubeconfig(), &["--deadline", "60s"], &["clean"]),
@@ -1232,15 +1257,30 @@ async fn operator_takes_over_between_read_and_delete(rig: &Rig) {
     )
     .await;
     rig.proxy.set_hook(None);
-    r.assert_ok();
     assert_eq!(
         fired.load(Ordering::SeqCst),
         1,
-        "the operator's write happened"
+        "the foreign write happened"
     );
-    let conflicts = rig
-        .proxy
-        .log()
+    (r, rig.proxy.log())
+}
+
+/// The new operator takes over a legacy object (labels it: same object, same uid) after clean
+/// read it and before clean deletes it. The delete's precondition sees the change, and the
+/// object is kept as the operator's.
+async fn operator_takes_over_between_read_and_delete(rig: &Rig) {
+    migrated_and_backed_up(rig).await;
+    let (r, log) = clean_with_write_after_read(rig, legacy_statefulset_path, |client| {
+        merge_patch(
+            client,
+            ApiResource::erase::<k8s_openapi::api::apps::v1::StatefulSet>(&()),
+            names::legacy_marker::STATEFULSET,
+            json!({"metadata": {"labels": {names::OPERATOR_LABEL: names::OPERATOR_LABEL_VALUE}}}),
+        )
+    })
+    .await;
+    r.assert_ok();
+    let conflicts = log
         .iter()
         .filter(|s| {
             s.method == http::Method::DELETE
@@ -1270,5 +1310,80 @@ async fn operator_takes_over_between_read_and_delete(rig: &Rig) {
             .contains("34 legacy objects deleted, 0 absent, 1 kept as the new operator's"),
         "clean reports the kept object: {}",
         r.reason()
+    );
+}
+
+/// The user edits the configuration after clean verified its backup copy and before clean
+/// deletes it: the edited ConfigMap is not deleted (its copy is stale), clean fails saying so,
+/// and the next clean stops at the backup check, which asks for a new backup.
+async fn user_edit_between_backup_check_and_delete(rig: &Rig) {
+    migrated_and_backed_up(rig).await;
+    let (r, _) = clean_with_write_after_read(rig, user_config_path, |client| {
+        merge_patch(
+            client,
+            ApiResource::erase::<ConfigMap>(&()),
+            config_maps::CONFIG,
+            json!({"data": {"edited-after-the-backup": "yes"}}),
+        )
+    })
+    .await;
+    r.assert_failed_with(&[
+        "ConfigMap kyma-system/connectivity-proxy changed after the backup check",
+        "was not deleted",
+    ]);
+    let cms: Api<ConfigMap> = Api::namespaced(rig.cluster.client.clone(), names::KYMA_SYSTEM);
+    let edited = cms
+        .get_opt(config_maps::CONFIG)
+        .await
+        .expect("read the ConfigMap")
+        .and_then(|cm| cm.data)
+        .and_then(|d| d.get("edited-after-the-backup").cloned());
+    assert_eq!(
+        edited.as_deref(),
+        Some("yes"),
+        "the edited user configuration still exists"
+    );
+    finish(
+        spawn_tool(rig.proxy.kubeconfig(), &["--deadline", "60s"], &["clean"]),
+        RUN_LIMIT,
+    )
+    .await
+    .assert_failed_with(&["differs from ConfigMap kyma-system/connectivity-proxy"]);
+}
+
+/// A user ConfigMap that did not exist at the backup check (deleted after the backup) is
+/// created before clean deletes the legacy objects: it has no verified copy, so it is kept.
+async fn user_config_created_between_backup_check_and_delete(rig: &Rig) {
+    migrated_and_backed_up(rig).await;
+    let cms: Api<ConfigMap> = Api::namespaced(rig.cluster.client.clone(), names::KYMA_SYSTEM);
+    cms.delete(config_maps::INFO, &DeleteParams::default())
+        .await
+        .expect("delete the proxy ports ConfigMap");
+    let (r, _) = clean_with_write_after_read(rig, proxy_info_path, |client| {
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), names::KYMA_SYSTEM);
+        Box::pin(async move {
+            let mut cm = ConfigMap::default();
+            cm.metadata.name = Some(config_maps::INFO.into());
+            cm.data = Some([("created-after-the-check".to_string(), "yes".to_string())].into());
+            cms.create(&PostParams::default(), &cm)
+                .await
+                .expect("create the proxy ports ConfigMap again");
+        })
+    })
+    .await;
+    r.assert_failed_with(&[
+        "ConfigMap kyma-system/connectivity-proxy-info was created after the backup check",
+        "was not deleted",
+    ]);
+    let kept = cms
+        .get_opt(config_maps::INFO)
+        .await
+        .expect("read the ConfigMap")
+        .and_then(|cm| cm.data)
+        .and_then(|d| d.get("created-after-the-check").cloned());
+    assert_eq!(
+        kept.as_deref(),
+        Some("yes"),
+        "the new ConfigMap still exists"
     );
 }

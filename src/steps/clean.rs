@@ -1,8 +1,11 @@
 //! Step 3: ServiceMappings handed to the new operator, then the legacy installation deleted,
 //! but only once a verified copy of the user configuration exists.
 
+use std::collections::BTreeMap;
+
 use futures::channel::mpsc;
 use futures::{SinkExt, StreamExt, TryStreamExt, stream};
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, Preconditions};
@@ -37,10 +40,10 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
             "already cleaned ({key}=true on the CR)"
         )));
     }
-    check_backup(ctx, &current).await?;
+    let checked = check_backup(ctx, &current).await?;
 
     let adoption = adopt_service_mappings(ctx).await?;
-    let deletion = delete_legacy_objects(ctx).await?;
+    let deletion = delete_legacy_objects(ctx, &checked).await?;
     let summary = format!(
         "{} of {} ServiceMappings adopted{}; {} legacy objects deleted, {} absent, {} kept as the new operator's{}",
         adoption.adopted,
@@ -82,9 +85,14 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     Ok(Outcome::Done(summary))
 }
 
+/// The user ConfigMaps as the backup check saw them: the metadata of each that existed (its copy
+/// has equal data), `None` for one that did not exist. Only that state has a verified copy, so
+/// only that state is deleted.
+type BackupCheck = BTreeMap<&'static str, Option<ObjectMeta>>;
+
 /// The safety gate: nothing is deleted unless the backup is marked done and each user
 /// ConfigMap that still exists has a copy with equal data in the backup namespace.
-async fn check_backup(ctx: &Ctx, current: &DynamicObject) -> Result<()> {
+async fn check_backup(ctx: &Ctx, current: &DynamicObject) -> Result<BackupCheck> {
     if ctx.marked(current, Marker::BackedUp).is_none() {
         return Err(Error::CleanGate {
             reason: format!(
@@ -96,37 +104,39 @@ async fn check_backup(ctx: &Ctx, current: &DynamicObject) -> Result<()> {
     }
     // In `run --dry-run` the backup was not really made; it would copy exactly the sources.
     let backup_assumed = cr::marked(current, Marker::BackedUp).is_none();
+    let mut checked = BackupCheck::new();
     for name in config_maps::USER_CONFIG {
-        let Some(source) = configmaps::get(&ctx.client, names::KYMA_SYSTEM, name).await? else {
-            continue;
-        };
-        if backup_assumed {
-            continue;
+        let source = configmaps::get(&ctx.client, names::KYMA_SYSTEM, name).await?;
+        if let Some(source) = &source
+            && !backup_assumed
+        {
+            check_copy(ctx, name, source).await?;
         }
-        let gate = |reason: String| Err(Error::CleanGate { reason });
-        match configmaps::get(&ctx.client, names::BACKUP_NAMESPACE, name).await? {
-            None => {
-                return gate(format!(
-                    "ConfigMap {}/{name} exists but namespace {} holds no copy of it; run the backup step again \
-                     (remove {} from the CR first)",
-                    names::KYMA_SYSTEM,
-                    names::BACKUP_NAMESPACE,
-                    Marker::BackedUp.key()
-                ));
-            }
-            Some(copy) if !configmaps::same_data(&copy, &source) => {
-                return gate(format!(
-                    "the copy {}/{name} differs from ConfigMap {}/{name}: the configuration changed after the backup; \
-                     remove {} from the CR and run the backup step again",
-                    names::BACKUP_NAMESPACE,
-                    names::KYMA_SYSTEM,
-                    Marker::BackedUp.key()
-                ));
-            }
-            Some(_) => {}
-        }
+        checked.insert(name, source.map(|s| s.metadata));
     }
-    Ok(())
+    Ok(checked)
+}
+
+/// Fails unless the backup namespace holds a copy of `source` with equal data.
+async fn check_copy(ctx: &Ctx, name: &str, source: &ConfigMap) -> Result<()> {
+    let gate = |reason: String| Err(Error::CleanGate { reason });
+    match configmaps::get(&ctx.client, names::BACKUP_NAMESPACE, name).await? {
+        None => gate(format!(
+            "ConfigMap {}/{name} exists but namespace {} holds no copy of it; run the backup step again \
+             (remove {} from the CR first)",
+            names::KYMA_SYSTEM,
+            names::BACKUP_NAMESPACE,
+            Marker::BackedUp.key()
+        )),
+        Some(copy) if !configmaps::same_data(&copy, source) => gate(format!(
+            "the copy {}/{name} differs from ConfigMap {}/{name}: the configuration changed after the backup; \
+             remove {} from the CR and run the backup step again",
+            names::BACKUP_NAMESPACE,
+            names::KYMA_SYSTEM,
+            Marker::BackedUp.key()
+        )),
+        Some(_) => Ok(()),
+    }
 }
 
 #[derive(Debug, Default)]
@@ -335,7 +345,7 @@ enum Deleted {
 }
 
 /// Deletes every object of the legacy table that exists, is served, and is not the new operator's.
-async fn delete_legacy_objects(ctx: &Ctx) -> Result<Deletion> {
+async fn delete_legacy_objects(ctx: &Ctx, checked: &BackupCheck) -> Result<Deletion> {
     let (objects, unserved) = legacy::objects(&ctx.client).await?;
     for kind in &unserved {
         tracing::info!(kind = %kind, "kind not served by this cluster; skipped");
@@ -346,7 +356,12 @@ async fn delete_legacy_objects(ctx: &Ctx) -> Result<Deletion> {
     };
     // `buffered` starts deletions in table order (workloads first) while several are in flight.
     let results: Vec<Deleted> = stream::iter(objects)
-        .map(|o| delete_one(o, ctx.dry_run))
+        .map(|o| {
+            let backed_up = o
+                .is_user_config()
+                .then(|| checked.get(o.name).cloned().flatten());
+            delete_one(o, backed_up, ctx.dry_run)
+        })
         .buffered(CONCURRENCY)
         .try_collect()
         .await?;
@@ -370,11 +385,21 @@ async fn delete_legacy_objects(ctx: &Ctx) -> Result<Deletion> {
     Ok(deletion)
 }
 
-async fn delete_one(object: legacy::LegacyObject, dry_run: bool) -> Result<Deleted> {
+/// Deletes one legacy object unless it is the new operator's. `backed_up` is, for a user
+/// ConfigMap, the state the backup check verified (`None`: it did not exist then).
+async fn delete_one(
+    object: legacy::LegacyObject,
+    backed_up: Option<Option<ObjectMeta>>,
+    dry_run: bool,
+) -> Result<Deleted> {
+    if let Some(verified) = backed_up {
+        return delete_backed_up(object, verified, dry_run).await;
+    }
     let legacy::LegacyObject {
         api,
         name,
         display: what,
+        ..
     } = object;
     // The uid and resourceVersion preconditions make sure that what is deleted is the object
     // just checked, unchanged: if it was replaced, or labelled as the operator's, in between,
@@ -392,21 +417,8 @@ async fn delete_one(object: legacy::LegacyObject, dry_run: bool) -> Result<Delet
             tracing::info!(object = %what, "carries the new operator's label; kept");
             return Ok(Deleted::Protected(what));
         }
-        let dp = DeleteParams {
-            dry_run,
-            preconditions: Some(Preconditions {
-                uid: meta.uid(),
-                resource_version: meta.resource_version(),
-            }),
-            ..Default::default()
-        };
-        match api.delete(name, &dp).await {
-            Ok(_) => {
-                if !dry_run {
-                    tracing::info!(object = %what, "deleted");
-                }
-                return Ok(Deleted::Yes(what));
-            }
+        match api.delete(name, &unchanged(&meta.metadata, dry_run)).await {
+            Ok(_) => return Ok(deleted(what, dry_run)),
             Err(e) if is_not_found(&e) => return Ok(Deleted::Absent),
             Err(e) if is_conflict(&e) => continue,
             Err(e) => return Err(e).context(|| format!("deleting {what}")),
@@ -416,4 +428,64 @@ async fn delete_one(object: legacy::LegacyObject, dry_run: bool) -> Result<Delet
         object: what,
         attempts: ATTEMPTS,
     })
+}
+
+/// Deletes a user ConfigMap only in the state whose copy the backup check verified. Any other
+/// state has no verified copy: it is kept and the step fails; the next run checks again.
+async fn delete_backed_up(
+    object: legacy::LegacyObject,
+    verified: Option<ObjectMeta>,
+    dry_run: bool,
+) -> Result<Deleted> {
+    let legacy::LegacyObject {
+        api,
+        name,
+        display: what,
+        ..
+    } = object;
+    let Some(meta) = verified else {
+        return match api
+            .get_metadata_opt(name)
+            .await
+            .context(|| format!("reading {what}"))?
+        {
+            None => Ok(Deleted::Absent),
+            Some(_) => Err(Error::ChangedSinceBackupCheck {
+                object: what,
+                change: "was created",
+            }),
+        };
+    };
+    if legacy::is_operators(&meta) {
+        tracing::info!(object = %what, "carries the new operator's label; kept");
+        return Ok(Deleted::Protected(what));
+    }
+    match api.delete(name, &unchanged(&meta, dry_run)).await {
+        Ok(_) => Ok(deleted(what, dry_run)),
+        Err(e) if is_not_found(&e) => Ok(Deleted::Absent),
+        Err(e) if is_conflict(&e) => Err(Error::ChangedSinceBackupCheck {
+            object: what,
+            change: "changed",
+        }),
+        Err(e) => Err(e).context(|| format!("deleting {what}")),
+    }
+}
+
+/// A delete that succeeds only while the object is exactly as `meta` describes it.
+fn unchanged(meta: &ObjectMeta, dry_run: bool) -> DeleteParams {
+    DeleteParams {
+        dry_run,
+        preconditions: Some(Preconditions {
+            uid: meta.uid.clone(),
+            resource_version: meta.resource_version.clone(),
+        }),
+        ..Default::default()
+    }
+}
+
+fn deleted(what: String, dry_run: bool) -> Deleted {
+    if !dry_run {
+        tracing::info!(object = %what, "deleted");
+    }
+    Deleted::Yes(what)
 }
