@@ -669,7 +669,10 @@ fn print_report(
         println!(
             "the 3 ServiceMappings of the fixture and the CRD, deletes the 35 legacy objects (a read"
         );
-        println!("and a delete each) and marks the CR.");
+        println!(
+            "and a delete each, but only a delete for the two user ConfigMaps, which the backup"
+        );
+        println!("check read) and marks the CR.");
         if adoption.iter().any(|r| r.runs.len() > 1) {
             println!();
             println!("clean, every round (mappings/s):");
