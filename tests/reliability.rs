@@ -1191,20 +1191,21 @@ fn legacy_statefulset_path() -> String {
     )
 }
 
-fn user_config_path() -> String {
+fn user_config_path(name: &str) -> String {
     format!(
-        "/api/v1/namespaces/{}/configmaps/{}",
-        names::KYMA_SYSTEM,
-        config_maps::CONFIG
+        "/api/v1/namespaces/{}/configmaps/{name}",
+        names::KYMA_SYSTEM
     )
 }
 
-fn proxy_info_path() -> String {
-    format!(
-        "/api/v1/namespaces/{}/configmaps/{}",
-        names::KYMA_SYSTEM,
-        config_maps::INFO
-    )
+/// The value of `key` in user ConfigMap `name`, if both exist.
+async fn user_config_value(rig: &Rig, name: &str, key: &str) -> Option<String> {
+    let cms: Api<ConfigMap> = Api::namespaced(rig.cluster.client.clone(), names::KYMA_SYSTEM);
+    cms.get_opt(name)
+        .await
+        .expect("read the ConfigMap")
+        .and_then(|cm| cm.data)
+        .and_then(|mut d| d.remove(key))
 }
 
 /// A merge patch through the admin client, as a hook's foreign write.
@@ -1318,28 +1319,27 @@ async fn operator_takes_over_between_read_and_delete(rig: &Rig) {
 /// and the next clean stops at the backup check, which asks for a new backup.
 async fn user_edit_between_backup_check_and_delete(rig: &Rig) {
     migrated_and_backed_up(rig).await;
-    let (r, _) = clean_with_write_after_read(rig, user_config_path, |client| {
-        merge_patch(
-            client,
-            ApiResource::erase::<ConfigMap>(&()),
-            config_maps::CONFIG,
-            json!({"data": {"edited-after-the-backup": "yes"}}),
-        )
-    })
+    let (r, _) = clean_with_write_after_read(
+        rig,
+        || user_config_path(config_maps::CONFIG),
+        |client| {
+            merge_patch(
+                client,
+                ApiResource::erase::<ConfigMap>(&()),
+                config_maps::CONFIG,
+                json!({"data": {"edited-after-the-backup": "yes"}}),
+            )
+        },
+    )
     .await;
     r.assert_failed_with(&[
         "ConfigMap kyma-system/connectivity-proxy changed after the backup check",
         "was not deleted",
     ]);
-    let cms: Api<ConfigMap> = Api::namespaced(rig.cluster.client.clone(), names::KYMA_SYSTEM);
-    let edited = cms
-        .get_opt(config_maps::CONFIG)
-        .await
-        .expect("read the ConfigMap")
-        .and_then(|cm| cm.data)
-        .and_then(|d| d.get("edited-after-the-backup").cloned());
     assert_eq!(
-        edited.as_deref(),
+        user_config_value(rig, config_maps::CONFIG, "edited-after-the-backup")
+            .await
+            .as_deref(),
         Some("yes"),
         "the edited user configuration still exists"
     );
@@ -1359,30 +1359,30 @@ async fn user_config_created_between_backup_check_and_delete(rig: &Rig) {
     cms.delete(config_maps::INFO, &DeleteParams::default())
         .await
         .expect("delete the proxy ports ConfigMap");
-    let (r, _) = clean_with_write_after_read(rig, proxy_info_path, |client| {
-        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), names::KYMA_SYSTEM);
-        Box::pin(async move {
-            let mut cm = ConfigMap::default();
-            cm.metadata.name = Some(config_maps::INFO.into());
-            cm.data = Some([("created-after-the-check".to_string(), "yes".to_string())].into());
-            cms.create(&PostParams::default(), &cm)
-                .await
-                .expect("create the proxy ports ConfigMap again");
-        })
-    })
+    let (r, _) = clean_with_write_after_read(
+        rig,
+        || user_config_path(config_maps::INFO),
+        |client| {
+            let cms: Api<ConfigMap> = Api::namespaced(client.clone(), names::KYMA_SYSTEM);
+            Box::pin(async move {
+                let mut cm = ConfigMap::default();
+                cm.metadata.name = Some(config_maps::INFO.into());
+                cm.data = Some([("created-after-the-check".to_string(), "yes".to_string())].into());
+                cms.create(&PostParams::default(), &cm)
+                    .await
+                    .expect("create the proxy ports ConfigMap again");
+            })
+        },
+    )
     .await;
     r.assert_failed_with(&[
         "ConfigMap kyma-system/connectivity-proxy-info was created after the backup check",
         "was not deleted",
     ]);
-    let kept = cms
-        .get_opt(config_maps::INFO)
-        .await
-        .expect("read the ConfigMap")
-        .and_then(|cm| cm.data)
-        .and_then(|d| d.get("created-after-the-check").cloned());
     assert_eq!(
-        kept.as_deref(),
+        user_config_value(rig, config_maps::INFO, "created-after-the-check")
+            .await
+            .as_deref(),
         Some("yes"),
         "the new ConfigMap still exists"
     );
