@@ -357,10 +357,12 @@ async fn delete_legacy_objects(ctx: &Ctx, checked: &BackupCheck) -> Result<Delet
     // `buffered` starts deletions in table order (workloads first) while several are in flight.
     let results: Vec<Deleted> = stream::iter(objects)
         .map(|o| {
-            let backed_up = o
-                .is_user_config()
-                .then(|| checked.get(o.name).cloned().flatten());
-            delete_one(o, backed_up, ctx.dry_run)
+            let against = if o.is_user_config() {
+                Against::BackupCheck(checked.get(o.name).cloned().flatten().map(Box::new))
+            } else {
+                Against::FreshRead
+            };
+            delete_one(o, against, ctx.dry_run)
         })
         .buffered(CONCURRENCY)
         .try_collect()
@@ -385,14 +387,21 @@ async fn delete_legacy_objects(ctx: &Ctx, checked: &BackupCheck) -> Result<Delet
     Ok(deletion)
 }
 
-/// Deletes one legacy object unless it is the new operator's. `backed_up` is, for a user
-/// ConfigMap, the state the backup check verified (`None`: it did not exist then).
+/// The state of a legacy object that its deletion is checked against.
+enum Against {
+    /// Read just before the delete.
+    FreshRead,
+    /// A user ConfigMap as the backup check saw it (`None`: it did not exist then).
+    BackupCheck(Option<Box<ObjectMeta>>),
+}
+
+/// Deletes one legacy object unless it is the new operator's.
 async fn delete_one(
     object: legacy::LegacyObject,
-    backed_up: Option<Option<ObjectMeta>>,
+    against: Against,
     dry_run: bool,
 ) -> Result<Deleted> {
-    if let Some(verified) = backed_up {
+    if let Against::BackupCheck(verified) = against {
         return delete_backed_up(object, verified, dry_run).await;
     }
     let legacy::LegacyObject {
@@ -434,7 +443,7 @@ async fn delete_one(
 /// state has no verified copy: it is kept and the step fails; the next run checks again.
 async fn delete_backed_up(
     object: legacy::LegacyObject,
-    verified: Option<ObjectMeta>,
+    verified: Option<Box<ObjectMeta>>,
     dry_run: bool,
 ) -> Result<Deleted> {
     let legacy::LegacyObject {
