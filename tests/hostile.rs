@@ -8,7 +8,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -362,17 +362,7 @@ fn normalized(s: &BTreeMap<String, Value>) -> BTreeMap<String, Value> {
     s.iter()
         .map(|(k, v)| {
             let mut v = v.clone();
-            if let Some(m) = v["metadata"].as_object_mut() {
-                for f in [
-                    "uid",
-                    "resourceVersion",
-                    "creationTimestamp",
-                    "managedFields",
-                    "generation",
-                ] {
-                    m.remove(f);
-                }
-            }
+            drop_server_owned(&mut v);
             (k.clone(), v)
         })
         .collect()
@@ -455,13 +445,9 @@ struct Measured {
 
 /// Runs the tool and reaps it with wait4(2), which reports the child's peak resident memory.
 async fn run_measured(kubeconfig: &std::path::Path, args: &[&str]) -> Measured {
-    let mut child = Command::new(tool_binary())
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(["--log-format", "json", "--deadline", "30s"])
+    let mut child = tool_command(kubeconfig)
+        .args(["--deadline", "30s"])
         .args(args)
-        .env_remove("KUBECONFIG")
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -259,7 +259,8 @@ async fn user_config(c: &TestCluster, namespace: &str) -> Vec<Option<Content>> {
     out
 }
 
-async fn event_reasons(c: &TestCluster) -> BTreeSet<String> {
+/// The Events the tool recorded in kyma-system.
+async fn our_events(c: &TestCluster) -> Vec<Event> {
     let events: Api<Event> = Api::namespaced(c.client.clone(), names::KYMA_SYSTEM);
     events
         .list(&ListParams::default())
@@ -268,6 +269,13 @@ async fn event_reasons(c: &TestCluster) -> BTreeSet<String> {
         .items
         .into_iter()
         .filter(|e| e.reporting_controller.as_deref() == Some(names::FIELD_MANAGER))
+        .collect()
+}
+
+async fn event_reasons(c: &TestCluster) -> BTreeSet<String> {
+    our_events(c)
+        .await
+        .into_iter()
         .filter_map(|e| e.reason)
         .collect()
 }
@@ -1189,15 +1197,7 @@ async fn images_run_the_example_deployment_init_containers() {
             .expect("detect")
             .is_none()
     );
-    let events: Api<Event> = Api::namespaced(three.client.clone(), names::KYMA_SYSTEM);
-    let ours: Vec<Event> = events
-        .list(&ListParams::default())
-        .await
-        .expect("events")
-        .items
-        .into_iter()
-        .filter(|e| e.reporting_controller.as_deref() == Some(names::FIELD_MANAGER))
-        .collect();
+    let ours = our_events(&three).await;
     assert_eq!(ours.len(), 3);
     assert!(
         ours.iter()

@@ -10,7 +10,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -106,24 +106,17 @@ async fn snap(client: &Client, kinds: &Kinds) -> Snap {
 /// Metadata the server owns, and the backup's bookkeeping of when and from which version.
 fn normalize(v: &Value) -> Value {
     let mut v = v.clone();
-    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+    drop_server_owned(&mut v);
+    if let Some(a) = v
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
         for k in [
-            "uid",
-            "resourceVersion",
-            "creationTimestamp",
-            "managedFields",
-            "generation",
+            backup::TIME_ANNOTATION,
+            backup::SOURCE_UID_ANNOTATION,
+            backup::SOURCE_RV_ANNOTATION,
         ] {
-            meta.remove(k);
-        }
-        if let Some(a) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
-            for k in [
-                backup::TIME_ANNOTATION,
-                backup::SOURCE_UID_ANNOTATION,
-                backup::SOURCE_RV_ANNOTATION,
-            ] {
-                a.remove(k);
-            }
+            a.remove(k);
         }
     }
     v
@@ -195,17 +188,7 @@ fn writable(o: &Obj, resource_version: Option<String>) -> DynamicObject {
     let mut v = o.value.clone();
     v["apiVersion"] = json!(o.ar.api_version);
     v["kind"] = json!(o.ar.kind);
-    if let Some(meta) = v["metadata"].as_object_mut() {
-        for k in [
-            "uid",
-            "resourceVersion",
-            "creationTimestamp",
-            "managedFields",
-            "generation",
-        ] {
-            meta.remove(k);
-        }
-    }
+    drop_server_owned(&mut v);
     let mut obj: DynamicObject = serde_json::from_value(v).expect("object");
     obj.metadata.resource_version = resource_version;
     obj
@@ -354,14 +337,9 @@ async fn finalize_namespace(client: &Client, name: &str) {
 // Running the tool
 
 fn spawn_tool(kubeconfig: &std::path::Path, global: &[&str], args: &[&str]) -> Child {
-    Command::new(tool_binary())
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(["--log-format", "json"])
+    tool_command(kubeconfig)
         .args(global)
         .args(args)
-        .env_remove("KUBECONFIG")
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

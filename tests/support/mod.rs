@@ -392,6 +392,34 @@ impl RunResult {
     }
 }
 
+/// Drops the metadata the API server sets on every write, for comparing two states of an object
+/// or writing one back.
+pub fn drop_server_owned(object: &mut Value) {
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        for field in [
+            "uid",
+            "resourceVersion",
+            "creationTimestamp",
+            "managedFields",
+            "generation",
+        ] {
+            meta.remove(field);
+        }
+    }
+}
+
+/// The tool against `kubeconfig`, with JSON logs and no stdin; the caller adds the arguments
+/// and decides how to run it.
+pub fn tool_command(kubeconfig: &Path) -> Command {
+    let mut cmd = Command::new(tool_binary());
+    cmd.arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["--log-format", "json"])
+        .env_remove("KUBECONFIG")
+        .stdin(Stdio::null());
+    cmd
+}
+
 pub fn tool_binary() -> &'static str {
     env!("CARGO_BIN_EXE_cp-mod-migrator")
 }
@@ -402,14 +430,10 @@ pub fn run_tool(kubeconfig: &Path, args: &[&str]) -> RunResult {
 
 /// [`run_tool`] with extra environment variables (e.g. `CP_MIGRATOR_LOG`).
 pub fn run_tool_with_env(kubeconfig: &Path, args: &[&str], env: &[(&str, &str)]) -> RunResult {
-    let output = Command::new(tool_binary())
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(["--log-format", "json", "--deadline", "60s"])
+    let output = tool_command(kubeconfig)
+        .args(["--deadline", "60s"])
         .args(args)
-        .env_remove("KUBECONFIG")
         .envs(env.iter().copied())
-        .stdin(Stdio::null())
         .output()
         .expect("run cp-mod-migrator");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
