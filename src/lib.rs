@@ -1,6 +1,7 @@
 //! cp-mod-migrator: moves a Kyma cluster from the legacy Connectivity Proxy 2.9.3 to the
 //! Connectivity Proxy module, in steps that are safe to repeat, interrupt and run concurrently.
 
+pub mod archive;
 pub mod cli;
 pub mod client;
 pub mod configmaps;
