@@ -322,6 +322,23 @@ pub fn object_key(ar: &ApiResource, obj: &DynamicObject) -> String {
     )
 }
 
+/// The names that the contract's table of legacy objects lists for `kind`.
+pub fn legacy_names(kind: &str) -> Vec<&'static str> {
+    cp_mod_migrator::names::LEGACY_OBJECTS
+        .iter()
+        .filter(|r| r.kind == kind)
+        .flat_map(|r| r.names.iter().copied())
+        .collect()
+}
+
+/// The archive that an inline archive Secret (as JSON, e.g. from a snapshot) holds.
+pub fn decoded_archive(secret: &Value) -> cp_mod_migrator::archive::Archive {
+    let bytes: k8s_openapi::ByteString =
+        serde_json::from_value(secret["data"][cp_mod_migrator::names::archive::DATA_KEY].clone())
+            .expect("archive data");
+    cp_mod_migrator::archive::Archive::decode(&bytes.0).expect("archive decodes")
+}
+
 /// What one run of the binary did.
 pub struct RunResult {
     pub output: Output,
