@@ -331,6 +331,7 @@ async fn archive_legacy(
     checked: &BackupCheck,
     survey: &Survey,
 ) -> Result<Archive> {
+    let started = tokio::time::Instant::now();
     let mut objects = Vec::new();
     for read in survey.objects.iter().filter_map(|(_, read)| read.as_ref()) {
         if !legacy::is_operators(&read.metadata) {
@@ -419,7 +420,7 @@ async fn archive_legacy(
                         ),
                     });
                 }
-                tracing::info!(archive = %archive::location(), objects = merged.objects.len(), service_mappings = merged.service_mappings.items.len(), bytes, parts, "archived and verified");
+                tracing::info!(archive = %archive::location(), objects = merged.objects.len(), service_mappings = merged.service_mappings.items.len(), bytes, parts, archive_ms = started.elapsed().as_millis() as u64, "archived and verified");
                 return Ok(merged);
             }
         }
