@@ -4,6 +4,7 @@
 
 pub mod faultproxy;
 pub mod requests;
+pub mod secrets;
 pub mod service_mappings;
 pub mod snapshot;
 
