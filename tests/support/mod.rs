@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod faultproxy;
+pub mod module;
 pub mod requests;
 pub mod secrets;
 pub mod service_mappings;

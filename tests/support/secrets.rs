@@ -8,7 +8,7 @@ use kube::Client;
 use kube::api::{Api, ListParams};
 use serde_json::Value;
 
-use super::{LEGACY, RunResult, fixture_dir};
+use super::{LEGACY, RunResult, TestCluster, fixture_dir};
 
 /// Shorter values could occur in any text by chance; the fixture's are all longer.
 const MEANINGFUL_LEN: usize = 8;
@@ -56,34 +56,38 @@ impl Transcript {
         texts.push((format!("stderr of `{command}`"), r.stderr.clone()));
     }
 
+    /// Runs the tool against `c` (see [`TestCluster::run`]) and records its output.
+    pub fn run(&self, c: &TestCluster, args: &[&str]) -> RunResult {
+        let r = c.run(args);
+        self.record(args, &r);
+        r
+    }
+
     /// How many commands were recorded.
     pub fn commands(&self) -> usize {
         self.0.lock().expect("transcript").len() / 2
     }
 
     /// Fails naming each place where a value of the fixture's Secrets, or one of `also`,
-    /// appears: the recorded output, or an Event in `namespaces`.
-    pub async fn assert_free_of_secret_data(
-        &self,
-        client: &Client,
-        namespaces: &[&str],
-        also: &[String],
-    ) {
+    /// appears: the recorded output, or an Event of the cluster (any namespace).
+    pub async fn assert_free_of_secret_data(&self, client: &Client, also: &[String]) {
         let mut texts = self.0.lock().expect("transcript").clone();
-        for ns in namespaces {
-            let events: Api<Event> = Api::namespaced(client.clone(), ns);
-            for e in events
-                .list(&ListParams::default())
-                .await
-                .expect("list Events")
-                .items
-            {
-                let name = e.metadata.name.clone().unwrap_or_default();
-                texts.push((
-                    format!("Event {ns}/{name}"),
-                    serde_json::to_string(&e).expect("json"),
-                ));
-            }
+        let events: Api<Event> = Api::all(client.clone());
+        for e in events
+            .list(&ListParams::default())
+            .await
+            .expect("list Events")
+            .items
+        {
+            let name = format!(
+                "{}/{}",
+                e.metadata.namespace.clone().unwrap_or_default(),
+                e.metadata.name.clone().unwrap_or_default()
+            );
+            texts.push((
+                format!("Event {name}"),
+                serde_json::to_string(&e).expect("json"),
+            ));
         }
         let mut values = fixture_secret_values();
         values.extend(also.iter().filter(|v| v.len() >= MEANINGFUL_LEN).cloned());

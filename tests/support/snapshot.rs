@@ -108,6 +108,44 @@ pub fn state_of(s: &Snap) -> State {
         .collect()
 }
 
+/// [`state_of`], without what differs when an object is created again from a copy: a
+/// Service's addresses that the API server allocated (clusterIP and clusterIPs unless headless,
+/// node ports, the health check node port).
+pub fn state_across_recreation(s: &Snap) -> State {
+    let mut state = state_of(s);
+    for (k, o) in s {
+        if o.ar.kind == "Service"
+            && o.ar.group.is_empty()
+            && let Some(v) = state.get_mut(k)
+        {
+            drop_allocated_addresses(v);
+        }
+    }
+    state
+}
+
+/// See [`state_across_recreation`].
+pub fn drop_allocated_addresses(service: &mut Value) {
+    let Some(spec) = service.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if spec.get("clusterIP").and_then(Value::as_str) != Some("None") {
+        spec.remove("clusterIP");
+        spec.remove("clusterIPs");
+    }
+    spec.remove("healthCheckNodePort");
+    for port in spec
+        .get_mut("ports")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(p) = port.as_object_mut() {
+            p.remove("nodePort");
+        }
+    }
+}
+
 /// Field-level differences, for messages.
 pub fn value_diff(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
     match (a, b) {
