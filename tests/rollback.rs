@@ -106,6 +106,22 @@ async fn round_trip(tenant: Tenant) {
         still_adopted, hand_adopted,
         "the ServiceMappings adopted by hand stay adopted, and only they"
     );
+    for name in &hand_adopted {
+        let key = format!(
+            "{}/{} /{name}",
+            names::service_mappings::GROUP,
+            names::service_mappings::KIND
+        );
+        assert_eq!(
+            after[&key].value["metadata"]["resourceVersion"],
+            pristine[&key].value["metadata"]["resourceVersion"],
+            "{key}: neither clean nor rollback wrote it"
+        );
+    }
+    for name in names::config_maps::USER_CONFIG {
+        let key = format!("/ConfigMap {}/{name}", names::BACKUP_NAMESPACE);
+        assert!(after.contains_key(&key), "the backup copy {key} is kept");
+    }
 
     let before = c.snapshot().await;
     let again = t.run(&c, &["rollback"]);
