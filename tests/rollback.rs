@@ -203,6 +203,32 @@ async fn the_archive_holds_what_clean_changed(
         .expect("read the archive")
         .expect("clean wrote an archive");
     assert_eq!(archive.cr_uid, cr_uid, "the archive belongs to the CR");
+    let secrets: Api<Secret> = Api::namespaced(c.client.clone(), names::BACKUP_NAMESPACE);
+    let stored: Vec<Secret> = secrets
+        .list(&ListParams::default())
+        .await
+        .expect("list Secrets")
+        .items
+        .into_iter()
+        .filter(is_archive)
+        .collect();
+    assert!(
+        stored
+            .iter()
+            .any(|s| s.name_any() == names::archive::SECRET),
+        "Secret {}/{} exists",
+        names::BACKUP_NAMESPACE,
+        names::archive::SECRET
+    );
+    for s in &stored {
+        assert_eq!(s.type_.as_deref(), Some("Opaque"), "{}", s.name_any());
+        assert_eq!(
+            s.labels().get(names::backup::LABEL).map(String::as_str),
+            Some("true"),
+            "{} is labelled like the backup copies",
+            s.name_any()
+        );
+    }
 
     let archived: State = archive
         .objects
