@@ -23,16 +23,12 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt, stream};
 use kube::Client;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::core::{ApiResource, GroupVersionKind};
+use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
 use cp_mod_migrator::cr::Marker;
 use cp_mod_migrator::names::{self, service_mappings as sm};
-use support::TestCluster;
-
-/// Concurrency of the (untimed) creation of ServiceMappings.
-const CREATE_CONCURRENCY: usize = 64;
+use support::{TestCluster, service_mappings};
 
 /// Set on the bench's own re-execution as a launcher (see [`measure`]).
 const LAUNCHER_ENV: &str = "CP_BENCH_LAUNCHER";
@@ -291,66 +287,6 @@ fn launcher() {
     );
 }
 
-fn mapping_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk(sm::GROUP, "v1", sm::KIND),
-        sm::PLURAL,
-    )
-}
-
-fn mappings(client: &Client) -> Api<DynamicObject> {
-    Api::all_with(client.clone(), &mapping_resource())
-}
-
-/// N fresh, unadopted ServiceMappings named `{prefix}-{i}`, created concurrently (not timed).
-async fn create_mappings(client: &Client, prefix: &str, n: usize) {
-    let api = mappings(client);
-    let ar = mapping_resource();
-    stream::iter(0..n)
-        .map(|i| {
-            let api = api.clone();
-            let mut obj = DynamicObject::new(&format!("{prefix}-{i}"), &ar);
-            obj.data = json!({
-                "spec": {
-                    "type": "TCP",
-                    "subaccountId": "00000000-0000-0000-0000-000000000000",
-                    "serviceId": format!("{prefix}-service-{i}"),
-                    "tenantId": "11111111-1111-1111-1111-111111111111",
-                    "internalAddress": format!("host-{i}.onprem.example:443"),
-                }
-            });
-            async move { api.create(&PostParams::default(), &obj).await.map(|_| ()) }
-        })
-        .buffer_unordered(CREATE_CONCURRENCY)
-        .try_collect::<()>()
-        .await
-        .expect("create ServiceMappings");
-}
-
-/// How many ServiceMappings exist, and how many carry the operator's annotations and label.
-async fn count_adopted(client: &Client) -> (usize, usize) {
-    let api = mappings(client);
-    let (mut total, mut adopted) = (0, 0);
-    let mut token: Option<String> = None;
-    loop {
-        let mut lp = ListParams::default().limit(1000);
-        if let Some(t) = &token {
-            lp = lp.continue_token(t);
-        }
-        let page = api.list_metadata(&lp).await.expect("list ServiceMappings");
-        total += page.items.len();
-        adopted += page
-            .items
-            .iter()
-            .filter(|m| cp_mod_migrator::steps::clean::is_adopted(&m.metadata))
-            .count();
-        token = page.metadata.continue_.filter(|t| !t.is_empty());
-        if token.is_none() {
-            return (total, adopted);
-        }
-    }
-}
-
 /// Every run of clean at one N.
 struct CleanRow {
     n: usize,
@@ -382,7 +318,7 @@ async fn cluster_ready_for_clean(tool: &Path, n: usize) -> TestCluster {
             .expect_done(step);
     }
     let t = Instant::now();
-    create_mappings(&c.client, "bench", n).await;
+    service_mappings::create(&c.client, "bench", n, |_| false).await;
     eprintln!(
         "bench: created {n} ServiceMappings in {:.1} s",
         t.elapsed().as_secs_f64()
@@ -394,10 +330,10 @@ async fn cluster_ready_for_clean(tool: &Path, n: usize) -> TestCluster {
 /// the cleaned marker: then every mapping is adopted already and may cost list pages only.
 async fn bench_clean(tool: &Path, n: usize, again: bool) -> (Measured, Option<Measured>) {
     let c = cluster_ready_for_clean(tool, n).await;
-    let (total, _) = count_adopted(&c.client).await;
+    let (total, _) = service_mappings::count_adopted(&c.client).await;
     let m = measure(tool, &c.kubeconfig, &["clean"]).await;
     m.expect_done("clean");
-    let (after, adopted) = count_adopted(&c.client).await;
+    let (after, adopted) = service_mappings::count_adopted(&c.client).await;
     assert!(
         after == total && adopted == total,
         "clean adopted {adopted} of {total} ServiceMappings"
@@ -463,10 +399,10 @@ async fn bench_limit(n: usize, concurrency: usize) -> Duration {
     });
     {
         let c = TestCluster::legacy_and_module().await;
-        create_mappings(&c.client, "limit", n).await;
+        service_mappings::create(&c.client, "limit", n, |_| false).await;
         // A client of its own, as the tool has, with nothing in front of it.
         let client = support::client_for(&c.kubeconfig).await;
-        let api = mappings(&client);
+        let api = service_mappings::api(&client);
         let pp = PatchParams {
             field_manager: Some(names::FIELD_MANAGER.into()),
             ..Default::default()
@@ -486,7 +422,7 @@ async fn bench_limit(n: usize, concurrency: usize) -> Duration {
             .await
             .expect("patch ServiceMappings");
         let wall = started.elapsed();
-        let (total, adopted) = count_adopted(&c.client).await;
+        let (total, adopted) = service_mappings::count_adopted(&c.client).await;
         assert!(adopted >= n, "limit loop adopted {adopted} of {total}");
         eprintln!(
             "bench: limit, N={n}, concurrency {concurrency}: {:.0} ms ({:.0}/s)",

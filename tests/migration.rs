@@ -8,10 +8,10 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::ResourceExt;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::core::{ApiResource, GroupVersionKind};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use support::requests::{requests_in, run_logged};
+use support::snapshot::state_diff;
 use support::*;
 
 use cp_mod_migrator::{legacy, names};
@@ -126,14 +126,6 @@ async fn remaining_legacy_objects(c: &TestCluster) -> Vec<String> {
     left
 }
 
-fn service_mapping_api(c: &TestCluster) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("connectivityproxy.sap.com", "v1", "ServiceMapping"),
-        "servicemappings",
-    );
-    Api::all_with(c.client.clone(), &ar)
-}
-
 fn adopted(meta: &kube::core::ObjectMeta) -> bool {
     cp_mod_migrator::steps::clean::is_adopted(meta)
 }
@@ -162,7 +154,7 @@ async fn assert_writes_nothing(c: &TestCluster, args: &[&str]) -> RunResult {
     let out = c.run(args);
     let after = c.snapshot().await;
     assert_eq!(
-        snapshot_diff(&before, &after),
+        state_diff(&before, &after),
         Vec::<String>::new(),
         "{args:?} changed the cluster:\n{}",
         out.stderr
@@ -246,7 +238,7 @@ async fn assert_golden_state(c: &TestCluster, legacy_dir: &str, shared: bool) {
     }
 
     assert_eq!(remaining_legacy_objects(c).await, Vec::<String>::new());
-    let sms = service_mapping_api(c)
+    let sms = service_mappings::api(&c.client)
         .list(&ListParams::default())
         .await
         .expect("list");
@@ -739,27 +731,15 @@ async fn clean_works_without_istio_or_gardener_and_keeps_the_operators_objects()
 #[tokio::test]
 async fn clean_adopts_500_service_mappings_and_skips_adopted_ones() {
     let c = TestCluster::legacy_and_module().await;
-    let api = service_mapping_api(&c);
-    let mut pre_adopted = BTreeMap::new();
-    for i in 0..500 {
-        let mut meta = json!({"name": format!("bulk-{i:03}")});
-        if i % 5 == 0 {
-            meta["annotations"] = json!({"io.javaoperatorsdk/primary-name": "connectivity-proxy", "io.javaoperatorsdk/primary-namespace": "kyma-system"});
-            meta["labels"] =
-                json!({"app.kubernetes.io/managed-by": "sap.connectivity.proxy.operator"});
-        }
-        let obj: DynamicObject = serde_json::from_value(json!({
-            "apiVersion": "connectivityproxy.sap.com/v1", "kind": "ServiceMapping", "metadata": meta, "spec": {"type": "TCP"}
-        }))
-        .expect("sm");
-        let created = api
-            .create(&PostParams::default(), &obj)
+    let api = service_mappings::api(&c.client);
+    let pre_adopted: BTreeMap<String, Option<String>> =
+        service_mappings::create(&c.client, "bulk", 500, |i| i % 5 == 0)
             .await
-            .expect("create");
-        if i % 5 == 0 {
-            pre_adopted.insert(created.name_any(), created.resource_version());
-        }
-    }
+            .into_iter()
+            .filter(|sm| adopted(&sm.metadata))
+            .map(|sm| (sm.name_any(), sm.resource_version()))
+            .collect();
+    assert_eq!(pre_adopted.len(), 100);
     c.run(&["migrate"]).assert_ok();
     c.run(&["backup"]).assert_ok();
     let out = c.run(&["clean"]);

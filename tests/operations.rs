@@ -21,6 +21,7 @@ use kube::api::{
 };
 use serde_json::{Value, json};
 use support::requests::{Request, requests_in, run_logged};
+use support::snapshot::state_diff;
 use support::*;
 
 use cp_mod_migrator::names::{self, backup, config_maps, markers};
@@ -364,7 +365,7 @@ impl Scenario<'_> {
         )?;
         if let Some(reference) = reference {
             let got = normalized(c.snapshot().await);
-            let diff = snapshot_diff(reference, &got);
+            let diff = state_diff(reference, &got);
             Self::check("run: end state", diff.is_empty(), || {
                 format!("differs from the admin run: {diff:?}")
             })?;
@@ -1057,7 +1058,7 @@ async fn restore_drill_brings_back_the_user_configuration() {
         );
     }
     assert_eq!(
-        snapshot_diff(&before, &c.snapshot().await),
+        state_diff(&before, &c.snapshot().await),
         Vec::<String>::new()
     );
 
