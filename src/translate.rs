@@ -526,6 +526,31 @@ mod tests {
     }
 
     #[test]
+    fn values_the_reader_would_change_are_named() {
+        for (text, want) in [
+            (
+                "a:\n  b: 99999999999999999999\n",
+                "field a.b: value 99999999999999999999 is an integer beyond 64 bits",
+            ),
+            ("a: !!binary aGVsbG8=\n", "field a: YAML tag !!binary"),
+            ("a: 1e999\n", "field a: value .inf has no JSON form"),
+            (
+                "a: [1, -.inf]\n",
+                "field a[1]: value -.inf has no JSON form",
+            ),
+            ("a:\n  !t b: 1\n", "field a: key \"b\" has the YAML tag !t"),
+            ("a: 1\n\"a\": 2\n", "duplicate key \"a\""),
+            ("a: 1\n!!str a: 2\n", "duplicate key \"a\""),
+        ] {
+            let err = parse_legacy_document(&src(), text).unwrap_err();
+            assert!(err.to_string().contains(want), "{text:?}: {err}");
+        }
+        // Core-schema tags are applied, not refused.
+        let d = doc("a: !!str 1\nb: !!int \"2\"\nc: !!float 3\n");
+        assert_eq!(json!(d), json!({"a": "1", "b": 2, "c": 3.0}));
+    }
+
+    #[test]
     fn multiple_documents_are_rejected() {
         assert!(parse_legacy_document(&src(), "a: 1\n---\nb: 2\n").is_err());
     }

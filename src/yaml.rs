@@ -142,6 +142,8 @@ fn options() -> serde_saphyr::Options {
         // NaN and infinity reach the reader, which names the field they are in.
         non_finite_float_policy: NonFiniteFloatPolicy::PassThrough,
         with_snippet: false,
+        // Comments are checked as YAML but not kept: nothing reads them.
+        emit_comments: false,
     }
 }
 
