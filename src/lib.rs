@@ -6,11 +6,13 @@ pub mod cli;
 pub mod client;
 pub mod configmaps;
 pub mod cr;
+pub mod diff;
 pub mod error;
 pub mod legacy;
 pub mod logging;
 pub mod names;
 pub mod steps;
 pub mod translate;
+pub mod yaml;
 
 pub use error::{Error, Result};

@@ -21,7 +21,7 @@ use cp_mod_migrator::{legacy, names};
 
 fn fixture_configmap(file: &str) -> ConfigMap {
     let text = std::fs::read_to_string(fixture_dir(LEGACY).join(file)).expect("fixture");
-    serde_yaml::from_str(&text).expect("ConfigMap")
+    from_yaml(&text)
 }
 
 /// The legacy document of a fixture, parsed independently of the tool.
@@ -29,15 +29,14 @@ fn legacy_document(dir: &str) -> Value {
     let text =
         std::fs::read_to_string(fixture_dir(dir).join("30-configmap-connectivity-proxy.yaml"))
             .expect("fixture");
-    let cm: ConfigMap = serde_yaml::from_str(&text).expect("ConfigMap");
-    serde_yaml::from_str(&cm.data.expect("data")["connectivity-proxy-config.yml"])
-        .expect("document")
+    let cm: ConfigMap = from_yaml(&text);
+    from_yaml(&cm.data.expect("data")["connectivity-proxy-config.yml"])
 }
 
 fn default_cr_config() -> Value {
     let text =
         std::fs::read_to_string(fixture_dir(MODULE).join("default-cr.yaml")).expect("fixture");
-    let cr: Value = serde_yaml::from_str(&text).expect("CR");
+    let cr: Value = from_yaml(&text);
     cr["spec"]["config"].clone()
 }
 
@@ -222,7 +221,7 @@ async fn assert_golden_state(c: &TestCluster, legacy_dir: &str, shared: bool) {
         fixture_dir(legacy_dir).join("30-configmap-connectivity-proxy.yaml"),
     )
     .expect("fixture");
-    originals.push(serde_yaml::from_str(&cfg_text).expect("ConfigMap"));
+    originals.push(from_yaml(&cfg_text));
     for original in originals {
         let copy = configmap(c, "connectivity-proxy-backup", &original.name_any())
             .await
@@ -569,7 +568,7 @@ async fn migrate_refuses_to_let_the_server_drop_a_field_unless_allowed() {
     let mut doc = legacy_document(LEGACY);
     doc["notInTheSchema"] = json!({"keep": "me"});
     doc["servers"]["proxy"]["http"]["unknownFlag"] = json!(true);
-    set_legacy_config(&c, &serde_yaml::to_string(&doc).expect("yaml")).await;
+    set_legacy_config(&c, &to_yaml(&doc)).await;
     assert_migrate_fails(
         &c,
         &[
@@ -611,7 +610,7 @@ async fn migrate_reports_schema_violations_instead_of_writing() {
     let c = TestCluster::legacy_and_module().await;
     let mut doc = legacy_document(LEGACY);
     doc["highAvailabilityMode"] = json!("sometimes");
-    set_legacy_config(&c, &serde_yaml::to_string(&doc).expect("yaml")).await;
+    set_legacy_config(&c, &to_yaml(&doc)).await;
     assert_migrate_fails(
         &c,
         &[
@@ -770,13 +769,52 @@ async fn clean_adopts_500_service_mappings_and_skips_adopted_ones() {
 #[tokio::test]
 async fn dry_run_of_each_step_changes_nothing_and_shows_the_plan() {
     let c = TestCluster::legacy_and_module().await;
+    // The CR differs from what the migration makes of it: another port, and a field that only
+    // the legacy document has.
+    cp_mod_migrator::cr::api(&c.client)
+        .patch(
+            "connectivity-proxy",
+            &PatchParams::default(),
+            &Patch::Json::<()>(
+                serde_json::from_value(json!([
+                    {"op": "replace", "path": "/spec/config/servers/proxy/http/port", "value": 8080},
+                    {"op": "remove", "path": "/spec/config/subaccountSubdomain"},
+                ]))
+                .expect("patch"),
+            ),
+        )
+        .await
+        .expect("prepare the CR");
+    let config_before = c.cr().await.data["spec"]["config"].clone();
     let out = assert_writes_nothing(&c, &["run", "--dry-run"]).await;
     out.assert_ok();
+    // What migrate would change, field by field: each changed and added field with its path
+    // and values, and a count for the rest; no field is listed that keeps its value.
+    let changes = [
+        "changed config.servers.businessDataTunnel.externalHost: \"auto-provision\" -> \"test.me.plz\"",
+        "changed config.servers.proxy.http.port: 8080 -> 20003",
+        "changed config.subaccountId: \"auto-provision\" -> \"00000000-0000-0000-0000-000000000000\"",
+        "added   config.subaccountSubdomain: \"obfuscated-subaccount-subdomain\"",
+    ];
+    let mut leaves_before = Vec::new();
+    leaves(&config_before, "", &mut leaves_before);
+    let unchanged = leaves_before.len() - 3;
+    let plan: Vec<&str> = out
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("--- migrate (dry run)"))
+        .skip(2)
+        .take_while(|l| !l.starts_with("--- "))
+        .collect();
+    let mut want: Vec<String> = changes.iter().map(|c| c.to_string()).collect();
+    want.push(format!("{unchanged} fields unchanged"));
+    let mut got: Vec<String> = plan.iter().map(|l| l.to_string()).collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "{}", out.stdout);
     for needle in [
         "--- migrate (dry run)",
-        "spec.config before:",
-        "spec.config after:",
-        "subaccountId: 00000000-0000-0000-0000-000000000000",
+        "ConnectivityProxy kyma-system/connectivity-proxy spec.config would change as follows:",
         "--- backup (dry run): would create namespace connectivity-proxy-backup",
         "would copy ConfigMap kyma-system/connectivity-proxy to connectivity-proxy-backup/connectivity-proxy",
         "--- clean (dry run): would adopt 3 of 3 ServiceMappings",
@@ -790,7 +828,9 @@ async fn dry_run_of_each_step_changes_nothing_and_shows_the_plan() {
         );
     }
     let out = assert_writes_nothing(&c, &["migrate", "--dry-run"]).await;
-    assert!(out.stdout.contains("spec.config after:"));
+    for change in changes {
+        assert!(out.stdout.contains(change), "{change}: {}", out.stdout);
+    }
     c.run(&["migrate"]).assert_ok();
     let out = assert_writes_nothing(&c, &["backup", "--dry-run"]).await;
     assert!(

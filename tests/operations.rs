@@ -47,10 +47,7 @@ impl Manifest {
     fn load() -> Manifest {
         let text =
             std::fs::read_to_string(repo_root().join("deploy/rbac.yaml")).expect("rbac.yaml");
-        let docs = serde_yaml::Deserializer::from_str(&text)
-            .map(|d| serde::Deserialize::deserialize(d).expect("rbac.yaml is YAML"))
-            .filter(|v: &Value| !v.is_null())
-            .collect();
+        let docs = yaml_documents(&text);
         Manifest { docs }
     }
 
@@ -1229,7 +1226,7 @@ fn image_of<'a>(container: &Value, images: &'a [Image]) -> &'a Image {
 fn example_deployment() -> (Value, Value) {
     let text = std::fs::read_to_string(repo_root().join("deploy/operator-deployment-example.yaml"))
         .expect("example");
-    let deployment: Value = serde_yaml::from_str(&text).expect("YAML");
+    let deployment: Value = from_yaml(&text);
     let commented: Vec<&str> = text
         .lines()
         .skip_while(|l| !l.trim_start().starts_with("# - name: init-migration"))
@@ -1240,7 +1237,7 @@ fn example_deployment() -> (Value, Value) {
         })
         .collect();
     assert!(!commented.is_empty(), "the commented `run` alternative");
-    let alternative: Value = serde_yaml::from_str(&commented.join("\n")).expect("alternative");
+    let alternative: Value = from_yaml(&commented.join("\n"));
     (deployment, alternative[0].clone())
 }
 

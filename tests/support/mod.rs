@@ -54,6 +54,32 @@ pub fn fixture_dir(name: &str) -> PathBuf {
     repo_root().join("fixtures").join(name)
 }
 
+/// Fixtures and manifests are read as the tool reads YAML: YAML 1.2, so `yes`, `off`, `0644`
+/// and `1_000` stay strings.
+fn yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        strict_booleans: true,
+        leading_zero_numbers_as_strings: true,
+        underscored_numbers_as_strings: true,
+    }
+}
+
+/// One YAML document.
+pub fn from_yaml<T: serde::de::DeserializeOwned>(text: &str) -> T {
+    serde_saphyr::from_str_with_options(text, yaml_options())
+        .unwrap_or_else(|e| panic!("YAML: {e}"))
+}
+
+/// Every non-empty document of a YAML stream.
+pub fn yaml_documents(text: &str) -> Vec<Value> {
+    serde_saphyr::from_multiple_with_options(text, yaml_options())
+        .unwrap_or_else(|e| panic!("YAML: {e}"))
+}
+
+pub fn to_yaml<T: serde::Serialize>(value: &T) -> String {
+    serde_saphyr::to_string(value).expect("serialize YAML")
+}
+
 /// The test server binary, built (or found in its cache) once per test process.
 fn server_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -162,11 +188,7 @@ impl TestCluster {
     }
 
     pub async fn apply_yaml(&self, text: &str) {
-        for doc in serde_yaml::Deserializer::from_str(text) {
-            let value: Value = serde::Deserialize::deserialize(doc).expect("fixture YAML");
-            if value.is_null() {
-                continue;
-            }
+        for value in yaml_documents(text) {
             let obj: DynamicObject = serde_json::from_value(value).expect("fixture object");
             self.apply(&obj).await;
         }
@@ -266,8 +288,7 @@ impl TestCluster {
     /// A kubeconfig that authenticates with `token` instead of the admin certificate.
     pub fn kubeconfig_with_token(&self, token: &str, file_name: &str) -> PathBuf {
         let admin: Value =
-            serde_yaml::from_str(&std::fs::read_to_string(&self.kubeconfig).expect("kubeconfig"))
-                .expect("yaml");
+            from_yaml(&std::fs::read_to_string(&self.kubeconfig).expect("kubeconfig"));
         let cluster = &admin["clusters"][0]["cluster"];
         let text = format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\n",
