@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use cp_mod_migrator::archive;
 use cp_mod_migrator::names::{self, markers};
+use support::snapshot::state_diff;
 use support::*;
 
 /// The index Secret's annotations that say where the archive is.
@@ -153,7 +154,7 @@ async fn an_archive_too_large_for_its_parts_stops_clean_before_it_changes_anythi
         "more than 4 parts",
     ]);
     let after = c.snapshot().await;
-    let changed: Vec<String> = snapshot_diff(&before, &after)
+    let changed: Vec<String> = state_diff(&before, &after)
         .into_iter()
         .filter(|d| !d.contains("/Event ") && !d.contains(names::archive::SECRET))
         .collect();

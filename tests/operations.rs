@@ -297,7 +297,7 @@ async fn unmark(c: &TestCluster, keys: &[&str]) {
 async fn reinstall_changed_priority_class(c: &TestCluster) {
     let text = std::fs::read_to_string(fixture_dir(LEGACY).join("20-priorityclass.yaml"))
         .expect("fixture");
-    let mut pc: Value = serde_yaml::from_str(&text).expect("YAML");
+    let mut pc: Value = from_yaml(&text);
     pc["metadata"]["labels"]["changed"] = json!("by-the-control-plane");
     c.apply(&serde_json::from_value(pc).expect("object")).await;
 }

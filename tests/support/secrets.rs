@@ -6,9 +6,8 @@ use std::sync::Mutex;
 use k8s_openapi::api::core::v1::{Event, Secret};
 use kube::Client;
 use kube::api::{Api, ListParams};
-use serde_json::Value;
 
-use super::{LEGACY, RunResult, TestCluster, fixture_dir};
+use super::{LEGACY, RunResult, TestCluster, fixture_dir, yaml_documents};
 
 /// Shorter values could occur in any text by chance; the fixture's are all longer.
 const MEANINGFUL_LEN: usize = 8;
@@ -19,8 +18,7 @@ pub fn fixture_secret_values() -> Vec<String> {
     let text = std::fs::read_to_string(fixture_dir(LEGACY).join("40-secrets.yaml"))
         .expect("read the fixture's Secrets");
     let mut out = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(&text) {
-        let value: Value = serde::Deserialize::deserialize(doc).expect("Secret YAML");
+    for value in yaml_documents(&text) {
         if value.is_null() {
             continue;
         }
