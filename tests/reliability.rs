@@ -3,9 +3,10 @@
 //! a concurrent writer. Each ends with the state of an uninterrupted run and nothing lost.
 //!
 //! A "rig" is one real cluster with the legacy fixture, a proxy in front of it, the state before
-//! the migration (pristine) and after an uninterrupted `run` (golden). Between cases the rig puts
-//! the cluster back into its pristine state and verifies that with a full snapshot, so one
-//! cluster serves many cases; the crash matrix would otherwise need ~200 fresh clusters.
+//! the command (pristine) and after an uninterrupted run of it (golden): `run` on the legacy
+//! installation, or `rollback` once the migration is done and the module disabled. Between cases
+//! the rig puts the cluster back into its pristine state and verifies that with a full snapshot,
+//! so one cluster serves many cases; the crash matrix would otherwise need ~200 fresh clusters.
 
 mod support;
 
@@ -22,6 +23,7 @@ use kube::core::ApiResource;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
+use cp_mod_migrator::archive;
 use cp_mod_migrator::names::{self, config_maps, markers};
 use support::faultproxy::{Fault, FaultProxy, Hook, Schedule, Seen};
 use support::snapshot::*;
@@ -37,9 +39,73 @@ const CRASH_WORKERS: usize = 3;
 // ---------------------------------------------------------------------------------------------
 // The rig
 
+/// The command a rig runs, and the state it starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Command {
+    /// `run` on the legacy installation with the module enabled.
+    Migration,
+    /// `rollback` after `run`, with the module disabled.
+    Rollback,
+}
+
+impl Command {
+    fn args(self) -> &'static [&'static str] {
+        match self {
+            Command::Migration => &["run"],
+            Command::Rollback => &["rollback"],
+        }
+    }
+
+    /// Where the user configuration is before the command.
+    fn user_config_namespace(self) -> &'static str {
+        match self {
+            Command::Migration => names::KYMA_SYSTEM,
+            Command::Rollback => names::BACKUP_NAMESPACE,
+        }
+    }
+
+    /// The compared state: rollback creates Services anew, with addresses of their own.
+    fn state(self, s: &Snap) -> State {
+        match self {
+            Command::Migration => state_of(s),
+            Command::Rollback => state_across_recreation(s),
+        }
+    }
+}
+
+/// The legacy objects of a snapshot, by snapshot key and by archive key.
+fn legacy_objects(s: &Snap) -> Vec<(String, archive::ObjectKey)> {
+    s.iter()
+        .filter_map(|(key, o)| {
+            let namespace = o.value["metadata"]["namespace"].as_str().unwrap_or("");
+            let name = o.value["metadata"]["name"].as_str().unwrap_or("");
+            names::LEGACY_OBJECTS
+                .iter()
+                .any(|r| {
+                    r.group == o.ar.group
+                        && r.kind == o.ar.kind
+                        && r.namespace.unwrap_or("") == namespace
+                        && r.names.contains(&name)
+                })
+                .then(|| {
+                    let archived = (
+                        o.ar.group.clone(),
+                        o.ar.kind.clone(),
+                        namespace.to_string(),
+                        name.to_string(),
+                    );
+                    (key.clone(), archived)
+                })
+        })
+        .collect()
+}
+
 struct Rig {
     _permit: tokio::sync::SemaphorePermit<'static>,
     tenant: Tenant,
+    command: Command,
+    /// The legacy installation's objects, before the migration.
+    legacy: Vec<(String, archive::ObjectKey)>,
     cluster: TestCluster,
     proxy: FaultProxy,
     kinds: Kinds,
@@ -54,15 +120,25 @@ struct Rig {
 
 impl Rig {
     async fn new(tenant: Tenant) -> Rig {
+        Rig::for_command(tenant, Command::Migration).await
+    }
+
+    async fn for_command(tenant: Tenant, command: Command) -> Rig {
         let permit = CLUSTERS.acquire().await.expect("semaphore");
         let cluster = TestCluster::with(tenant.fixtures()).await;
         let proxy = FaultProxy::start(&cluster.kubeconfig, cluster.dir());
+        let legacy = legacy_objects(&snap(&cluster.client, &discover(&cluster.client).await).await);
+        assert_eq!(legacy.len(), 35, "the legacy fixture");
+        if command == Command::Rollback {
+            cluster.run(&["run"]).assert_ok();
+            module::disable(&cluster).await;
+        }
         let kinds = discover(&cluster.client).await;
         let pristine = snap(&cluster.client, &kinds).await;
         let user_config = config_maps::USER_CONFIG
             .iter()
             .map(|name| {
-                let key = format!("/ConfigMap {}/{name}", names::KYMA_SYSTEM);
+                let key = format!("/ConfigMap {}/{name}", command.user_config_namespace());
                 let v = &pristine.get(&key).expect("legacy ConfigMap").value;
                 (
                     name.to_string(),
@@ -73,7 +149,11 @@ impl Rig {
             .collect();
 
         let started = Instant::now();
-        let r = finish(spawn_tool(proxy.kubeconfig(), &[], &["run"]), RUN_LIMIT).await;
+        let r = finish(
+            spawn_tool(proxy.kubeconfig(), &[], command.args()),
+            RUN_LIMIT,
+        )
+        .await;
         let golden_ms = started.elapsed().as_millis();
         r.assert_ok();
         let golden_requests = proxy.requests();
@@ -86,18 +166,55 @@ impl Rig {
         let rig = Rig {
             _permit: permit,
             tenant,
+            command,
+            legacy,
             cluster,
             proxy,
             kinds,
             pristine,
             user_config,
-            golden: state_of(&after),
+            golden: command.state(&after),
             golden_requests,
             golden_ms,
         };
-        rig.check_golden_is_a_migration().await;
+        match command {
+            Command::Migration => rig.check_golden_is_a_migration().await,
+            Command::Rollback => rig.check_golden_is_a_rollback(&r),
+        }
         rig.restore().await;
         rig
+    }
+
+    /// The golden state of a rollback is the legacy installation back, whole.
+    fn check_golden_is_a_rollback(&self, r: &RunResult) {
+        assert!(
+            r.reason()
+                .starts_with("recreated 33 legacy objects; 0 left as they were"),
+            "{}",
+            r.reason()
+        );
+        let missing: Vec<&String> = self
+            .legacy
+            .iter()
+            .map(|(key, _)| key)
+            .filter(|key| !self.golden.contains_key(*key))
+            .collect();
+        assert!(missing.is_empty(), "not back after rollback: {missing:?}");
+    }
+
+    /// Legacy objects that exist neither in the cluster nor in clean's archive (read whole).
+    async fn legacy_objects_nowhere(&self) -> Vec<String> {
+        let now = snap(&self.cluster.client, &self.kinds).await;
+        let archived: Vec<archive::ObjectKey> = archive::read(&self.cluster.client)
+            .await
+            .unwrap_or_else(|e| panic!("the archive does not read back whole: {e}"))
+            .map(|a| a.objects.iter().map(archive::key_of).collect())
+            .unwrap_or_default();
+        self.legacy
+            .iter()
+            .filter(|(key, archive_key)| !now.contains_key(key) && !archived.contains(archive_key))
+            .map(|(key, _)| key.clone())
+            .collect()
     }
 
     /// The golden state is the contract's end state, not merely whatever the tool left.
@@ -167,8 +284,8 @@ impl Rig {
         let mut diff = Vec::new();
         for _ in 0..3 {
             restore(client, &self.kinds, &self.pristine, current.take()).await;
-            let now = state_of(&snap(client, &self.kinds).await);
-            diff = state_diff(&state_of(&self.pristine), &now);
+            let now = self.command.state(&snap(client, &self.kinds).await);
+            diff = state_diff(&self.command.state(&self.pristine), &now);
             if diff.is_empty() {
                 return;
             }
@@ -180,7 +297,8 @@ impl Rig {
     }
 
     async fn state(&self) -> State {
-        state_of(&snap(&self.cluster.client, &self.kinds).await)
+        self.command
+            .state(&snap(&self.cluster.client, &self.kinds).await)
     }
 
     /// User configuration that exists neither in kyma-system nor in the backup namespace
@@ -243,7 +361,8 @@ fn is_dry_run(seen: &Seen) -> bool {
 
 struct CrashCase {
     k: u64,
-    /// User configuration found nowhere right after the kill.
+    /// User configuration, and legacy objects, found nowhere right after the kill (a legacy
+    /// object counts as kept when the verified archive holds it).
     lost: Vec<String>,
     /// Differences from the golden state after the next run.
     diff: Vec<String>,
@@ -258,7 +377,11 @@ async fn crash_case(rig: &Rig, k: u64) -> CrashCase {
     let t = Instant::now();
     rig.proxy.reset();
     rig.proxy.kill_after(k);
-    let child = spawn_tool(rig.proxy.kubeconfig(), &["--deadline", "60s"], &["run"]);
+    let child = spawn_tool(
+        rig.proxy.kubeconfig(),
+        &["--deadline", "60s"],
+        rig.command.args(),
+    );
     rig.proxy.set_pid(child.id());
     let killed = finish(child, RUN_LIMIT).await;
     assert_eq!(
@@ -273,13 +396,18 @@ async fn crash_case(rig: &Rig, k: u64) -> CrashCase {
         Some(libc::SIGKILL),
         "crash point {k}: killed by SIGKILL"
     );
-    let lost = rig.lost_user_config().await;
+    let mut lost = rig.lost_user_config().await;
+    lost.extend(rig.legacy_objects_nowhere().await);
     let killed_run = t.elapsed();
 
     let t = Instant::now();
     rig.proxy.reset();
     let rerun = finish(
-        spawn_tool(rig.proxy.kubeconfig(), &["--deadline", "60s"], &["run"]),
+        spawn_tool(
+            rig.proxy.kubeconfig(),
+            &["--deadline", "60s"],
+            rig.command.args(),
+        ),
         RUN_LIMIT,
     )
     .await;
@@ -288,7 +416,7 @@ async fn crash_case(rig: &Rig, k: u64) -> CrashCase {
 
     let t = Instant::now();
     let after = snap(&rig.cluster.client, &rig.kinds).await;
-    let diff = state_diff(&rig.golden, &state_of(&after));
+    let diff = state_diff(&rig.golden, &rig.command.state(&after));
     let compare = t.elapsed();
 
     let t = Instant::now();
@@ -326,7 +454,7 @@ fn crash_options() -> (bool, Option<(u64, u64)>) {
     (fresh, range)
 }
 
-async fn crash_matrix(tenant: Tenant) {
+async fn crash_matrix(tenant: Tenant, command: Command) {
     let started = Instant::now();
     let (fresh, range) = crash_options();
     let first = range.map_or(1, |r| r.0);
@@ -337,7 +465,7 @@ async fn crash_matrix(tenant: Tenant) {
         let next = next.clone();
         let total = total.clone();
         workers.push(async move {
-            let mut rig = Some(Rig::new(tenant).await);
+            let mut rig = Some(Rig::for_command(tenant, command).await);
             let mut golden_ms = vec![rig.as_ref().expect("rig").golden_ms];
             let mut cases = Vec::new();
             let mut busy = Duration::ZERO;
@@ -359,7 +487,7 @@ async fn crash_matrix(tenant: Tenant) {
                     // Its permit goes back before the next cluster starts.
                     drop(rig.take());
                     let t = Instant::now();
-                    let next_rig = Rig::new(tenant).await;
+                    let next_rig = Rig::for_command(tenant, command).await;
                     busy += t.elapsed();
                     golden_ms.push(next_rig.golden_ms);
                     rig = Some(next_rig);
@@ -389,8 +517,8 @@ async fn crash_matrix(tenant: Tenant) {
         cases.iter().map(|c| c.phases[i].as_secs_f64()).sum::<f64>() / cases.len().max(1) as f64
     };
     eprintln!(
-        "crash matrix {tenant:?}: {n} requests in an uninterrupted run ({}-{} ms){}; {} crash points tried, \
-         {} lost user configuration, {} did not converge to the golden state; requests of the run after the crash: \
+        "crash matrix {command:?} {tenant:?}: {n} requests in an uninterrupted run ({}-{} ms){}; {} crash points tried, \
+         {} lost user configuration or legacy objects, {} did not converge to the golden state; requests of the run after the crash: \
          min {} max {}; wall {:.1}s with {CRASH_WORKERS} {} clusters at a time, {:.2}s per crash point (killed run {:.2}s, \
          next run {:.2}s, compare {:.2}s, restore {:.2}s)",
         golden_ms.iter().min().unwrap_or(&0),
@@ -434,14 +562,23 @@ async fn crash_matrix(tenant: Tenant) {
     assert!(report.is_empty(), "{}", report.join("\n"));
 }
 
+/// `run` killed after each of its requests, then run again: the golden state every time, and
+/// at every crash point each legacy object is in the cluster or in clean's verified archive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
 async fn crash_at_every_request_dedicated_tenant() {
-    crash_matrix(Tenant::Dedicated).await;
+    crash_matrix(Tenant::Dedicated, Command::Migration).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
 async fn crash_at_every_request_shared_tenant() {
-    crash_matrix(Tenant::Shared).await;
+    crash_matrix(Tenant::Shared, Command::Migration).await;
+}
+
+/// `rollback` killed after each of its requests, then run again: the state of an uninterrupted
+/// rollback every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn crash_at_every_request_of_rollback() {
+    crash_matrix(Tenant::Dedicated, Command::Rollback).await;
 }
 
 // ---------------------------------------------------------------------------------------------
