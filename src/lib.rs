@@ -10,6 +10,7 @@ pub mod legacy;
 pub mod logging;
 pub mod names;
 pub mod steps;
+pub mod termination;
 pub mod translate;
 
 pub use error::{Error, Result};
