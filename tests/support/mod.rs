@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod faultproxy;
+pub mod podman;
 pub mod requests;
 
 use std::collections::BTreeMap;
