@@ -1,4 +1,5 @@
-//! The command line, and the one closing log line every command ends with.
+//! The command line, and the one closing log line every command ends with (and, when it fails,
+//! the container's termination message).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +12,7 @@ use crate::client::{self, ApiStats, ClientOptions};
 use crate::error::{Error, Result};
 use crate::logging::LogFormat;
 use crate::steps::{self, Ctx, Outcome, Step};
+use crate::termination;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -237,9 +239,13 @@ fn finish(
     stats: Option<&ApiStats>,
 ) -> ExitCode {
     log_step(step, result.as_ref(), started, stats);
-    if result.is_ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+    match &result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            // The same reason as the closing line, for `kubectl describe pod` and `status`.
+            let retries = stats.map(|s| s.retries()).unwrap_or(0);
+            termination::write(&describe_failure(e, retries));
+            ExitCode::FAILURE
+        }
     }
 }

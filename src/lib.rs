@@ -12,6 +12,7 @@ pub mod legacy;
 pub mod logging;
 pub mod names;
 pub mod steps;
+pub mod termination;
 pub mod translate;
 pub mod yaml;
 

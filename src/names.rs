@@ -82,6 +82,9 @@ pub const OPERATOR_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const OPERATOR_LABEL_VALUE: &str = "sap.connectivity.proxy.operator";
 /// The operator Deployment that status reports on; while it exists, `rollback` refuses.
 pub const OPERATOR_DEPLOYMENT: &str = "connectivity-proxy-operator";
+/// Where the kubelet reads a container's termination message (the default
+/// `terminationMessagePath`): a failed step writes its reason there.
+pub const TERMINATION_LOG: &str = "/dev/termination-log";
 
 /// ServiceMapping adoption by the new operator.
 pub mod service_mappings {
