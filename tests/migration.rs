@@ -126,7 +126,7 @@ async fn remaining_legacy_objects(c: &TestCluster) -> Vec<String> {
 }
 
 fn adopted(meta: &kube::core::ObjectMeta) -> bool {
-    cp_mod_migrator::steps::clean::is_adopted(meta)
+    cp_mod_migrator::service_mappings::is_adopted(meta)
 }
 
 async fn event_reasons(c: &TestCluster) -> Vec<String> {

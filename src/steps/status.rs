@@ -3,18 +3,17 @@
 use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DynamicObject, ListParams};
+use kube::api::Api;
 use kube::{Client, ResourceExt};
 use serde::Serialize;
 
-use super::clean::{is_adopted, service_mapping_resource};
 use crate::archive;
 use crate::configmaps;
 use crate::cr::{self, Lookup, Marker};
 use crate::error::{Context, Result};
 use crate::legacy::{self, LegacyInstall};
-use crate::names::{self, config_maps, service_mappings as sm};
+use crate::names::{self, config_maps};
+use crate::service_mappings::{Listed, is_adopted};
 
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -176,40 +175,21 @@ async fn remaining_legacy_objects(client: &Client) -> Result<(Vec<String>, Vec<S
 }
 
 async fn service_mappings(client: &Client) -> Result<Option<ServiceMappings>> {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let Some(crd) = crds
-        .get_opt(sm::CRD_NAME)
-        .await
-        .context(|| format!("reading CustomResourceDefinition {}", sm::CRD_NAME))?
-    else {
+    let Some(crd) = crate::service_mappings::crd(client).await? else {
         return Ok(None);
     };
-    let Some(ar) = service_mapping_resource(&crd) else {
+    let Some(ar) = crate::service_mappings::resource(&crd) else {
         return Ok(None);
     };
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
     let (mut total, mut adopted) = (0, 0);
-    let mut token: Option<String> = None;
-    loop {
-        let mut lp = ListParams::default().limit(500);
-        if let Some(t) = &token {
-            lp = lp.continue_token(t);
+    crate::service_mappings::list(client, &ar, |listed| match listed {
+        Listed::Restart => (total, adopted) = (0, 0),
+        Listed::Page(page) => {
+            total += page.len();
+            adopted += page.iter().filter(|m| is_adopted(&m.metadata)).count();
         }
-        let page = api
-            .list_metadata(&lp)
-            .await
-            .context(|| format!("listing {}", sm::PLURAL))?;
-        total += page.items.len();
-        adopted += page
-            .items
-            .iter()
-            .filter(|m| is_adopted(&m.metadata))
-            .count();
-        token = page.metadata.continue_.filter(|t| !t.is_empty());
-        if token.is_none() {
-            break;
-        }
-    }
+    })
+    .await?;
     Ok(Some(ServiceMappings {
         total,
         adopted,
