@@ -97,7 +97,7 @@ pub fn decide(s: &Status) -> (Phase, String) {
                 "legacy installation present ({})",
                 l.chart.as_deref().unwrap_or("no chart label")
             ),
-            None => format!("{legacy_left} legacy objects present"),
+            None => format!("{} present", legacy_objects(legacy_left)),
         };
         return (Phase::NotStarted, format!("{what}; {module}"));
     }
@@ -133,7 +133,9 @@ fn contradiction(s: &Status) -> Option<String> {
             .map(|o| format!(" ({o}{})", if legacy_left > 1 { ", …" } else { "" }))
             .unwrap_or_default();
         return Some(format!(
-            "marked cleaned, but {legacy_left} legacy objects remain{first}"
+            "marked cleaned, but {} remain{}{first}",
+            legacy_objects(legacy_left),
+            if legacy_left == 1 { "s" } else { "" }
         ));
     }
     if let Some(b) = s
@@ -197,6 +199,11 @@ fn legacy_left(s: &Status) -> usize {
     s.legacy_objects_remaining
         .len()
         .max(usize::from(s.legacy_installation.is_some()))
+}
+
+/// "1 legacy object", "2 legacy objects".
+fn legacy_objects(n: usize) -> String {
+    format!("{n} legacy object{}", if n == 1 { "" } else { "s" })
 }
 
 /// What only a migration writes: a backup copy or clean's archive.
@@ -443,7 +450,19 @@ mod tests {
         assert_phase(
             &recreated,
             Phase::NeedsAttention,
-            "marked cleaned, but 1 legacy objects remain (PriorityClass connectivity-proxy-priority-class)",
+            "marked cleaned, but 1 legacy object remains (PriorityClass connectivity-proxy-priority-class)",
+        );
+        let two = Status {
+            legacy_objects_remaining: vec![
+                "Service kyma-system/a".into(),
+                "Service kyma-system/b".into(),
+            ],
+            ..done()
+        };
+        assert_phase(
+            &two,
+            Phase::NeedsAttention,
+            "marked cleaned, but 2 legacy objects remain (Service kyma-system/a, …)",
         );
         let mut differs = enabled();
         differs.markers = markers(&[Marker::Migrated, Marker::BackedUp]);
