@@ -121,7 +121,10 @@ pub async fn execute(cli: Cli) -> ExitCode {
     };
     let (client, stats) = match client::build(&opts, deadline).await {
         Ok(c) => c,
-        Err(e) => return finish(name, Err(e), started, None),
+        Err(e) => {
+            show_unreachable(&cli.command, &e, 0);
+            return finish(name, Err(e), started, None);
+        }
     };
     let allow = match &cli.command {
         Command::Migrate(a) | Command::Run(a) => a.allow_field_loss.clone(),
@@ -139,7 +142,26 @@ pub async fn execute(cli: Cli) -> ExitCode {
                 deadline: cli.global.deadline,
             }),
         };
+    if let Err(e) = &result {
+        show_unreachable(&cli.command, e, stats.retries());
+    }
     finish(name, result, started, Some(&stats))
+}
+
+/// status still prints its row when it could not read the cluster: the phase `unreachable`
+/// and the error (the exit code is 1 all the same).
+fn show_unreachable(command: &Command, e: &Error, retries: u64) {
+    let Command::Status(args) = command else {
+        return;
+    };
+    let unreachable = steps::status::Unreachable::new(describe_failure(e, retries), e.is_refusal());
+    match args.output {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&unreachable).unwrap_or_default()
+        ),
+        OutputFormat::Text => print!("{}", unreachable.render_text()),
+    }
 }
 
 async fn dispatch(
@@ -156,15 +178,18 @@ async fn dispatch(
         Command::Rollback => steps::rollback::run(ctx).await,
         Command::MarkDone => steps::mark_done::run(ctx).await,
         Command::Status(args) => {
-            let status = steps::status::collect(&ctx.client).await?;
+            let report = steps::status::collect(&ctx.client).await?;
             match args.output {
                 OutputFormat::Json => println!(
                     "{}",
-                    serde_json::to_string_pretty(&status).unwrap_or_default()
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
                 ),
-                OutputFormat::Text => print!("{}", steps::status::render_text(&status)),
+                OutputFormat::Text => print!("{}", steps::status::render_text(&report)),
             }
-            Ok(Outcome::Done("status shown".into()))
+            Ok(Outcome::Done(format!(
+                "status shown: {}",
+                report.phase.name()
+            )))
         }
         Command::Run(_) => {
             // Strictly in order, and nothing after a failure: backup and clean must never run

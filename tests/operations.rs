@@ -347,8 +347,9 @@ impl Scenario<'_> {
         }
     }
 
-    /// The migration (`run`), then `status`, `restore` (create, then over a changed
-    /// ConfigMap), `mark-done`, and `status` once the CR is gone. Each result is checked; with
+    /// The migration (`run`), then the operator Deployment and `status` (which lists its Pods),
+    /// `restore` (create, then over a changed ConfigMap), `mark-done`, and `status` once the
+    /// module is disabled. Each result is checked; with
     /// `reference`, the state after `run` must equal it.
     async fn play(&mut self, reference: Option<&BTreeMap<String, Value>>) -> Result<(), Stop> {
         let c = self.c;
@@ -377,11 +378,16 @@ impl Scenario<'_> {
             || format!("Events recorded: {reasons:?}"),
         )?;
 
+        // The operator Deployment as the module installs it: status reads its Pods (none here:
+        // no controller runs), by its selector.
+        support::module::install_operator(c).await;
         let r = self.cmd(&["status", "-o", "json"])?;
         let status: Value = serde_json::from_str(&r.stdout).expect("status JSON");
         Self::check(
             "status",
-            status["legacy_installation"].is_null()
+            status["phase"] == "done"
+                && status["failing"].is_null()
+                && status["legacy_installation"].is_null()
                 && status["markers"]
                     .as_object()
                     .is_some_and(|m| m.len() == 3 && m.values().all(|k| k.as_str().is_some()))
@@ -391,7 +397,7 @@ impl Scenario<'_> {
                 && status["legacy_objects_remaining"] == json!([])
                 && status["service_mappings"]
                     == json!({"total": 3, "adopted": 3, "crd_adopted": true})
-                && status["operator"].is_null(),
+                && status["operator"]["replicas"] == 1,
             || status.to_string(),
         )?;
 
@@ -471,7 +477,15 @@ impl Scenario<'_> {
             || reason.clone(),
         )?;
 
-        // Without the CR, the commands ask for the CRD to tell which of the two is missing.
+        // Without the CR, the commands ask for the CRD to tell which of the two is missing. The
+        // module disabled: its operator Deployment goes first.
+        Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(
+            c.client.clone(),
+            names::KYMA_SYSTEM,
+        )
+        .delete(names::OPERATOR_DEPLOYMENT, &DeleteParams::default())
+        .await
+        .expect("delete the operator Deployment");
         cr::api(&c.client)
             .delete(names::cr::NAME, &DeleteParams::default())
             .await
