@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::restore::restore_one;
 use super::{Ctx, Outcome, print_plan};
-use crate::archive::{self, MappingsArchive, Prior};
+use crate::archive::{self, MappingsArchive};
 use crate::client::{patch_params, post_params};
 use crate::error::{Context, Error, Result, is_already_exists};
 use crate::legacy;
@@ -327,11 +327,7 @@ async fn unadopt(ctx: &Ctx, archived: &MappingsArchive) -> Result<Unadoption> {
         return Ok(done);
     }
     let crds: Api<CustomResourceDefinition> = Api::all(ctx.client.clone());
-    let Some(crd) = crds
-        .get_opt(sm::CRD_NAME)
-        .await
-        .context(|| format!("reading CustomResourceDefinition {}", sm::CRD_NAME))?
-    else {
+    let Some(crd) = service_mappings::crd(&ctx.client).await? else {
         tracing::warn!(
             crd = sm::CRD_NAME,
             "the ServiceMapping CRD is gone; no ServiceMapping to un-adopt"
@@ -339,32 +335,38 @@ async fn unadopt(ctx: &Ctx, archived: &MappingsArchive) -> Result<Unadoption> {
         return Ok(done);
     };
     if let Some(ar) = service_mappings::resource(&crd) {
-        let wanted: BTreeMap<(Option<&str>, &str), &Prior> = archived
+        let wanted: BTreeMap<(Option<&str>, &str), usize> = archived
             .items
             .iter()
-            .map(|m| ((m.namespace.as_deref(), m.name.as_str()), &m.prior))
+            .enumerate()
+            .map(|(i, m)| ((m.namespace.as_deref(), m.name.as_str()), i))
             .collect();
         let namespaced = crd.spec.scope == "Namespaced";
-        let mut writes: Vec<service_mappings::Write> = Vec::new();
+        // Positions in the archive, not copies: each patch is made as it is sent.
+        let mut to_write: Vec<usize> = Vec::new();
         service_mappings::list(&ctx.client, &ar, |listed| match listed {
-            Listed::Restart => writes.clear(),
+            Listed::Restart => to_write.clear(),
             Listed::Page(page) => {
                 for m in &page {
                     let namespace = m.metadata.namespace.as_deref().filter(|_| namespaced);
                     let name = m.metadata.name.as_deref().unwrap_or_default();
-                    if let Some(prior) = wanted.get(&(namespace, name))
-                        && !prior.matches(&m.metadata)
+                    if let Some(&i) = wanted.get(&(namespace, name))
+                        && !archived.items[i].prior.matches(&m.metadata)
                     {
-                        writes.push((
-                            namespace.map(str::to_string),
-                            name.to_string(),
-                            prior.restoring_patch(),
-                        ));
+                        to_write.push(i);
                     }
                 }
             }
         })
         .await?;
+        let writes = to_write.into_iter().map(|i| {
+            let m = &archived.items[i];
+            (
+                m.namespace.clone(),
+                m.name.clone(),
+                m.prior.restoring_patch(),
+            )
+        });
         done.mappings =
             service_mappings::patch_each(&ctx.client, &ar, writes, ctx.dry_run, "un-adopting")
                 .await?;
