@@ -71,6 +71,9 @@ pub enum Error {
     )]
     Rejected { object: String, message: String },
 
+    #[error("CustomResourceDefinition from {origin} cannot be used for the check: {message}")]
+    CrdSchema { origin: String, message: String },
+
     #[error("refusing to delete the legacy installation: {reason}")]
     CleanGate { reason: String },
 

@@ -9,6 +9,7 @@ pub mod error;
 pub mod legacy;
 pub mod logging;
 pub mod names;
+pub mod schema;
 pub mod steps;
 pub mod translate;
 
