@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod faultproxy;
+pub mod generators;
+pub mod legacy_cases;
 pub mod requests;
 
 use std::collections::BTreeMap;
