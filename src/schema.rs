@@ -57,6 +57,8 @@ struct Node {
     embedded: bool,
     nullable: bool,
     default: Option<Value>,
+    /// `type: integer`, for the server's check that a number is an int64.
+    integer: bool,
 }
 
 impl Node {
@@ -88,6 +90,7 @@ impl Node {
             nullable: flag("nullable"),
             // A null default is no default to the server.
             default: s.get("default").filter(|d| !d.is_null()).cloned(),
+            integer: s.get("type").and_then(Value::as_str) == Some("integer"),
         }
     }
 
@@ -501,8 +504,11 @@ impl CrdSchema {
         let mut violations: Vec<Violation> = self
             .validator
             .iter_errors(&x)
-            .map(|e| self.violation(&e))
+            // A float at an integer field is judged by `integer_checks`, as the server judges it.
+            .filter(|e| !is_float_at_integer(e))
+            .map(|e| self.violation(&e, &x))
             .collect();
+        integer_checks(&x, &self.skeleton, &mut Vec::new(), &mut violations);
         if violations.is_empty() {
             return Ok(x);
         }
@@ -511,9 +517,9 @@ impl CrdSchema {
         Err(violations)
     }
 
-    fn violation(&self, e: &jsonschema::ValidationError<'_>) -> Violation {
+    fn violation(&self, e: &jsonschema::ValidationError<'_>, root: &Value) -> Violation {
         use jsonschema::error::ValidationErrorKind as K;
-        let mut field = dotted(e.instance_path().as_str());
+        let mut field = field_name(root, e.instance_path().as_str());
         let instance: &Value = e.instance();
         let invalid = |field: &str, detail: String| {
             (
@@ -555,19 +561,21 @@ impl CrdSchema {
                 let original = self.patterns.get(pattern).unwrap_or(pattern);
                 invalid(&field, format!("should match '{original}'"))
             }
-            K::Maximum { limit } => {
-                invalid(&field, format!("should be less than or equal to {limit}"))
-            }
+            K::Maximum { limit } => invalid(
+                &field,
+                format!("should be less than or equal to {}", go_value(limit)),
+            ),
             K::ExclusiveMaximum { limit } => {
-                invalid(&field, format!("should be less than {limit}"))
+                invalid(&field, format!("should be less than {}", go_value(limit)))
             }
             K::Minimum { limit } => invalid(
                 &field,
-                format!("should be greater than or equal to {limit}"),
+                format!("should be greater than or equal to {}", go_value(limit)),
             ),
-            K::ExclusiveMinimum { limit } => {
-                invalid(&field, format!("should be greater than {limit}"))
-            }
+            K::ExclusiveMinimum { limit } => invalid(
+                &field,
+                format!("should be greater than {}", go_value(limit)),
+            ),
             K::MinLength { limit } => {
                 invalid(&field, format!("should be at least {limit} chars long"))
             }
@@ -589,9 +597,10 @@ impl CrdSchema {
             K::MaxProperties { limit } => {
                 invalid(&field, format!("should have at most {limit} properties"))
             }
-            K::MultipleOf { multiple_of, .. } => {
-                invalid(&field, format!("should be a multiple of {multiple_of}"))
-            }
+            K::MultipleOf { multiple_of, .. } => invalid(
+                &field,
+                format!("should be a multiple of {}", go_float(*multiple_of)),
+            ),
             K::Enum { options } => (
                 "FieldValueNotSupported",
                 format!(
@@ -618,14 +627,104 @@ impl CrdSchema {
     }
 }
 
-/// A JSON pointer as the API server names a field: `/spec/config/a` is `spec.config.a`.
-fn dotted(pointer: &str) -> String {
-    pointer
-        .split('/')
-        .skip(1)
-        .map(|t| t.replace("~1", "/").replace("~0", "~"))
-        .collect::<Vec<_>>()
-        .join(".")
+fn is_float_at_integer(e: &jsonschema::ValidationError<'_>) -> bool {
+    use jsonschema::error::{TypeKind, ValidationErrorKind as K};
+    let K::Type { kind } = e.kind() else {
+        return false;
+    };
+    // Only `type: integer` alone: that is what `integer_checks` knows.
+    matches!(kind, TypeKind::Single(jsonschema::JsonType::Integer)) && e.instance().is_number()
+}
+
+/// A JSON pointer as the API server names a field: `/spec/config/a` is `spec.config.a`, and
+/// a list item is `[i]`.
+fn field_name(root: &Value, pointer: &str) -> String {
+    let mut out = String::new();
+    let mut cur = Some(root);
+    for token in pointer.split('/').skip(1) {
+        let token = token.replace("~1", "/").replace("~0", "~");
+        match cur {
+            Some(Value::Array(items)) => {
+                out.push_str(&format!("[{token}]"));
+                cur = token.parse::<usize>().ok().and_then(|i| items.get(i));
+            }
+            other => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(&token);
+                cur = other.and_then(|v| v.get(&token));
+            }
+        }
+    }
+    out
+}
+
+/// The server's own checks of a float at an integer field, which JSON Schema's `integer` does
+/// not make: its type check takes a float for an integer when it is within 2^53 and within a
+/// relative 1e-6 of a whole number (go-openapi's `IsFloat64AJSONInteger`); and its range check
+/// wants a whole number in int64's range, in a cause that names no field (`<nil>`).
+fn integer_checks(x: &Value, s: &Node, path: &mut Vec<String>, out: &mut Vec<Violation>) {
+    match x {
+        Value::Number(n) if s.integer && n.as_i64().is_none() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            let field = path.join(".");
+            if !is_json_integer(f) {
+                out.push(Violation {
+                    field: field.clone(),
+                    reason: "FieldValueInvalid".into(),
+                    message: format!(
+                        "Invalid value: \"number\": {field} in body must be of type integer: \"number\""
+                    ),
+                });
+            }
+            if !(f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64) {
+                out.push(Violation {
+                    field: "<nil>".into(),
+                    reason: "FieldValueInvalid".into(),
+                    message: format!(
+                        "Invalid value: \"\": Checked value must be of type integer (default format) in {field}"
+                    ),
+                });
+            }
+        }
+        Value::Object(map) => {
+            for (k, v) in map {
+                if let Some(prop) = s.for_field(k) {
+                    path.push(k.clone());
+                    integer_checks(v, prop, path, out);
+                    path.pop();
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item) = s.items.as_deref() {
+                for (i, v) in items.iter().enumerate() {
+                    let last = path.pop().unwrap_or_default();
+                    path.push(format!("{last}[{i}]"));
+                    integer_checks(v, item, path, out);
+                    path.pop();
+                    path.push(last);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// go-openapi's `swag.IsFloat64AJSONInteger`, as it behaves on amd64.
+fn is_json_integer(f: f64) -> bool {
+    const MAX_JSON_INTEGER: f64 = 9_007_199_254_740_991.0;
+    if !f.is_finite() || f.abs() > MAX_JSON_INTEGER {
+        return false;
+    }
+    if f.fract() == 0.0 {
+        return true;
+    }
+    // Go's uint64() of a negative float is far from it, so only positive floats get the
+    // tolerance; between 0 and 1 the whole part is 0, which gets none.
+    let whole = f.trunc();
+    f > 0.0 && whole > 0.0 && (f - whole) / (f + whole) < 1e-6
 }
 
 /// The OpenAPI type name of a value, as the API server's messages say it.
@@ -645,8 +744,22 @@ fn openapi_type(v: &Value) -> &'static str {
 fn go_value(v: &Value) -> String {
     match v {
         Value::Array(_) | Value::Object(_) => format!("{:?}", openapi_type(v)),
+        Value::Number(n) if n.is_f64() => n.as_f64().map(go_float).unwrap_or_default(),
         other => other.to_string(),
     }
+}
+
+/// A float64 as Go's `%v` prints it: the shortest digits, in exponent form when the exponent is
+/// below -4 or at least 6 (`65535`, `1.5`, `1e+06`, `1.8446744073709552e+19`).
+fn go_float(f: f64) -> String {
+    let sci = format!("{f:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if (-4..6).contains(&exp) {
+        return format!("{f}");
+    }
+    let sign = if exp < 0 { '-' } else { '+' };
+    format!("{mantissa}e{sign}{:02}", exp.abs())
 }
 
 fn has_key(v: &Value, key: &str) -> bool {
@@ -867,10 +980,43 @@ mod tests {
         assert!(stored["n"].is_f64(), "{stored}");
         let v = s.admit(&json!({"port": 1.5})).unwrap_err();
         assert!(
-            v[0].message
-                .ends_with("must be of type integer: \"number\""),
+            v.iter()
+                .any(|v| v.message.ends_with("must be of type integer: \"number\"")),
             "{v:?}"
         );
+    }
+
+    #[test]
+    fn floats_read_as_go_prints_them() {
+        assert_eq!(go_float(65535.0), "65535");
+        assert_eq!(go_float(1.5), "1.5");
+        assert_eq!(go_float(-0.0001), "-0.0001");
+        assert_eq!(go_float(0.00001), "1e-05");
+        assert_eq!(go_float(1e6), "1e+06");
+        assert_eq!(go_float(u64::MAX as f64), "1.8446744073709552e+19");
+        assert_eq!(go_float(1e300), "1e+300");
+    }
+
+    #[test]
+    fn a_float_at_an_integer_field_must_be_an_int64() {
+        let s = schema(json!({
+            "type": "object",
+            "properties": {"ports": {"type": "array", "items": {"type": "integer"}}, "port": {"type": "integer"}}
+        }));
+        assert!(s.admit(&json!({"port": 443.0, "ports": [1.0]})).is_ok());
+        let v = s
+            .admit(&json!({"port": u64::MAX, "ports": [1, 2.5]}))
+            .unwrap_err();
+        let messages: Vec<String> = v.iter().map(Violation::to_string).collect();
+        for expected in [
+            "<nil>: Invalid value: \"\": Checked value must be of type integer (default format) in port",
+            "<nil>: Invalid value: \"\": Checked value must be of type integer (default format) in ports[1]",
+            "ports[1]: Invalid value: \"number\": ports[1] in body must be of type integer: \"number\"",
+            // Beyond 2^53, a whole float is no integer to the type check either.
+            "port: Invalid value: \"number\": port in body must be of type integer: \"number\"",
+        ] {
+            assert!(messages.iter().any(|m| m == expected), "{messages:#?}");
+        }
     }
 
     #[test]

@@ -125,3 +125,159 @@ pub fn sample<S: Strategy>(strategy: S, n: usize) -> Vec<S::Value> {
         })
         .collect()
 }
+
+/// Known fields of the ConnectivityProxy configuration (`spec.config`), each with values that
+/// are valid, of a wrong type, out of range, against its pattern, or null.
+fn known_fields() -> Vec<(&'static str, Vec<Value>)> {
+    use serde_json::json;
+    let flags = vec![
+        json!(true),
+        json!(false),
+        json!("true"),
+        json!(1),
+        json!(null),
+    ];
+    let texts = vec![json!("a"), json!(""), json!(5), json!(null), json!(["a"])];
+    vec![
+        (
+            "highAvailabilityMode",
+            vec![
+                json!("off"),
+                json!("path"),
+                json!("subdomain"),
+                json!("on"),
+                json!("OFF"),
+                json!("off\n"),
+                json!(false),
+                json!(null),
+            ],
+        ),
+        (
+            "integration.auditlog.mode",
+            vec![
+                json!("console"),
+                json!("service"),
+                json!("file"),
+                json!(null),
+            ],
+        ),
+        ("integration.auditlog.serviceCredentialsKey", texts.clone()),
+        (
+            "integration.connectivityService.serviceCredentialsKey",
+            texts.clone(),
+        ),
+        ("multiRegionMode.enabled", flags.clone()),
+        ("multiRegionMode.configMapName", texts.clone()),
+        ("servers.businessDataTunnel.externalHost", texts.clone()),
+        (
+            "servers.businessDataTunnel.externalPort",
+            vec![
+                json!(443),
+                json!(1),
+                json!(65535),
+                json!(0),
+                json!(65536),
+                json!(-1),
+                json!(443.0),
+                json!(1.5),
+                json!("443"),
+                json!(u64::MAX),
+                json!(null),
+            ],
+        ),
+        ("servers.proxy.http.enabled", flags.clone()),
+        ("servers.proxy.http.allowRemoteConnections", flags.clone()),
+        (
+            "servers.proxy.rfcAndLdap.enableProxyAuthorization",
+            flags.clone(),
+        ),
+        ("servers.proxy.socks5.enabled", flags.clone()),
+        (
+            "servers.proxy.authorization.oauth.allowedClientId",
+            texts.clone(),
+        ),
+        ("serviceChannels.enabled", flags),
+        (
+            "subaccountId",
+            vec![
+                json!("00000000-0000-0000-0000-000000000000"),
+                json!("abc-123"),
+                json!("a_b"),
+                json!(""),
+                json!("ü"),
+                json!(7),
+                json!(null),
+            ],
+        ),
+        ("subaccountSubdomain", texts),
+        ("tenantMode", vec![json!("dedicated"), json!("shared")]),
+    ]
+}
+
+/// Mappings of the configuration where an unknown field can be put, from the top down.
+const KNOWN_MAPPINGS: [&str; 7] = [
+    "",
+    "servers",
+    "servers.proxy",
+    "servers.proxy.http",
+    "integration.auditlog",
+    "servers.businessDataTunnel",
+    "servers.proxy.authorization.oauth",
+];
+
+/// Legacy documents shaped like the ConnectivityProxy configuration: known fields at their real
+/// paths with valid and invalid values, and unknown fields beside them at several depths.
+pub fn schema_shaped_document() -> impl Strategy<Value = Document> {
+    let fields = known_fields();
+    let known = (0..fields.len()).prop_flat_map(move |i| {
+        let (path, values) = fields[i].clone();
+        prop_oneof![
+            4 => prop::sample::select(values),
+            1 => scalar(),
+        ]
+        .prop_map(move |v| (path.to_string(), v))
+    });
+    let unknown = (
+        prop::sample::select(KNOWN_MAPPINGS.to_vec()),
+        key(),
+        scalar(),
+    )
+        .prop_map(|(parent, key, v)| {
+            let path = if parent.is_empty() {
+                key
+            } else {
+                format!("{parent}.{key}")
+            };
+            (path, v)
+        });
+    prop::collection::vec(prop_oneof![3 => known, 1 => unknown], 1..5).prop_map(|fields| {
+        let mut root = Value::Object(Default::default());
+        for (path, value) in fields {
+            set_dotted(&mut root, &path, value);
+        }
+        match root {
+            Value::Object(map) => map,
+            _ => Document::new(),
+        }
+    })
+}
+
+/// Sets `value` at a dotted path, making every mapping on the way (replacing what is not one).
+/// An unknown key with a dot in it lands in nested mappings too, which is just as unknown.
+fn set_dotted(root: &mut Value, path: &str, value: Value) {
+    let mut cur = root;
+    let mut keys = path.split('.').peekable();
+    while let Some(key) = keys.next() {
+        if !cur.is_object() {
+            *cur = Value::Object(Default::default());
+        }
+        let Value::Object(map) = cur else { return };
+        if keys.peek().is_none() {
+            map.insert(key.to_string(), value);
+            return;
+        }
+        cur = map
+            .entry(key.to_string())
+            .or_insert_with(|| Value::Object(Default::default()));
+    }
+}

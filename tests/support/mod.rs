@@ -5,6 +5,7 @@
 pub mod faultproxy;
 pub mod generators;
 pub mod legacy_cases;
+pub mod rbac;
 pub mod requests;
 
 use std::collections::BTreeMap;
