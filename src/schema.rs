@@ -605,10 +605,10 @@ impl CrdSchema {
                 "FieldValueNotSupported",
                 format!(
                     "Unsupported value: {}: supported values: {}",
-                    instance,
+                    go_value(instance),
                     options
                         .as_array()
-                        .map(|o| o.iter().map(Value::to_string).collect::<Vec<_>>())
+                        .map(|o| o.iter().map(go_value).collect::<Vec<_>>())
                         .unwrap_or_default()
                         .join(", ")
                 ),
@@ -745,8 +745,53 @@ fn go_value(v: &Value) -> String {
     match v {
         Value::Array(_) | Value::Object(_) => format!("{:?}", openapi_type(v)),
         Value::Number(n) if n.is_f64() => n.as_f64().map(go_float).unwrap_or_default(),
+        Value::String(s) => go_quote(s),
         other => other.to_string(),
     }
+}
+
+/// A string as Go's `%q` quotes it: printable characters as they are (Go's `unicode.IsPrint`:
+/// letters, marks, numbers, punctuation, symbols and the ASCII space), the rest escaped.
+fn go_quote(s: &str) -> String {
+    use unicode_general_category::{GeneralCategory as G, get_general_category};
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{b}' => out.push_str("\\v"),
+            ' ' => out.push(' '),
+            c => {
+                let printable = !matches!(
+                    get_general_category(c),
+                    G::Control
+                        | G::Format
+                        | G::Surrogate
+                        | G::PrivateUse
+                        | G::Unassigned
+                        | G::SpaceSeparator
+                        | G::LineSeparator
+                        | G::ParagraphSeparator
+                );
+                if printable {
+                    out.push(c);
+                } else if (c as u32) < 0x10000 {
+                    out.push_str(&format!("\\u{:04x}", c as u32));
+                } else {
+                    out.push_str(&format!("\\U{:08x}", c as u32));
+                }
+            }
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// A float64 as Go's `%v` prints it: the shortest digits, in exponent form when the exponent is
@@ -984,6 +1029,18 @@ mod tests {
                 .any(|v| v.message.ends_with("must be of type integer: \"number\"")),
             "{v:?}"
         );
+    }
+
+    #[test]
+    fn strings_are_quoted_as_go_quotes_them() {
+        assert_eq!(go_quote("a_b"), "\"a_b\"");
+        assert_eq!(go_quote("\u{85}"), "\"\\u0085\"");
+        assert_eq!(go_quote("a\tb\n\"\\"), "\"a\\tb\\n\\\"\\\\\"");
+        assert_eq!(
+            go_quote("ü é \u{a0}\u{2028}\u{feff}"),
+            "\"ü é \\u00a0\\u2028\\ufeff\""
+        );
+        assert_eq!(go_quote("\u{10ffff}"), "\"\\U0010ffff\"");
     }
 
     #[test]

@@ -28,7 +28,7 @@ fn generated_per_generator() -> usize {
     std::env::var("CP_CHECK_GENERATED")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(60)
+        .unwrap_or(150)
 }
 
 /// Configurations of my own that reach every rule of the CRD's schema.
