@@ -164,10 +164,7 @@ pub async fn check(client: &Client, options: &CheckOptions) -> Result<CheckRepor
             let judge = match (crd, missing) {
                 (Some(crd), _) => Judge::Offline(crd.clone()),
                 (None, Lookup::CrMissing) => Judge::Offline(Arc::new(cluster_crd(client).await?)),
-                (None, _) => Judge::Offline(Arc::new(CrdSchema::from_yaml(
-                    schema::BUILT_IN_CRD,
-                    BUILT_IN,
-                )?)),
+                (None, _) => Judge::Offline(built_in_crd()?),
             };
             (default_cr()?, judge)
         }
@@ -313,6 +310,16 @@ impl Judge {
             },
         }
     }
+}
+
+/// The CRD the tool was built with, compiled once per process (many clusters share it).
+fn built_in_crd() -> Result<Arc<CrdSchema>> {
+    static BUILT: std::sync::OnceLock<Arc<CrdSchema>> = std::sync::OnceLock::new();
+    if let Some(crd) = BUILT.get() {
+        return Ok(crd.clone());
+    }
+    let crd = Arc::new(CrdSchema::from_yaml(schema::BUILT_IN_CRD, BUILT_IN)?);
+    Ok(BUILT.get_or_init(|| crd).clone())
 }
 
 /// The module's default CR, as migrate would find it once the module is enabled.
@@ -646,6 +653,15 @@ mod tests {
             r.origin.and_then(|o| o.field).as_deref(),
             Some("highAvailabilityMode")
         );
+    }
+
+    #[test]
+    fn the_options_can_be_shared_by_concurrent_checks() {
+        fn shareable<T: Send + Sync>(_: &T) {}
+        shareable(&CheckOptions {
+            crd: Some(built_in_crd().expect("built-in CRD")),
+            allow_field_loss: Vec::new(),
+        });
     }
 
     #[test]
