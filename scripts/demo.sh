@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The migration on a local cluster: a real kube-apiserver with the legacy Connectivity Proxy
-# 2.9.3 installed and the module's CRD and default CR, then status, a dry run, the run, status.
+# 2.9.3 installed and the module's CRD and default CR, then status, a dry run, the run, status;
+# then the way back: the module disabled, rollback, status.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir="${DEMO_DIR:-$PWD/.demo}"
@@ -33,6 +34,12 @@ echo; echo "== spec.config of the CR"
 kubectl get connectivityproxies.connectivityproxy.sap.com connectivity-proxy -n kyma-system -o jsonpath='{.spec.config}'; echo
 echo; echo "== Events on the CR"
 kubectl get events -n kyma-system
+echo; echo "== the way back: the module disabled (its CR and CRD deleted), then rollback"
+kubectl delete connectivityproxies.connectivityproxy.sap.com connectivity-proxy -n kyma-system
+kubectl delete crd connectivityproxies.connectivityproxy.sap.com
+"$tool" --log-format text rollback
+echo; echo "== status after the rollback"
+"$tool" status
 echo
 echo "The cluster is still running. Point kubectl at it with:"
 echo "  export KUBECONFIG=$dir/kubeconfig"

@@ -45,6 +45,9 @@ pub struct Global {
     /// Time for one API request and its response.
     #[arg(long, global = true, default_value = "10s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
+    /// Compressed bytes per Secret of clean's archive; lower only to exercise the split into parts.
+    #[arg(long, global = true, hide = true, default_value_t = crate::names::archive::PART_BYTES, env = "CP_MIGRATOR_ARCHIVE_PART_BYTES")]
+    pub archive_part_bytes: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -59,6 +62,9 @@ pub enum Command {
     Run(MigrateArgs),
     /// Copy the user configuration from the backup namespace back into kyma-system.
     Restore,
+    /// Undo clean from its archive once the module is disabled: the legacy installation back
+    /// without waiting for the Kyma Control Plane.
+    Rollback,
     /// Set all three step markers, so that the init containers do nothing on the next start.
     MarkDone,
     /// Show the state of the migration; changes nothing.
@@ -106,6 +112,7 @@ impl Command {
             Command::Clean => "clean",
             Command::Run(_) => "run",
             Command::Restore => "restore",
+            Command::Rollback => "rollback",
             Command::MarkDone => "mark-done",
             Command::Status(_) => "status",
             Command::Check(_) => "check",
@@ -132,7 +139,8 @@ pub async fn execute(cli: Cli) -> ExitCode {
         Command::Migrate(a) | Command::Run(a) => a.allow_field_loss.clone(),
         _ => Vec::new(),
     };
-    let ctx = Ctx::new(client, cli.global.dry_run, allow, deadline);
+    let mut ctx = Ctx::new(client, cli.global.dry_run, allow, deadline);
+    ctx.archive_part_bytes = cli.global.archive_part_bytes;
     // The client stops retrying at the deadline; this bounds everything else as well.
     let limit = cli.global.deadline + cli.global.request_timeout;
     let result =
@@ -157,6 +165,7 @@ async fn dispatch(
         Command::Backup => Step::Backup.run(ctx).await,
         Command::Clean => Step::Clean.run(ctx).await,
         Command::Restore => steps::restore::run(ctx).await,
+        Command::Rollback => steps::rollback::run(ctx).await,
         Command::MarkDone => steps::mark_done::run(ctx).await,
         Command::Status(args) => {
             let status = steps::status::collect(&ctx.client).await?;

@@ -95,6 +95,32 @@ pub enum Error {
         change: &'static str,
     },
 
+    #[error("clean's archive of the legacy installation: {reason}")]
+    Archive { reason: String },
+
+    #[error(
+        "{object} changed after clean archived it, so the archive does not hold its current state \
+         and it was not deleted; the next run archives it again"
+    )]
+    ChangedSinceArchive { object: String },
+
+    #[error(
+        "there is no archive of the legacy installation ({location} does not exist): this cluster \
+         was cleaned by an older tool or not cleaned at all. Wait until the Kyma Control Plane has \
+         brought the legacy installation back (30 to 60 minutes after the module is disabled), then \
+         run `cp-mod-migrator restore`"
+    )]
+    NoArchive { location: String },
+
+    #[error(
+        "refusing to roll back while the module is still installed: {blockers}; nothing was written. \
+         Disable the Connectivity Proxy module, wait until it is uninstalled, and run rollback again"
+    )]
+    RollbackRefused { blockers: String },
+
+    #[error("{object} does not hold what rollback wrote after writing it: {difference}")]
+    RollbackMismatch { object: String, difference: String },
+
     #[error("backup copy {copy} does not match its source {source_object} after writing it")]
     BackupMismatch { copy: String, source_object: String },
 

@@ -1,10 +1,12 @@
 //! cp-mod-migrator: moves a Kyma cluster from the legacy Connectivity Proxy 2.9.3 to the
 //! Connectivity Proxy module, in steps that are safe to repeat, interrupt and run concurrently.
 
+pub mod archive;
 pub mod cli;
 pub mod client;
 pub mod configmaps;
 pub mod cr;
+pub mod diff;
 pub mod error;
 pub mod legacy;
 pub mod logging;
@@ -12,5 +14,6 @@ pub mod names;
 pub mod schema;
 pub mod steps;
 pub mod translate;
+pub mod yaml;
 
 pub use error::{Error, Result};

@@ -80,7 +80,7 @@ pub mod markers {
 /// The new operator's own label: objects carrying it are never deleted.
 pub const OPERATOR_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const OPERATOR_LABEL_VALUE: &str = "sap.connectivity.proxy.operator";
-/// The operator Deployment that status reports on.
+/// The operator Deployment that status reports on; while it exists, `rollback` refuses.
 pub const OPERATOR_DEPLOYMENT: &str = "connectivity-proxy-operator";
 
 /// ServiceMapping adoption by the new operator.
@@ -108,6 +108,56 @@ pub mod backup {
         TIME_ANNOTATION,
     ];
 }
+
+/// clean's archive of what it removes, for `rollback`: Secrets in the backup namespace.
+pub mod archive {
+    /// The archive itself when it fits one Secret, else its index (which part set is current).
+    pub const SECRET: &str = "connectivity-proxy-legacy-archive";
+    /// The key that holds the gzip-compressed JSON (or one part of it).
+    pub const DATA_KEY: &str = "archive.json.gz";
+    /// uid of the ConnectivityProxy CR the archive belongs to.
+    pub const CR_UID_ANNOTATION: &str = "migrator.kyma-project.io/archive-cr-uid";
+    /// How many parts hold the archive (0: the index holds it inline).
+    pub const PARTS_ANNOTATION: &str = "migrator.kyma-project.io/archive-parts";
+    /// Which of the two part sets is current: a new set is written beside the current one and
+    /// the index switches to it in one write, so a crash never leaves a half-written archive.
+    pub const SLOT_ANNOTATION: &str = "migrator.kyma-project.io/archive-slot";
+    pub const SLOTS: [&str; 2] = ["a", "b"];
+    /// Parts per set; deploy/rbac.yaml names each of them.
+    pub const MAX_PARTS: usize = 4;
+    /// Bytes of compressed archive per Secret: below the API server's 1 MiB limit for a
+    /// Secret's data, with room for base64 under etcd's request limit.
+    pub const PART_BYTES: usize = 900_000;
+
+    /// `connectivity-proxy-legacy-archive-a1`: part `index` (from 1) of set `slot`.
+    pub fn part_name(slot: &str, index: usize) -> String {
+        format!("{SECRET}-{slot}{index}")
+    }
+}
+
+/// Type of the archive's Secrets.
+pub const SECRET_TYPE_OPAQUE: &str = "Opaque";
+
+/// The order in which `rollback` recreates the legacy kinds: each stage only needs what the
+/// stages before it made (the webhook last, so it judges nothing before its Pods exist).
+pub const ROLLBACK_ORDER: &[&[&str]] = &[
+    &["PriorityClass"],
+    &["ServiceAccount"],
+    &["ClusterRole"],
+    &["ClusterRoleBinding"],
+    &["ConfigMap", "Secret"],
+    &["Service"],
+    &[
+        "EnvoyFilter",
+        "Gateway",
+        "VirtualService",
+        "DestinationRule",
+        "PeerAuthentication",
+        "Certificate",
+    ],
+    &["StatefulSet", "Deployment"],
+    &["ValidatingWebhookConfiguration"],
+];
 
 /// Name this tool reports Events and field ownership under.
 pub const FIELD_MANAGER: &str = "cp-mod-migrator";

@@ -431,7 +431,7 @@ impl std::fmt::Debug for CrdSchema {
 impl CrdSchema {
     /// The schema of the ConnectivityProxy CRD in `text` (YAML or JSON), at the CR's version.
     pub fn from_yaml(text: &str, origin: &str) -> Result<CrdSchema> {
-        let crd: Value = serde_yaml::from_str(text).map_err(|e| Error::CrdSchema {
+        let crd: Value = crate::yaml::manifest(text).map_err(|e| Error::CrdSchema {
             origin: origin.into(),
             message: format!("not a YAML or JSON document: {e}"),
         })?;
@@ -829,7 +829,7 @@ mod tests {
     }
 
     fn default_cr() -> Value {
-        serde_yaml::from_str(BUILT_IN_CR).expect("built-in CR")
+        crate::yaml::manifest(BUILT_IN_CR).expect("built-in CR")
     }
 
     fn fields(v: &[Violation]) -> Vec<&str> {
@@ -846,7 +846,7 @@ mod tests {
     #[test]
     fn the_minimal_cr_is_defaulted_like_the_server_does() {
         let minimal: Value =
-            serde_yaml::from_str(include_str!("../fixtures/module/default-cr-minimal.yaml"))
+            crate::yaml::manifest(include_str!("../fixtures/module/default-cr-minimal.yaml"))
                 .expect("CR");
         let stored = built_in().admit(&minimal).expect("valid");
         let spec = &stored["spec"];
@@ -1095,11 +1095,11 @@ mod tests {
 
     #[test]
     fn a_crd_of_another_kind_or_without_the_version_is_refused() {
-        let mut crd: Value = serde_yaml::from_str(BUILT_IN_CRD).expect("CRD");
+        let mut crd: Value = crate::yaml::manifest(BUILT_IN_CRD).expect("CRD");
         crd["spec"]["names"]["kind"] = json!("Other");
         let err = CrdSchema::from_crd(&crd, "f.yaml").unwrap_err().to_string();
         assert!(err.contains("f.yaml") && err.contains("Other"), "{err}");
-        let mut crd: Value = serde_yaml::from_str(BUILT_IN_CRD).expect("CRD");
+        let mut crd: Value = crate::yaml::manifest(BUILT_IN_CRD).expect("CRD");
         crd["spec"]["versions"][0]["name"] = json!("v2");
         let err = CrdSchema::from_crd(&crd, "f.yaml").unwrap_err().to_string();
         assert!(err.contains("no version v1"), "{err}");

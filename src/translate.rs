@@ -4,6 +4,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result, Source};
 use crate::names;
+use crate::yaml::{self, Item, Node};
 
 /// The legacy configuration document, parsed into JSON values that the CR can hold.
 pub type Document = Map<String, Value>;
@@ -11,27 +12,15 @@ pub type Document = Map<String, Value>;
 /// Parses the `connectivity-proxy-config.yml` document. It must be one YAML mapping whose keys
 /// are strings and whose values have a JSON form; anything else is an error that names where.
 pub fn parse_legacy_document(source: &Source, text: &str) -> Result<Document> {
-    // serde_yaml rejects duplicate keys and multiple documents, and bounds recursion depth and
-    // alias expansion, so hostile input fails fast instead of exhausting memory.
-    let yaml: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
-        let (line, column) = e
-            .location()
-            .map(|l| (l.line(), l.column()))
-            .unwrap_or((0, 0));
-        let message = e.to_string();
-        // serde_yaml appends " at line L column C" itself; the error names them once.
-        let message = match message.rfind(" at line ") {
-            Some(i) => message[..i].to_string(),
-            None => message,
-        };
-        Error::InvalidYaml {
-            input: source.clone(),
-            line,
-            column,
-            message,
-        }
+    // The reader refuses duplicate keys and a second document, and bounds nesting and alias
+    // expansion, so hostile input fails fast instead of exhausting memory.
+    let node = yaml::parse(text).map_err(|e| Error::InvalidYaml {
+        input: source.clone(),
+        line: e.line,
+        column: e.column,
+        message: e.message,
     })?;
-    match to_json(source, &yaml, &mut Vec::new())? {
+    match to_json(source, &node, &mut Vec::new())? {
         Value::Object(map) => Ok(map),
         other => Err(Error::InvalidConfig {
             input: source.clone(),
@@ -43,34 +32,44 @@ pub fn parse_legacy_document(source: &Source, text: &str) -> Result<Document> {
     }
 }
 
-fn to_json(source: &Source, value: &serde_yaml::Value, path: &mut Vec<String>) -> Result<Value> {
-    use serde_yaml::Value as Y;
+fn to_json(source: &Source, item: &Item, path: &mut Vec<String>) -> Result<Value> {
     let invalid = |path: &[String], message: String| Error::InvalidConfig {
         input: source.clone(),
         message: format!("field {}: {message}", display_path(path)),
     };
-    Ok(match value {
-        Y::Null => Value::Null,
-        Y::Bool(b) => Value::Bool(*b),
-        Y::String(s) => Value::String(s.clone()),
-        Y::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                Value::from(i)
-            } else if let Some(u) = n.as_u64() {
-                Value::from(u)
-            } else {
-                let f = n.as_f64().unwrap_or(f64::NAN);
-                serde_json::Number::from_f64(f)
-                    .map(Value::Number)
-                    .ok_or_else(|| {
-                        invalid(
-                            path,
-                            format!("value {n} has no JSON form (NaN or infinity)"),
-                        )
-                    })?
-            }
+    let Item { node, tag, .. } = item;
+    if let Some(tag) = tag.as_deref().filter(|t| !yaml::is_core_tag(t)) {
+        return Err(invalid(
+            path,
+            format!("YAML tag {} is not supported", yaml::tag_text(tag)),
+        ));
+    }
+    Ok(match node {
+        Node::Null => Value::Null,
+        Node::Bool(b) => Value::Bool(*b),
+        Node::String(s) => Value::String(s.clone()),
+        Node::Int(i) => Value::from(*i),
+        Node::UInt(u) => Value::from(*u),
+        Node::Float(f) => serde_json::Number::from_f64(*f)
+            .map(Value::Number)
+            .ok_or_else(|| {
+                invalid(
+                    path,
+                    format!(
+                        "value {} has no JSON form (NaN or infinity)",
+                        yaml::scalar_text(node)
+                    ),
+                )
+            })?,
+        Node::LargeInteger(literal) => {
+            return Err(invalid(
+                path,
+                format!(
+                    "value {literal} is an integer beyond 64 bits, which the CR cannot hold exactly"
+                ),
+            ));
         }
-        Y::Sequence(items) => {
+        Node::List(items) => {
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
                 path.push(format!("[{i}]"));
@@ -79,41 +78,48 @@ fn to_json(source: &Source, value: &serde_yaml::Value, path: &mut Vec<String>) -
             }
             Value::Array(out)
         }
-        Y::Mapping(map) => {
+        Node::Mapping(entries) => {
             let mut out = Map::new();
-            for (k, v) in map {
-                let key = match k {
-                    Y::String(s) => s.clone(),
-                    other => {
-                        return Err(invalid(
-                            path,
-                            format!(
-                                "key {} is not a string; the CR only holds string keys",
-                                yaml_scalar(other)
-                            ),
-                        ));
-                    }
+            for (
+                Item {
+                    node: k,
+                    tag: key_tag,
+                    ..
+                },
+                v,
+            ) in entries
+            {
+                if let Some(tag) = key_tag.as_deref().filter(|t| !yaml::is_core_tag(t)) {
+                    return Err(invalid(
+                        path,
+                        format!(
+                            "key {} has the YAML tag {}, which is not supported",
+                            yaml::scalar_text(k),
+                            yaml::tag_text(tag)
+                        ),
+                    ));
+                }
+                let Node::String(key) = k else {
+                    return Err(invalid(
+                        path,
+                        format!(
+                            "key {} is not a string; the CR only holds string keys",
+                            yaml::scalar_text(k)
+                        ),
+                    ));
                 };
+                // The reader compares keys with their tags; the CR only by their text.
+                if out.contains_key(key) {
+                    return Err(invalid(path, format!("duplicate key {key:?}")));
+                }
                 path.push(key.clone());
                 let v = to_json(source, v, path)?;
                 path.pop();
-                out.insert(key, v);
+                out.insert(key.clone(), v);
             }
             Value::Object(out)
         }
-        Y::Tagged(t) => {
-            return Err(invalid(
-                path,
-                format!("YAML tag {} is not supported", t.tag),
-            ));
-        }
     })
-}
-
-fn yaml_scalar(v: &serde_yaml::Value) -> String {
-    serde_yaml::to_string(v)
-        .map(|s| s.trim_end().to_string())
-        .unwrap_or_else(|_| format!("{v:?}"))
 }
 
 fn describe(v: &Value) -> &'static str {
@@ -378,7 +384,7 @@ fn compare(expected: &Value, stored: Option<&Value>, path: &mut Vec<String>, out
 
 /// Equal as numbers, exactly: 443 and 443.0 are the same; an integer and the float it was
 /// rounded to are not.
-fn same_number(a: &serde_json::Number, b: &serde_json::Number) -> bool {
+pub(crate) fn same_number(a: &serde_json::Number, b: &serde_json::Number) -> bool {
     match (exact_integer(a), exact_integer(b)) {
         (Some(x), Some(y)) => x == y,
         (None, None) => a.as_f64() == b.as_f64(),
@@ -556,6 +562,31 @@ mod tests {
                 .contains("field a: value .nan has no JSON form"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn values_the_reader_would_change_are_named() {
+        for (text, want) in [
+            (
+                "a:\n  b: 99999999999999999999\n",
+                "field a.b: value 99999999999999999999 is an integer beyond 64 bits",
+            ),
+            ("a: !!binary aGVsbG8=\n", "field a: YAML tag !!binary"),
+            ("a: 1e999\n", "field a: value .inf has no JSON form"),
+            (
+                "a: [1, -.inf]\n",
+                "field a[1]: value -.inf has no JSON form",
+            ),
+            ("a:\n  !t b: 1\n", "field a: key \"b\" has the YAML tag !t"),
+            ("a: 1\n\"a\": 2\n", "duplicate key \"a\""),
+            ("a: 1\n!!str a: 2\n", "duplicate key \"a\""),
+        ] {
+            let err = parse_legacy_document(&src(), text).unwrap_err();
+            assert!(err.to_string().contains(want), "{text:?}: {err}");
+        }
+        // Core-schema tags are applied, not refused.
+        let d = doc("a: !!str 1\nb: !!int \"2\"\nc: !!float 3\n");
+        assert_eq!(json!(d), json!({"a": "1", "b": 2, "c": 3.0}));
     }
 
     #[test]

@@ -135,7 +135,7 @@ fn fixture_cases() -> Vec<(&'static str, String)> {
         let text =
             std::fs::read_to_string(fixture_dir(dir).join("30-configmap-connectivity-proxy.yaml"))
                 .expect("fixture");
-        let cm: ConfigMap = serde_yaml::from_str(&text).expect("ConfigMap");
+        let cm: ConfigMap = from_yaml(&text);
         (
             name,
             cm.data.expect("data")[config_maps::CONFIG_KEY].clone(),
@@ -158,11 +158,11 @@ fn agreement_cases() -> Vec<Case> {
     cases.extend(hostile_cases());
     let n = generated_per_generator();
     for (i, doc) in sample(document(), n).into_iter().enumerate() {
-        let text = serde_yaml::to_string(&doc).expect("YAML");
+        let text = to_yaml(&doc);
         cases.push(as_case(format!("property generator #{i}"), text));
     }
     for (i, doc) in sample(schema_shaped_document(), n).into_iter().enumerate() {
-        let text = serde_yaml::to_string(&doc).expect("YAML");
+        let text = to_yaml(&doc);
         cases.push(as_case(format!("schema-shaped generator #{i}"), text));
     }
     cases
@@ -464,12 +464,12 @@ fn json_report(r: &RunResult) -> Value {
 fn crd_with_colour(dir: &Path) -> PathBuf {
     let text = std::fs::read_to_string(fixture_dir(MODULE).join("connectivityproxy-crd.yaml"))
         .expect("CRD");
-    let mut crd: Value = serde_yaml::from_str(&text).expect("CRD");
+    let mut crd: Value = from_yaml(&text);
     crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["config"]
         ["properties"]["servers"]["properties"]["proxy"]["properties"]["http"]["properties"]["colour"] =
         json!({"type": "string"});
     let path = dir.join("crd-with-colour.yaml");
-    std::fs::write(&path, serde_yaml::to_string(&crd).expect("YAML")).expect("write CRD");
+    std::fs::write(&path, to_yaml(&crd)).expect("write CRD");
     path
 }
 
@@ -525,7 +525,8 @@ async fn check_changes_nothing_and_answers_as_the_service_account() {
     for line in [
         "legacy installation   present (connectivity-proxy-2.9.3)",
         "verdict               ready",
-        "spec.config would be:",
+        "spec.config would change as follows:",
+        "  changed config.servers.businessDataTunnel.externalHost: \"auto-provision\" -> \"test.me.plz\"",
     ] {
         assert!(r.stdout.contains(line), "{line:?} in:\n{}", r.stdout);
     }

@@ -13,14 +13,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::Client;
-use kube::api::{Api, DynamicObject, ListParams};
-use kube::core::ApiResource;
 use serde_json::Value;
 
 use support::legacy_cases::*;
+use support::snapshot::{Kinds, discover, snap, values};
 use support::*;
 
 /// Clusters at once (two shared cores).
@@ -32,41 +29,6 @@ const RSS_BOUND_KIB: i64 = 256 * 1024;
 static BASELINE_RSS_KIB: AtomicUsize = AtomicUsize::new(0);
 
 // ---------------------------------------------------------------------------------------------
-
-/// Every listable kind (each at its most stable version, so that kinds served only by an older
-/// version are seen too), minus Events and Leases.
-async fn kinds(client: &Client) -> Vec<ApiResource> {
-    listable_kinds(client)
-        .await
-        .into_iter()
-        .map(|(ar, _)| ar)
-        .collect()
-}
-
-/// Every object, exactly as stored (resourceVersion included: "unchanged" means not written).
-async fn snapshot(client: &Client, kinds: &[ApiResource]) -> BTreeMap<String, Value> {
-    let lists: Vec<Vec<(String, Value)>> = futures::stream::iter(kinds.to_vec())
-        .map(|ar| {
-            let client = client.clone();
-            async move {
-                let api: Api<DynamicObject> = Api::all_with(client, &ar);
-                api.list(&ListParams::default())
-                    .await
-                    .unwrap_or_else(|e| panic!("list {}: {e}", ar.plural))
-                    .items
-                    .into_iter()
-                    .map(|o| {
-                        let key = object_key(&ar, &o);
-                        (key, serde_json::to_value(&o).expect("json"))
-                    })
-                    .collect::<Vec<_>>()
-            }
-        })
-        .buffer_unordered(8)
-        .collect()
-        .await;
-    lists.into_iter().flatten().collect()
-}
 
 /// Without what the server owns, for comparing with the state before the first case.
 fn normalized(s: &BTreeMap<String, Value>) -> BTreeMap<String, Value> {
@@ -181,15 +143,15 @@ struct Outcome {
 
 async fn check_case(
     c: &TestCluster,
-    kinds: &[ApiResource],
+    kinds: &Kinds,
     originals: &BTreeMap<String, ConfigMap>,
     pristine: &BTreeMap<String, Value>,
     case: &Case,
 ) -> Outcome {
     apply_setup(&c.client, originals, &case.setup).await;
-    let before = snapshot(&c.client, kinds).await;
+    let before = values(&snap(&c.client, kinds).await);
     let m = run_measured(&c.kubeconfig, &["run"]).await;
-    let after = snapshot(&c.client, kinds).await;
+    let after = values(&snap(&c.client, kinds).await);
     let r = &m.result;
     let mut problems = Vec::new();
     if r.output.status.code() != Some(1) {
@@ -239,7 +201,7 @@ async fn check_case(
     for cm in originals.values() {
         put_configmap(&c.client, cm).await;
     }
-    let now = normalized(&snapshot(&c.client, kinds).await);
+    let now = normalized(&values(&snap(&c.client, kinds).await));
     assert_eq!(
         &now, pristine,
         "test rig: the cluster is not back in its state before the cases (after {:?})",
@@ -266,13 +228,13 @@ async fn hostile_legacy_configurations_fail_cleanly_and_change_nothing() {
         let next = next.clone();
         async move {
             let c = TestCluster::legacy_and_module().await;
-            let kinds = kinds(&c.client).await;
+            let kinds = discover(&c.client).await;
             let mut originals = BTreeMap::new();
             for name in [CONFIG, INFO] {
                 let cm = cm_api(&c.client).get(name).await.expect("legacy ConfigMap");
                 originals.insert(name.to_string(), cm);
             }
-            let pristine = normalized(&snapshot(&c.client, &kinds).await);
+            let pristine = normalized(&values(&snap(&c.client, &kinds).await));
             // The same measurement of a run that does nothing: wait4 reports the larger of the
             // tool's peak and what it inherited from this test process when it was spawned.
             let baseline = run_measured(&c.kubeconfig, &["--version"])

@@ -8,10 +8,10 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::ResourceExt;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::core::{ApiResource, GroupVersionKind};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use support::requests::{requests_in, run_logged};
+use support::snapshot::state_diff;
 use support::*;
 
 use cp_mod_migrator::{legacy, names};
@@ -21,7 +21,7 @@ use cp_mod_migrator::{legacy, names};
 
 fn fixture_configmap(file: &str) -> ConfigMap {
     let text = std::fs::read_to_string(fixture_dir(LEGACY).join(file)).expect("fixture");
-    serde_yaml::from_str(&text).expect("ConfigMap")
+    from_yaml(&text)
 }
 
 /// The legacy document of a fixture, parsed independently of the tool.
@@ -29,15 +29,14 @@ fn legacy_document(dir: &str) -> Value {
     let text =
         std::fs::read_to_string(fixture_dir(dir).join("30-configmap-connectivity-proxy.yaml"))
             .expect("fixture");
-    let cm: ConfigMap = serde_yaml::from_str(&text).expect("ConfigMap");
-    serde_yaml::from_str(&cm.data.expect("data")["connectivity-proxy-config.yml"])
-        .expect("document")
+    let cm: ConfigMap = from_yaml(&text);
+    from_yaml(&cm.data.expect("data")["connectivity-proxy-config.yml"])
 }
 
 fn default_cr_config() -> Value {
     let text =
         std::fs::read_to_string(fixture_dir(MODULE).join("default-cr.yaml")).expect("fixture");
-    let cr: Value = serde_yaml::from_str(&text).expect("CR");
+    let cr: Value = from_yaml(&text);
     cr["spec"]["config"].clone()
 }
 
@@ -126,14 +125,6 @@ async fn remaining_legacy_objects(c: &TestCluster) -> Vec<String> {
     left
 }
 
-fn service_mapping_api(c: &TestCluster) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("connectivityproxy.sap.com", "v1", "ServiceMapping"),
-        "servicemappings",
-    );
-    Api::all_with(c.client.clone(), &ar)
-}
-
 fn adopted(meta: &kube::core::ObjectMeta) -> bool {
     cp_mod_migrator::steps::clean::is_adopted(meta)
 }
@@ -162,7 +153,7 @@ async fn assert_writes_nothing(c: &TestCluster, args: &[&str]) -> RunResult {
     let out = c.run(args);
     let after = c.snapshot().await;
     assert_eq!(
-        snapshot_diff(&before, &after),
+        state_diff(&before, &after),
         Vec::<String>::new(),
         "{args:?} changed the cluster:\n{}",
         out.stderr
@@ -230,7 +221,7 @@ async fn assert_golden_state(c: &TestCluster, legacy_dir: &str, shared: bool) {
         fixture_dir(legacy_dir).join("30-configmap-connectivity-proxy.yaml"),
     )
     .expect("fixture");
-    originals.push(serde_yaml::from_str(&cfg_text).expect("ConfigMap"));
+    originals.push(from_yaml(&cfg_text));
     for original in originals {
         let copy = configmap(c, "connectivity-proxy-backup", &original.name_any())
             .await
@@ -246,7 +237,7 @@ async fn assert_golden_state(c: &TestCluster, legacy_dir: &str, shared: bool) {
     }
 
     assert_eq!(remaining_legacy_objects(c).await, Vec::<String>::new());
-    let sms = service_mapping_api(c)
+    let sms = service_mappings::api(&c.client)
         .list(&ListParams::default())
         .await
         .expect("list");
@@ -577,7 +568,7 @@ async fn migrate_refuses_to_let_the_server_drop_a_field_unless_allowed() {
     let mut doc = legacy_document(LEGACY);
     doc["notInTheSchema"] = json!({"keep": "me"});
     doc["servers"]["proxy"]["http"]["unknownFlag"] = json!(true);
-    set_legacy_config(&c, &serde_yaml::to_string(&doc).expect("yaml")).await;
+    set_legacy_config(&c, &to_yaml(&doc)).await;
     assert_migrate_fails(
         &c,
         &[
@@ -619,7 +610,7 @@ async fn migrate_reports_schema_violations_instead_of_writing() {
     let c = TestCluster::legacy_and_module().await;
     let mut doc = legacy_document(LEGACY);
     doc["highAvailabilityMode"] = json!("sometimes");
-    set_legacy_config(&c, &serde_yaml::to_string(&doc).expect("yaml")).await;
+    set_legacy_config(&c, &to_yaml(&doc)).await;
     assert_migrate_fails(
         &c,
         &[
@@ -739,27 +730,15 @@ async fn clean_works_without_istio_or_gardener_and_keeps_the_operators_objects()
 #[tokio::test]
 async fn clean_adopts_500_service_mappings_and_skips_adopted_ones() {
     let c = TestCluster::legacy_and_module().await;
-    let api = service_mapping_api(&c);
-    let mut pre_adopted = BTreeMap::new();
-    for i in 0..500 {
-        let mut meta = json!({"name": format!("bulk-{i:03}")});
-        if i % 5 == 0 {
-            meta["annotations"] = json!({"io.javaoperatorsdk/primary-name": "connectivity-proxy", "io.javaoperatorsdk/primary-namespace": "kyma-system"});
-            meta["labels"] =
-                json!({"app.kubernetes.io/managed-by": "sap.connectivity.proxy.operator"});
-        }
-        let obj: DynamicObject = serde_json::from_value(json!({
-            "apiVersion": "connectivityproxy.sap.com/v1", "kind": "ServiceMapping", "metadata": meta, "spec": {"type": "TCP"}
-        }))
-        .expect("sm");
-        let created = api
-            .create(&PostParams::default(), &obj)
+    let api = service_mappings::api(&c.client);
+    let pre_adopted: BTreeMap<String, Option<String>> =
+        service_mappings::create(&c.client, "bulk", 500, |i| i % 5 == 0)
             .await
-            .expect("create");
-        if i % 5 == 0 {
-            pre_adopted.insert(created.name_any(), created.resource_version());
-        }
-    }
+            .into_iter()
+            .filter(|sm| adopted(&sm.metadata))
+            .map(|sm| (sm.name_any(), sm.resource_version()))
+            .collect();
+    assert_eq!(pre_adopted.len(), 100);
     c.run(&["migrate"]).assert_ok();
     c.run(&["backup"]).assert_ok();
     let out = c.run(&["clean"]);
@@ -790,13 +769,52 @@ async fn clean_adopts_500_service_mappings_and_skips_adopted_ones() {
 #[tokio::test]
 async fn dry_run_of_each_step_changes_nothing_and_shows_the_plan() {
     let c = TestCluster::legacy_and_module().await;
+    // The CR differs from what the migration makes of it: another port, and a field that only
+    // the legacy document has.
+    cp_mod_migrator::cr::api(&c.client)
+        .patch(
+            "connectivity-proxy",
+            &PatchParams::default(),
+            &Patch::Json::<()>(
+                serde_json::from_value(json!([
+                    {"op": "replace", "path": "/spec/config/servers/proxy/http/port", "value": 8080},
+                    {"op": "remove", "path": "/spec/config/subaccountSubdomain"},
+                ]))
+                .expect("patch"),
+            ),
+        )
+        .await
+        .expect("prepare the CR");
+    let config_before = c.cr().await.data["spec"]["config"].clone();
     let out = assert_writes_nothing(&c, &["run", "--dry-run"]).await;
     out.assert_ok();
+    // What migrate would change, field by field: each changed and added field with its path
+    // and values, and a count for the rest; no field is listed that keeps its value.
+    let changes = [
+        "changed config.servers.businessDataTunnel.externalHost: \"auto-provision\" -> \"test.me.plz\"",
+        "changed config.servers.proxy.http.port: 8080 -> 20003",
+        "changed config.subaccountId: \"auto-provision\" -> \"00000000-0000-0000-0000-000000000000\"",
+        "added   config.subaccountSubdomain: \"obfuscated-subaccount-subdomain\"",
+    ];
+    let mut leaves_before = Vec::new();
+    leaves(&config_before, "", &mut leaves_before);
+    let unchanged = leaves_before.len() - 3;
+    let plan: Vec<&str> = out
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("--- migrate (dry run)"))
+        .skip(2)
+        .take_while(|l| !l.starts_with("--- "))
+        .collect();
+    let mut want: Vec<String> = changes.iter().map(|c| c.to_string()).collect();
+    want.push(format!("{unchanged} fields unchanged"));
+    let mut got: Vec<String> = plan.iter().map(|l| l.to_string()).collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "{}", out.stdout);
     for needle in [
         "--- migrate (dry run)",
-        "spec.config before:",
-        "spec.config after:",
-        "subaccountId: 00000000-0000-0000-0000-000000000000",
+        "ConnectivityProxy kyma-system/connectivity-proxy spec.config would change as follows:",
         "--- backup (dry run): would create namespace connectivity-proxy-backup",
         "would copy ConfigMap kyma-system/connectivity-proxy to connectivity-proxy-backup/connectivity-proxy",
         "--- clean (dry run): would adopt 3 of 3 ServiceMappings",
@@ -810,7 +828,9 @@ async fn dry_run_of_each_step_changes_nothing_and_shows_the_plan() {
         );
     }
     let out = assert_writes_nothing(&c, &["migrate", "--dry-run"]).await;
-    assert!(out.stdout.contains("spec.config after:"));
+    for change in changes {
+        assert!(out.stdout.contains(change), "{change}: {}", out.stdout);
+    }
     c.run(&["migrate"]).assert_ok();
     let out = assert_writes_nothing(&c, &["backup", "--dry-run"]).await;
     assert!(

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{
     Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
@@ -21,6 +21,7 @@ use kube::api::{
 };
 use serde_json::{Value, json};
 use support::requests::{Request, requests_in, run_logged};
+use support::snapshot::state_diff;
 use support::*;
 
 use cp_mod_migrator::names::{self, backup, config_maps, markers};
@@ -46,10 +47,7 @@ impl Manifest {
     fn load() -> Manifest {
         let text =
             std::fs::read_to_string(repo_root().join("deploy/rbac.yaml")).expect("rbac.yaml");
-        let docs = serde_yaml::Deserializer::from_str(&text)
-            .map(|d| serde::Deserialize::deserialize(d).expect("rbac.yaml is YAML"))
-            .filter(|v: &Value| !v.is_null())
-            .collect();
+        let docs = yaml_documents(&text);
         Manifest { docs }
     }
 
@@ -280,6 +278,30 @@ async fn event_reasons(c: &TestCluster) -> BTreeSet<String> {
         .collect()
 }
 
+/// Removes step markers from the CR, as the admin.
+async fn unmark(c: &TestCluster, keys: &[&str]) {
+    let unmark: serde_json::Map<String, Value> =
+        keys.iter().map(|k| (k.to_string(), Value::Null)).collect();
+    cr::api(&c.client)
+        .patch(
+            names::cr::NAME,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": unmark}})),
+        )
+        .await
+        .expect("unmark");
+}
+
+/// The legacy PriorityClass back, with a label of its own (as the control plane might bring
+/// it back), as the admin.
+async fn reinstall_changed_priority_class(c: &TestCluster) {
+    let text = std::fs::read_to_string(fixture_dir(LEGACY).join("20-priorityclass.yaml"))
+        .expect("fixture");
+    let mut pc: Value = from_yaml(&text);
+    pc["metadata"]["labels"]["changed"] = json!("by-the-control-plane");
+    c.apply(&serde_json::from_value(pc).expect("object")).await;
+}
+
 struct Scenario<'a> {
     c: &'a TestCluster,
     kubeconfig: &'a Path,
@@ -340,7 +362,7 @@ impl Scenario<'_> {
         )?;
         if let Some(reference) = reference {
             let got = normalized(c.snapshot().await);
-            let diff = snapshot_diff(reference, &got);
+            let diff = state_diff(reference, &got);
             Self::check("run: end state", diff.is_empty(), || {
                 format!("differs from the admin run: {diff:?}")
             })?;
@@ -372,6 +394,31 @@ impl Scenario<'_> {
             || status.to_string(),
         )?;
 
+        // clean again for the same CR (its marker removed, one legacy object back with a change
+        // of its own), with the archive split into four parts: the archive gains the changed
+        // object and the index switches to the new set of parts in one update.
+        let bytes = status["archive"]["bytes"].as_u64().expect("archive size") as usize;
+        reinstall_changed_priority_class(c).await;
+        unmark(c, &[markers::CLEANED]).await;
+        let part_bytes = (bytes.div_ceil(4) + 8).to_string();
+        let r = self.cmd(&["--archive-part-bytes", &part_bytes, "clean"])?;
+        let reason = r.reason();
+        Self::check(
+            "clean again, archive in parts",
+            reason.starts_with("archive of 35 objects and 3 ServiceMappings verified"),
+            || reason.clone(),
+        )?;
+        let r = self.cmd(&["status", "-o", "json"])?;
+        let archive: Value =
+            serde_json::from_str::<Value>(&r.stdout).expect("status JSON")["archive"].clone();
+        Self::check(
+            "status: the archive in four parts",
+            archive["parts"] == 4
+                && archive["objects"] == 35
+                && archive["belongs_to_current_cr"] == true,
+            || archive.to_string(),
+        )?;
+
         let r = self.cmd(&["restore"])?;
         let reason = r.reason();
         Self::check("restore", reason.starts_with("restored"), || reason.clone())?;
@@ -398,19 +445,11 @@ impl Scenario<'_> {
             || format!("{restored:?} != {originals:?}"),
         )?;
 
-        let unmark: serde_json::Map<String, Value> =
-            [markers::MIGRATED, markers::BACKED_UP, markers::CLEANED]
-                .iter()
-                .map(|k| (k.to_string(), Value::Null))
-                .collect();
-        cr::api(&c.client)
-            .patch(
-                names::cr::NAME,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"metadata": {"annotations": unmark}})),
-            )
-            .await
-            .expect("unmark");
+        unmark(
+            c,
+            &[markers::MIGRATED, markers::BACKED_UP, markers::CLEANED],
+        )
+        .await;
         let r = self.cmd(&["mark-done"])?;
         let reason = r.reason();
         let cr_now = c.cr().await;
@@ -442,6 +481,25 @@ impl Scenario<'_> {
             "status without the CR",
             status["cr_exists"] == false && status["crd_installed"] == true,
             || status.to_string(),
+        )?;
+
+        // The module disabled: rollback brings the legacy installation back from the archive.
+        Api::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>::all(c.client.clone())
+            .delete(names::cr::CRD_NAME, &DeleteParams::default())
+            .await
+            .expect("delete the module's CRD");
+        let r = self.cmd(&["rollback"])?;
+        let reason = r.reason();
+        Self::check(
+            "rollback",
+            reason.starts_with("recreated 33 legacy objects; 0 left as they were")
+                && reason.contains("un-adopted 3 ServiceMappings and their CRD"),
+            || reason.clone(),
+        )?;
+        Self::check(
+            "rollback: the legacy installation is back",
+            legacy::detect(&c.client).await.expect("detect").is_some(),
+            || "no legacy StatefulSet".into(),
         )?;
         Ok(())
     }
@@ -491,6 +549,17 @@ fn normalized(snapshot: BTreeMap<String, Value>) -> BTreeMap<String, Value> {
                 && k != "/Service default/kubernetes"
         })
         .map(|(k, mut v)| {
+            // The archive holds the CR's uid: compare what it holds, without it.
+            if k == format!(
+                "/Secret {}/{}",
+                names::BACKUP_NAMESPACE,
+                names::archive::SECRET
+            ) {
+                let mut archive = serde_json::to_value(decoded_archive(&v)).expect("archive");
+                archive["crUid"] = Value::Null;
+                v["data"] = archive;
+                v["metadata"]["annotations"][names::archive::CR_UID_ANNOTATION] = Value::Null;
+            }
             strip(&mut v);
             (k, v)
         })
@@ -560,6 +629,48 @@ async fn the_rbac_manifest_suffices_for_every_command() {
             if named { req.name.clone() } else { None },
         ));
     }
+    // `escalate` and `bind` are checked by the API server inside a create, not requested: a
+    // ClusterRole's create used `escalate`, a ClusterRoleBinding's create `bind` on its roleRef.
+    let created = |resource: &str| {
+        requests
+            .iter()
+            .any(|r| r.verb == "create" && r.resource == resource)
+    };
+    let implicit = |verb: &str, name: Option<String>| {
+        let req = Request {
+            verb: verb.into(),
+            group: "rbac.authorization.k8s.io".into(),
+            resource: "clusterroles".into(),
+            namespace: None,
+            name: name.clone(),
+        };
+        let allowing = rules_allowing(&manifest, &req);
+        assert_eq!(allowing.len(), 1, "{req:?}");
+        (allowing[0], verb.to_string(), name)
+    };
+    if created("clusterroles") {
+        used.insert(implicit("escalate", None));
+    }
+    if created("clusterrolebindings") {
+        let bindings: Api<k8s_openapi::api::rbac::v1::ClusterRoleBinding> =
+            Api::all(c.client.clone());
+        for name in legacy_names("ClusterRoleBinding") {
+            if let Some(b) = bindings.get_opt(name).await.expect("get binding") {
+                used.insert(implicit("bind", Some(b.role_ref.name)));
+            }
+        }
+    }
+    // An archive in parts is rewritten into the set the index does not point at: set b on the
+    // second write in parts, and a part is updated in place only from the third one on
+    // (tests/rollback.rs writes them all); the scenario writes set a once.
+    let set_b: Vec<String> = (1..=names::archive::MAX_PARTS)
+        .map(|i| names::archive::part_name(names::archive::SLOTS[1], i))
+        .collect();
+    let is_part = |name: &str| {
+        names::archive::SLOTS.iter().any(|slot| {
+            (1..=names::archive::MAX_PARTS).any(|i| names::archive::part_name(slot, i) == name)
+        })
+    };
     let mut unused = Vec::new();
     for id in manifest.rules() {
         let rule = manifest.rule(id);
@@ -569,7 +680,10 @@ async fn the_rbac_manifest_suffices_for_every_command() {
         };
         for verb in rule["verbs"].as_array().expect("verbs") {
             for name in &names {
-                if !used.contains(&(id, str_of(verb).to_string(), name.clone())) {
+                let rewrite_only = name
+                    .as_ref()
+                    .is_some_and(|n| set_b.contains(n) || (str_of(verb) == "update" && is_part(n)));
+                if !used.contains(&(id, str_of(verb).to_string(), name.clone())) && !rewrite_only {
                     unused.push(format!(
                         "{}: {} {}",
                         manifest.describe(id),
@@ -631,15 +745,153 @@ fn the_rbac_manifest_has_no_wildcards_and_names_what_it_can() {
         assert!(rule.get("nonResourceURLs").is_none(), "{what}");
         if rule["resourceNames"].as_array().is_none_or(Vec::is_empty) {
             let user_named = rule["resources"] == json!(["servicemappings"]);
+            // `escalate` is checked on a ClusterRole's create, before the name is known.
+            let on_create = rule["resources"] == json!(["clusterroles"])
+                && rule["verbs"]
+                    .as_array()
+                    .is_some_and(|v| v.contains(&json!("create")));
             for verb in rule["verbs"].as_array().expect("verbs") {
                 assert!(
-                    ["create", "list"].contains(&str_of(verb)) || user_named,
+                    ["create", "list"].contains(&str_of(verb))
+                        || (str_of(verb) == "escalate" && on_create)
+                        || user_named,
                     "{what}: `{}` could be limited by resourceNames",
                     str_of(verb)
                 );
             }
         }
     }
+}
+
+/// Creates that RBAC cannot limit by name are limited by the manifest's admission policy: the
+/// ServiceAccount creates no Secret but the legacy ones and the archive's, no ServiceAccount
+/// token even at those names, and no ClusterRole but the legacy ones. The operator's own
+/// ServiceAccount, bound to the same ClusterRole, is not held to that.
+#[tokio::test]
+async fn the_service_account_creates_no_other_secret_no_token_and_no_other_cluster_role() {
+    let manifest = Manifest::load();
+    let (c, kubeconfig) = cluster_as_sa(&manifest).await;
+    let as_sa = client_for(&kubeconfig).await;
+    let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(c.client.clone());
+    ns.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": names::BACKUP_NAMESPACE}}))
+            .expect("namespace"),
+    )
+    .await
+    .expect("create the backup namespace");
+    let secret = |name: &str, type_: &str| -> Secret {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "annotations": {"kubernetes.io/service-account.name": SA_NAME}},
+            "type": type_,
+        }))
+        .expect("Secret")
+    };
+    let create = |client: &kube::Client, namespace: &str, s: Secret, dry_run: bool| {
+        let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        async move {
+            let pp = PostParams {
+                dry_run,
+                ..Default::default()
+            };
+            api.create(&pp, &s).await
+        }
+    };
+    // The policy reaches the admission chain through an informer: wait until it refuses.
+    let started = Instant::now();
+    while create(&as_sa, names::KYMA_SYSTEM, secret("probe", "Opaque"), true)
+        .await
+        .is_ok()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the admission policy is not in force after 30s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let refused = [
+        (
+            names::KYMA_SYSTEM,
+            "not-a-legacy-secret",
+            "Opaque",
+            "may write only the legacy Secrets",
+        ),
+        (
+            "default",
+            "anything",
+            "Opaque",
+            "may write only the legacy Secrets",
+        ),
+        (
+            names::BACKUP_NAMESPACE,
+            names::archive::SECRET,
+            "kubernetes.io/service-account-token",
+            "kubernetes.io/service-account-token",
+        ),
+        (
+            names::KYMA_SYSTEM,
+            "connectivity-sm-operator-secrets-tls",
+            "kubernetes.io/service-account-token",
+            "kubernetes.io/service-account-token",
+        ),
+    ];
+    for (namespace, name, type_, why) in refused {
+        let api: Api<Secret> = Api::namespaced(c.client.clone(), namespace);
+        let version = |s: Option<Secret>| s.and_then(|s| s.metadata.resource_version);
+        let before = version(api.get_opt(name).await.expect("get"));
+        match create(&as_sa, namespace, secret(name, type_), false).await {
+            Err(kube::Error::Api(e)) => assert!(
+                e.message.contains(why) && e.message.contains("denied"),
+                "Secret {namespace}/{name} of type {type_}: {}",
+                e.message
+            ),
+            other => panic!(
+                "Secret {namespace}/{name} of type {type_}: expected a refusal, got {other:?}"
+            ),
+        }
+        assert_eq!(
+            version(api.get_opt(name).await.expect("get")),
+            before,
+            "Secret {namespace}/{name} unchanged"
+        );
+    }
+    let roles: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(as_sa.clone());
+    let role: k8s_openapi::api::rbac::v1::ClusterRole =
+        serde_json::from_value(json!({"metadata": {"name": "not-a-legacy-role"}, "rules": []}))
+            .expect("ClusterRole");
+    match roles.create(&PostParams::default(), &role).await {
+        Err(kube::Error::Api(e)) => assert!(
+            e.message
+                .contains("may create only the legacy ClusterRoles"),
+            "{}",
+            e.message
+        ),
+        other => panic!("ClusterRole not-a-legacy-role: expected a refusal, got {other:?}"),
+    }
+
+    // What the tool writes is allowed.
+    create(
+        &as_sa,
+        names::BACKUP_NAMESPACE,
+        secret(names::archive::SECRET, "Opaque"),
+        false,
+    )
+    .await
+    .expect("the archive");
+    // The operator's own ServiceAccount is bound to the same ClusterRole, not to the policy.
+    let token = c
+        .token_for(SA_NAMESPACE, "connectivity-proxy-operator")
+        .await;
+    let as_operator = client_for(&c.kubeconfig_with_token(&token, "operator.kubeconfig")).await;
+    create(
+        &as_operator,
+        names::KYMA_SYSTEM,
+        secret("operators-own", "Opaque"),
+        false,
+    )
+    .await
+    .expect("the operator's ServiceAccount creates a Secret of its own");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -803,7 +1055,7 @@ async fn restore_drill_brings_back_the_user_configuration() {
         );
     }
     assert_eq!(
-        snapshot_diff(&before, &c.snapshot().await),
+        state_diff(&before, &c.snapshot().await),
         Vec::<String>::new()
     );
 
@@ -974,7 +1226,7 @@ fn image_of<'a>(container: &Value, images: &'a [Image]) -> &'a Image {
 fn example_deployment() -> (Value, Value) {
     let text = std::fs::read_to_string(repo_root().join("deploy/operator-deployment-example.yaml"))
         .expect("example");
-    let deployment: Value = serde_yaml::from_str(&text).expect("YAML");
+    let deployment: Value = from_yaml(&text);
     let commented: Vec<&str> = text
         .lines()
         .skip_while(|l| !l.trim_start().starts_with("# - name: init-migration"))
@@ -985,7 +1237,7 @@ fn example_deployment() -> (Value, Value) {
         })
         .collect();
     assert!(!commented.is_empty(), "the commented `run` alternative");
-    let alternative: Value = serde_yaml::from_str(&commented.join("\n")).expect("alternative");
+    let alternative: Value = from_yaml(&commented.join("\n"));
     (deployment, alternative[0].clone())
 }
 

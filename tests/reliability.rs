@@ -3,27 +3,30 @@
 //! a concurrent writer. Each ends with the state of an uninterrupted run and nothing lost.
 //!
 //! A "rig" is one real cluster with the legacy fixture, a proxy in front of it, the state before
-//! the migration (pristine) and after an uninterrupted `run` (golden). Between cases the rig puts
-//! the cluster back into its pristine state and verifies that with a full snapshot, so one
-//! cluster serves many cases; the crash matrix would otherwise need ~200 fresh clusters.
+//! the command (pristine) and after an uninterrupted run of it (golden): `run` on the legacy
+//! installation, or `rollback` once the migration is done and the module disabled. Between cases
+//! the rig puts the cluster back into its pristine state and verifies that with a full snapshot,
+//! so one cluster serves many cases; the crash matrix would otherwise need ~200 fresh clusters.
 
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::ApiResource;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
-use cp_mod_migrator::names::{self, backup, config_maps, markers};
+use cp_mod_migrator::archive;
+use cp_mod_migrator::names::{self, config_maps, markers};
 use support::faultproxy::{Fault, FaultProxy, Hook, Schedule, Seen};
+use support::snapshot::*;
 use support::*;
 
 /// Clusters alive at once in this test binary: the machine has two cores, and an API server
@@ -33,355 +36,76 @@ static CLUSTERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(3);
 /// Workers (each with its own cluster) per crash matrix.
 const CRASH_WORKERS: usize = 3;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tenant {
-    Dedicated,
-    Shared,
-}
-
-impl Tenant {
-    fn fixtures(self) -> &'static [&'static str] {
-        match self {
-            Tenant::Dedicated => &[LEGACY, MODULE],
-            Tenant::Shared => &[LEGACY, LEGACY_SHARED, MODULE],
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Snapshots that can be restored
-
-/// Every listable kind of the cluster except the ones the server itself keeps writing.
-#[derive(Clone)]
-struct Kinds(Vec<(ApiResource, bool)>);
-
-async fn discover(client: &Client) -> Kinds {
-    Kinds(listable_kinds(client).await)
-}
-
-/// An object as listed, and where it is served.
-#[derive(Clone)]
-struct Obj {
-    ar: ApiResource,
-    namespaced: bool,
-    value: Value,
-}
-
-type Snap = BTreeMap<String, Obj>;
-
-async fn snap(client: &Client, kinds: &Kinds) -> Snap {
-    let lists: Vec<Vec<(String, Obj)>> = futures::stream::iter(kinds.0.clone())
-        .map(|(ar, namespaced)| {
-            let client = client.clone();
-            async move {
-                let api: Api<DynamicObject> = Api::all_with(client, &ar);
-                let list = api
-                    .list(&ListParams::default())
-                    .await
-                    .unwrap_or_else(|e| panic!("list {}: {e}", ar.plural));
-                list.items
-                    .into_iter()
-                    .map(|mut o| {
-                        o.metadata.managed_fields = None;
-                        let key = object_key(&ar, &o);
-                        let value = serde_json::to_value(&o).expect("json");
-                        (
-                            key,
-                            Obj {
-                                ar: ar.clone(),
-                                namespaced,
-                                value,
-                            },
-                        )
-                    })
-                    .collect::<Vec<_>>()
-            }
-        })
-        .buffer_unordered(8)
-        .collect()
-        .await;
-    lists.into_iter().flatten().collect()
-}
-
-/// Metadata the server owns, and the backup's bookkeeping of when and from which version.
-fn normalize(v: &Value) -> Value {
-    let mut v = v.clone();
-    drop_server_owned(&mut v);
-    if let Some(a) = v
-        .pointer_mut("/metadata/annotations")
-        .and_then(Value::as_object_mut)
-    {
-        for k in [
-            backup::TIME_ANNOTATION,
-            backup::SOURCE_UID_ANNOTATION,
-            backup::SOURCE_RV_ANNOTATION,
-        ] {
-            a.remove(k);
-        }
-    }
-    v
-}
-
-type State = BTreeMap<String, Value>;
-
-/// The compared state: every object but the cluster IPs' IPAddresses, which the API server
-/// derives from Services and releases on its own time.
-fn state_of(s: &Snap) -> State {
-    s.iter()
-        .filter(|(_, o)| o.ar.kind != "IPAddress")
-        .map(|(k, o)| (k.clone(), normalize(&o.value)))
-        .collect()
-}
-
-/// Field-level differences, for messages.
-fn value_diff(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
-    match (a, b) {
-        (Value::Object(x), Value::Object(y)) => {
-            for (k, va) in x {
-                match y.get(k) {
-                    Some(vb) => value_diff(&format!("{path}.{k}"), va, vb, out),
-                    None => out.push(format!("{path}.{k}: {va} -> (absent)")),
-                }
-            }
-            for (k, vb) in y {
-                if !x.contains_key(k) {
-                    out.push(format!("{path}.{k}: (absent) -> {vb}"));
-                }
-            }
-        }
-        _ if a != b => out.push(format!("{path}: {a} -> {b}")),
-        _ => {}
-    }
-}
-
-fn state_diff(expected: &State, actual: &State) -> Vec<String> {
-    let mut out = Vec::new();
-    for (k, v) in expected {
-        match actual.get(k) {
-            None => out.push(format!("missing: {k}")),
-            Some(a) if a != v => {
-                let mut d = Vec::new();
-                value_diff("", v, a, &mut d);
-                out.push(format!("changed: {k}: {}", d.join("; ")));
-            }
-            _ => {}
-        }
-    }
-    for k in actual.keys() {
-        if !expected.contains_key(k) {
-            out.push(format!("unexpected: {k}"));
-        }
-    }
-    out
-}
-
-fn api_for(client: &Client, o: &Obj) -> Api<DynamicObject> {
-    let ns = o.value["metadata"]["namespace"].as_str();
-    match (o.namespaced, ns) {
-        (true, Some(ns)) => Api::namespaced_with(client.clone(), ns, &o.ar),
-        _ => Api::all_with(client.clone(), &o.ar),
-    }
-}
-
-/// The object as it can be written: type set, server-owned metadata dropped.
-fn writable(o: &Obj, resource_version: Option<String>) -> DynamicObject {
-    let mut v = o.value.clone();
-    v["apiVersion"] = json!(o.ar.api_version);
-    v["kind"] = json!(o.ar.kind);
-    drop_server_owned(&mut v);
-    let mut obj: DynamicObject = serde_json::from_value(v).expect("object");
-    obj.metadata.resource_version = resource_version;
-    obj
-}
-
-/// Puts the cluster back into `pristine`: deletes what is new, creates what is gone, replaces
-/// what changed (a namespace is finalized by hand: this cluster runs no controllers).
-async fn restore(client: &Client, kinds: &Kinds, pristine: &Snap, current: Option<Snap>) {
-    let current = match current {
-        Some(c) => c,
-        None => snap(client, kinds).await,
-    };
-    let pp = &PostParams::default();
-    // A Service's IPAddress comes and goes with the Service.
-    let derived = |o: &&Obj| o.ar.kind == "IPAddress";
-    let mut extra: Vec<&Obj> = current
-        .iter()
-        .filter(|(k, _)| !pristine.contains_key(*k))
-        .map(|(_, o)| o)
-        .filter(|o| !derived(o))
-        .collect();
-    // Contents before their namespace.
-    extra.sort_by_key(|o| o.ar.kind == "Namespace");
-    for o in extra {
-        let api = api_for(client, o);
-        let name = o.value["metadata"]["name"].as_str().expect("name");
-        match api.delete(name, &DeleteParams::default()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => panic!("restore: delete {} {name}: {e}", o.ar.kind),
-        }
-        if o.ar.kind == "Namespace" {
-            finalize_namespace(client, name).await;
-        }
-    }
-    let mut missing: Vec<&Obj> = pristine
-        .iter()
-        .filter(|(k, _)| !current.contains_key(*k))
-        .map(|(_, o)| o)
-        .filter(|o| !derived(o))
-        .collect();
-    missing.sort_by_key(|o| o.ar.kind != "Namespace");
-    futures::stream::iter(missing)
-        .map(|o| async move {
-            let mut attempts = 0;
-            loop {
-                match api_for(client, o).create(pp, &writable(o, None)).await {
-                    Ok(_) => break,
-                    // The API server releases a deleted Service's cluster IP by deleting its
-                    // IPAddress, and ignores a failure to do so (a controller repairs that in a
-                    // real cluster, this one runs none): release a leftover by hand.
-                    Err(kube::Error::Api(s))
-                        if s.message.contains("already allocated") && attempts < 20 =>
-                    {
-                        attempts += 1;
-                        release_orphaned_ips(client).await;
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                    Err(e) => panic!("restore: create {} {}: {e}", o.ar.kind, o.value),
-                }
-            }
-        })
-        .buffer_unordered(8)
-        .collect::<Vec<()>>()
-        .await;
-    for (k, o) in pristine {
-        let Some(now) = current.get(k) else { continue };
-        if normalize(&now.value) == normalize(&o.value) {
-            continue;
-        }
-        let rv = now.value["metadata"]["resourceVersion"]
-            .as_str()
-            .map(String::from);
-        let name = o.value["metadata"]["name"].as_str().expect("name");
-        api_for(client, o)
-            .replace(name, pp, &writable(o, rv))
-            .await
-            .unwrap_or_else(|e| panic!("restore: replace {k}: {e}"));
-    }
-    // Events are not part of the state, but counting them per case needs a clean slate.
-    let events: Api<k8s_openapi::api::core::v1::Event> =
-        Api::namespaced(client.clone(), names::KYMA_SYSTEM);
-    events
-        .delete_collection(&DeleteParams::default(), &ListParams::default())
-        .await
-        .expect("delete events");
-}
-
-fn ip_addresses() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &kube::core::GroupVersionKind::gvk("networking.k8s.io", "v1", "IPAddress"),
-        "ipaddresses",
-    )
-}
-
-/// Deletes IPAddresses whose Service no longer exists.
-async fn release_orphaned_ips(client: &Client) {
-    let ips: Api<DynamicObject> = Api::all_with(client.clone(), &ip_addresses());
-    for ip in ips
-        .list(&ListParams::default())
-        .await
-        .expect("list IPAddresses")
-        .items
-    {
-        let parent = &ip.data["spec"]["parentRef"];
-        if parent["resource"] != "services" {
-            continue;
-        }
-        let (Some(ns), Some(name)) = (parent["namespace"].as_str(), parent["name"].as_str()) else {
-            continue;
-        };
-        let services: Api<k8s_openapi::api::core::v1::Service> =
-            Api::namespaced(client.clone(), ns);
-        if services.get_opt(name).await.expect("get Service").is_none() {
-            let _ = ips.delete(&ip.name_any(), &DeleteParams::default()).await;
-        }
-    }
-}
-
-async fn finalize_namespace(client: &Client, name: &str) {
-    let api: Api<Namespace> = Api::all(client.clone());
-    for _ in 0..100 {
-        let Some(mut ns) = api.get_opt(name).await.expect("get namespace") else {
-            return;
-        };
-        if ns
-            .spec
-            .as_ref()
-            .and_then(|s| s.finalizers.as_ref())
-            .is_some_and(|f| !f.is_empty())
-        {
-            ns.spec = Some(Default::default());
-            ns.metadata.managed_fields = None;
-            api.replace_subresource("finalize", name, &PostParams::default(), &ns)
-                .await
-                .expect("finalize namespace");
-        } else {
-            let _ = api.delete(name, &DeleteParams::default()).await;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("namespace {name} could not be removed");
-}
-
-// ---------------------------------------------------------------------------------------------
-// Running the tool
-
-fn spawn_tool(kubeconfig: &std::path::Path, global: &[&str], args: &[&str]) -> Child {
-    tool_command(kubeconfig)
-        .args(global)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn cp-mod-migrator")
-}
-
-/// Waits for the process (at most `limit`, then it is killed and the test fails).
-async fn finish(child: Child, limit: Duration) -> RunResult {
-    let pid = child.id();
-    let waiting = tokio::task::spawn_blocking(move || child.wait_with_output());
-    let output = match tokio::time::timeout(limit, waiting).await {
-        Ok(joined) => joined.expect("join").expect("wait"),
-        Err(_) => {
-            // SAFETY: kill(2) on our own child, not reaped yet (the wait above still runs).
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-            panic!("cp-mod-migrator (pid {pid}) still running after {limit:?}");
-        }
-    };
-    RunResult {
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        output,
-    }
-}
-
-const RUN_LIMIT: Duration = Duration::from_secs(120);
-
-/// The JSON log line of one step of `run` (the last one for that step).
-fn step_line(r: &RunResult, step: &str) -> Option<Value> {
-    r.stderr
-        .lines()
-        .rev()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v["step"] == step)
-}
-
 // ---------------------------------------------------------------------------------------------
 // The rig
+
+/// The command a rig runs, and the state it starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Command {
+    /// `run` on the legacy installation with the module enabled.
+    Migration,
+    /// `rollback` after `run`, with the module disabled.
+    Rollback,
+}
+
+impl Command {
+    fn args(self) -> &'static [&'static str] {
+        match self {
+            Command::Migration => &["run"],
+            Command::Rollback => &["rollback"],
+        }
+    }
+
+    /// Where the user configuration is before the command.
+    fn user_config_namespace(self) -> &'static str {
+        match self {
+            Command::Migration => names::KYMA_SYSTEM,
+            Command::Rollback => names::BACKUP_NAMESPACE,
+        }
+    }
+
+    /// The compared state: rollback creates Services anew, with addresses of their own.
+    fn state(self, s: &Snap) -> State {
+        match self {
+            Command::Migration => state_of(s),
+            Command::Rollback => state_across_recreation(s),
+        }
+    }
+}
+
+/// The legacy objects of a snapshot, by snapshot key and by archive key.
+fn legacy_objects(s: &Snap) -> Vec<(String, archive::ObjectKey)> {
+    s.iter()
+        .filter_map(|(key, o)| {
+            let namespace = o.value["metadata"]["namespace"].as_str().unwrap_or("");
+            let name = o.value["metadata"]["name"].as_str().unwrap_or("");
+            names::LEGACY_OBJECTS
+                .iter()
+                .any(|r| {
+                    r.group == o.ar.group
+                        && r.kind == o.ar.kind
+                        && r.namespace.unwrap_or("") == namespace
+                        && r.names.contains(&name)
+                })
+                .then(|| {
+                    let archived = (
+                        o.ar.group.clone(),
+                        o.ar.kind.clone(),
+                        namespace.to_string(),
+                        name.to_string(),
+                    );
+                    (key.clone(), archived)
+                })
+        })
+        .collect()
+}
 
 struct Rig {
     _permit: tokio::sync::SemaphorePermit<'static>,
     tenant: Tenant,
+    command: Command,
+    /// The legacy installation's objects, before the migration.
+    legacy: Vec<(String, archive::ObjectKey)>,
     cluster: TestCluster,
     proxy: FaultProxy,
     kinds: Kinds,
@@ -396,15 +120,25 @@ struct Rig {
 
 impl Rig {
     async fn new(tenant: Tenant) -> Rig {
+        Rig::for_command(tenant, Command::Migration).await
+    }
+
+    async fn for_command(tenant: Tenant, command: Command) -> Rig {
         let permit = CLUSTERS.acquire().await.expect("semaphore");
         let cluster = TestCluster::with(tenant.fixtures()).await;
         let proxy = FaultProxy::start(&cluster.kubeconfig, cluster.dir());
+        let legacy = legacy_objects(&snap(&cluster.client, &discover(&cluster.client).await).await);
+        assert_eq!(legacy.len(), 35, "the legacy fixture");
+        if command == Command::Rollback {
+            cluster.run(&["run"]).assert_ok();
+            module::disable(&cluster).await;
+        }
         let kinds = discover(&cluster.client).await;
         let pristine = snap(&cluster.client, &kinds).await;
         let user_config = config_maps::USER_CONFIG
             .iter()
             .map(|name| {
-                let key = format!("/ConfigMap {}/{name}", names::KYMA_SYSTEM);
+                let key = format!("/ConfigMap {}/{name}", command.user_config_namespace());
                 let v = &pristine.get(&key).expect("legacy ConfigMap").value;
                 (
                     name.to_string(),
@@ -415,7 +149,11 @@ impl Rig {
             .collect();
 
         let started = Instant::now();
-        let r = finish(spawn_tool(proxy.kubeconfig(), &[], &["run"]), RUN_LIMIT).await;
+        let r = finish(
+            spawn_tool(proxy.kubeconfig(), &[], command.args()),
+            RUN_LIMIT,
+        )
+        .await;
         let golden_ms = started.elapsed().as_millis();
         r.assert_ok();
         let golden_requests = proxy.requests();
@@ -428,18 +166,55 @@ impl Rig {
         let rig = Rig {
             _permit: permit,
             tenant,
+            command,
+            legacy,
             cluster,
             proxy,
             kinds,
             pristine,
             user_config,
-            golden: state_of(&after),
+            golden: command.state(&after),
             golden_requests,
             golden_ms,
         };
-        rig.check_golden_is_a_migration().await;
+        match command {
+            Command::Migration => rig.check_golden_is_a_migration().await,
+            Command::Rollback => rig.check_golden_is_a_rollback(&r),
+        }
         rig.restore().await;
         rig
+    }
+
+    /// The golden state of a rollback is the legacy installation back, whole.
+    fn check_golden_is_a_rollback(&self, r: &RunResult) {
+        assert!(
+            r.reason()
+                .starts_with("recreated 33 legacy objects; 0 left as they were"),
+            "{}",
+            r.reason()
+        );
+        let missing: Vec<&String> = self
+            .legacy
+            .iter()
+            .map(|(key, _)| key)
+            .filter(|key| !self.golden.contains_key(*key))
+            .collect();
+        assert!(missing.is_empty(), "not back after rollback: {missing:?}");
+    }
+
+    /// Legacy objects that exist neither in the cluster nor in clean's archive (read whole).
+    async fn legacy_objects_nowhere(&self) -> Vec<String> {
+        let now = snap(&self.cluster.client, &self.kinds).await;
+        let archived: Vec<archive::ObjectKey> = archive::read(&self.cluster.client)
+            .await
+            .unwrap_or_else(|e| panic!("the archive does not read back whole: {e}"))
+            .map(|a| a.objects.iter().map(archive::key_of).collect())
+            .unwrap_or_default();
+        self.legacy
+            .iter()
+            .filter(|(key, archive_key)| !now.contains_key(key) && !archived.contains(archive_key))
+            .map(|(key, _)| key.clone())
+            .collect()
     }
 
     /// The golden state is the contract's end state, not merely whatever the tool left.
@@ -509,8 +284,8 @@ impl Rig {
         let mut diff = Vec::new();
         for _ in 0..3 {
             restore(client, &self.kinds, &self.pristine, current.take()).await;
-            let now = state_of(&snap(client, &self.kinds).await);
-            diff = state_diff(&state_of(&self.pristine), &now);
+            let now = self.command.state(&snap(client, &self.kinds).await);
+            diff = state_diff(&self.command.state(&self.pristine), &now);
             if diff.is_empty() {
                 return;
             }
@@ -522,7 +297,8 @@ impl Rig {
     }
 
     async fn state(&self) -> State {
-        state_of(&snap(&self.cluster.client, &self.kinds).await)
+        self.command
+            .state(&snap(&self.cluster.client, &self.kinds).await)
     }
 
     /// User configuration that exists neither in kyma-system nor in the backup namespace
@@ -585,7 +361,8 @@ fn is_dry_run(seen: &Seen) -> bool {
 
 struct CrashCase {
     k: u64,
-    /// User configuration found nowhere right after the kill.
+    /// User configuration, and legacy objects, found nowhere right after the kill (a legacy
+    /// object counts as kept when the verified archive holds it).
     lost: Vec<String>,
     /// Differences from the golden state after the next run.
     diff: Vec<String>,
@@ -600,7 +377,11 @@ async fn crash_case(rig: &Rig, k: u64) -> CrashCase {
     let t = Instant::now();
     rig.proxy.reset();
     rig.proxy.kill_after(k);
-    let child = spawn_tool(rig.proxy.kubeconfig(), &["--deadline", "60s"], &["run"]);
+    let child = spawn_tool(
+        rig.proxy.kubeconfig(),
+        &["--deadline", "60s"],
+        rig.command.args(),
+    );
     rig.proxy.set_pid(child.id());
     let killed = finish(child, RUN_LIMIT).await;
     assert_eq!(
@@ -615,13 +396,18 @@ async fn crash_case(rig: &Rig, k: u64) -> CrashCase {
         Some(libc::SIGKILL),
         "crash point {k}: killed by SIGKILL"
     );
-    let lost = rig.lost_user_config().await;
+    let mut lost = rig.lost_user_config().await;
+    lost.extend(rig.legacy_objects_nowhere().await);
     let killed_run = t.elapsed();
 
     let t = Instant::now();
     rig.proxy.reset();
     let rerun = finish(
-        spawn_tool(rig.proxy.kubeconfig(), &["--deadline", "60s"], &["run"]),
+        spawn_tool(
+            rig.proxy.kubeconfig(),
+            &["--deadline", "60s"],
+            rig.command.args(),
+        ),
         RUN_LIMIT,
     )
     .await;
@@ -630,7 +416,7 @@ async fn crash_case(rig: &Rig, k: u64) -> CrashCase {
 
     let t = Instant::now();
     let after = snap(&rig.cluster.client, &rig.kinds).await;
-    let diff = state_diff(&rig.golden, &state_of(&after));
+    let diff = state_diff(&rig.golden, &rig.command.state(&after));
     let compare = t.elapsed();
 
     let t = Instant::now();
@@ -668,7 +454,7 @@ fn crash_options() -> (bool, Option<(u64, u64)>) {
     (fresh, range)
 }
 
-async fn crash_matrix(tenant: Tenant) {
+async fn crash_matrix(tenant: Tenant, command: Command) {
     let started = Instant::now();
     let (fresh, range) = crash_options();
     let first = range.map_or(1, |r| r.0);
@@ -679,7 +465,7 @@ async fn crash_matrix(tenant: Tenant) {
         let next = next.clone();
         let total = total.clone();
         workers.push(async move {
-            let mut rig = Some(Rig::new(tenant).await);
+            let mut rig = Some(Rig::for_command(tenant, command).await);
             let mut golden_ms = vec![rig.as_ref().expect("rig").golden_ms];
             let mut cases = Vec::new();
             let mut busy = Duration::ZERO;
@@ -701,7 +487,7 @@ async fn crash_matrix(tenant: Tenant) {
                     // Its permit goes back before the next cluster starts.
                     drop(rig.take());
                     let t = Instant::now();
-                    let next_rig = Rig::new(tenant).await;
+                    let next_rig = Rig::for_command(tenant, command).await;
                     busy += t.elapsed();
                     golden_ms.push(next_rig.golden_ms);
                     rig = Some(next_rig);
@@ -731,8 +517,8 @@ async fn crash_matrix(tenant: Tenant) {
         cases.iter().map(|c| c.phases[i].as_secs_f64()).sum::<f64>() / cases.len().max(1) as f64
     };
     eprintln!(
-        "crash matrix {tenant:?}: {n} requests in an uninterrupted run ({}-{} ms){}; {} crash points tried, \
-         {} lost user configuration, {} did not converge to the golden state; requests of the run after the crash: \
+        "crash matrix {command:?} {tenant:?}: {n} requests in an uninterrupted run ({}-{} ms){}; {} crash points tried, \
+         {} lost user configuration or legacy objects, {} did not converge to the golden state; requests of the run after the crash: \
          min {} max {}; wall {:.1}s with {CRASH_WORKERS} {} clusters at a time, {:.2}s per crash point (killed run {:.2}s, \
          next run {:.2}s, compare {:.2}s, restore {:.2}s)",
         golden_ms.iter().min().unwrap_or(&0),
@@ -776,14 +562,23 @@ async fn crash_matrix(tenant: Tenant) {
     assert!(report.is_empty(), "{}", report.join("\n"));
 }
 
+/// `run` killed after each of its requests, then run again: the golden state every time, and
+/// at every crash point each legacy object is in the cluster or in clean's verified archive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
 async fn crash_at_every_request_dedicated_tenant() {
-    crash_matrix(Tenant::Dedicated).await;
+    crash_matrix(Tenant::Dedicated, Command::Migration).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
 async fn crash_at_every_request_shared_tenant() {
-    crash_matrix(Tenant::Shared).await;
+    crash_matrix(Tenant::Shared, Command::Migration).await;
+}
+
+/// `rollback` killed after each of its requests, then run again: the state of an uninterrupted
+/// rollback every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn crash_at_every_request_of_rollback() {
+    crash_matrix(Tenant::Dedicated, Command::Rollback).await;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -189,7 +189,7 @@ proptest! {
         match parse_legacy_document(&source(), &text) {
             Ok(doc) => {
                 // What parses once parses again, to the same document, after serializing it.
-                let again = serde_yaml::to_string(&Value::Object(doc.clone())).expect("serialize");
+                let again = serde_saphyr::to_string(&Value::Object(doc.clone())).expect("serialize");
                 let reparsed = parse_legacy_document(&source(), &again);
                 prop_assert!(reparsed.is_ok(), "{again:?}: {:?}", reparsed.err());
                 let reparsed = reparsed.expect("checked");
@@ -236,7 +236,7 @@ proptest! {
     /// A document written as YAML parses back to exactly itself: no field dropped or changed.
     #[test]
     fn yaml_round_trip_keeps_every_field(doc in document()) {
-        let text = serde_yaml::to_string(&Value::Object(doc.clone())).expect("serialize");
+        let text = serde_saphyr::to_string(&Value::Object(doc.clone())).expect("serialize");
         let parsed = parse_legacy_document(&source(), &text);
         prop_assert!(parsed.is_ok(), "{text}\n{:?}", parsed.err());
         let parsed = Value::Object(parsed.expect("checked"));

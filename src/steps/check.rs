@@ -103,6 +103,10 @@ pub struct WouldWrite {
     pub object: String,
     /// migrate's own summary line.
     pub summary: String,
+    /// What changes in `spec.config`, one field a line, as `migrate --dry-run` prints it.
+    pub changes: Vec<String>,
+    /// Fields of `spec.config` that stay as they are.
+    pub unchanged_fields: usize,
     /// The new `spec.config`.
     pub spec_config: Value,
     /// `spec.secretConfig.integration.connectivityService.secretName`, when migrate sets it.
@@ -238,9 +242,16 @@ pub async fn check(client: &Client, options: &CheckOptions) -> Result<CheckRepor
     let accepted: Vec<String> = accepted.iter().map(Lost::to_string).collect();
     let summary = migrate::summary(&plan, input.ports, &accepted);
     report.verdict = format!("migrate would write {}: {summary}", cr::display());
+    let diff = crate::diff::diff(
+        "config",
+        base.data.pointer("/spec/config").unwrap_or(&Value::Null),
+        &plan.config,
+    );
     report.would_write = Some(WouldWrite {
         object: cr::display(),
         summary,
+        changes: diff.changes.iter().map(ToString::to_string).collect(),
+        unchanged_fields: diff.unchanged,
         spec_config: plan.config.clone(),
         secret_name: plan
             .shared_tenant
@@ -324,10 +335,12 @@ fn built_in_crd() -> Result<Arc<CrdSchema>> {
 
 /// The module's default CR, as migrate would find it once the module is enabled.
 fn default_cr() -> Result<DynamicObject> {
-    serde_yaml::from_str(schema::BUILT_IN_CR).map_err(|e| Error::CrdSchema {
+    let bad = |e: String| Error::CrdSchema {
         origin: BUILT_IN.into(),
         message: format!("the built-in default CR is not a ConnectivityProxy: {e}"),
-    })
+    };
+    let value = crate::yaml::manifest(schema::BUILT_IN_CR).map_err(bad)?;
+    serde_json::from_value(value).map_err(|e| bad(e.to_string()))
 }
 
 /// The cluster's ConnectivityProxy CRD (installed, while its CR is not there yet).
@@ -534,10 +547,13 @@ pub fn render_text(r: &CheckReport) -> String {
     }
     if let Some(w) = &r.would_write {
         out.push_str(&format!(
-            "{} spec.config would be:\n{}",
-            w.object,
-            indent(&migrate::yaml(&w.spec_config))
+            "{} spec.config would change as follows:\n",
+            w.object
         ));
+        for change in &w.changes {
+            out.push_str(&format!("  {change}\n"));
+        }
+        out.push_str(&format!("  {} fields unchanged\n", w.unchanged_fields));
         if let Some(secret) = &w.secret_name {
             out.push_str(&format!(
                 "{} spec.secretConfig.integration.connectivityService.secretName would be {secret}\n",
@@ -577,10 +593,6 @@ fn reason_line(r: &Reason) -> String {
         s.push(')');
     }
     s
-}
-
-fn indent(text: &str) -> String {
-    text.lines().map(|l| format!("  {l}\n")).collect()
 }
 
 #[cfg(test)]

@@ -1,18 +1,19 @@
-//! Step 3: ServiceMappings handed to the new operator, then the legacy installation deleted,
-//! but only once a verified copy of the user configuration exists.
+//! Step 3: an archive of what clean changes, then the ServiceMappings handed to the new
+//! operator and the legacy installation deleted, but only once a verified copy of the user
+//! configuration and a verified archive exist.
 
 use std::collections::BTreeMap;
 
-use futures::channel::mpsc;
-use futures::{SinkExt, StreamExt, TryStreamExt, stream};
+use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, Preconditions};
 use kube::core::{ApiResource, GroupVersionKind, ObjectMeta};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::{Ctx, Outcome, print_plan};
+use crate::archive::{self, Archive, MappingEntry, MappingsArchive, Prior, WriteOutcome};
 use crate::client::patch_params;
 use crate::configmaps;
 use crate::cr::{self, Marker};
@@ -40,12 +41,20 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
             "already cleaned ({key}=true on the CR)"
         )));
     }
-    let checked = check_backup(ctx, &current).await?;
+    // The gate and the survey only read: they go out together, and nothing is written unless
+    // the gate passes.
+    let (checked, survey) = futures::try_join!(check_backup(ctx, &current), survey(ctx))?;
+    let archived =
+        archive_legacy(ctx, &current.uid().unwrap_or_default(), &checked, &survey).await?;
 
-    let adoption = adopt_service_mappings(ctx).await?;
-    let deletion = delete_legacy_objects(ctx, &checked).await?;
+    let adoption = adopt_service_mappings(ctx, &survey.mappings).await?;
+    let deletion =
+        delete_legacy_objects(ctx, &checked, survey.objects, survey.unserved, &archived).await?;
     let summary = format!(
-        "{} of {} ServiceMappings adopted{}; {} legacy objects deleted, {} absent, {} kept as the new operator's{}",
+        "archive of {} objects and {} ServiceMappings verified; {} of {} ServiceMappings adopted{}; \
+         {} legacy objects deleted, {} absent, {} kept as the new operator's{}",
+        archived.objects.len(),
+        archived.service_mappings.items.len(),
         adoption.adopted,
         adoption.examined,
         if adoption.crd_adopted {
@@ -85,10 +94,10 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     Ok(Outcome::Done(summary))
 }
 
-/// The user ConfigMaps as the backup check saw them: the metadata of each that existed (its copy
-/// has equal data), `None` for one that did not exist. Only that state has a verified copy, so
-/// only that state is deleted.
-type BackupCheck = BTreeMap<&'static str, Option<ObjectMeta>>;
+/// The user ConfigMaps as the backup check saw them: each that existed (its copy has equal
+/// data), `None` for one that did not exist. Only that state has a verified copy, so only that
+/// state is archived and deleted.
+type BackupCheck = BTreeMap<&'static str, Option<ConfigMap>>;
 
 /// The safety gate: nothing is deleted unless the backup is marked done and each user
 /// ConfigMap that still exists has a copy with equal data in the backup namespace.
@@ -112,7 +121,7 @@ async fn check_backup(ctx: &Ctx, current: &DynamicObject) -> Result<BackupCheck>
         {
             check_copy(ctx, name, source).await?;
         }
-        checked.insert(name, source.map(|s| s.metadata));
+        checked.insert(name, source);
     }
     Ok(checked)
 }
@@ -190,10 +199,63 @@ fn adoption_patch() -> serde_json::Value {
     })
 }
 
-/// Adds the operator's annotations and label to every ServiceMapping and to their CRD. The list
-/// is streamed in pages and the writes run with bounded concurrency, so memory does not grow
-/// with the number of mappings; mappings that are adopted already cost no request.
-pub async fn adopt_service_mappings(ctx: &Ctx) -> Result<Adoption> {
+/// What clean is about to change, read before anything is written: the legacy objects, the
+/// ServiceMappings to adopt, and the archive an earlier run wrote.
+struct Survey {
+    /// Each served legacy object, as read (`None`: absent, or a user ConfigMap, which the backup
+    /// check reads).
+    objects: Vec<(legacy::LegacyObject, Option<DynamicObject>)>,
+    unserved: Vec<String>,
+    mappings: Mappings,
+    stored: Option<archive::Stored>,
+}
+
+/// The ServiceMappings and their CRD, as listed before adoption.
+#[derive(Default)]
+struct Mappings {
+    crd: Option<CustomResourceDefinition>,
+    /// Where the mappings are served (`None`: no CRD, or it serves no version).
+    resource: Option<ApiResource>,
+    examined: usize,
+    /// The mappings that do not carry the adoption yet, with what they carry of its keys.
+    to_adopt: Vec<MappingEntry>,
+}
+
+async fn survey(ctx: &Ctx) -> Result<Survey> {
+    let objects = async {
+        let (objects, unserved) = legacy::objects(&ctx.client).await?;
+        let read: Vec<(legacy::LegacyObject, Option<DynamicObject>)> = stream::iter(objects)
+            .map(|o| async move {
+                if o.is_user_config() {
+                    return Ok((o, None));
+                }
+                let read = o
+                    .api
+                    .get_opt(o.name)
+                    .await
+                    .context(|| format!("reading {}", o.display))?;
+                Ok::<_, Error>((o, read))
+            })
+            .buffered(CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok::<_, Error>((read, unserved))
+    };
+    let ((objects, unserved), mappings, stored) = futures::try_join!(
+        objects,
+        list_service_mappings(ctx),
+        archive::read_stored(&ctx.client)
+    )?;
+    Ok(Survey {
+        objects,
+        unserved,
+        mappings,
+        stored,
+    })
+}
+
+/// Lists every ServiceMapping in pages (metadata only) and keeps the ones to adopt.
+async fn list_service_mappings(ctx: &Ctx) -> Result<Mappings> {
     let crds: Api<CustomResourceDefinition> = Api::all(ctx.client.clone());
     let Some(crd) = crds
         .get_opt(sm::CRD_NAME)
@@ -204,90 +266,221 @@ pub async fn adopt_service_mappings(ctx: &Ctx) -> Result<Adoption> {
             crd = sm::CRD_NAME,
             "no ServiceMapping CRD; nothing to adopt"
         );
-        return Ok(Adoption::default());
+        return Ok(Mappings::default());
     };
     let Some(ar) = service_mapping_resource(&crd) else {
         tracing::info!(
             crd = sm::CRD_NAME,
             "the ServiceMapping CRD serves no version; no mapping to adopt"
         );
-        return adopt_crd(ctx, &crds, &crd, Adoption::default()).await;
+        return Ok(Mappings {
+            crd: Some(crd),
+            ..Default::default()
+        });
     };
     let namespaced = crd.spec.scope == "Namespaced";
     let all: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &ar);
-    let patch = adoption_patch();
-    let pp = patch_params(ctx.dry_run);
+    let mut mappings = Mappings {
+        crd: Some(crd),
+        resource: Some(ar),
+        ..Default::default()
+    };
+    let mut token: Option<String> = None;
+    loop {
+        let mut lp = ListParams::default().limit(PAGE_SIZE);
+        if let Some(t) = &token {
+            lp = lp.continue_token(t);
+        }
+        let page = match all.list_metadata(&lp).await {
+            Ok(page) => page,
+            // The continue token expired during a long list: list again from the start.
+            Err(kube::Error::Api(s)) if s.code == 410 && token.is_some() => {
+                token = None;
+                mappings.examined = 0;
+                mappings.to_adopt.clear();
+                continue;
+            }
+            Err(e) => return Err(e).context(|| format!("listing {}", sm::PLURAL)),
+        };
+        mappings.examined += page.items.len();
+        mappings.to_adopt.extend(
+            page.items
+                .iter()
+                .filter(|m| !is_adopted(&m.metadata))
+                .map(|m| MappingEntry {
+                    namespace: if namespaced { m.namespace() } else { None },
+                    name: m.name_any(),
+                    prior: Prior::of(&m.metadata),
+                }),
+        );
+        token = page.metadata.continue_.filter(|t| !t.is_empty());
+        if token.is_none() {
+            return Ok(mappings);
+        }
+    }
+}
 
-    // The lister runs ahead of the writers through a bounded channel: the next page is fetched
-    // while the writes of this one are in flight, so the writers never wait for a page and at
-    // most about two pages of names are held at once, whatever the number of mappings.
-    let (tx, rx) = mpsc::channel::<(Option<String>, String)>(PAGE_SIZE as usize);
-    let list = async move {
-        let mut tx = tx;
-        let mut examined = 0usize;
-        let mut token: Option<String> = None;
-        loop {
-            let mut lp = ListParams::default().limit(PAGE_SIZE);
-            if let Some(t) = &token {
-                lp = lp.continue_token(t);
+/// Conflicting writes of the archive (a concurrent run) after which clean gives up for now.
+const ARCHIVE_ATTEMPTS: u32 = 10;
+
+/// Writes the archive of what clean is about to change (merged into an earlier run's archive
+/// for the same CR), reads it back and checks it. Returns what the archive holds.
+async fn archive_legacy(
+    ctx: &Ctx,
+    cr_uid: &str,
+    checked: &BackupCheck,
+    survey: &Survey,
+) -> Result<Archive> {
+    let started = tokio::time::Instant::now();
+    let mut objects = Vec::new();
+    for read in survey.objects.iter().filter_map(|(_, read)| read.as_ref()) {
+        if !legacy::is_operators(&read.metadata) {
+            objects.push(archive::archival(read)?);
+        }
+    }
+    for cm in checked.values().flatten() {
+        if !legacy::is_operators(&cm.metadata) {
+            let object: DynamicObject = serde_json::to_value(cm)
+                .and_then(serde_json::from_value)
+                .map_err(|e| Error::Archive {
+                reason: format!("encoding ConfigMap {}: {e}", cm.name_any()),
+            })?;
+            objects.push(archive::archival(&object)?);
+        }
+    }
+    let crd = survey
+        .mappings
+        .crd
+        .as_ref()
+        .filter(|c| !is_adopted(&c.metadata))
+        .map(|c| Prior::of(&c.metadata));
+    let fresh = Archive::new(
+        cr_uid.to_string(),
+        objects,
+        MappingsArchive {
+            crd,
+            items: survey.mappings.to_adopt.clone(),
+        },
+    );
+    let mut stored = survey.stored.clone();
+    for _ in 0..ARCHIVE_ATTEMPTS {
+        let merged = match &stored {
+            Some(s) if s.archive.cr_uid == cr_uid => s.archive.clone().merged_with(fresh.clone()),
+            Some(s) => {
+                tracing::info!(archive = %archive::location(), previous_cr_uid = %s.archive.cr_uid, cr_uid, "the archive belongs to another CR (the module was enabled again); replacing it");
+                fresh.clone()
             }
-            let page = match all.list_metadata(&lp).await {
-                Ok(page) => page,
-                // The continue token expired during a long pass: list again; adopted ones are
-                // skipped, so only the count starts over.
-                Err(kube::Error::Api(s)) if s.code == 410 && token.is_some() => {
-                    token = None;
-                    examined = 0;
-                    continue;
-                }
-                Err(e) => return Err(e).context(|| format!("listing {}", sm::PLURAL)),
-            };
-            examined += page.items.len();
-            for m in page.items.iter().filter(|m| !is_adopted(&m.metadata)) {
-                let key = (if namespaced { m.namespace() } else { None }, m.name_any());
-                // Fails only when the writers stopped on an error, which they report.
-                if tx.send(key).await.is_err() {
-                    return Ok(examined);
-                }
+            None => fresh.clone(),
+        };
+        // Read and decoded in full, equal to what it must hold: verified, nothing to write.
+        if stored.as_ref().is_some_and(|s| s.archive == merged) {
+            tracing::info!(archive = %archive::location(), objects = merged.objects.len(), service_mappings = merged.service_mappings.items.len(), "the archive holds everything already");
+            return Ok(merged);
+        }
+        let written = archive::write(
+            &ctx.client,
+            &merged,
+            stored.as_ref(),
+            ctx.dry_run,
+            ctx.archive_part_bytes,
+        )
+        .await;
+        let plan = || {
+            print_plan(
+                "clean",
+                &format!(
+                    "would archive {} legacy objects and {} ServiceMapping names in {}",
+                    merged.objects.len(),
+                    merged.service_mappings.items.len(),
+                    archive::location()
+                ),
+            )
+        };
+        match written {
+            // `run --dry-run`: the backup namespace is not there yet to dry-run the write in.
+            Err(Error::Kube { source, .. }) if ctx.dry_run && is_not_found(&source) => {
+                plan();
+                return Ok(merged);
             }
-            token = page.metadata.continue_.filter(|t| !t.is_empty());
-            if token.is_none() {
-                return Ok(examined);
+            Err(e) => return Err(e),
+            Ok(WriteOutcome::Conflict) => {
+                stored = archive::read_stored(&ctx.client).await?;
+            }
+            Ok(WriteOutcome::Written { .. }) if ctx.dry_run => {
+                plan();
+                return Ok(merged);
+            }
+            Ok(WriteOutcome::Written { bytes, parts }) => {
+                let back = archive::read_stored(&ctx.client).await?;
+                if back.as_ref().map(|b| &b.archive) != Some(&merged) {
+                    return Err(Error::Archive {
+                        reason: format!(
+                            "{} read back does not hold what was written; nothing was adopted or deleted",
+                            archive::location()
+                        ),
+                    });
+                }
+                tracing::info!(archive = %archive::location(), objects = merged.objects.len(), service_mappings = merged.service_mappings.items.len(), bytes, parts, archive_ms = started.elapsed().as_millis() as u64, "archived and verified");
+                return Ok(merged);
             }
         }
+    }
+    Err(Error::TooManyConflicts {
+        object: archive::location(),
+        attempts: ARCHIVE_ATTEMPTS,
+    })
+}
+
+/// Adds the operator's annotations and label to the ServiceMappings listed without them, and
+/// to their CRD. Mappings that were adopted already cost no request.
+async fn adopt_service_mappings(ctx: &Ctx, mappings: &Mappings) -> Result<Adoption> {
+    let crds: Api<CustomResourceDefinition> = Api::all(ctx.client.clone());
+    let Some(crd) = &mappings.crd else {
+        return Ok(Adoption::default());
     };
-    let write = rx
-        .map(|(ns, name)| {
-            let api: Api<DynamicObject> = match &ns {
-                Some(ns) => Api::namespaced_with(ctx.client.clone(), ns, &ar),
-                None => Api::all_with(ctx.client.clone(), &ar),
-            };
-            let (patch, pp) = (&patch, &pp);
-            async move {
-                // Only the metadata comes back: the answer is not needed, so keep it small.
-                match api.patch_metadata(&name, pp, &Patch::Merge(patch)).await {
-                    Ok(_) => Ok(1usize),
-                    // Deleted since it was listed: nothing left to adopt.
-                    Err(e) if is_not_found(&e) => Ok(0),
-                    Err(e) => Err(e).context(|| {
-                        format!(
-                            "adopting {} {}{name}",
-                            sm::KIND,
-                            ns.map(|n| format!("{n}/")).unwrap_or_default()
-                        )
-                    }),
-                }
-            }
-        })
-        .buffer_unordered(CONCURRENCY)
-        .try_fold(0usize, |acc, n| async move { Ok(acc + n) });
-    let (examined, adopted) = futures::try_join!(list, write)?;
+    let adopted = match &mappings.resource {
+        None => 0,
+        Some(ar) => {
+            let patch = adoption_patch();
+            let pp = patch_params(ctx.dry_run);
+            stream::iter(&mappings.to_adopt)
+                .map(|m| {
+                    let api: Api<DynamicObject> = match &m.namespace {
+                        Some(ns) => Api::namespaced_with(ctx.client.clone(), ns, ar),
+                        None => Api::all_with(ctx.client.clone(), ar),
+                    };
+                    let (patch, pp) = (&patch, &pp);
+                    async move {
+                        // Only the metadata comes back: the answer is not needed, so keep it small.
+                        match api.patch_metadata(&m.name, pp, &Patch::Merge(patch)).await {
+                            Ok(_) => Ok(1usize),
+                            // Deleted since it was listed: nothing left to adopt.
+                            Err(e) if is_not_found(&e) => Ok(0),
+                            Err(e) => Err(e).context(|| {
+                                format!(
+                                    "adopting {} {}{}",
+                                    sm::KIND,
+                                    m.namespace
+                                        .as_ref()
+                                        .map(|n| format!("{n}/"))
+                                        .unwrap_or_default(),
+                                    m.name
+                                )
+                            }),
+                        }
+                    }
+                })
+                .buffer_unordered(CONCURRENCY)
+                .try_fold(0usize, |acc, n| async move { Ok(acc + n) })
+                .await?
+        }
+    };
     adopt_crd(
         ctx,
         &crds,
-        &crd,
+        crd,
         Adoption {
-            examined,
+            examined: mappings.examined,
             adopted,
             crd_adopted: false,
         },
@@ -344,9 +537,15 @@ enum Deleted {
     Protected(String),
 }
 
-/// Deletes every object of the legacy table that exists, is served, and is not the new operator's.
-async fn delete_legacy_objects(ctx: &Ctx, checked: &BackupCheck) -> Result<Deletion> {
-    let (objects, unserved) = legacy::objects(&ctx.client).await?;
+/// Deletes every object of the legacy table that exists, is served, and is not the new
+/// operator's: each only in the state that the archive holds.
+async fn delete_legacy_objects(
+    ctx: &Ctx,
+    checked: &BackupCheck,
+    objects: Vec<(legacy::LegacyObject, Option<DynamicObject>)>,
+    unserved: Vec<String>,
+    archived: &Archive,
+) -> Result<Deletion> {
     for kind in &unserved {
         tracing::info!(kind = %kind, "kind not served by this cluster; skipped");
     }
@@ -354,13 +553,33 @@ async fn delete_legacy_objects(ctx: &Ctx, checked: &BackupCheck) -> Result<Delet
         unserved,
         ..Default::default()
     };
+    let entries: BTreeMap<archive::ObjectKey, &Value> = archived
+        .objects
+        .iter()
+        .map(|o| (archive::key_of(o), o))
+        .collect();
     // `buffered` starts deletions in table order (workloads first) while several are in flight.
     let results: Vec<Deleted> = stream::iter(objects)
-        .map(|o| {
+        .map(|(o, read)| {
             let against = if o.is_user_config() {
-                Against::BackupCheck(checked.get(o.name).cloned().flatten().map(Box::new))
+                Against::BackupCheck(
+                    checked
+                        .get(o.name)
+                        .cloned()
+                        .flatten()
+                        .map(|c| Box::new(c.metadata)),
+                )
             } else {
-                Against::FreshRead
+                let key = (
+                    o.row.group.to_string(),
+                    o.row.kind.to_string(),
+                    o.row.namespace.unwrap_or("").to_string(),
+                    o.name.to_string(),
+                );
+                Against::Archived {
+                    read: read.map(Box::new),
+                    entry: entries.get(&key).copied(),
+                }
             };
             delete_one(o, against, ctx.dry_run)
         })
@@ -388,9 +607,12 @@ async fn delete_legacy_objects(ctx: &Ctx, checked: &BackupCheck) -> Result<Delet
 }
 
 /// The state of a legacy object that its deletion is checked against.
-enum Against {
-    /// Read just before the delete.
-    FreshRead,
+enum Against<'a> {
+    /// As the survey read it, and its entry in the verified archive.
+    Archived {
+        read: Option<Box<DynamicObject>>,
+        entry: Option<&'a Value>,
+    },
     /// A user ConfigMap as the backup check saw it (`None`: it did not exist then).
     BackupCheck(Option<Box<ObjectMeta>>),
 }
@@ -398,12 +620,13 @@ enum Against {
 /// Deletes one legacy object unless it is the new operator's.
 async fn delete_one(
     object: legacy::LegacyObject,
-    against: Against,
+    against: Against<'_>,
     dry_run: bool,
 ) -> Result<Deleted> {
-    if let Against::BackupCheck(verified) = against {
-        return delete_backed_up(object, verified, dry_run).await;
-    }
+    let (mut current, entry) = match against {
+        Against::BackupCheck(verified) => return delete_backed_up(object, verified, dry_run).await,
+        Against::Archived { read, entry } => (read, entry),
+    };
     let legacy::LegacyObject {
         api,
         name,
@@ -411,25 +634,31 @@ async fn delete_one(
         ..
     } = object;
     // The uid and resourceVersion preconditions make sure that what is deleted is the object
-    // just checked, unchanged: if it was replaced, or labelled as the operator's, in between,
-    // the delete conflicts and the object is checked again.
+    // as read, unchanged: if it was replaced, or labelled as the operator's, in between, the
+    // delete conflicts and the object is checked again.
     const ATTEMPTS: u32 = 5;
     for _ in 0..ATTEMPTS {
-        let Some(meta) = api
-            .get_metadata_opt(name)
-            .await
-            .context(|| format!("reading {what}"))?
-        else {
+        let Some(read) = current.take() else {
             return Ok(Deleted::Absent);
         };
-        if legacy::is_operators(&meta.metadata) {
+        if legacy::is_operators(&read.metadata) {
             tracing::info!(object = %what, "carries the new operator's label; kept");
             return Ok(Deleted::Protected(what));
         }
-        match api.delete(name, &unchanged(&meta.metadata, dry_run)).await {
+        // Only a state the archive holds may go: a status update changes nothing archived.
+        if entry != Some(&archive::archival(&read)?) {
+            return Err(Error::ChangedSinceArchive { object: what });
+        }
+        match api.delete(name, &unchanged(&read.metadata, dry_run)).await {
             Ok(_) => return Ok(deleted(what, dry_run)),
             Err(e) if is_not_found(&e) => return Ok(Deleted::Absent),
-            Err(e) if is_conflict(&e) => continue,
+            Err(e) if is_conflict(&e) => {
+                current = api
+                    .get_opt(name)
+                    .await
+                    .context(|| format!("reading {what}"))?
+                    .map(Box::new);
+            }
             Err(e) => return Err(e).context(|| format!("deleting {what}")),
         }
     }

@@ -10,7 +10,7 @@ use crate::cr::{self, Marker};
 use crate::error::{Error, Result, Source};
 use crate::names::{self, config_maps};
 use crate::schema::Violation;
-use crate::{legacy, translate};
+use crate::{diff, legacy, translate};
 
 pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     // The legacy input is read once per run; after a conflict only the CR is read again, which
@@ -106,11 +106,13 @@ async fn attempt_once(ctx: &Ctx, input: &mut Option<LegacyInput>) -> Result<Atte
         print_plan(
             "migrate",
             &format!(
-                "{summary}\n{} spec.config before:\n{}\n{} spec.config after:\n{}",
+                "{summary}\n{} spec.config would change as follows:\n{}",
                 cr::display(),
-                yaml(current.data.pointer("/spec/config").unwrap_or(&Value::Null)),
-                cr::display(),
-                yaml(&plan.config)
+                diff::diff(
+                    "config",
+                    current.data.pointer("/spec/config").unwrap_or(&Value::Null),
+                    &plan.config
+                )
             ),
         );
         ctx.assume(Marker::Migrated);
@@ -366,8 +368,4 @@ fn count_leaves(v: &Value) -> usize {
         Value::Object(m) if !m.is_empty() => m.values().map(count_leaves).sum(),
         _ => 1,
     }
-}
-
-pub(crate) fn yaml(v: &Value) -> String {
-    serde_yaml::to_string(v).unwrap_or_else(|_| v.to_string())
 }

@@ -6,6 +6,7 @@ pub mod clean;
 pub mod mark_done;
 pub mod migrate;
 pub mod restore;
+pub mod rollback;
 pub mod status;
 
 use std::collections::BTreeSet;
@@ -68,6 +69,8 @@ pub struct Ctx {
     recorder: Recorder,
     /// When the command must be finished; retries after conflicts stop here.
     pub deadline: tokio::time::Instant,
+    /// Compressed bytes per Secret of clean's archive (smaller only to test the split).
+    pub archive_part_bytes: usize,
 }
 
 impl Ctx {
@@ -92,6 +95,7 @@ impl Ctx {
             assumed: Mutex::default(),
             handed_on: Mutex::default(),
             deadline,
+            archive_part_bytes: names::archive::PART_BYTES,
         }
     }
 

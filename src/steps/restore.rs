@@ -8,35 +8,9 @@ use crate::names::{self, config_maps};
 pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     let mut restored = Vec::new();
     for name in config_maps::USER_CONFIG {
-        let Some(copy) = configmaps::get(&ctx.client, names::BACKUP_NAMESPACE, name).await? else {
-            tracing::warn!(copy = %format!("{}/{name}", names::BACKUP_NAMESPACE), "no backup copy; skipped");
-            continue;
-        };
-        let original = configmaps::restored(&copy);
-        let target = format!("{}/{name}", names::KYMA_SYSTEM);
-        configmaps::put(&ctx.client, &original, ctx.dry_run).await?;
-        if ctx.dry_run {
-            print_plan(
-                "restore",
-                &format!(
-                    "would write ConfigMap {target} from the copy {}/{name}",
-                    names::BACKUP_NAMESPACE
-                ),
-            );
-        } else {
-            let back = configmaps::get(&ctx.client, names::KYMA_SYSTEM, name).await?;
-            if !back
-                .as_ref()
-                .is_some_and(|b| configmaps::same_data(b, &copy))
-            {
-                return Err(Error::BackupMismatch {
-                    copy: format!("ConfigMap {target}"),
-                    source_object: format!("ConfigMap {}/{name}", names::BACKUP_NAMESPACE),
-                });
-            }
-            tracing::info!(configmap = %target, "restored from backup");
+        if let Some(target) = restore_one(ctx, name).await? {
+            restored.push(target);
         }
-        restored.push(target);
     }
     Ok(if restored.is_empty() {
         Outcome::Skipped(format!(
@@ -48,4 +22,38 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     } else {
         Outcome::Done(format!("restored {}", restored.join(", ")))
     })
+}
+
+/// Writes ConfigMap `name` into kyma-system from its backup copy and reads it back; returns
+/// `namespace/name` of what was restored, `None` (with a warning) when there is no copy.
+pub async fn restore_one(ctx: &Ctx, name: &str) -> Result<Option<String>> {
+    let Some(copy) = configmaps::get(&ctx.client, names::BACKUP_NAMESPACE, name).await? else {
+        tracing::warn!(copy = %format!("{}/{name}", names::BACKUP_NAMESPACE), "no backup copy; skipped");
+        return Ok(None);
+    };
+    let original = configmaps::restored(&copy);
+    let target = format!("{}/{name}", names::KYMA_SYSTEM);
+    configmaps::put(&ctx.client, &original, ctx.dry_run).await?;
+    if ctx.dry_run {
+        print_plan(
+            "restore",
+            &format!(
+                "would write ConfigMap {target} from the copy {}/{name}",
+                names::BACKUP_NAMESPACE
+            ),
+        );
+        return Ok(Some(target));
+    }
+    let back = configmaps::get(&ctx.client, names::KYMA_SYSTEM, name).await?;
+    if !back
+        .as_ref()
+        .is_some_and(|b| configmaps::same_data(b, &copy))
+    {
+        return Err(Error::BackupMismatch {
+            copy: format!("ConfigMap {target}"),
+            source_object: format!("ConfigMap {}/{name}", names::BACKUP_NAMESPACE),
+        });
+    }
+    tracing::info!(configmap = %target, "restored from backup");
+    Ok(Some(target))
 }

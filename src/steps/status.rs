@@ -4,11 +4,12 @@ use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams};
+use kube::{Client, ResourceExt};
 use serde::Serialize;
 
 use super::clean::{is_adopted, service_mapping_resource};
+use crate::archive;
 use crate::configmaps;
 use crate::cr::{self, Lookup, Marker};
 use crate::error::{Context, Result};
@@ -28,6 +29,26 @@ pub struct Status {
     pub legacy_kinds_not_served: Vec<String>,
     pub service_mappings: Option<ServiceMappings>,
     pub operator: Option<Operator>,
+    pub archive: ArchiveStatus,
+}
+
+/// clean's archive, for `rollback`: counts and ownership only, never its content.
+#[derive(Debug, Default, Serialize)]
+pub struct ArchiveStatus {
+    pub present: bool,
+    pub objects: Option<usize>,
+    pub service_mappings: Option<usize>,
+    /// Whether clean adopted the ServiceMapping CRD (rollback gives it back).
+    pub crd_adopted: Option<bool>,
+    /// uid of the ConnectivityProxy CR whose clean wrote it.
+    pub cr_uid: Option<String>,
+    /// Whether that CR is the one that exists now (`None`: no CR).
+    pub belongs_to_current_cr: Option<bool>,
+    /// Size of the compressed archive, and the Secrets beside the index that hold it (0: inline).
+    pub bytes: Option<usize>,
+    pub parts: Option<usize>,
+    /// Why it could not be read.
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -103,7 +124,36 @@ pub async fn collect(client: &Client) -> Result<Status> {
         legacy_kinds_not_served,
         service_mappings: service_mappings(client).await?,
         operator: operator(client).await?,
+        archive: archive_status(client, &lookup).await,
     })
+}
+
+async fn archive_status(client: &Client, lookup: &Lookup) -> ArchiveStatus {
+    match archive::read_stored(client).await {
+        Ok(None) => ArchiveStatus::default(),
+        Ok(Some(stored)) => ArchiveStatus {
+            present: true,
+            objects: Some(stored.archive.objects.len()),
+            service_mappings: Some(stored.archive.service_mappings.items.len()),
+            crd_adopted: Some(stored.archive.service_mappings.crd.is_some()),
+            belongs_to_current_cr: match lookup {
+                Lookup::Found(cr) => {
+                    Some(cr.uid().as_deref() == Some(stored.archive.cr_uid.as_str()))
+                }
+                _ => None,
+            },
+            cr_uid: Some(stored.archive.cr_uid),
+            bytes: Some(stored.bytes),
+            parts: Some(stored.parts),
+            error: None,
+        },
+        // The rest of the status is still worth showing; the row says what went wrong.
+        Err(e) => ArchiveStatus {
+            present: true,
+            error: Some(e.to_string()),
+            ..Default::default()
+        },
+    }
 }
 
 async fn remaining_legacy_objects(client: &Client) -> Result<(Vec<String>, Vec<String>)> {
@@ -195,8 +245,8 @@ async fn operator(client: &Client) -> Result<Option<Operator>> {
 /// The status as a person reads it.
 pub fn render_text(s: &Status) -> String {
     let yes = |b: bool| if b { "yes" } else { "no" };
-    let mut out = String::new();
-    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<28} {v}\n"));
+    let mut rows: Vec<(String, String)> = Vec::new();
+    let mut line = |k: &str, v: String| rows.push((k.to_string(), v));
     line(
         "legacy installation",
         match &s.legacy_installation {
@@ -284,5 +334,44 @@ pub fn render_text(s: &Status) -> String {
             None => "absent".into(),
         },
     );
-    out
+    let a = &s.archive;
+    line(
+        "archive for rollback",
+        match (&a.error, a.present) {
+            (Some(e), _) => format!("UNREADABLE: {e}"),
+            (None, false) => "absent".into(),
+            (None, true) => format!(
+                "{} objects, {} ServiceMappings{}; {} ({} bytes in {})",
+                a.objects.unwrap_or(0),
+                a.service_mappings.unwrap_or(0),
+                if a.crd_adopted == Some(true) {
+                    " and their CRD"
+                } else {
+                    ""
+                },
+                match a.belongs_to_current_cr {
+                    Some(true) => "of this CR".to_string(),
+                    Some(false) => format!(
+                        "of ANOTHER CR (uid {})",
+                        a.cr_uid.as_deref().unwrap_or_default()
+                    ),
+                    None => format!("of CR uid {}", a.cr_uid.as_deref().unwrap_or_default()),
+                },
+                a.bytes.unwrap_or(0),
+                match a.parts {
+                    Some(p) if p > 0 => format!("{p} parts"),
+                    _ => "one Secret".into(),
+                }
+            ),
+        },
+    );
+    // The values start in one column, after the longest label.
+    let width = rows
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
+    rows.iter()
+        .map(|(k, v)| format!("{k:<width$}  {v}\n"))
+        .collect()
 }

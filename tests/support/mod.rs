@@ -5,8 +5,12 @@
 pub mod faultproxy;
 pub mod generators;
 pub mod legacy_cases;
+pub mod module;
 pub mod rbac;
 pub mod requests;
+pub mod secrets;
+pub mod service_mappings;
+pub mod snapshot;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -18,7 +22,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::discovery::{Discovery, Scope, verbs};
 use kube::{Client, Config, ResourceExt};
@@ -28,12 +32,55 @@ pub const MODULE: &str = "module";
 pub const LEGACY: &str = "legacy-2.9.3";
 pub const LEGACY_SHARED: &str = "legacy-2.9.3-shared";
 
+/// The two legacy installations: the tenant mode of the user configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tenant {
+    Dedicated,
+    Shared,
+}
+
+impl Tenant {
+    /// The fixtures of the legacy installation and of the enabled module.
+    pub fn fixtures(self) -> &'static [&'static str] {
+        match self {
+            Tenant::Dedicated => &[LEGACY, MODULE],
+            Tenant::Shared => &[LEGACY, LEGACY_SHARED, MODULE],
+        }
+    }
+}
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 pub fn fixture_dir(name: &str) -> PathBuf {
     repo_root().join("fixtures").join(name)
+}
+
+/// Fixtures and manifests are read as the tool reads YAML: YAML 1.2, so `yes`, `off`, `0644`
+/// and `1_000` stay strings.
+fn yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        strict_booleans: true,
+        leading_zero_numbers_as_strings: true,
+        underscored_numbers_as_strings: true,
+    }
+}
+
+/// One YAML document.
+pub fn from_yaml<T: serde::de::DeserializeOwned>(text: &str) -> T {
+    serde_saphyr::from_str_with_options(text, yaml_options())
+        .unwrap_or_else(|e| panic!("YAML: {e}"))
+}
+
+/// Every non-empty document of a YAML stream.
+pub fn yaml_documents(text: &str) -> Vec<Value> {
+    serde_saphyr::from_multiple_with_options(text, yaml_options())
+        .unwrap_or_else(|e| panic!("YAML: {e}"))
+}
+
+pub fn to_yaml<T: serde::Serialize>(value: &T) -> String {
+    serde_saphyr::to_string(value).expect("serialize YAML")
 }
 
 /// The test server binary, built (or found in its cache) once per test process.
@@ -144,11 +191,7 @@ impl TestCluster {
     }
 
     pub async fn apply_yaml(&self, text: &str) {
-        for doc in serde_yaml::Deserializer::from_str(text) {
-            let value: Value = serde::Deserialize::deserialize(doc).expect("fixture YAML");
-            if value.is_null() {
-                continue;
-            }
+        for value in yaml_documents(text) {
             let obj: DynamicObject = serde_json::from_value(value).expect("fixture object");
             self.apply(&obj).await;
         }
@@ -248,8 +291,7 @@ impl TestCluster {
     /// A kubeconfig that authenticates with `token` instead of the admin certificate.
     pub fn kubeconfig_with_token(&self, token: &str, file_name: &str) -> PathBuf {
         let admin: Value =
-            serde_yaml::from_str(&std::fs::read_to_string(&self.kubeconfig).expect("kubeconfig"))
-                .expect("yaml");
+            from_yaml(&std::fs::read_to_string(&self.kubeconfig).expect("kubeconfig"));
         let cluster = &admin["clusters"][0]["cluster"];
         let text = format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\n",
@@ -266,23 +308,11 @@ impl TestCluster {
         run_tool(&self.kubeconfig, args)
     }
 
-    /// Every stored object of every listable kind, keyed "group/kind ns/name", minus the ones
-    /// the API server itself keeps rewriting (leases, events).
+    /// Every stored object of every listable kind, keyed "group/Kind ns/name", minus the ones
+    /// the API server itself keeps rewriting (leases, events), exactly as listed.
     pub async fn snapshot(&self) -> BTreeMap<String, Value> {
-        let mut out = BTreeMap::new();
-        for (ar, _) in listable_kinds(&self.client).await {
-            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
-            let list = api
-                .list(&ListParams::default())
-                .await
-                .unwrap_or_else(|e| panic!("list {}: {e}", ar.plural));
-            for mut obj in list.items {
-                obj.metadata.managed_fields = None;
-                let key = object_key(&ar, &obj);
-                out.insert(key, serde_json::to_value(&obj).expect("json"));
-            }
-        }
-        out
+        let kinds = snapshot::discover(&self.client).await;
+        snapshot::values(&snapshot::snap(&self.client, &kinds).await)
     }
 
     pub async fn cr(&self) -> DynamicObject {
@@ -323,6 +353,23 @@ pub fn object_key(ar: &ApiResource, obj: &DynamicObject) -> String {
         obj.namespace().unwrap_or_default(),
         obj.name_any()
     )
+}
+
+/// The names that the contract's table of legacy objects lists for `kind`.
+pub fn legacy_names(kind: &str) -> Vec<&'static str> {
+    cp_mod_migrator::names::LEGACY_OBJECTS
+        .iter()
+        .filter(|r| r.kind == kind)
+        .flat_map(|r| r.names.iter().copied())
+        .collect()
+}
+
+/// The archive that an inline archive Secret (as JSON, e.g. from a snapshot) holds.
+pub fn decoded_archive(secret: &Value) -> cp_mod_migrator::archive::Archive {
+    let bytes: k8s_openapi::ByteString =
+        serde_json::from_value(secret["data"][cp_mod_migrator::names::archive::DATA_KEY].clone())
+            .expect("archive data");
+    cp_mod_migrator::archive::Archive::decode(&bytes.0).expect("archive decodes")
 }
 
 /// What one run of the binary did.
@@ -448,6 +495,49 @@ pub fn run_tool_with_env(kubeconfig: &Path, args: &[&str], env: &[(&str, &str)])
     }
 }
 
+/// The tool against `kubeconfig` with `global` flags and `args`, its output captured; see
+/// [`finish`].
+pub fn spawn_tool(kubeconfig: &Path, global: &[&str], args: &[&str]) -> Child {
+    tool_command(kubeconfig)
+        .args(global)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn cp-mod-migrator")
+}
+
+/// Waits for the process (at most `limit`, then it is killed and the test fails).
+pub async fn finish(child: Child, limit: Duration) -> RunResult {
+    let pid = child.id();
+    let waiting = tokio::task::spawn_blocking(move || child.wait_with_output());
+    let output = match tokio::time::timeout(limit, waiting).await {
+        Ok(joined) => joined.expect("join").expect("wait"),
+        Err(_) => {
+            // SAFETY: kill(2) on our own child, not reaped yet (the wait above still runs).
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            panic!("cp-mod-migrator (pid {pid}) still running after {limit:?}");
+        }
+    };
+    RunResult {
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        output,
+    }
+}
+
+/// How long [`finish`] waits for one run of the tool.
+pub const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+/// The JSON log line of one step of `run` (the last one for that step).
+pub fn step_line(r: &RunResult, step: &str) -> Option<Value> {
+    r.stderr
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["step"] == step)
+}
+
 pub async fn client_for(kubeconfig: &Path) -> Client {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
     let config = Config::from_custom_kubeconfig(kc, &Default::default())
@@ -459,27 +549,6 @@ pub async fn client_for(kubeconfig: &Path) -> Client {
 fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-/// The differences between two snapshots, for assertion messages.
-pub fn snapshot_diff(
-    before: &BTreeMap<String, Value>,
-    after: &BTreeMap<String, Value>,
-) -> Vec<String> {
-    let mut out = Vec::new();
-    for (k, v) in before {
-        match after.get(k) {
-            None => out.push(format!("deleted: {k}")),
-            Some(a) if a != v => out.push(format!("changed: {k}")),
-            _ => {}
-        }
-    }
-    for k in after.keys() {
-        if !before.contains_key(k) {
-            out.push(format!("created: {k}"));
-        }
-    }
-    out
 }
 
 /// Writes a log of the server to stderr for a failing test's context.

@@ -7,9 +7,8 @@ use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
 use kube::api::{Api, PostParams};
-use serde_json::Value;
 
-use super::{TestCluster, repo_root};
+use super::{TestCluster, repo_root, yaml_documents};
 
 pub const SA_NAMESPACE: &str = "kyma-system";
 /// The ServiceAccount that deploy/rbac.yaml creates, for the hand-run commands.
@@ -23,8 +22,7 @@ pub async fn as_migrator_service_account(c: &TestCluster) -> PathBuf {
     let token = c.token_for(SA_NAMESPACE, SA_NAME).await;
     let user = format!("system:serviceaccount:{SA_NAMESPACE}:{SA_NAME}");
     let reviews: Api<SubjectAccessReview> = Api::all(c.client.clone());
-    for doc in serde_yaml::Deserializer::from_str(&text) {
-        let doc: Value = serde::Deserialize::deserialize(doc).expect("rbac.yaml is YAML");
+    for doc in yaml_documents(&text) {
         let kind = doc["kind"].as_str().unwrap_or_default();
         if kind != "Role" && kind != "ClusterRole" {
             continue;

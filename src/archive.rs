@@ -1,0 +1,746 @@
+//! clean's archive of the legacy installation: every legacy object as clean read it and the
+//! ServiceMappings it adopted, so that `rollback` can undo clean without the Kyma Control Plane.
+//!
+//! Stored as gzip-compressed JSON in Secret(s) of the backup namespace (it holds the legacy
+//! Secrets). When it fits one Secret, the index Secret holds it inline and every change is one
+//! atomic write. A larger archive is split into parts; a new set of parts is written beside the
+//! current one and the index switches to it in one write, so a crash never leaves a half-written
+//! archive behind.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+
+use futures::{StreamExt, TryStreamExt, stream};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DynamicObject, ObjectMeta};
+use kube::{Client, ResourceExt};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Context, Error, Result, is_already_exists, is_conflict};
+use crate::names::{self, LEGACY_OBJECTS, archive as names_archive, backup};
+
+/// The archive's format; a reader refuses any other.
+pub const FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Archive {
+    pub format: u32,
+    /// uid of the ConnectivityProxy CR whose clean wrote it.
+    pub cr_uid: String,
+    /// Legacy objects as clean read them, without server-owned metadata, `status` and a
+    /// Service's allocated addresses; in the order of the contract's table.
+    pub objects: Vec<Value>,
+    pub service_mappings: MappingsArchive,
+}
+
+/// The ServiceMappings (and their CRD) that clean adopted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MappingsArchive {
+    /// Set when clean adopted the CRD: what it carried of the adoption's keys before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crd: Option<Prior>,
+    pub items: Vec<MappingEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MappingEntry {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Prior::is_empty")]
+    pub prior: Prior,
+}
+
+/// The values that an object had, before clean adopted it, of the keys adoption sets (only
+/// those it had: usually none). Rollback puts these back and removes the others.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Prior {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Prior {
+    pub fn is_empty(&self) -> bool {
+        self.annotations.is_empty() && self.labels.is_empty()
+    }
+
+    /// What `meta` carries of the adoption's annotations and label.
+    pub fn of(meta: &ObjectMeta) -> Prior {
+        let pick = |map: &Option<BTreeMap<String, String>>, keys: &[&str]| {
+            map.iter()
+                .flatten()
+                .filter(|(k, _)| keys.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        Prior {
+            annotations: pick(&meta.annotations, &ADOPTION_ANNOTATIONS),
+            labels: pick(&meta.labels, &[names::OPERATOR_LABEL]),
+        }
+    }
+
+    /// A merge patch that puts back exactly this state of the adoption's keys.
+    pub fn restoring_patch(&self) -> Value {
+        let values = |keys: &[&str], prior: &BTreeMap<String, String>| {
+            keys.iter()
+                .map(|k| {
+                    (
+                        k.to_string(),
+                        prior.get(*k).map_or(Value::Null, |v| v.clone().into()),
+                    )
+                })
+                .collect::<serde_json::Map<_, _>>()
+        };
+        serde_json::json!({
+            "metadata": {
+                "annotations": values(&ADOPTION_ANNOTATIONS, &self.annotations),
+                "labels": values(&[names::OPERATOR_LABEL], &self.labels),
+            }
+        })
+    }
+
+    /// Whether `meta` carries exactly this state of the adoption's keys.
+    pub fn matches(&self, meta: &ObjectMeta) -> bool {
+        Prior::of(meta) == *self
+    }
+}
+
+/// The annotations that adoption sets (its label is [`names::OPERATOR_LABEL`]).
+pub const ADOPTION_ANNOTATIONS: [&str; 2] = [
+    names::service_mappings::PRIMARY_NAME_ANNOTATION,
+    names::service_mappings::PRIMARY_NAMESPACE_ANNOTATION,
+];
+
+/// Metadata the API server owns: dropped from every archived object.
+const SERVER_OWNED: [&str; 9] = [
+    "uid",
+    "resourceVersion",
+    "creationTimestamp",
+    "generation",
+    "managedFields",
+    "ownerReferences",
+    "selfLink",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+];
+
+/// An object as the archive keeps it: as read, without server-owned metadata and `status`;
+/// a Service also without the addresses the server allocated (a headless Service keeps `None`).
+pub fn archival(object: &DynamicObject) -> Result<Value> {
+    let mut v = serde_json::to_value(object).map_err(|e| Error::Archive {
+        reason: format!("encoding {} {}: {e}", kind_of(object), object.name_any()),
+    })?;
+    if let Some(o) = v.as_object_mut() {
+        o.remove("status");
+    }
+    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        for field in SERVER_OWNED {
+            meta.remove(field);
+        }
+    }
+    if kind_of(object) == "Service"
+        && let Some(spec) = v.get_mut("spec").and_then(Value::as_object_mut)
+    {
+        let headless = spec.get("clusterIP").and_then(Value::as_str) == Some("None");
+        if !headless {
+            spec.remove("clusterIP");
+            spec.remove("clusterIPs");
+        }
+        spec.remove("healthCheckNodePort");
+        for port in spec
+            .get_mut("ports")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(p) = port.as_object_mut() {
+                p.remove("nodePort");
+            }
+        }
+    }
+    Ok(v)
+}
+
+fn kind_of(object: &DynamicObject) -> &str {
+    object.types.as_ref().map_or("", |t| t.kind.as_str())
+}
+
+/// `(group, kind, namespace, name)` of an archived object.
+pub type ObjectKey = (String, String, String, String);
+
+pub fn key_of(object: &Value) -> ObjectKey {
+    let s = |p: &str| {
+        object
+            .pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let api_version = s("/apiVersion");
+    let group = api_version
+        .rsplit_once('/')
+        .map_or(String::new(), |(g, _)| g.to_string());
+    (
+        group,
+        s("/kind"),
+        s("/metadata/namespace"),
+        s("/metadata/name"),
+    )
+}
+
+/// `Kind namespace/name` of an archived object, for messages.
+pub fn display(object: &Value) -> String {
+    let (_, kind, namespace, name) = key_of(object);
+    if namespace.is_empty() {
+        format!("{kind} {name}")
+    } else {
+        format!("{kind} {namespace}/{name}")
+    }
+}
+
+/// Position of an object in the contract's table, so that an archive has one order.
+fn table_position(object: &Value) -> (usize, usize) {
+    let (group, kind, namespace, name) = key_of(object);
+    LEGACY_OBJECTS
+        .iter()
+        .enumerate()
+        .find_map(|(row, r)| {
+            (r.group == group && r.kind == kind && r.namespace.unwrap_or("") == namespace)
+                .then(|| r.names.iter().position(|n| *n == name).map(|i| (row, i)))
+                .flatten()
+        })
+        .unwrap_or((usize::MAX, usize::MAX))
+}
+
+impl Archive {
+    pub fn new(cr_uid: String, objects: Vec<Value>, service_mappings: MappingsArchive) -> Archive {
+        let mut a = Archive {
+            format: FORMAT,
+            cr_uid,
+            objects,
+            service_mappings,
+        };
+        a.normalize();
+        a
+    }
+
+    fn normalize(&mut self) {
+        self.objects.sort_by_key(table_position);
+        self.objects.dedup_by(|a, b| key_of(a) == key_of(b));
+        self.service_mappings.items.sort();
+        self.service_mappings
+            .items
+            .dedup_by(|a, b| a.namespace == b.namespace && a.name == b.name);
+    }
+
+    /// This archive with what a later run of clean for the same CR found: an entry whose object
+    /// is gone by now is kept, a fresh read replaces an older one.
+    pub fn merged_with(self, fresh: Archive) -> Archive {
+        let mut objects: BTreeMap<ObjectKey, Value> =
+            self.objects.into_iter().map(|o| (key_of(&o), o)).collect();
+        objects.extend(fresh.objects.into_iter().map(|o| (key_of(&o), o)));
+        let mut items: BTreeMap<(Option<String>, String), MappingEntry> = self
+            .service_mappings
+            .items
+            .into_iter()
+            .map(|m| ((m.namespace.clone(), m.name.clone()), m))
+            .collect();
+        items.extend(
+            fresh
+                .service_mappings
+                .items
+                .into_iter()
+                .map(|m| ((m.namespace.clone(), m.name.clone()), m)),
+        );
+        Archive::new(
+            self.cr_uid,
+            objects.into_values().collect(),
+            MappingsArchive {
+                // Once the CRD is adopted a later run sees no change to make: the first record holds.
+                crd: self.service_mappings.crd.or(fresh.service_mappings.crd),
+                items: items.into_values().collect(),
+            },
+        )
+    }
+
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let json = serde_json::to_vec(self).map_err(|e| Error::Archive {
+            reason: format!("encoding the archive: {e}"),
+        })?;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&json)
+            .and_then(|_| gz.finish())
+            .map_err(|e| Error::Archive {
+                reason: format!("compressing the archive: {e}"),
+            })
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Archive> {
+        let mut json = Vec::new();
+        flate2::read::GzDecoder::new(bytes)
+            .read_to_end(&mut json)
+            .map_err(|e| Error::Archive {
+                reason: format!("decompressing {}: {e}", location()),
+            })?;
+        let archive: Archive = serde_json::from_slice(&json).map_err(|e| Error::Archive {
+            reason: format!("decoding {}: {e}", location()),
+        })?;
+        if archive.format != FORMAT {
+            return Err(Error::Archive {
+                reason: format!(
+                    "{} has format {}, this tool reads format {FORMAT}",
+                    location(),
+                    archive.format
+                ),
+            });
+        }
+        Ok(archive)
+    }
+}
+
+/// `Secret connectivity-proxy-backup/connectivity-proxy-legacy-archive`, for messages.
+pub fn location() -> String {
+    format!(
+        "Secret {}/{}",
+        names::BACKUP_NAMESPACE,
+        names_archive::SECRET
+    )
+}
+
+fn secrets(client: &Client) -> Api<Secret> {
+    Api::namespaced(client.clone(), names::BACKUP_NAMESPACE)
+}
+
+/// The archive as stored, and the index that points at it.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub archive: Archive,
+    /// The index Secret's metadata: its resourceVersion guards the next write.
+    index: ObjectMeta,
+    /// The part set the index points at (`None`: the archive is inline).
+    slot: Option<String>,
+    /// Size of the compressed archive.
+    pub bytes: usize,
+    pub parts: usize,
+}
+
+/// The archive, read and decoded in full (so it is checked), or `None` when there is none.
+pub async fn read(client: &Client) -> Result<Option<Archive>> {
+    Ok(read_stored(client).await?.map(|s| s.archive))
+}
+
+pub async fn read_stored(client: &Client) -> Result<Option<Stored>> {
+    let api = secrets(client);
+    let Some(index) = api
+        .get_opt(names_archive::SECRET)
+        .await
+        .context(|| format!("reading {}", location()))?
+    else {
+        return Ok(None);
+    };
+    let annotation = |k: &str| index.annotations().get(k).cloned();
+    let parts: usize = match annotation(names_archive::PARTS_ANNOTATION) {
+        None => 0,
+        Some(p) => p.parse().map_err(|_| Error::Archive {
+            reason: format!(
+                "{} annotation {} is {p:?}, not a number of parts",
+                location(),
+                names_archive::PARTS_ANNOTATION
+            ),
+        })?,
+    };
+    let (bytes, slot) = if parts == 0 {
+        (data_of(&index, names_archive::SECRET)?, None)
+    } else {
+        let slot = annotation(names_archive::SLOT_ANNOTATION)
+            .filter(|s| {
+                names_archive::SLOTS.contains(&s.as_str()) && parts <= names_archive::MAX_PARTS
+            })
+            .ok_or_else(|| Error::Archive {
+                reason: format!(
+                    "{} names {parts} parts in set {:?}; expected at most {} parts in set a or b",
+                    location(),
+                    annotation(names_archive::SLOT_ANNOTATION).unwrap_or_default(),
+                    names_archive::MAX_PARTS
+                ),
+            })?;
+        let uid = annotation(names_archive::CR_UID_ANNOTATION);
+        let chunks: Vec<Vec<u8>> = stream::iter(1..=parts)
+            .map(|i| {
+                let (api, slot, uid) = (&api, &slot, &uid);
+                async move {
+                    let name = names_archive::part_name(slot, i);
+                    let part = api
+                        .get_opt(&name)
+                        .await
+                        .context(|| format!("reading Secret {}/{name}", names::BACKUP_NAMESPACE))?;
+                    let part = part.ok_or_else(|| Error::Archive {
+                        reason: format!(
+                            "part {i} of {} (Secret {}/{name}) is missing",
+                            location(),
+                            names::BACKUP_NAMESPACE
+                        ),
+                    })?;
+                    if part.annotations().get(names_archive::CR_UID_ANNOTATION) != uid.as_ref() {
+                        return Err(Error::Archive {
+                            reason: format!(
+                                "part {i} of {} (Secret {}/{name}) belongs to another CR",
+                                location(),
+                                names::BACKUP_NAMESPACE
+                            ),
+                        });
+                    }
+                    data_of(&part, &name)
+                }
+            })
+            .buffered(names_archive::MAX_PARTS)
+            .try_collect()
+            .await?;
+        (chunks.concat(), Some(slot))
+    };
+    let archive = Archive::decode(&bytes)?;
+    Ok(Some(Stored {
+        archive,
+        index: index.metadata,
+        slot,
+        bytes: bytes.len(),
+        parts,
+    }))
+}
+
+fn data_of(secret: &Secret, name: &str) -> Result<Vec<u8>> {
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(names_archive::DATA_KEY))
+        .map(|b| b.0.clone())
+        .ok_or_else(|| Error::Archive {
+            reason: format!(
+                "Secret {}/{name} has no key {}",
+                names::BACKUP_NAMESPACE,
+                names_archive::DATA_KEY
+            ),
+        })
+}
+
+/// A Secret of the archive: labelled like the backup copies, tied to the CR's uid.
+fn secret(
+    name: String,
+    cr_uid: &str,
+    chunk: Option<&[u8]>,
+    parts: usize,
+    slot: Option<&str>,
+) -> Secret {
+    let mut annotations = BTreeMap::from([
+        (
+            names_archive::CR_UID_ANNOTATION.to_string(),
+            cr_uid.to_string(),
+        ),
+        (
+            backup::TIME_ANNOTATION.to_string(),
+            jiff::Timestamp::now().to_string(),
+        ),
+    ]);
+    if chunk.is_none() || slot.is_some() {
+        annotations.insert(names_archive::PARTS_ANNOTATION.into(), parts.to_string());
+    }
+    if let Some(slot) = slot {
+        annotations.insert(names_archive::SLOT_ANNOTATION.into(), slot.to_string());
+    }
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: Some(names::BACKUP_NAMESPACE.into()),
+            labels: Some(BTreeMap::from([(
+                backup::LABEL.to_string(),
+                "true".to_string(),
+            )])),
+            annotations: Some(annotations),
+            ..Default::default()
+        },
+        type_: Some(names::SECRET_TYPE_OPAQUE.into()),
+        data: chunk.map(|c| {
+            BTreeMap::from([(names_archive::DATA_KEY.to_string(), ByteString(c.to_vec()))])
+        }),
+        ..Default::default()
+    }
+}
+
+/// Why a write of the archive did not happen.
+pub enum WriteOutcome {
+    Written {
+        bytes: usize,
+        parts: usize,
+    },
+    /// Someone else wrote the index since it was read: read again and merge again.
+    Conflict,
+}
+
+/// Writes `archive` in place of `previous` (guarded by its resourceVersion), or creates it.
+pub async fn write(
+    client: &Client,
+    archive: &Archive,
+    previous: Option<&Stored>,
+    dry_run: bool,
+    part_bytes: usize,
+) -> Result<WriteOutcome> {
+    let api = secrets(client);
+    let blob = archive.encode()?;
+    let pp = crate::client::post_params(dry_run);
+    let index = if blob.len() <= part_bytes {
+        secret(
+            names_archive::SECRET.into(),
+            &archive.cr_uid,
+            Some(&blob),
+            0,
+            None,
+        )
+    } else {
+        let chunks: Vec<&[u8]> = blob.chunks(part_bytes.max(1)).collect();
+        if chunks.len() > names_archive::MAX_PARTS {
+            return Err(Error::Archive {
+                reason: format!(
+                    "the archive takes {} bytes compressed, more than {} parts of {part_bytes} bytes; \
+                     nothing was deleted",
+                    blob.len(),
+                    names_archive::MAX_PARTS
+                ),
+            });
+        }
+        // The set the index does not point at: the current one stays whole until the switch.
+        let slot = match previous.and_then(|p| p.slot.as_deref()) {
+            Some(s) if s == names_archive::SLOTS[0] => names_archive::SLOTS[1],
+            _ => names_archive::SLOTS[0],
+        };
+        stream::iter(chunks.iter().enumerate())
+            .map(|(i, chunk)| {
+                let part = secret(
+                    names_archive::part_name(slot, i + 1),
+                    &archive.cr_uid,
+                    Some(chunk),
+                    chunks.len(),
+                    Some(slot),
+                );
+                let (api, pp) = (&api, &pp);
+                async move { put(api, &part, pp).await }
+            })
+            .buffer_unordered(names_archive::MAX_PARTS)
+            .try_collect::<Vec<()>>()
+            .await?;
+        secret(
+            names_archive::SECRET.into(),
+            &archive.cr_uid,
+            None,
+            chunks.len(),
+            Some(slot),
+        )
+    };
+    let parts = index
+        .annotations()
+        .get(names_archive::PARTS_ANNOTATION)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    let written = match previous {
+        Some(p) => {
+            let mut index = index;
+            index.metadata.resource_version = p.index.resource_version.clone();
+            api.replace(names_archive::SECRET, &pp, &index).await
+        }
+        None => api.create(&pp, &index).await,
+    };
+    match written {
+        Ok(_) => Ok(WriteOutcome::Written {
+            bytes: blob.len(),
+            parts,
+        }),
+        Err(e) if is_conflict(&e) || is_already_exists(&e) => Ok(WriteOutcome::Conflict),
+        Err(e) => Err(e).context(|| format!("writing {}", location())),
+    }
+}
+
+/// Creates a part, or replaces the one of that name (a part set is rewritten whole).
+async fn put(api: &Api<Secret>, part: &Secret, pp: &kube::api::PostParams) -> Result<()> {
+    let name = part.name_any();
+    let what = || format!("writing Secret {}/{name}", names::BACKUP_NAMESPACE);
+    const ATTEMPTS: u32 = 10;
+    for _ in 0..ATTEMPTS {
+        match api.create(pp, part).await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_already_exists(&e) => {}
+            Err(e) => return Err(e).context(what),
+        }
+        let Some(existing) = api.get_metadata_opt(&name).await.context(what)? else {
+            continue;
+        };
+        let mut replacement = part.clone();
+        replacement.metadata.resource_version = existing.resource_version();
+        match api.replace(&name, pp, &replacement).await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_conflict(&e) => continue,
+            Err(e) => return Err(e).context(what),
+        }
+    }
+    Err(Error::TooManyConflicts {
+        object: format!("Secret {}/{name}", names::BACKUP_NAMESPACE),
+        attempts: ATTEMPTS,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn object(kind: &str, api_version: &str, ns: Option<&str>, name: &str, extra: Value) -> Value {
+        let mut v = json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name}});
+        if let Some(ns) = ns {
+            v["metadata"]["namespace"] = json!(ns);
+        }
+        if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+            o.extend(e.clone());
+        }
+        v
+    }
+
+    fn mapping(name: &str) -> MappingEntry {
+        MappingEntry {
+            namespace: None,
+            name: name.into(),
+            prior: Prior::default(),
+        }
+    }
+
+    #[test]
+    fn archival_drops_server_metadata_status_and_allocated_addresses() {
+        let svc: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "s", "namespace": "kyma-system", "uid": "u", "resourceVersion": "7",
+                "creationTimestamp": "2024-01-01T00:00:00Z", "managedFields": [], "labels": {"a": "b"},
+                "ownerReferences": [{"apiVersion": "v1", "kind": "X", "name": "x", "uid": "y"}]},
+            "spec": {"clusterIP": "10.0.0.1", "clusterIPs": ["10.0.0.1"], "type": "NodePort",
+                "healthCheckNodePort": 30001,
+                "ports": [{"port": 80, "nodePort": 30080, "protocol": "TCP"}]},
+            "status": {"loadBalancer": {}}
+        }))
+        .unwrap();
+        let a = archival(&svc).unwrap();
+        assert_eq!(
+            a,
+            json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "s", "namespace": "kyma-system", "labels": {"a": "b"}},
+                "spec": {"type": "NodePort", "ports": [{"port": 80, "protocol": "TCP"}]}})
+        );
+        let headless: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "h"},
+            "spec": {"clusterIP": "None", "clusterIPs": ["None"]}
+        }))
+        .unwrap();
+        assert_eq!(archival(&headless).unwrap()["spec"]["clusterIP"], "None");
+    }
+
+    #[test]
+    fn merge_keeps_entries_of_objects_gone_since_and_takes_fresh_reads() {
+        let old = Archive::new(
+            "cr".into(),
+            vec![
+                object(
+                    "StatefulSet",
+                    "apps/v1",
+                    Some("kyma-system"),
+                    "connectivity-proxy",
+                    json!({"spec": 1}),
+                ),
+                object(
+                    "PriorityClass",
+                    "scheduling.k8s.io/v1",
+                    None,
+                    "connectivity-proxy-priority-class",
+                    json!({"value": 1}),
+                ),
+            ],
+            MappingsArchive {
+                crd: Some(Prior::default()),
+                items: vec![mapping("a"), mapping("b")],
+            },
+        );
+        let fresh = Archive::new(
+            "cr".into(),
+            vec![object(
+                "PriorityClass",
+                "scheduling.k8s.io/v1",
+                None,
+                "connectivity-proxy-priority-class",
+                json!({"value": 2}),
+            )],
+            MappingsArchive {
+                crd: None,
+                items: vec![mapping("c")],
+            },
+        );
+        let merged = old.merged_with(fresh);
+        assert_eq!(merged.objects.len(), 2);
+        assert_eq!(merged.objects[0]["kind"], "StatefulSet", "table order");
+        assert_eq!(merged.objects[1]["value"], 2, "the fresh read wins");
+        let names: Vec<&str> = merged
+            .service_mappings
+            .items
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert_eq!(merged.service_mappings.crd, Some(Prior::default()));
+    }
+
+    #[test]
+    fn encode_decode_round_trip_and_a_corrupt_archive_is_named() {
+        let a = Archive::new(
+            "uid-1".into(),
+            vec![object(
+                "ConfigMap",
+                "v1",
+                Some("kyma-system"),
+                "connectivity-proxy",
+                json!({"data": {"k": "v"}}),
+            )],
+            MappingsArchive::default(),
+        );
+        let bytes = a.encode().unwrap();
+        assert_eq!(Archive::decode(&bytes).unwrap(), a);
+        let err = Archive::decode(&bytes[..bytes.len() / 2])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("connectivity-proxy-legacy-archive"), "{err}");
+    }
+
+    #[test]
+    fn prior_state_is_restored_exactly() {
+        let meta = ObjectMeta {
+            labels: Some(BTreeMap::from([
+                (
+                    names::OPERATOR_LABEL.to_string(),
+                    "someone-else".to_string(),
+                ),
+                ("other".to_string(), "x".to_string()),
+            ])),
+            ..Default::default()
+        };
+        let prior = Prior::of(&meta);
+        assert_eq!(prior.labels.len(), 1);
+        assert!(prior.annotations.is_empty());
+        let patch = prior.restoring_patch();
+        assert_eq!(
+            patch["metadata"]["labels"][names::OPERATOR_LABEL],
+            "someone-else"
+        );
+        for a in ADOPTION_ANNOTATIONS {
+            assert_eq!(patch["metadata"]["annotations"][a], Value::Null);
+        }
+        assert!(prior.matches(&meta));
+    }
+}

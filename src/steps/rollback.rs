@@ -1,0 +1,419 @@
+//! rollback: undoes clean from its archive once the module is disabled, so the legacy
+//! Connectivity Proxy is back in seconds instead of after the Kyma Control Plane's next pass.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::{StreamExt, TryStreamExt, stream};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DynamicObject, ListParams, Patch};
+use serde_json::Value;
+
+use super::clean::service_mapping_resource;
+use super::restore::restore_one;
+use super::{Ctx, Outcome, print_plan};
+use crate::archive::{self, MappingsArchive, Prior};
+use crate::client::{patch_params, post_params};
+use crate::error::{Context, Error, Result, is_already_exists, is_not_found};
+use crate::legacy;
+use crate::names::{self, LEGACY_OBJECTS, ROLLBACK_ORDER, config_maps, service_mappings as sm};
+
+/// Requests in flight at once.
+const CONCURRENCY: usize = 16;
+
+/// An archived object and where this cluster serves its kind.
+struct Target {
+    object: Value,
+    api: Api<DynamicObject>,
+    name: String,
+    display: String,
+    stage: usize,
+    /// One of the two user ConfigMaps, which come back from their backup copies.
+    user_config: Option<&'static str>,
+}
+
+pub async fn run(ctx: &Ctx) -> Result<Outcome> {
+    let Some(archived) = archive::read(&ctx.client).await? else {
+        return Err(Error::NoArchive {
+            location: archive::location(),
+        });
+    };
+    let (targets, unserved) = resolve(ctx, &archived.objects).await?;
+
+    // What is in the cluster now: the module's operator, and each archived name.
+    let operator = async {
+        let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), names::KYMA_SYSTEM);
+        api.get_metadata_opt(names::OPERATOR_DEPLOYMENT)
+            .await
+            .context(|| {
+                format!(
+                    "reading Deployment {}/{}",
+                    names::KYMA_SYSTEM,
+                    names::OPERATOR_DEPLOYMENT
+                )
+            })
+    };
+    let existing = stream::iter(&targets)
+        .map(|t| async move {
+            t.api
+                .get_metadata_opt(&t.name)
+                .await
+                .context(|| format!("reading {}", t.display))
+        })
+        .buffered(CONCURRENCY)
+        .try_collect::<Vec<_>>();
+    let (operator, existing) = futures::try_join!(operator, existing)?;
+
+    let mut blockers = Vec::new();
+    if operator.is_some() {
+        blockers.push(format!(
+            "Deployment {}/{} (the new operator) exists",
+            names::KYMA_SYSTEM,
+            names::OPERATOR_DEPLOYMENT
+        ));
+    }
+    for (t, found) in targets.iter().zip(&existing) {
+        if found
+            .as_ref()
+            .is_some_and(|m| legacy::is_operators(&m.metadata))
+        {
+            blockers.push(format!(
+                "{} carries the new operator's label {}={}",
+                t.display,
+                names::OPERATOR_LABEL,
+                names::OPERATOR_LABEL_VALUE
+            ));
+        }
+    }
+    if !blockers.is_empty() {
+        return Err(Error::RollbackRefused {
+            blockers: blockers.join("; "),
+        });
+    }
+
+    // Before the legacy webhook is back: it would judge these writes before its Pods can answer.
+    let unadoption = unadopt(ctx, &archived.service_mappings).await?;
+
+    let mut recreated = Vec::new();
+    let mut left = Vec::new();
+    let mut restored = Vec::new();
+    for stage in 0..ROLLBACK_ORDER.len() {
+        let in_stage: Vec<(&Target, bool)> = targets
+            .iter()
+            .zip(&existing)
+            .filter(|(t, _)| t.stage == stage)
+            .map(|(t, found)| (t, found.is_some()))
+            .collect();
+        // The user configuration comes back as `restore` writes it, from its verified copies.
+        let mut from_copy = BTreeSet::new();
+        for (t, _) in &in_stage {
+            if let Some(name) = t.user_config
+                && let Some(target) = restore_one(ctx, name).await?
+            {
+                from_copy.insert(name);
+                restored.push(format!("ConfigMap {target}"));
+            }
+        }
+        let results: Vec<(String, bool)> = stream::iter(in_stage)
+            .filter(|(t, _)| {
+                futures::future::ready(t.user_config.is_none_or(|n| !from_copy.contains(n)))
+            })
+            .map(|(t, exists)| async move {
+                if exists {
+                    return Ok((t.display.clone(), false));
+                }
+                Ok((t.display.clone(), recreate(ctx, t).await?))
+            })
+            .buffer_unordered(CONCURRENCY)
+            .try_collect()
+            .await?;
+        for (what, created) in results {
+            if created {
+                recreated.push(what);
+            } else {
+                tracing::info!(object = %what, "exists already; left as it is");
+                left.push(what);
+            }
+        }
+    }
+    recreated.sort();
+    left.sort();
+
+    if !ctx.dry_run {
+        verify(&targets, &recreated).await?;
+    }
+    if ctx.dry_run {
+        for what in &recreated {
+            print_plan("rollback", &format!("would recreate {what}"));
+        }
+    }
+    // Names only for what needs a look: objects left as found, kinds skipped.
+    let summary = format!(
+        "{} {} legacy objects; {} left as they were{}; {} skipped as not served{}; {} {} ServiceMappings{}; {} {}",
+        if ctx.dry_run {
+            "would recreate"
+        } else {
+            "recreated"
+        },
+        recreated.len(),
+        left.len(),
+        list(&left),
+        unserved.len(),
+        list(&unserved),
+        if ctx.dry_run {
+            "would un-adopt"
+        } else {
+            "un-adopted"
+        },
+        unadoption.mappings,
+        if unadoption.crd { " and their CRD" } else { "" },
+        if ctx.dry_run {
+            "would restore"
+        } else {
+            "restored"
+        },
+        if restored.is_empty() {
+            "no ConfigMap from the backup (no copy)".to_string()
+        } else {
+            format!("{} from the backup", restored.join(", "))
+        },
+    );
+    if ctx.dry_run {
+        print_plan("rollback", &summary);
+    }
+    Ok(Outcome::Done(summary))
+}
+
+/// ` (a, b)` for a non-empty list.
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", items.join(", "))
+    }
+}
+
+/// Where each archived object's kind is served now; kinds no longer served are reported.
+async fn resolve(ctx: &Ctx, objects: &[Value]) -> Result<(Vec<Target>, Vec<String>)> {
+    let served = legacy::resolve(&ctx.client, LEGACY_OBJECTS).await?;
+    let mut targets = Vec::new();
+    let mut unserved = Vec::new();
+    for object in objects {
+        let (group, kind, namespace, name) = archive::key_of(object);
+        let what = archive::display(object);
+        let row = LEGACY_OBJECTS.iter().zip(&served).find(|(r, _)| {
+            r.group == group
+                && r.kind == kind
+                && r.namespace.unwrap_or("") == namespace
+                && r.names.contains(&name.as_str())
+        });
+        let Some((row, ar)) = row else {
+            tracing::warn!(object = %what, "not an object of the legacy installation; not recreated");
+            unserved.push(what);
+            continue;
+        };
+        let Some(ar) = ar else {
+            tracing::warn!(object = %what, "its kind is no longer served by this cluster; skipped");
+            unserved.push(what);
+            continue;
+        };
+        let mut object = object.clone();
+        if object["apiVersion"] != ar.api_version.as_str() {
+            tracing::warn!(object = %what, archived = %object["apiVersion"], served = %ar.api_version, "recreated at the version the cluster serves now");
+            object["apiVersion"] = ar.api_version.clone().into();
+        }
+        let api = match row.namespace {
+            Some(ns) => Api::namespaced_with(ctx.client.clone(), ns, ar),
+            None => Api::all_with(ctx.client.clone(), ar),
+        };
+        let stage = ROLLBACK_ORDER
+            .iter()
+            .position(|kinds| kinds.contains(&kind.as_str()))
+            .unwrap_or(ROLLBACK_ORDER.len() - 1);
+        let user_config = (row.kind == "ConfigMap" && row.namespace == Some(names::KYMA_SYSTEM))
+            .then(|| config_maps::USER_CONFIG.into_iter().find(|n| *n == name))
+            .flatten();
+        targets.push(Target {
+            object,
+            api,
+            name,
+            display: what,
+            stage,
+            user_config,
+        });
+    }
+    Ok((targets, unserved))
+}
+
+/// Creates an archived object; `false` when it exists already (created in the meantime).
+async fn recreate(ctx: &Ctx, t: &Target) -> Result<bool> {
+    let object: DynamicObject =
+        serde_json::from_value(t.object.clone()).map_err(|e| Error::Archive {
+            reason: format!("{} in the archive is not an object: {e}", t.display),
+        })?;
+    match t.api.create(&post_params(ctx.dry_run), &object).await {
+        Ok(_) => {
+            if !ctx.dry_run {
+                tracing::info!(object = %t.display, "recreated");
+            }
+            Ok(true)
+        }
+        Err(e) if is_already_exists(&e) => Ok(false),
+        Err(e) => Err(e).context(|| format!("recreating {}", t.display)),
+    }
+}
+
+/// Reads every recreated object back: it must hold everything the archive holds of it.
+async fn verify(targets: &[Target], recreated: &[String]) -> Result<()> {
+    stream::iter(targets.iter().filter(|t| recreated.contains(&t.display)))
+        .map(|t| async move {
+            let back = t
+                .api
+                .get_opt(&t.name)
+                .await
+                .context(|| format!("reading {} back", t.display))?;
+            let back = back
+                .map(|b| serde_json::to_value(b).unwrap_or(Value::Null))
+                .unwrap_or(Value::Null);
+            match first_difference("", &t.object, &back) {
+                None => Ok(()),
+                Some(difference) => Err(Error::RollbackMismatch {
+                    object: t.display.clone(),
+                    difference,
+                }),
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
+/// The first field of `want` that `got` lacks or holds otherwise (fields the server added
+/// count as equal), by path; never the values, which may be Secret data.
+fn first_difference(path: &str, want: &Value, got: &Value) -> Option<String> {
+    match (want, got) {
+        (Value::Object(w), Value::Object(g)) => w.iter().find_map(|(k, v)| {
+            let p = format!("{path}.{k}");
+            match g.get(k) {
+                Some(gv) => first_difference(&p, v, gv),
+                None => Some(format!("{p} is missing")),
+            }
+        }),
+        (Value::Array(w), Value::Array(g)) if w.len() == g.len() => w
+            .iter()
+            .zip(g)
+            .enumerate()
+            .find_map(|(i, (a, b))| first_difference(&format!("{path}[{i}]"), a, b)),
+        _ if want == got => None,
+        _ => Some(format!(
+            "{} differs",
+            if path.is_empty() { "the object" } else { path }
+        )),
+    }
+}
+
+#[derive(Default)]
+struct Unadoption {
+    mappings: usize,
+    crd: bool,
+}
+
+/// Puts back, on exactly the ServiceMappings (and CRD) that clean adopted, what they carried
+/// of the adoption's keys before. Only those that differ from it are written.
+async fn unadopt(ctx: &Ctx, archived: &MappingsArchive) -> Result<Unadoption> {
+    let mut done = Unadoption::default();
+    if archived.items.is_empty() && archived.crd.is_none() {
+        return Ok(done);
+    }
+    let crds: Api<CustomResourceDefinition> = Api::all(ctx.client.clone());
+    let Some(crd) = crds
+        .get_opt(sm::CRD_NAME)
+        .await
+        .context(|| format!("reading CustomResourceDefinition {}", sm::CRD_NAME))?
+    else {
+        tracing::warn!(
+            crd = sm::CRD_NAME,
+            "the ServiceMapping CRD is gone; no ServiceMapping to un-adopt"
+        );
+        return Ok(done);
+    };
+    let pp = patch_params(ctx.dry_run);
+    if let Some(ar) = service_mapping_resource(&crd) {
+        let wanted: BTreeMap<(Option<&str>, &str), &Prior> = archived
+            .items
+            .iter()
+            .map(|m| ((m.namespace.as_deref(), m.name.as_str()), &m.prior))
+            .collect();
+        let all: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &ar);
+        let mut to_write: Vec<(Option<String>, String, Value)> = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut lp = ListParams::default().limit(500);
+            if let Some(t) = &token {
+                lp = lp.continue_token(t);
+            }
+            let page = match all.list_metadata(&lp).await {
+                Ok(page) => page,
+                Err(kube::Error::Api(s)) if s.code == 410 && token.is_some() => {
+                    token = None;
+                    to_write.clear();
+                    continue;
+                }
+                Err(e) => return Err(e).context(|| format!("listing {}", sm::PLURAL)),
+            };
+            for m in &page.items {
+                let namespace = m.metadata.namespace.as_deref();
+                let name = m.metadata.name.as_deref().unwrap_or_default();
+                let key = (namespace.filter(|_| crd.spec.scope == "Namespaced"), name);
+                if let Some(prior) = wanted.get(&key)
+                    && !prior.matches(&m.metadata)
+                {
+                    to_write.push((
+                        key.0.map(str::to_string),
+                        name.to_string(),
+                        prior.restoring_patch(),
+                    ));
+                }
+            }
+            token = page.metadata.continue_.filter(|t| !t.is_empty());
+            if token.is_none() {
+                break;
+            }
+        }
+        done.mappings = stream::iter(to_write)
+            .map(|(ns, name, patch)| {
+                let api: Api<DynamicObject> = match &ns {
+                    Some(ns) => Api::namespaced_with(ctx.client.clone(), ns, &ar),
+                    None => Api::all_with(ctx.client.clone(), &ar),
+                };
+                let pp = &pp;
+                async move {
+                    match api.patch_metadata(&name, pp, &Patch::Merge(&patch)).await {
+                        Ok(_) => Ok(1usize),
+                        // Deleted since it was listed: nothing to give back.
+                        Err(e) if is_not_found(&e) => Ok(0),
+                        Err(e) => Err(e).context(|| {
+                            format!(
+                                "un-adopting {} {}{name}",
+                                sm::KIND,
+                                ns.map(|n| format!("{n}/")).unwrap_or_default()
+                            )
+                        }),
+                    }
+                }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .try_fold(0usize, |acc, n| async move { Ok(acc + n) })
+            .await?;
+    }
+    if let Some(prior) = &archived.crd
+        && !prior.matches(&crd.metadata)
+    {
+        crds.patch(sm::CRD_NAME, &pp, &Patch::Merge(&prior.restoring_patch()))
+            .await
+            .context(|| format!("un-adopting CustomResourceDefinition {}", sm::CRD_NAME))?;
+        done.crd = true;
+    }
+    Ok(done)
+}

@@ -1,0 +1,661 @@
+//! `rollback` on the real API server: after `run` and the module disabled, the legacy
+//! installation comes back from clean's archive exactly as it was, without the control plane;
+//! it refuses while the module is still there; objects that came back already are left alone;
+//! a module enabled again migrates again. No Secret data appears in any output on the way.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+use cp_mod_migrator::names::{self, markers};
+use cp_mod_migrator::steps::clean::is_adopted;
+use support::secrets::Transcript;
+use support::snapshot::*;
+use support::*;
+
+/// ServiceMappings besides the fixture's three.
+const MAPPINGS: usize = 1000;
+
+/// ServiceMappings someone adopted by hand before the migration: clean does not change them,
+/// so rollback must not either.
+fn adopted_by_hand(i: usize) -> bool {
+    i % 250 == 7
+}
+
+/// Label of the legacy objects that the control plane brought back before the rollback.
+const BROUGHT_BACK_LABEL: &str = "example.com/brought-back-by";
+
+// ---------------------------------------------------------------------------------------------
+// Round trip
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_then_rollback_restores_the_legacy_installation_exactly_dedicated_tenant() {
+    round_trip(Tenant::Dedicated).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_then_rollback_restores_the_legacy_installation_exactly_shared_tenant() {
+    round_trip(Tenant::Shared).await;
+}
+
+/// Legacy fixture with 1 000 more ServiceMappings, some adopted by hand: `run`, the module
+/// disabled, `rollback --dry-run` (changes nothing), `rollback`: every legacy object, every
+/// ServiceMapping and their CRD as before, field by field; a second `rollback` changes nothing.
+async fn round_trip(tenant: Tenant) {
+    let started = Instant::now();
+    let c = TestCluster::with(tenant.fixtures()).await;
+    let t = Transcript::default();
+    let hand_adopted: BTreeSet<String> =
+        support::service_mappings::create(&c.client, "mapping", MAPPINGS, adopted_by_hand)
+            .await
+            .iter()
+            .filter(|m| is_adopted(&m.metadata))
+            .map(|m| m.name_any())
+            .collect();
+    assert_eq!(hand_adopted.len(), 4, "{hand_adopted:?}");
+    carry_part_of_the_adoption(&c.client).await;
+    let pristine = snap(&c.client, &discover(&c.client).await).await;
+    let cr_uid = c.cr().await.uid().expect("uid");
+    let setup = started.elapsed();
+
+    let run = t.run(&c, &["run"]);
+    run.assert_ok();
+    the_archive_holds_what_clean_changed(&c, &pristine, &cr_uid, &hand_adopted).await;
+
+    // The module disabled: its operator ran, then it was uninstalled with its CR and CRD.
+    module::install_operator(&c).await;
+    module::disable(&c).await;
+
+    let before = c.snapshot().await;
+    let dry = t.run(&c, &["rollback", "--dry-run"]);
+    dry.assert_ok();
+    assert_no_write(&before, &c.snapshot().await, "rollback --dry-run");
+    for key in [
+        "StatefulSet kyma-system/connectivity-proxy",
+        "ValidatingWebhookConfiguration webhook-secret",
+        "Secret istio-system/cc-certs",
+    ] {
+        assert!(
+            dry.stdout.contains(key),
+            "the plan names {key}:\n{}",
+            dry.stdout
+        );
+    }
+
+    let rollback = t.run(&c, &["rollback"]);
+    rollback.assert_ok();
+    let after = snap(&c.client, &discover(&c.client).await).await;
+    as_before_the_migration(&pristine, &after, &[]);
+    let still_adopted: BTreeSet<String> = after
+        .iter()
+        .filter(|(_, o)| o.ar.kind == names::service_mappings::KIND)
+        .filter(|(_, o)| {
+            let meta: kube::core::ObjectMeta =
+                serde_json::from_value(o.value["metadata"].clone()).expect("metadata");
+            is_adopted(&meta)
+        })
+        .map(|(_, o)| o.value["metadata"]["name"].as_str().expect("name").into())
+        .collect();
+    assert_eq!(
+        still_adopted, hand_adopted,
+        "the ServiceMappings adopted by hand stay adopted, and only they"
+    );
+    for name in &hand_adopted {
+        let key = format!(
+            "{}/{} /{name}",
+            names::service_mappings::GROUP,
+            names::service_mappings::KIND
+        );
+        assert_eq!(
+            after[&key].value["metadata"]["resourceVersion"],
+            pristine[&key].value["metadata"]["resourceVersion"],
+            "{key}: neither clean nor rollback wrote it"
+        );
+    }
+    for name in names::config_maps::USER_CONFIG {
+        let key = format!("/ConfigMap {}/{name}", names::BACKUP_NAMESPACE);
+        assert!(after.contains_key(&key), "the backup copy {key} is kept");
+    }
+
+    let before = c.snapshot().await;
+    let again = t.run(&c, &["rollback"]);
+    again.assert_ok();
+    assert_no_write(&before, &c.snapshot().await, "a second rollback");
+
+    let status = t.run(&c, &["status", "-o", "json"]);
+    status.assert_ok();
+    let status: Value = serde_json::from_str(&status.stdout).expect("status JSON");
+    let legacy_count = legacy_keys().len();
+    let archive = &status["archive"];
+    for (field, value) in [
+        ("present", json!(true)),
+        ("objects", json!(legacy_count)),
+        ("service_mappings", json!(MAPPINGS + 3 - hand_adopted.len())),
+        ("crd_adopted", json!(true)),
+        ("cr_uid", json!(cr_uid)),
+    ] {
+        assert_eq!(archive[field], value, "status: archive.{field}: {archive}");
+    }
+    t.run(&c, &["status"]).assert_ok();
+
+    t.assert_free_of_secret_data(&c.client, &archive_data(&c.client).await)
+        .await;
+    eprintln!(
+        "round trip {tenant:?}, {} ServiceMappings: setup {:.1}s; run {} ms, {} requests; \
+         rollback --dry-run {} ms, {} requests; rollback {} ms, {} requests ({}); \
+         second rollback {} ms, {} requests; {} commands searched for Secret data; {:.1}s in all",
+        MAPPINGS + 3,
+        setup.as_secs_f64(),
+        run.last_line()["duration_ms"],
+        run.api_requests(),
+        dry.last_line()["duration_ms"],
+        dry.api_requests(),
+        rollback.last_line()["duration_ms"],
+        rollback.api_requests(),
+        rollback.reason(),
+        again.last_line()["duration_ms"],
+        again.api_requests(),
+        t.commands(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Two ServiceMappings carry some of the adoption's keys already: clean completes it, and
+/// rollback gives back exactly what they carried.
+async fn carry_part_of_the_adoption(client: &Client) {
+    let api = support::service_mappings::api(client);
+    for (name, metadata) in [
+        (
+            "mapping-11",
+            json!({"labels": {names::OPERATOR_LABEL: names::OPERATOR_LABEL_VALUE}}),
+        ),
+        (
+            "mapping-261",
+            json!({"annotations": {names::service_mappings::PRIMARY_NAME_ANNOTATION: "someone-else"}}),
+        ),
+    ] {
+        api.patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": metadata })),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("patch {name}: {e}"));
+    }
+}
+
+/// clean's archive: every legacy object as it was, the ServiceMappings it adopted (not those
+/// adopted already), and the uid of the CR it belongs to.
+async fn the_archive_holds_what_clean_changed(
+    c: &TestCluster,
+    pristine: &Snap,
+    cr_uid: &str,
+    hand_adopted: &BTreeSet<String>,
+) {
+    let archive = cp_mod_migrator::archive::read(&c.client)
+        .await
+        .expect("read the archive")
+        .expect("clean wrote an archive");
+    assert_eq!(archive.cr_uid, cr_uid, "the archive belongs to the CR");
+    let secrets: Api<Secret> = Api::namespaced(c.client.clone(), names::BACKUP_NAMESPACE);
+    let stored: Vec<Secret> = secrets
+        .list(&ListParams::default())
+        .await
+        .expect("list Secrets")
+        .items
+        .into_iter()
+        .filter(is_archive)
+        .collect();
+    assert!(
+        stored
+            .iter()
+            .any(|s| s.name_any() == names::archive::SECRET),
+        "Secret {}/{} exists",
+        names::BACKUP_NAMESPACE,
+        names::archive::SECRET
+    );
+    for s in &stored {
+        assert_eq!(s.type_.as_deref(), Some("Opaque"), "{}", s.name_any());
+        assert_eq!(
+            s.labels().get(names::backup::LABEL).map(String::as_str),
+            Some("true"),
+            "{} is labelled like the backup copies",
+            s.name_any()
+        );
+    }
+
+    let archived: State = archive
+        .objects
+        .iter()
+        .map(|o| (key_of(o), archived_form(o)))
+        .collect();
+    let expected: State = pristine
+        .iter()
+        .filter(|(k, _)| legacy_keys().contains(k))
+        .map(|(k, o)| {
+            let mut v = o.value.clone();
+            v["apiVersion"] = json!(o.ar.api_version);
+            v["kind"] = json!(o.ar.kind);
+            (k.clone(), archived_form(&v))
+        })
+        .collect();
+    assert_eq!(expected.len(), legacy_keys().len(), "the whole fixture");
+    let diff = state_diff(&expected, &archived);
+    assert!(
+        diff.is_empty(),
+        "the archive holds every legacy object as clean read it:\n{}",
+        diff.join("\n")
+    );
+    for o in &archive.objects {
+        for field in [
+            "uid",
+            "resourceVersion",
+            "creationTimestamp",
+            "managedFields",
+        ] {
+            assert!(
+                o["metadata"].get(field).is_none(),
+                "{}: server-owned {field} is not archived",
+                key_of(o)
+            );
+        }
+        assert!(o.get("status").is_none(), "{}: no status", key_of(o));
+    }
+
+    let mappings: BTreeSet<String> = pristine
+        .values()
+        .filter(|o| o.ar.kind == names::service_mappings::KIND)
+        .map(|o| o.value["metadata"]["name"].as_str().expect("name").into())
+        .filter(|n| !hand_adopted.contains(n))
+        .collect();
+    let archived_mappings: BTreeSet<String> = archive
+        .service_mappings
+        .items
+        .iter()
+        .map(|m| m.name.clone())
+        .collect();
+    assert_eq!(archived_mappings.len(), MAPPINGS + 3 - hand_adopted.len());
+    assert_eq!(
+        archived_mappings, mappings,
+        "the archive names exactly the ServiceMappings clean adopted"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Refusals
+
+/// While the module is still there (its operator Deployment, or its object at a legacy name),
+/// and without an archive, rollback refuses, names what is in the way and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_refuses_while_the_module_is_there_or_without_an_archive() {
+    let c = TestCluster::legacy_and_module().await;
+    let t = Transcript::default();
+    t.run(&c, &["run"]).assert_ok();
+    module::install_operator(&c).await;
+    create_operators_service(&c.client).await;
+
+    const DEPLOYMENT: &str = "Deployment kyma-system/connectivity-proxy-operator";
+    const SERVICE: &str = "Service kyma-system/connectivity-proxy";
+    // The module enabled: its operator Deployment and its Service at a legacy name.
+    refused(&c, &t, &[DEPLOYMENT, SERVICE], &[]).await;
+    // The module disabled, but its Service is still there.
+    module::disable(&c).await;
+    refused(&c, &t, &[SERVICE], &[DEPLOYMENT]).await;
+    let services: Api<k8s_openapi::api::core::v1::Service> =
+        Api::namespaced(c.client.clone(), names::KYMA_SYSTEM);
+    services
+        .delete("connectivity-proxy", &DeleteParams::default())
+        .await
+        .expect("delete the operator's Service");
+
+    // No archive: a cluster cleaned by an older tool.
+    let also = archive_data(&c.client).await;
+    delete_archive(&c.client).await;
+    refused(&c, &t, &["archive", "restore"], &[]).await;
+
+    t.assert_free_of_secret_data(&c.client, &also).await;
+}
+
+/// A Service of the new operator at the name of a legacy one.
+async fn create_operators_service(client: &Client) {
+    let services: Api<k8s_openapi::api::core::v1::Service> =
+        Api::namespaced(client.clone(), names::KYMA_SYSTEM);
+    let service = serde_json::from_value(json!({
+        "metadata": {
+            "name": "connectivity-proxy",
+            "labels": {names::OPERATOR_LABEL: names::OPERATOR_LABEL_VALUE},
+        },
+        "spec": {"ports": [{"name": "http", "port": 20003}]},
+    }))
+    .expect("Service");
+    services
+        .create(&PostParams::default(), &service)
+        .await
+        .expect("create the operator's Service");
+}
+
+/// `rollback` and `rollback --dry-run` each exit 1 with an error that names each of `named`
+/// and none of `not_named`, and write nothing.
+async fn refused(c: &TestCluster, t: &Transcript, named: &[&str], not_named: &[&str]) {
+    for args in [&["rollback", "--dry-run"][..], &["rollback"][..]] {
+        let before = c.snapshot().await;
+        let r = t.run(c, args);
+        assert_eq!(r.output.status.code(), Some(1), "{args:?}:\n{}", r.stderr);
+        r.assert_failed_with(named);
+        for n in not_named {
+            assert!(
+                !r.reason().contains(n),
+                "{args:?}: {:?} names {n:?}",
+                r.reason()
+            );
+        }
+        assert_no_write(&before, &c.snapshot().await, &format!("refused {args:?}"));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What came back already, and the module enabled again
+
+/// Objects that the control plane brought back before the rollback are left as they are, and
+/// the rest is recreated. Then the module is enabled again: a fresh CR and a new `run` replace
+/// the archive and migrate again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_leaves_what_came_back_and_a_reenabled_module_migrates_again() {
+    let c = TestCluster::legacy_and_module().await;
+    let t = Transcript::default();
+    let pristine = snap(&c.client, &discover(&c.client).await).await;
+    let first_uid = c.cr().await.uid().expect("uid");
+    t.run(&c, &["run"]).assert_ok();
+    module::disable(&c).await;
+
+    objects_brought_back_are_left_as_they_are(&c, &t, &pristine).await;
+    a_reenabled_module_replaces_the_archive_and_migrates_again(&c, &t, &first_uid).await;
+
+    t.assert_free_of_secret_data(&c.client, &archive_data(&c.client).await)
+        .await;
+}
+
+async fn objects_brought_back_are_left_as_they_are(
+    c: &TestCluster,
+    t: &Transcript,
+    pristine: &Snap,
+) {
+    let brought_back = [
+        "/ConfigMap kyma-system/connectivity-proxy-service-mappings",
+        "/Service kyma-system/connectivity-proxy-smv",
+    ];
+    let mut versions = Vec::new();
+    for key in brought_back {
+        let o = &pristine[key];
+        let mut obj = writable(o, None);
+        obj.labels_mut()
+            .insert(BROUGHT_BACK_LABEL.into(), "control-plane".into());
+        let created = api_for(&c.client, o)
+            .create(&PostParams::default(), &obj)
+            .await
+            .unwrap_or_else(|e| panic!("bring back {key}: {e}"));
+        versions.push(created.resource_version());
+    }
+
+    let r = t.run(c, &["rollback"]);
+    r.assert_ok();
+    let reason = r.reason();
+    assert!(reason.contains("left as"), "{reason}");
+    for name in [
+        "ConfigMap kyma-system/connectivity-proxy-service-mappings",
+        "Service kyma-system/connectivity-proxy-smv",
+    ] {
+        assert!(
+            reason.contains(name),
+            "the closing line names {name}: {reason}"
+        );
+    }
+
+    let after = snap(&c.client, &discover(&c.client).await).await;
+    as_before_the_migration(pristine, &after, &brought_back);
+    for (key, version) in brought_back.iter().zip(versions) {
+        let o = &after[*key];
+        assert_eq!(
+            o.value["metadata"]["labels"][BROUGHT_BACK_LABEL],
+            json!("control-plane"),
+            "{key} keeps its change"
+        );
+        assert_eq!(
+            o.value["metadata"]["resourceVersion"].as_str(),
+            version.as_deref(),
+            "{key} was not written"
+        );
+    }
+}
+
+async fn a_reenabled_module_replaces_the_archive_and_migrates_again(
+    c: &TestCluster,
+    t: &Transcript,
+    first_uid: &str,
+) {
+    let archive = cp_mod_migrator::archive::read(&c.client)
+        .await
+        .expect("read the archive")
+        .expect("the archive is kept after a rollback");
+    assert_eq!(archive.cr_uid, first_uid);
+
+    module::enable(c).await;
+    let uid = c.cr().await.uid().expect("uid");
+    assert_ne!(uid, first_uid, "a fresh CR");
+    let r = t.run(c, &["run"]);
+    r.assert_ok();
+    assert_eq!(
+        r.reason(),
+        "migrate: done; backup: done; clean: done",
+        "migrated again"
+    );
+
+    let archive = cp_mod_migrator::archive::read(&c.client)
+        .await
+        .expect("read the archive")
+        .expect("an archive");
+    assert_eq!(archive.cr_uid, uid, "the archive belongs to the new CR");
+    let archived: BTreeSet<String> = archive.objects.iter().map(key_of).collect();
+    let legacy: BTreeSet<String> = legacy_keys().into_iter().collect();
+    assert_eq!(archived, legacy, "every legacy object, once");
+    let brought_back = archive
+        .objects
+        .iter()
+        .find(|o| key_of(o) == "/ConfigMap kyma-system/connectivity-proxy-service-mappings")
+        .expect("archived");
+    assert_eq!(
+        brought_back["metadata"]["labels"][BROUGHT_BACK_LABEL],
+        json!("control-plane"),
+        "the archive holds the objects as the second clean read them"
+    );
+
+    let cr = c.cr().await;
+    for m in [markers::MIGRATED, markers::BACKED_UP, markers::CLEANED] {
+        assert_eq!(
+            cr.annotations().get(m).map(String::as_str),
+            Some("true"),
+            "{m}"
+        );
+    }
+    let status = t.run(c, &["status", "-o", "json"]);
+    status.assert_ok();
+    let status: Value = serde_json::from_str(&status.stdout).expect("status JSON");
+    assert_eq!(status["legacy_objects_remaining"], json!([]), "{status}");
+    assert_eq!(status["archive"]["cr_uid"], json!(uid), "{status}");
+    assert_eq!(
+        status["archive"]["belongs_to_current_cr"],
+        json!(true),
+        "{status}"
+    );
+    t.run(c, &["status"]).assert_ok();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Comparisons
+
+/// The snapshot key of every legacy object (SPEC's clean table).
+fn legacy_keys() -> Vec<String> {
+    names::LEGACY_OBJECTS
+        .iter()
+        .flat_map(|row| {
+            row.names.iter().map(move |n| {
+                format!(
+                    "{}/{} {}/{n}",
+                    row.group,
+                    row.kind,
+                    row.namespace.unwrap_or_default()
+                )
+            })
+        })
+        .collect()
+}
+
+/// The snapshot key of an object that carries its apiVersion and kind.
+fn key_of(o: &Value) -> String {
+    let api_version = o["apiVersion"].as_str().expect("apiVersion");
+    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+    format!(
+        "{group}/{} {}/{}",
+        o["kind"].as_str().expect("kind"),
+        o["metadata"]["namespace"].as_str().unwrap_or_default(),
+        o["metadata"]["name"].as_str().expect("name")
+    )
+}
+
+/// An object as the archive keeps it: no server-owned metadata, no status, no allocated
+/// Service addresses; its version aside (the archive may read a kind at another one).
+fn archived_form(o: &Value) -> Value {
+    let mut v = normalize(o);
+    if let Some(m) = v.as_object_mut() {
+        m.remove("status");
+        m.remove("apiVersion");
+    }
+    if o["kind"] == "Service" {
+        drop_allocated_addresses(&mut v);
+    }
+    v
+}
+
+/// The module's CRD and CR: gone after it was disabled.
+fn is_module(key: &str) -> bool {
+    key == format!(
+        "{}/{} {}/{}",
+        names::cr::GROUP,
+        names::cr::KIND,
+        names::KYMA_SYSTEM,
+        names::cr::NAME
+    ) || key
+        == format!(
+            "apiextensions.k8s.io/CustomResourceDefinition /{}",
+            names::cr::CRD_NAME
+        )
+}
+
+/// The backup namespace and what it holds (the copies, the archive): kept after a rollback.
+fn is_backup(key: &str) -> bool {
+    key == format!("/Namespace /{}", names::BACKUP_NAMESPACE)
+        || key.contains(&format!(" {}/", names::BACKUP_NAMESPACE))
+}
+
+/// Everything as before the migration, field by field (server-owned metadata and allocated
+/// Service addresses aside): the legacy installation, every ServiceMapping and their CRD, and
+/// everything else; only the module is gone and the backup namespace is there. `except` is
+/// compared by the caller.
+fn as_before_the_migration(pristine: &Snap, after: &Snap, except: &[&str]) {
+    let keep = |k: &String| !except.contains(&k.as_str());
+    let expected: State = state_across_recreation(pristine)
+        .into_iter()
+        .filter(|(k, _)| !is_module(k) && keep(k))
+        .collect();
+    let actual: State = state_across_recreation(after)
+        .into_iter()
+        .filter(|(k, _)| !is_backup(k) && keep(k))
+        .collect();
+    for key in legacy_keys() {
+        assert!(
+            except.contains(&key.as_str()) || actual.contains_key(&key),
+            "{key} is back"
+        );
+    }
+    let mappings = actual
+        .keys()
+        .filter(|k| k.contains(&format!("/{} ", names::service_mappings::KIND)))
+        .count();
+    assert_eq!(
+        mappings,
+        pristine
+            .values()
+            .filter(|o| o.ar.kind == names::service_mappings::KIND)
+            .count()
+    );
+    let diff = state_diff(&expected, &actual);
+    assert!(
+        diff.is_empty(),
+        "not as before the migration:\n{}",
+        diff.join("\n")
+    );
+}
+
+/// Fails unless `after` is `before` exactly: no object written, created or deleted.
+fn assert_no_write(before: &State, after: &State, what: &str) {
+    let diff = state_diff(before, after);
+    assert!(diff.is_empty(), "{what} wrote:\n{}", diff.join("\n"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The archive's Secrets
+
+fn is_archive(s: &Secret) -> bool {
+    s.name_any().starts_with(names::archive::SECRET)
+}
+
+/// The stored data of the archive's Secrets (base64, as an API response carries it).
+async fn archive_data(client: &Client) -> Vec<String> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), names::BACKUP_NAMESPACE);
+    let mut out = Vec::new();
+    for s in secrets
+        .list(&ListParams::default())
+        .await
+        .expect("list Secrets")
+        .items
+        .iter()
+        .filter(|s| is_archive(s))
+    {
+        let v = serde_json::to_value(s).expect("json");
+        for d in v["data"].as_object().into_iter().flat_map(|d| d.values()) {
+            out.push(d.as_str().expect("base64").to_string());
+        }
+    }
+    assert!(!out.is_empty(), "the archive has data");
+    out
+}
+
+/// What a cluster cleaned by an older tool lacks.
+async fn delete_archive(client: &Client) {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), names::BACKUP_NAMESPACE);
+    for s in secrets
+        .list(&ListParams::default())
+        .await
+        .expect("list Secrets")
+        .items
+        .iter()
+        .filter(|s| is_archive(s))
+    {
+        secrets
+            .delete(&s.name_any(), &DeleteParams::default())
+            .await
+            .expect("delete the archive");
+    }
+    assert!(
+        cp_mod_migrator::archive::read(client)
+            .await
+            .expect("read the archive")
+            .is_none()
+    );
+}
