@@ -143,7 +143,7 @@ pub async fn check(client: &Client, options: &CheckOptions) -> Result<CheckRepor
     if let Lookup::Found(current) = &lookup
         && let Some(key) = cr::marked(current, Marker::Migrated)
     {
-        report.verdict = format!("nothing to migrate: already migrated ({key}=true on the CR)");
+        report.verdict = already_migrated(key);
         return Ok(report);
     }
     let Some(install) = install else {
@@ -203,6 +203,12 @@ pub async fn check(client: &Client, options: &CheckOptions) -> Result<CheckRepor
                         });
                     }
                     base = cr::lookup(client).await?.required()?;
+                    // A concurrent migrate may be what changed it.
+                    if let Some(key) = cr::marked(&base, Marker::Migrated) {
+                        report.verdict = already_migrated(key);
+                        report.validation = None;
+                        return Ok(report);
+                    }
                     continue;
                 }
                 Err(e @ Error::Rejected { .. }) => Err(e),
@@ -297,6 +303,10 @@ pub async fn run(
             verdict: report.verdict,
         })
     }
+}
+
+fn already_migrated(key: &str) -> String {
+    format!("nothing to migrate: already migrated ({key}=true on the CR)")
 }
 
 const BUILT_IN: &str = "built-in";
