@@ -188,3 +188,17 @@ pub fn is_not_found(err: &kube::Error) -> bool {
 pub fn is_already_exists(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(s) if s.code == 409 && s.reason == "AlreadyExists")
 }
+
+impl Error {
+    /// The API server answered and refused: the credentials (401) or the permission (403).
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            Error::Kube {
+                source: kube::Error::Api(s),
+                ..
+            } => s.code == 401 || s.code == 403,
+            Error::InStep { source, .. } => source.is_refusal(),
+            _ => false,
+        }
+    }
+}

@@ -6,6 +6,7 @@ pub mod faultproxy;
 pub mod generators;
 pub mod legacy_cases;
 pub mod module;
+pub mod podman;
 pub mod rbac;
 pub mod requests;
 pub mod secrets;
@@ -466,6 +467,11 @@ pub fn tool_command(kubeconfig: &Path) -> Command {
         .arg(kubeconfig)
         .args(["--log-format", "json"])
         .env_remove("KUBECONFIG")
+        // Where a test itself runs in a Pod, its commands must not write that Pod's message.
+        .env(
+            "CP_MIGRATOR_TERMINATION_LOG",
+            "/nonexistent/cp-mod-migrator-termination-log",
+        )
         .stdin(Stdio::null());
     cmd
 }
