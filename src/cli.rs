@@ -71,6 +71,8 @@ pub enum Command {
     MarkDone,
     /// Show the state of the migration; changes nothing.
     Status(StatusArgs),
+    /// Whether migrate would succeed now, why not, and what it would write; changes nothing.
+    Check(CheckArgs),
 }
 
 #[derive(Debug, Args, Default)]
@@ -85,6 +87,17 @@ pub struct MigrateArgs {
 pub struct StatusArgs {
     #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
     pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Judge offline against this ConnectivityProxy CRD (YAML or JSON) instead of the cluster's.
+    #[arg(long, value_name = "FILE")]
+    pub crd: Option<PathBuf>,
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub output: OutputFormat,
+    #[command(flatten)]
+    pub migrate: MigrateArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -104,6 +117,7 @@ impl Command {
             Command::Rollback => "rollback",
             Command::MarkDone => "mark-done",
             Command::Status(_) => "status",
+            Command::Check(_) => "check",
         }
     }
 }
@@ -190,6 +204,15 @@ async fn dispatch(
                 "status shown: {}",
                 report.phase.name()
             )))
+        }
+        Command::Check(args) => {
+            steps::check::run(
+                &ctx.client,
+                args.crd.as_deref(),
+                &args.migrate.allow_field_loss,
+                args.output,
+            )
+            .await
         }
         Command::Run(_) => {
             // Strictly in order, and nothing after a failure: backup and clean must never run

@@ -69,7 +69,19 @@ pub enum Error {
     #[error(
         "the API server rejects the migrated configuration for {object}; nothing was written: {message}"
     )]
-    Rejected { object: String, message: String },
+    Rejected {
+        object: String,
+        message: String,
+        /// The server's causes, each naming a field (empty when it gave none).
+        violations: Vec<crate::schema::Violation>,
+    },
+
+    /// check: migrate would fail now; the verdict is the error it would end with.
+    #[error("not ready: {verdict}")]
+    NotReady { verdict: String },
+
+    #[error("CustomResourceDefinition from {origin} cannot be used for the check: {message}")]
+    CrdSchema { origin: String, message: String },
 
     #[error("refusing to delete the legacy installation: {reason}")]
     CleanGate { reason: String },

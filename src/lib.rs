@@ -11,6 +11,7 @@ pub mod error;
 pub mod legacy;
 pub mod logging;
 pub mod names;
+pub mod schema;
 pub mod service_mappings;
 pub mod steps;
 pub mod termination;

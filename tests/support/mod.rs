@@ -3,8 +3,11 @@
 #![allow(dead_code)]
 
 pub mod faultproxy;
+pub mod generators;
+pub mod legacy_cases;
 pub mod module;
 pub mod podman;
+pub mod rbac;
 pub mod requests;
 pub mod secrets;
 pub mod service_mappings;
