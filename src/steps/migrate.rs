@@ -54,34 +54,45 @@ enum Attempt {
 
 /// What migrate reads from the legacy installation.
 struct LegacyInput {
+    install: legacy::LegacyInstall,
     document: translate::Document,
     ports: [u16; 3],
 }
 
 async fn attempt_once(ctx: &Ctx, input: &mut Option<LegacyInput>) -> Result<Attempt> {
     let client = &ctx.client;
-    let current = cr::lookup(client).await?.required()?;
+    // The first attempt reads the CR and the legacy installation together: they are
+    // independent reads. The CR's answer is judged first, so a CR that is missing or marked
+    // migrated still decides the outcome; the legacy reads are then merely unused.
+    let (lookup, legacy_read) = if input.is_some() {
+        (cr::lookup(client).await, None)
+    } else {
+        let (lookup, legacy_read) = futures::join!(cr::lookup(client), read_legacy_input(ctx));
+        (lookup, Some(legacy_read))
+    };
+    let current = lookup?.required()?;
     if let Some(key) = cr::marked(&current, Marker::Migrated) {
         return Ok(Attempt::Finished(Outcome::Skipped(format!(
             "already migrated ({key}=true on the CR)"
         ))));
     }
-    let (document, ports) = match input {
-        Some(read) => (&read.document, read.ports),
-        None => {
-            let Some(install) = legacy::detect(client).await? else {
-                return Ok(Attempt::Finished(Outcome::Skipped(format!(
-                    "no legacy installation: StatefulSet {}/{} is absent or not managed by the reconciler",
-                    names::KYMA_SYSTEM,
-                    names::legacy_marker::STATEFULSET
-                ))));
-            };
-            warn_on_version(&install);
-            let (document, ports) = read_legacy_configuration(ctx).await?;
-            let read = input.insert(LegacyInput { document, ports });
-            (&read.document, read.ports)
+    if let Some(read) = legacy_read {
+        *input = read?;
+        if let Some(read) = input.as_ref() {
+            warn_on_version(&read.install);
         }
+    }
+    let Some(LegacyInput {
+        document, ports, ..
+    }) = input.as_ref()
+    else {
+        return Ok(Attempt::Finished(Outcome::Skipped(format!(
+            "no legacy installation: StatefulSet {}/{} is absent or not managed by the reconciler",
+            names::KYMA_SYSTEM,
+            names::legacy_marker::STATEFULSET
+        ))));
     };
+    let (document, ports) = (document, *ports);
     let plan = translate::plan(current.data.pointer("/spec/config"), document, ports)?;
 
     let mut desired = current.clone();
@@ -154,8 +165,7 @@ async fn attempt_once(ctx: &Ctx, input: &mut Option<LegacyInput>) -> Result<Atte
         "Migrated",
         "Migrate",
         format!("Migrated the legacy Connectivity Proxy configuration: {summary}"),
-    )
-    .await;
+    );
     Ok(Attempt::Finished(Outcome::Done(summary)))
 }
 
@@ -185,14 +195,33 @@ fn warn_on_version(install: &legacy::LegacyInstall) {
     }
 }
 
+/// The legacy installation and its configuration, read together; `None` when there is no
+/// legacy installation (then whatever the ConfigMaps hold does not matter).
+async fn read_legacy_input(ctx: &Ctx) -> Result<Option<LegacyInput>> {
+    let (install, configuration) =
+        futures::join!(legacy::detect(&ctx.client), read_legacy_configuration(ctx));
+    let Some(install) = install? else {
+        return Ok(None);
+    };
+    let (document, ports) = configuration?;
+    Ok(Some(LegacyInput {
+        install,
+        document,
+        ports,
+    }))
+}
+
 async fn read_legacy_configuration(ctx: &Ctx) -> Result<(translate::Document, [u16; 3])> {
     let missing = |name: &str| Error::ConfigMapMissing {
         namespace: names::KYMA_SYSTEM.into(),
         name: name.into(),
     };
-    let config = configmaps::get(&ctx.client, names::KYMA_SYSTEM, config_maps::CONFIG)
-        .await?
-        .ok_or_else(|| missing(config_maps::CONFIG))?;
+    // Both ConfigMaps in one round trip; the configuration document is judged first.
+    let (config, info) = futures::join!(
+        configmaps::get(&ctx.client, names::KYMA_SYSTEM, config_maps::CONFIG),
+        configmaps::get(&ctx.client, names::KYMA_SYSTEM, config_maps::INFO)
+    );
+    let config = config?.ok_or_else(|| missing(config_maps::CONFIG))?;
     let source = Source {
         namespace: names::KYMA_SYSTEM.into(),
         name: config_maps::CONFIG.into(),
@@ -221,9 +250,7 @@ async fn read_legacy_configuration(ctx: &Ctx) -> Result<(translate::Document, [u
     };
     let document = translate::parse_legacy_document(&source, text)?;
 
-    let info = configmaps::get(&ctx.client, names::KYMA_SYSTEM, config_maps::INFO)
-        .await?
-        .ok_or_else(|| missing(config_maps::INFO))?;
+    let info = info?.ok_or_else(|| missing(config_maps::INFO))?;
     let ports = translate::parse_ports(
         names::KYMA_SYSTEM,
         config_maps::INFO,
