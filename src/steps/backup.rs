@@ -93,15 +93,17 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         ctx.assume(Marker::BackedUp);
         return Ok(Outcome::Done(format!("would have {summary}")));
     }
-    let marked = cr::set_markers(&ctx.client, &[Marker::BackedUp], false).await?;
-    ctx.hand_on(&marked);
+    // The Event tells of the verified copies, which the marker does not change: both go out
+    // together.
     ctx.event(
-        &marked,
+        &current,
         false,
         "BackedUp",
         "Backup",
         format!("Backed up the user configuration: {summary}"),
     );
+    let marked = cr::set_markers(&ctx.client, &[Marker::BackedUp], false).await?;
+    ctx.hand_on(&marked);
     Ok(Outcome::Done(summary))
 }
 

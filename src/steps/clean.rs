@@ -85,14 +85,15 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         );
         return Ok(Outcome::Done(format!("would have: {summary}")));
     }
-    let marked = cr::set_markers(&ctx.client, &[Marker::Cleaned], false).await?;
+    // The Event tells what was done, which the marker does not change: both go out together.
     ctx.event(
-        &marked,
+        &current,
         false,
         "Cleaned",
         "Clean",
         format!("Removed the legacy Connectivity Proxy: {summary}"),
     );
+    cr::set_markers(&ctx.client, &[Marker::Cleaned], false).await?;
     Ok(Outcome::Done(summary))
 }
 
