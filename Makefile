@@ -1,10 +1,11 @@
 # The two commands a newcomer needs: `make demo` and `make test`.
-.PHONY: demo demo-stop test lint deps testenv
+.PHONY: demo demo-stop test lint toolchain deps testenv
 
 DEMO_DIR ?= $(CURDIR)/.demo
 
-## Run the migration on a local cluster and show the state before and after.
-demo: deps
+## Run the migration on a local cluster and show the state before and after. It needs Rust and
+## Go alone (Go builds the local API server and kubectl): nothing of the images' tools.
+demo: toolchain
 	DEMO_DIR=$(DEMO_DIR) scripts/demo.sh
 
 demo-stop:
@@ -23,16 +24,20 @@ lint:
 testenv:
 	testenv/cluster build >/dev/null
 
-## Tools the project needs beyond a stock machine of its kind (Rust and Go come with it).
-deps:
+## Rust and Go: they come with a stock machine of its kind; checked, not installed.
+toolchain:
 	@command -v cargo >/dev/null || { echo "cargo (Rust) is required: https://rustup.rs" >&2; exit 1; }
 	@command -v go >/dev/null || { echo "Go is required to build the test API server" >&2; exit 1; }
+
+## What `make test` needs beyond the toolchain, installed when missing: clippy and rustfmt (lint),
+## and what the image test builds and runs the images with.
+deps: toolchain images-deps images-runtime-deps
 	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 
 ## Benchmarks on a local real API server (a table, no pass/fail): the whole migration, adoption
 ## of N ServiceMappings, and what the server takes from a minimal client. See the Performance section of README.md.
 .PHONY: bench
-bench: deps testenv
+bench: toolchain testenv
 	cargo build --release
 	@# `cargo bench` relinks target/release/cp-mod-migrator with the dev-dependencies' features:
 	@# measure a copy of the binary exactly as `cargo build --release` ships it.
@@ -45,7 +50,11 @@ bench: deps testenv
 images: images-deps
 	scripts/images build
 
-## What the images (and their test in `make test`) need: the musl target, musl-gcc, buildah.
+## What building the images needs: the musl target, musl-gcc, buildah.
 images-deps:
 	@scripts/images deps
-deps: images-deps
+
+## What their test in `make test` runs them with, as a kubelet would: podman and runc.
+.PHONY: images-runtime-deps
+images-runtime-deps:
+	@scripts/images runtime-deps

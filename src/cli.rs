@@ -1,4 +1,5 @@
-//! The command line, and the one closing log line every command ends with.
+//! The command line, and the one closing log line every command ends with (and, when it fails,
+//! the container's termination message).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +12,7 @@ use crate::client::{self, ApiStats, ClientOptions};
 use crate::error::{Error, Result};
 use crate::logging::LogFormat;
 use crate::steps::{self, Ctx, Outcome, Step};
+use crate::termination;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -69,6 +71,8 @@ pub enum Command {
     MarkDone,
     /// Show the state of the migration; changes nothing.
     Status(StatusArgs),
+    /// Whether migrate would succeed now, why not, and what it would write; changes nothing.
+    Check(CheckArgs),
 }
 
 #[derive(Debug, Args, Default)]
@@ -83,6 +87,17 @@ pub struct MigrateArgs {
 pub struct StatusArgs {
     #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
     pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Judge offline against this ConnectivityProxy CRD (YAML or JSON) instead of the cluster's.
+    #[arg(long, value_name = "FILE")]
+    pub crd: Option<PathBuf>,
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub output: OutputFormat,
+    #[command(flatten)]
+    pub migrate: MigrateArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -102,6 +117,7 @@ impl Command {
             Command::Rollback => "rollback",
             Command::MarkDone => "mark-done",
             Command::Status(_) => "status",
+            Command::Check(_) => "check",
         }
     }
 }
@@ -119,7 +135,10 @@ pub async fn execute(cli: Cli) -> ExitCode {
     };
     let (client, stats) = match client::build(&opts, deadline).await {
         Ok(c) => c,
-        Err(e) => return finish(name, Err(e), started, None),
+        Err(e) => {
+            show_unreachable(&cli.command, &e, 0);
+            return finish(name, Err(e), started, None);
+        }
     };
     let allow = match &cli.command {
         Command::Migrate(a) | Command::Run(a) => a.allow_field_loss.clone(),
@@ -142,7 +161,26 @@ pub async fn execute(cli: Cli) -> ExitCode {
             deadline: cli.global.deadline,
         }),
     };
+    if let Err(e) = &result {
+        show_unreachable(&cli.command, e, stats.retries());
+    }
     finish(name, result, started, Some(&stats))
+}
+
+/// status still prints its row when it could not read the cluster: the phase `unreachable`
+/// and the error (the exit code is 1 all the same).
+fn show_unreachable(command: &Command, e: &Error, retries: u64) {
+    let Command::Status(args) = command else {
+        return;
+    };
+    let unreachable = steps::status::Unreachable::new(describe_failure(e, retries), e.is_refusal());
+    match args.output {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&unreachable).unwrap_or_default()
+        ),
+        OutputFormat::Text => print!("{}", unreachable.render_text()),
+    }
 }
 
 async fn dispatch(
@@ -159,15 +197,27 @@ async fn dispatch(
         Command::Rollback => steps::rollback::run(ctx).await,
         Command::MarkDone => steps::mark_done::run(ctx).await,
         Command::Status(args) => {
-            let status = steps::status::collect(&ctx.client).await?;
+            let report = steps::status::collect(&ctx.client).await?;
             match args.output {
                 OutputFormat::Json => println!(
                     "{}",
-                    serde_json::to_string_pretty(&status).unwrap_or_default()
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
                 ),
-                OutputFormat::Text => print!("{}", steps::status::render_text(&status)),
+                OutputFormat::Text => print!("{}", steps::status::render_text(&report)),
             }
-            Ok(Outcome::Done("status shown".into()))
+            Ok(Outcome::Done(format!(
+                "status shown: {}",
+                report.phase.name()
+            )))
+        }
+        Command::Check(args) => {
+            steps::check::run(
+                &ctx.client,
+                args.crd.as_deref(),
+                &args.migrate.allow_field_loss,
+                args.output,
+            )
+            .await
         }
         Command::Run(_) => {
             // Strictly in order, and nothing after a failure: backup and clean must never run
@@ -242,9 +292,13 @@ fn finish(
     stats: Option<&ApiStats>,
 ) -> ExitCode {
     log_step(step, result.as_ref(), started, stats);
-    if result.is_ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+    match &result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            // The same reason as the closing line, for `kubectl describe pod` and `status`.
+            let retries = stats.map(|s| s.retries()).unwrap_or(0);
+            termination::write(&describe_failure(e, retries));
+            ExitCode::FAILURE
+        }
     }
 }

@@ -69,7 +69,19 @@ pub enum Error {
     #[error(
         "the API server rejects the migrated configuration for {object}; nothing was written: {message}"
     )]
-    Rejected { object: String, message: String },
+    Rejected {
+        object: String,
+        message: String,
+        /// The server's causes, each naming a field (empty when it gave none).
+        violations: Vec<crate::schema::Violation>,
+    },
+
+    /// check: migrate would fail now; the verdict is the error it would end with.
+    #[error("not ready: {verdict}")]
+    NotReady { verdict: String },
+
+    #[error("CustomResourceDefinition from {origin} cannot be used for the check: {message}")]
+    CrdSchema { origin: String, message: String },
 
     #[error("refusing to delete the legacy installation: {reason}")]
     CleanGate { reason: String },
@@ -175,4 +187,18 @@ pub fn is_not_found(err: &kube::Error) -> bool {
 
 pub fn is_already_exists(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(s) if s.code == 409 && s.reason == "AlreadyExists")
+}
+
+impl Error {
+    /// The API server answered and refused: the credentials (401) or the permission (403).
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            Error::Kube {
+                source: kube::Error::Api(s),
+                ..
+            } => s.code == 401 || s.code == 403,
+            Error::InStep { source, .. } => source.is_refusal(),
+            _ => false,
+        }
+    }
 }

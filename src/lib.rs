@@ -11,7 +11,10 @@ pub mod error;
 pub mod legacy;
 pub mod logging;
 pub mod names;
+pub mod schema;
+pub mod service_mappings;
 pub mod steps;
+pub mod termination;
 pub mod translate;
 pub mod yaml;
 

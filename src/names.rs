@@ -82,6 +82,18 @@ pub const OPERATOR_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const OPERATOR_LABEL_VALUE: &str = "sap.connectivity.proxy.operator";
 /// The operator Deployment that status reports on; while it exists, `rollback` refuses.
 pub const OPERATOR_DEPLOYMENT: &str = "connectivity-proxy-operator";
+/// The images of the three init containers (the last segment of the image reference, without
+/// tag or digest): `status` tells by it which step a failing init container runs.
+pub mod images {
+    pub const MIGRATE: &str = "cp-mod-migrator";
+    pub const BACKUP: &str = "cp-mod-backup";
+    pub const CLEAN: &str = "cp-mod-cleaner";
+}
+/// The kubelet's reason for a container that it starts again only after a growing delay.
+pub const CRASH_LOOP_BACK_OFF: &str = "CrashLoopBackOff";
+/// Where the kubelet reads a container's termination message (the default
+/// `terminationMessagePath`): a failed step writes its reason there.
+pub const TERMINATION_LOG: &str = "/dev/termination-log";
 
 /// ServiceMapping adoption by the new operator.
 pub mod service_mappings {

@@ -305,24 +305,63 @@ pub fn apply_to_spec(spec: &mut Value, plan: &Plan) -> std::result::Result<(), S
     Ok(())
 }
 
-/// Every field of `expected` that `stored` lacks or holds with another value, as readable
-/// lines ("config.foo.bar: dropped"). Fields that `stored` has in addition (server defaults)
-/// are fine; an empty mapping in `expected` only needs a mapping in `stored`.
-pub fn lost_fields(expected: &Value, stored: &Value) -> Vec<String> {
+/// A migrated field that the stored object lacks, or holds with another value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lost {
+    /// Where, below `spec`: keys, and `[i]` for list items.
+    pub path: Vec<String>,
+    /// The value migrate wrote.
+    pub expected: Value,
+    /// What would be stored instead; `None` when the field is dropped.
+    pub stored: Option<Value>,
+}
+
+impl Lost {
+    /// The field as migrate names it, e.g. `config.servers.proxy.http.colour`.
+    pub fn field(&self) -> String {
+        display_path(&self.path)
+    }
+}
+
+impl std::fmt::Display for Lost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.stored {
+            None => write!(f, "{}: dropped", self.field()),
+            Some(s) => write!(
+                f,
+                "{}: {} would be stored as {}",
+                self.field(),
+                self.expected,
+                s
+            ),
+        }
+    }
+}
+
+/// Every field of `expected` that `stored` lacks or holds with another value. Fields that
+/// `stored` has in addition (server defaults) are fine; an empty mapping in `expected` only
+/// needs a mapping in `stored`.
+pub fn lost(expected: &Value, stored: &Value) -> Vec<Lost> {
     let mut out = Vec::new();
     compare(expected, Some(stored), &mut Vec::new(), &mut out);
     out
 }
 
-fn compare(
-    expected: &Value,
-    stored: Option<&Value>,
-    path: &mut Vec<String>,
-    out: &mut Vec<String>,
-) {
-    let here = || display_path(path);
+/// [`lost`] as readable lines ("config.foo.bar: dropped").
+pub fn lost_fields(expected: &Value, stored: &Value) -> Vec<String> {
+    lost(expected, stored).iter().map(Lost::to_string).collect()
+}
+
+fn compare(expected: &Value, stored: Option<&Value>, path: &mut Vec<String>, out: &mut Vec<Lost>) {
+    let mut push = |stored: Option<&Value>| {
+        out.push(Lost {
+            path: path.clone(),
+            expected: expected.clone(),
+            stored: stored.cloned(),
+        })
+    };
     match (expected, stored) {
-        (_, None) => out.push(format!("{}: dropped", here())),
+        (_, None) => push(None),
         (Value::Object(e), Some(Value::Object(s))) => {
             for (k, v) in e {
                 path.push(k.clone());
@@ -339,7 +378,7 @@ fn compare(
         }
         (Value::Number(a), Some(Value::Number(b))) if same_number(a, b) => {}
         (e, Some(s)) if e == s => {}
-        (e, Some(s)) => out.push(format!("{}: {} would be stored as {}", here(), e, s)),
+        (_, Some(s)) => push(Some(s)),
     }
 }
 

@@ -82,6 +82,20 @@ pub fn parse(text: &str) -> Result<Item, Invalid> {
     Ok(item)
 }
 
+/// A manifest (a CRD or a CR) as JSON, read as YAML 1.2 like the user configuration; manifests
+/// are no user input, so the reader's default limits apply.
+pub fn manifest(text: &str) -> std::result::Result<serde_json::Value, String> {
+    serde_saphyr::from_str_with_options(
+        text,
+        serde_saphyr::options! {
+            strict_booleans: true,
+            leading_zero_numbers_as_strings: true,
+            underscored_numbers_as_strings: true,
+        },
+    )
+    .map_err(|e| e.to_string())
+}
+
 /// The reader reads an integer beyond 64 bits as the float nearest to it, which would change
 /// the value; such nodes keep their text instead, so that they can be refused by field.
 fn mark_large_integers(item: &mut Item, text: &str) {

@@ -14,7 +14,7 @@ use support::requests::{requests_in, run_logged};
 use support::snapshot::state_diff;
 use support::*;
 
-use cp_mod_migrator::{legacy, names};
+use cp_mod_migrator::{legacy, names, termination};
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -126,7 +126,7 @@ async fn remaining_legacy_objects(c: &TestCluster) -> Vec<String> {
 }
 
 fn adopted(meta: &kube::core::ObjectMeta) -> bool {
-    cp_mod_migrator::steps::clean::is_adopted(meta)
+    cp_mod_migrator::service_mappings::is_adopted(meta)
 }
 
 async fn event_reasons(c: &TestCluster) -> Vec<String> {
@@ -941,4 +941,87 @@ async fn run_stops_at_the_first_failing_step() {
         "backup must not run:\n{}",
         out.stderr
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// For every command: the termination message
+
+/// A failed step also writes its reason to its container's termination message where the file
+/// exists (the kubelet provides it; here `CP_MIGRATOR_TERMINATION_LOG` names it): the reason of
+/// the closing line, on one line, within the kubelet's 4096 bytes. A step that succeeds leaves
+/// the file as it is, and without the file every step ends as it would with it.
+#[tokio::test]
+async fn a_failed_step_leaves_its_reason_in_the_termination_message() {
+    let c = TestCluster::legacy_and_module().await;
+    let log = c.dir().join("termination-log");
+    let absent = c.dir().join("no-termination-log");
+    let with_log = [(termination::PATH_ENV, log.to_str().expect("path"))];
+    let without = [(termination::PATH_ENV, absent.to_str().expect("path"))];
+    let read = || std::fs::read_to_string(&log).expect("termination log");
+    async fn ports(c: &TestCluster, socks5: &str) {
+        set_configmap(
+            c,
+            "connectivity-proxy-info",
+            [
+                ("onpremise_proxy_http_port", "20003"),
+                ("onpremise_proxy_ldap_port", "20001"),
+                ("onpremise_socks5_proxy_port", socks5),
+            ]
+            .into(),
+        )
+        .await;
+    }
+
+    ports(&c, "0").await;
+    for command in ["migrate", "run"] {
+        std::fs::write(&log, "").expect("the kubelet's empty file");
+        let out = run_tool_with_env(&c.kubeconfig, &[command], &with_log);
+        out.assert_failed_with(&["onpremise_socks5_proxy_port", "value \"0\""]);
+        assert_eq!(read(), out.reason(), "{command}");
+        let out = run_tool_with_env(&c.kubeconfig, &[command], &without);
+        out.assert_failed_with(&["onpremise_socks5_proxy_port", "value \"0\""]);
+        assert!(!absent.exists(), "{command}: no file is created");
+    }
+
+    // A reason longer than the kubelet keeps: cut at 4096 bytes, the start of it intact.
+    let long = "8".repeat(5000);
+    ports(&c, &long).await;
+    let out = run_tool_with_env(&c.kubeconfig, &["migrate"], &with_log);
+    out.assert_failed_with(&["onpremise_socks5_proxy_port"]);
+    let message = read();
+    assert!(
+        message.len() <= termination::MAX_BYTES,
+        "{} bytes",
+        message.len()
+    );
+    assert!(
+        message.len() > termination::MAX_BYTES - 8,
+        "{} bytes",
+        message.len()
+    );
+    let kept = message.strip_suffix('…').expect("marked as cut");
+    assert!(out.reason().starts_with(kept), "{message}");
+    assert!(!message.contains('\n'));
+
+    ports(&c, "20004").await;
+    std::fs::write(&log, "from an earlier container").expect("write");
+    // Each step done once with the file and once without it; the second run of each skips, and
+    // `run` finds all three done.
+    for (command, first, second) in [
+        ("migrate", &with_log, &without),
+        ("backup", &without, &with_log),
+        ("clean", &with_log, &without),
+        ("run", &without, &with_log),
+    ] {
+        let out = run_tool_with_env(&c.kubeconfig, &[command], first);
+        out.assert_ok();
+        assert_eq!(out.outcome(), "done", "{command}: {}", out.stderr);
+        run_tool_with_env(&c.kubeconfig, &[command], second).assert_ok();
+    }
+    assert_eq!(
+        read(),
+        "from an earlier container",
+        "success writes nothing"
+    );
+    assert!(!absent.exists());
 }

@@ -6,7 +6,7 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,12 +20,13 @@ use kube::api::{
     ValidationDirective,
 };
 use serde_json::{Value, json};
+use support::podman::{self, Podman};
 use support::requests::{Request, requests_in, run_logged};
 use support::snapshot::state_diff;
 use support::*;
 
 use cp_mod_migrator::names::{self, backup, config_maps, markers};
-use cp_mod_migrator::{cr, legacy};
+use cp_mod_migrator::{cr, legacy, termination};
 
 const SA_NAMESPACE: &str = "kyma-system";
 /// The ServiceAccount that deploy/rbac.yaml creates, for the hand-run commands.
@@ -346,8 +347,9 @@ impl Scenario<'_> {
         }
     }
 
-    /// The migration (`run`), then `status`, `restore` (create, then over a changed
-    /// ConfigMap), `mark-done`, and `status` once the CR is gone. Each result is checked; with
+    /// The migration (`run`), then the operator Deployment and `status` (which lists its Pods),
+    /// `restore` (create, then over a changed ConfigMap), `mark-done`, and `status` once the
+    /// module is disabled. Each result is checked; with
     /// `reference`, the state after `run` must equal it.
     async fn play(&mut self, reference: Option<&BTreeMap<String, Value>>) -> Result<(), Stop> {
         let c = self.c;
@@ -376,11 +378,16 @@ impl Scenario<'_> {
             || format!("Events recorded: {reasons:?}"),
         )?;
 
+        // The operator Deployment as the module installs it: status reads its Pods (none here:
+        // no controller runs), by its selector.
+        support::module::install_operator(c).await;
         let r = self.cmd(&["status", "-o", "json"])?;
         let status: Value = serde_json::from_str(&r.stdout).expect("status JSON");
         Self::check(
             "status",
-            status["legacy_installation"].is_null()
+            status["phase"] == "done"
+                && status["failing"].is_null()
+                && status["legacy_installation"].is_null()
                 && status["markers"]
                     .as_object()
                     .is_some_and(|m| m.len() == 3 && m.values().all(|k| k.as_str().is_some()))
@@ -390,7 +397,7 @@ impl Scenario<'_> {
                 && status["legacy_objects_remaining"] == json!([])
                 && status["service_mappings"]
                     == json!({"total": 3, "adopted": 3, "crd_adopted": true})
-                && status["operator"].is_null(),
+                && status["operator"]["replicas"] == 1,
             || status.to_string(),
         )?;
 
@@ -470,7 +477,15 @@ impl Scenario<'_> {
             || reason.clone(),
         )?;
 
-        // Without the CR, the commands ask for the CRD to tell which of the two is missing.
+        // Without the CR, the commands ask for the CRD to tell which of the two is missing. The
+        // module disabled: its operator Deployment goes first.
+        Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(
+            c.client.clone(),
+            names::KYMA_SYSTEM,
+        )
+        .delete(names::OPERATOR_DEPLOYMENT, &DeleteParams::default())
+        .await
+        .expect("delete the operator Deployment");
         cr::api(&c.client)
             .delete(names::cr::NAME, &DeleteParams::default())
             .await
@@ -1085,46 +1100,12 @@ async fn restore_drill_brings_back_the_user_configuration() {
 // ---------------------------------------------------------------------------------------------
 // Images and the example Deployment
 
-fn sh(cmd: &mut Command) -> std::process::Output {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// An image of `scripts/images list`.
+/// An image of `scripts/images list`, loaded into the test's runtime from its OCI archive.
 struct Image {
     name: String,
-    reference: String,
+    /// The id in the test's runtime.
+    id: String,
     step: String,
-    entrypoint: Vec<String>,
-}
-
-/// A buildah working container, removed when dropped.
-struct Working(String);
-
-impl Working {
-    fn from(image: &str) -> Working {
-        let out = sh(Command::new("buildah").args(["from", "--pull-never", "--quiet", image]));
-        Working(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    }
-}
-
-impl Drop for Working {
-    fn drop(&mut self) {
-        let _ = Command::new("buildah")
-            .args(["rm", &self.0])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
 }
 
 /// The Pod's environment for an init container: its ServiceAccount token and CA where a Pod
@@ -1134,6 +1115,12 @@ struct Pod {
     name: String,
     secrets_dir: PathBuf,
     port: String,
+}
+
+/// What a run of one container left: its output, and its termination message.
+struct ContainerRun {
+    result: RunResult,
+    termination_message: String,
 }
 
 impl Pod {
@@ -1164,22 +1151,37 @@ impl Pod {
         }
     }
 
-    /// Runs `container` (a container of the example Deployment) the way the kubelet would:
-    /// its image, its command or else the image's entrypoint, its env.
-    fn run(&self, container: &Value, images: &[Image]) -> RunResult {
+    /// Runs `container` (a container of the example Deployment) under a real OCI runtime the
+    /// way a kubelet would: its image, its command (else the image's entrypoint) and args, its
+    /// env, its securityContext and resource limits, the Pod's ServiceAccount token, and a fresh
+    /// writable `/dev/termination-log`. Host network: the API server listens on 127.0.0.1.
+    fn run(&self, podman: &Podman, container: &Value, images: &[Image]) -> ContainerRun {
         let image = image_of(container, images);
-        let mut argv: Vec<String> = match container["command"].as_array() {
-            Some(cmd) => cmd.iter().map(|s| str_of(s).to_string()).collect(),
-            None => image.entrypoint.clone(),
-        };
-        if let Some(args) = container["args"].as_array() {
-            argv.extend(args.iter().map(|s| str_of(s).to_string()));
-        }
-        let mut cmd = Command::new("buildah");
-        cmd.args(["run", "--isolation", "chroot", "-v"])
+        let name = str_of(&container["name"]);
+        let termination_log = self
+            .secrets_dir
+            .with_file_name(format!("{name}-termination-log"));
+        std::fs::write(&termination_log, "").expect("termination log");
+        // Writable by the container's user, as the kubelet makes it.
+        std::fs::set_permissions(
+            &termination_log,
+            std::os::unix::fs::PermissionsExt::from_mode(0o666),
+        )
+        .expect("chmod");
+        let mut cmd = podman.command();
+        cmd.args(["run", "--rm", "--network", "host"])
+            .args(security_context_flags(&container["securityContext"]))
+            .args(resource_limit_flags(&container["resources"]["limits"]))
+            .arg("--volume")
             .arg(format!(
                 "{}:/var/run/secrets/kubernetes.io/serviceaccount:ro",
                 self.secrets_dir.display()
+            ))
+            .arg("--volume")
+            .arg(format!(
+                "{}:{}:rw",
+                termination_log.display(),
+                names::TERMINATION_LOG
             ))
             .args(["--env", "KUBERNETES_SERVICE_HOST=127.0.0.1"])
             .args(["--env", &format!("KUBERNETES_SERVICE_PORT={}", self.port)]);
@@ -1191,20 +1193,60 @@ impl Pod {
             };
             cmd.args(["--env", &format!("{}={value}", str_of(&env["name"]))]);
         }
-        let working = Working::from(&image.reference);
-        let output = cmd
-            .arg(&working.0)
-            .arg("--")
-            .args(&argv)
-            .stdin(Stdio::null())
-            .output()
-            .expect("buildah run");
-        RunResult {
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            output,
+        // A container's `command` replaces the image's entrypoint, its `args` follow.
+        if let Some(command) = container["command"].as_array() {
+            cmd.arg("--entrypoint")
+                .arg(Value::Array(command.clone()).to_string());
+        }
+        cmd.arg(&image.id);
+        for arg in container["args"].as_array().into_iter().flatten() {
+            cmd.arg(str_of(arg));
+        }
+        let output = cmd.output().expect("podman run");
+        ContainerRun {
+            result: RunResult {
+                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+                output,
+            },
+            termination_message: std::fs::read_to_string(&termination_log)
+                .expect("termination log"),
         }
     }
+}
+
+/// The runtime's flags for a container's securityContext. The seccomp profile `RuntimeDefault`
+/// is the runtime's own default profile: no flag.
+fn security_context_flags(sc: &Value) -> Vec<String> {
+    let mut flags = vec![format!("--user={}:{}", sc["runAsUser"], sc["runAsGroup"])];
+    if sc["readOnlyRootFilesystem"] == true {
+        // Without the tmpfs podman would add on /tmp, /run and /var/tmp: a Pod has none.
+        flags.extend(["--read-only".into(), "--read-only-tmpfs=false".into()]);
+    }
+    if sc["allowPrivilegeEscalation"] == false {
+        flags.extend(["--security-opt".into(), "no-new-privileges".into()]);
+    }
+    for cap in sc["capabilities"]["drop"].as_array().into_iter().flatten() {
+        flags.push(format!("--cap-drop={}", str_of(cap).to_lowercase()));
+    }
+    assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
+    flags
+}
+
+/// The runtime's flags for a container's resource limits (`64Mi`, `200m`).
+fn resource_limit_flags(limits: &Value) -> Vec<String> {
+    let memory = str_of(&limits["memory"]);
+    let mib = memory.strip_suffix("Mi").expect("memory in Mi");
+    let cpu = str_of(&limits["cpu"]);
+    let millis: u32 = cpu
+        .strip_suffix('m')
+        .expect("cpu in m")
+        .parse()
+        .expect("cpu");
+    vec![
+        format!("--memory={mib}m"),
+        format!("--cpus={}", f64::from(millis) / 1000.0),
+    ]
 }
 
 fn image_of<'a>(container: &Value, images: &'a [Image]) -> &'a Image {
@@ -1242,9 +1284,11 @@ fn example_deployment() -> (Value, Value) {
 }
 
 /// `make images` builds a static binary and one FROM-scratch image per step; the example
-/// Deployment's init containers, run from those images with the Pod's ServiceAccount token
-/// (in-cluster configuration, as in a Pod) and the manifest's env, migrate the cluster in order,
-/// and do nothing when the Pod restarts. The commented single `run` container does the same.
+/// Deployment's init containers, run from those images (their OCI archives) under a real OCI
+/// runtime as a kubelet runs them (read-only root filesystem, UID 1337, no capabilities, no new
+/// privileges, the Pod's ServiceAccount token, a termination message file), migrate the cluster
+/// in order, and do nothing when the Pod restarts; a failing step leaves its reason as the
+/// termination message. The commented single `run` container does the same.
 #[tokio::test]
 async fn images_run_the_example_deployment_init_containers() {
     let t = Instant::now();
@@ -1269,33 +1313,39 @@ async fn images_run_the_example_deployment_init_containers() {
             build.env_remove(key);
         }
     }
-    let build = sh(&mut build);
+    let build = podman::run_ok(&mut build);
     eprintln!(
         "scripts/images build: {:.1}s\n{}",
         t.elapsed().as_secs_f64(),
         String::from_utf8_lossy(&build.stderr)
     );
-    let list = sh(Command::new(repo_root().join("scripts/images")).arg("list"));
+
+    let t = Instant::now();
+    let runtime_dir = tempfile::tempdir().expect("tempdir");
+    let podman = Podman::new(runtime_dir.path());
+    let list = podman::run_ok(Command::new(repo_root().join("scripts/images")).arg("list"));
     let images: Vec<Image> = String::from_utf8_lossy(&list.stdout)
         .lines()
         .map(|l| {
             let f: Vec<&str> = l.split('\t').collect();
-            let inspect = sh(Command::new("buildah").args(["inspect", "--type", "image", f[1]]));
+            let archive = repo_root().join(format!("target/images/{}.tar", f[0]));
+            let id = podman.load(&archive);
+            let inspect = podman::run_ok(podman.command().args(["image", "inspect", &id]));
             let meta: Value = serde_json::from_slice(&inspect.stdout).expect("inspect JSON");
-            let config = &meta["OCIv1"]["config"];
+            let config = &meta[0]["Config"];
             assert_eq!(config["User"], "1337:1337", "{}", f[1]);
-            let layers = meta["OCIv1"]["rootfs"]["diff_ids"].as_array().map(Vec::len);
+            assert_eq!(
+                config["Entrypoint"],
+                json!(["/cp-mod-migrator", f[2]]),
+                "{}",
+                f[1]
+            );
+            let layers = meta[0]["RootFS"]["Layers"].as_array().map(Vec::len);
             assert_eq!(layers, Some(1), "{}: FROM scratch plus the binary", f[1]);
             Image {
                 name: f[0].into(),
-                reference: f[1].into(),
+                id,
                 step: f[2].into(),
-                entrypoint: config["Entrypoint"]
-                    .as_array()
-                    .expect("entrypoint")
-                    .iter()
-                    .map(|s| str_of(s).to_string())
-                    .collect(),
             }
         })
         .collect();
@@ -1304,9 +1354,10 @@ async fn images_run_the_example_deployment_init_containers() {
         names,
         ["cp-mod-migrator", "cp-mod-backup", "cp-mod-cleaner"]
     );
-    for i in &images {
-        assert_eq!(i.entrypoint, ["/cp-mod-migrator", i.step.as_str()]);
-    }
+    eprintln!(
+        "podman and runc ready, the three archives loaded: {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
 
     let (deployment, alternative) = example_deployment();
     let pod_spec = &deployment["spec"]["template"]["spec"];
@@ -1324,6 +1375,7 @@ async fn images_run_the_example_deployment_init_containers() {
         let sc = &container["securityContext"];
         let name = str_of(&container["name"]);
         assert_eq!(sc["runAsUser"], 1337, "{name}");
+        assert_eq!(sc["runAsGroup"], 1337, "{name}");
         assert_eq!(sc["runAsNonRoot"], true, "{name}");
         assert_eq!(sc["readOnlyRootFilesystem"], true, "{name}");
         assert_eq!(sc["allowPrivilegeEscalation"], false, "{name}");
@@ -1344,6 +1396,12 @@ async fn images_run_the_example_deployment_init_containers() {
                     && e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name")),
             "{name}: POD_NAME from the downward API"
         );
+        // The termination message, or else the log's tail, when a step fails.
+        assert_eq!(
+            container["terminationMessagePolicy"], "FallbackToLogsOnError",
+            "{name}"
+        );
+        assert!(container["terminationMessagePath"].is_null(), "{name}");
     }
     let service_account = str_of(&pod_spec["serviceAccountName"]).to_string();
 
@@ -1389,39 +1447,81 @@ async fn images_run_the_example_deployment_init_containers() {
         manifest.wait_effective(c, &sa_user(&service_account)).await;
     }
 
-    // Not root: a file only root may read is out of reach for the image's user.
+    // Not root: a file only root may read is out of reach for the image's user. Read-only: the
+    // failed command's termination message, sent to the image's only file, is refused by the
+    // kernel (EROFS), and the command ends as it would anyway.
     let secret = three.dir().join("root-only");
     std::fs::write(&secret, "apiVersion: v1\nkind: Config\n").expect("write");
     std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))
         .expect("chmod");
     {
-        let working = Working::from(&images[0].reference);
-        let out = Command::new("buildah")
-            .args(["run", "--isolation", "chroot", "-v"])
+        let out = podman
+            .command()
+            .args(["run", "--rm", "--network", "none"])
+            .args(security_context_flags(&init[0]["securityContext"]))
+            .arg("--volume")
             .arg(format!("{}:/probe/kubeconfig:ro", secret.display()))
-            .arg(&working.0)
+            .args(["--env", "CP_MIGRATOR_LOG=info,cp_mod_migrator=debug"])
             .args([
-                "--",
-                "/cp-mod-migrator",
-                "--kubeconfig",
-                "/probe/kubeconfig",
-                "status",
+                "--env",
+                &format!("{}=/cp-mod-migrator", termination::PATH_ENV),
             ])
+            .arg(&images[0].id)
+            .args(["--kubeconfig", "/probe/kubeconfig"])
             .output()
-            .expect("buildah run");
+            .expect("podman run");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             !out.status.success() && stderr.contains("Permission denied"),
             "as the image's user, a root-only file must be unreadable:\n{stderr}"
         );
+        assert!(
+            stderr.contains("no termination message written")
+                && stderr.contains("Read-only file system"),
+            "the root filesystem must be read-only:\n{stderr}"
+        );
     }
+
+    // A step that fails leaves its reason as the termination message; the kubelet then starts
+    // the same container again, not the next one.
+    let info: Api<ConfigMap> = Api::namespaced(three.client.clone(), names::KYMA_SYSTEM);
+    let socks5 = |port: &str| Patch::Merge(json!({"data": {"onpremise_socks5_proxy_port": port}}));
+    let good = info
+        .get(config_maps::INFO)
+        .await
+        .expect("get")
+        .data
+        .expect("data")["onpremise_socks5_proxy_port"]
+        .clone();
+    info.patch(config_maps::INFO, &PatchParams::default(), &socks5("0"))
+        .await
+        .expect("a bad port");
+    let failed = pods[0].run(&podman, &init[0], &images);
+    failed.result.assert_failed_with(&[
+        "connectivity-proxy-info",
+        "onpremise_socks5_proxy_port",
+        "value \"0\"",
+    ]);
+    assert_eq!(
+        failed.termination_message,
+        failed.result.reason(),
+        "{}",
+        failed.result.stderr
+    );
+    info.patch(config_maps::INFO, &PatchParams::default(), &socks5(&good))
+        .await
+        .expect("the port as it was");
 
     let t = Instant::now();
     for round in ["first start", "restart"] {
         for (container, image) in init.iter().zip(&images) {
-            let r = pods[0].run(container, &images);
-            r.assert_ok();
-            let line = r.last_line();
+            let r = pods[0].run(&podman, container, &images);
+            r.result.assert_ok();
+            assert_eq!(
+                r.termination_message, "",
+                "a step that succeeds writes none"
+            );
+            let line = r.result.last_line();
             assert_eq!(line["step"], image.step.as_str(), "{round}");
             let expected = if round == "first start" {
                 "done"
@@ -1431,7 +1531,7 @@ async fn images_run_the_example_deployment_init_containers() {
             assert_eq!(
                 line["outcome"], expected,
                 "{round} {}: {}",
-                image.step, r.stderr
+                image.step, r.result.stderr
             );
         }
     }
@@ -1457,14 +1557,15 @@ async fn images_run_the_example_deployment_init_containers() {
         "Events name the Pod"
     );
 
-    let r = pods[1].run(&alternative, &images);
-    r.assert_ok();
+    let r = pods[1].run(&podman, &alternative, &images);
+    r.result.assert_ok();
     assert_eq!(
-        r.reason(),
+        r.result.reason(),
         "migrate: done; backup: done; clean: done",
         "{}",
-        r.stderr
+        r.result.stderr
     );
+    assert_eq!(r.termination_message, "");
     assert!(
         legacy::detect(&single.client)
             .await

@@ -14,7 +14,7 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 use cp_mod_migrator::names::{self, markers};
-use cp_mod_migrator::steps::clean::is_adopted;
+use cp_mod_migrator::service_mappings::is_adopted;
 use support::secrets::Transcript;
 use support::snapshot::*;
 use support::*;

@@ -8,9 +8,9 @@ use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, Preconditions};
-use kube::core::{ApiResource, GroupVersionKind, ObjectMeta};
-use serde_json::{Value, json};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, Preconditions};
+use kube::core::{ApiResource, ObjectMeta};
+use serde_json::Value;
 
 use super::{Ctx, Outcome, print_plan};
 use crate::archive::{self, Archive, MappingEntry, MappingsArchive, Prior, WriteOutcome};
@@ -20,11 +20,8 @@ use crate::cr::{self, Marker};
 use crate::error::{Context, Error, Result, is_conflict, is_not_found};
 use crate::legacy;
 use crate::names::{self, config_maps, service_mappings as sm};
+use crate::service_mappings::{self, Listed};
 
-/// ServiceMappings fetched per list request.
-const PAGE_SIZE: u32 = 500;
-/// Writes in flight at once: enough to keep the API server busy, few enough not to be throttled.
-const CONCURRENCY: usize = 16;
 /// Requests in flight at once for the objects of the legacy table (35 on a full installation):
 /// each is read, and deleted, in one round trip with all the others.
 const LEGACY_CONCURRENCY: usize = 64;
@@ -171,50 +168,6 @@ pub struct Adoption {
     pub crd_adopted: bool,
 }
 
-/// Whether an object already carries the new operator's annotations and label.
-/// Where the ServiceMappings are served: the storage version if served, else the first served
-/// one; `None` when the CRD serves no version.
-pub fn service_mapping_resource(crd: &CustomResourceDefinition) -> Option<ApiResource> {
-    let versions = &crd.spec.versions;
-    let version = versions
-        .iter()
-        .find(|v| v.storage && v.served)
-        .or_else(|| versions.iter().find(|v| v.served))?;
-    Some(ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk(&crd.spec.group, &version.name, &crd.spec.names.kind),
-        &crd.spec.names.plural,
-    ))
-}
-
-pub fn is_adopted(meta: &ObjectMeta) -> bool {
-    let ann = |k: &str| {
-        meta.annotations
-            .as_ref()
-            .and_then(|a| a.get(k))
-            .map(String::as_str)
-    };
-    let label = meta
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(names::OPERATOR_LABEL))
-        .map(String::as_str);
-    ann(sm::PRIMARY_NAME_ANNOTATION) == Some(names::cr::NAME)
-        && ann(sm::PRIMARY_NAMESPACE_ANNOTATION) == Some(names::KYMA_SYSTEM)
-        && label == Some(names::OPERATOR_LABEL_VALUE)
-}
-
-fn adoption_patch() -> serde_json::Value {
-    json!({
-        "metadata": {
-            "annotations": {
-                sm::PRIMARY_NAME_ANNOTATION: names::cr::NAME,
-                sm::PRIMARY_NAMESPACE_ANNOTATION: names::KYMA_SYSTEM,
-            },
-            "labels": { names::OPERATOR_LABEL: names::OPERATOR_LABEL_VALUE },
-        }
-    })
-}
-
 /// What clean is about to change, read before anything is written: the legacy objects, the
 /// ServiceMappings to adopt, and the archive an earlier run wrote.
 struct Survey {
@@ -272,19 +225,14 @@ async fn survey(ctx: &Ctx) -> Result<Survey> {
 
 /// Lists every ServiceMapping in pages (metadata only) and keeps the ones to adopt.
 async fn list_service_mappings(ctx: &Ctx) -> Result<Mappings> {
-    let crds: Api<CustomResourceDefinition> = Api::all(ctx.client.clone());
-    let Some(crd) = crds
-        .get_opt(sm::CRD_NAME)
-        .await
-        .context(|| format!("reading CustomResourceDefinition {}", sm::CRD_NAME))?
-    else {
+    let Some(crd) = service_mappings::crd(&ctx.client).await? else {
         tracing::info!(
             crd = sm::CRD_NAME,
             "no ServiceMapping CRD; nothing to adopt"
         );
         return Ok(Mappings::default());
     };
-    let Some(ar) = service_mapping_resource(&crd) else {
+    let Some(ar) = service_mappings::resource(&crd) else {
         tracing::info!(
             crd = sm::CRD_NAME,
             "the ServiceMapping CRD serves no version; no mapping to adopt"
@@ -295,45 +243,34 @@ async fn list_service_mappings(ctx: &Ctx) -> Result<Mappings> {
         });
     };
     let namespaced = crd.spec.scope == "Namespaced";
-    let all: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &ar);
     let mut mappings = Mappings {
         crd: Some(crd),
-        resource: Some(ar),
+        resource: Some(ar.clone()),
         ..Default::default()
     };
-    let mut token: Option<String> = None;
-    loop {
-        let mut lp = ListParams::default().limit(PAGE_SIZE);
-        if let Some(t) = &token {
-            lp = lp.continue_token(t);
+    let (mut examined, mut to_adopt) = (0, Vec::new());
+    service_mappings::list(&ctx.client, &ar, |listed| match listed {
+        Listed::Restart => {
+            examined = 0;
+            to_adopt.clear();
         }
-        let page = match all.list_metadata(&lp).await {
-            Ok(page) => page,
-            // The continue token expired during a long list: list again from the start.
-            Err(kube::Error::Api(s)) if s.code == 410 && token.is_some() => {
-                token = None;
-                mappings.examined = 0;
-                mappings.to_adopt.clear();
-                continue;
-            }
-            Err(e) => return Err(e).context(|| format!("listing {}", sm::PLURAL)),
-        };
-        mappings.examined += page.items.len();
-        mappings.to_adopt.extend(
-            page.items
-                .iter()
-                .filter(|m| !is_adopted(&m.metadata))
-                .map(|m| MappingEntry {
-                    namespace: if namespaced { m.namespace() } else { None },
-                    name: m.name_any(),
-                    prior: Prior::of(&m.metadata),
-                }),
-        );
-        token = page.metadata.continue_.filter(|t| !t.is_empty());
-        if token.is_none() {
-            return Ok(mappings);
+        Listed::Page(page) => {
+            examined += page.len();
+            to_adopt.extend(
+                page.iter()
+                    .filter(|m| !service_mappings::is_adopted(&m.metadata))
+                    .map(|m| MappingEntry {
+                        namespace: if namespaced { m.namespace() } else { None },
+                        name: m.name_any(),
+                        prior: Prior::of(&m.metadata),
+                    }),
+            );
         }
-    }
+    })
+    .await?;
+    mappings.examined = examined;
+    mappings.to_adopt = to_adopt;
+    Ok(mappings)
 }
 
 /// Conflicting writes of the archive (a concurrent run) after which clean gives up for now.
@@ -368,7 +305,7 @@ async fn archive_legacy(
         .mappings
         .crd
         .as_ref()
-        .filter(|c| !is_adopted(&c.metadata))
+        .filter(|c| !service_mappings::is_adopted(&c.metadata))
         .map(|c| Prior::of(&c.metadata));
     let fresh = Archive::new(
         cr_uid.to_string(),
@@ -457,38 +394,12 @@ async fn adopt_service_mappings(ctx: &Ctx, mappings: &Mappings) -> Result<Adopti
     let adopted = match &mappings.resource {
         None => 0,
         Some(ar) => {
-            let patch = adoption_patch();
-            let pp = patch_params(ctx.dry_run);
-            stream::iter(&mappings.to_adopt)
-                .map(|m| {
-                    let api: Api<DynamicObject> = match &m.namespace {
-                        Some(ns) => Api::namespaced_with(ctx.client.clone(), ns, ar),
-                        None => Api::all_with(ctx.client.clone(), ar),
-                    };
-                    let (patch, pp) = (&patch, &pp);
-                    async move {
-                        // Only the metadata comes back: the answer is not needed, so keep it small.
-                        match api.patch_metadata(&m.name, pp, &Patch::Merge(patch)).await {
-                            Ok(_) => Ok(1usize),
-                            // Deleted since it was listed: nothing left to adopt.
-                            Err(e) if is_not_found(&e) => Ok(0),
-                            Err(e) => Err(e).context(|| {
-                                format!(
-                                    "adopting {} {}{}",
-                                    sm::KIND,
-                                    m.namespace
-                                        .as_ref()
-                                        .map(|n| format!("{n}/"))
-                                        .unwrap_or_default(),
-                                    m.name
-                                )
-                            }),
-                        }
-                    }
-                })
-                .buffer_unordered(CONCURRENCY)
-                .try_fold(0usize, |acc, n| async move { Ok(acc + n) })
-                .await?
+            let patch = service_mappings::adoption_patch();
+            let writes = mappings
+                .to_adopt
+                .iter()
+                .map(|m| (m.namespace.clone(), m.name.clone(), patch.clone()));
+            service_mappings::patch_each(&ctx.client, ar, writes, ctx.dry_run, "adopting").await?
         }
     };
     adopt_crd(
@@ -511,11 +422,11 @@ async fn adopt_crd(
     crd: &CustomResourceDefinition,
     mut adoption: Adoption,
 ) -> Result<Adoption> {
-    if !is_adopted(&crd.metadata) {
+    if !service_mappings::is_adopted(&crd.metadata) {
         crds.patch(
             sm::CRD_NAME,
             &patch_params(ctx.dry_run),
-            &Patch::Merge(&adoption_patch()),
+            &Patch::Merge(&service_mappings::adoption_patch()),
         )
         .await
         .context(|| format!("adopting CustomResourceDefinition {}", sm::CRD_NAME))?;

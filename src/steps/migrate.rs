@@ -1,7 +1,7 @@
 //! Step 1: the user configuration from the legacy ConfigMaps into the ConnectivityProxy CR.
 
-use kube::ResourceExt;
 use kube::api::DynamicObject;
+use kube::{Client, ResourceExt};
 use serde_json::Value;
 
 use super::{Ctx, Outcome, print_plan};
@@ -9,6 +9,7 @@ use crate::configmaps;
 use crate::cr::{self, Marker};
 use crate::error::{Error, Result, Source};
 use crate::names::{self, config_maps};
+use crate::schema::Violation;
 use crate::{diff, legacy, translate};
 
 pub async fn run(ctx: &Ctx) -> Result<Outcome> {
@@ -52,11 +53,11 @@ enum Attempt {
     Conflict(String),
 }
 
-/// What migrate reads from the legacy installation.
-struct LegacyInput {
-    install: legacy::LegacyInstall,
-    document: translate::Document,
-    ports: [u16; 3],
+/// The user configuration of the legacy installation, read and validated: what migrate (and
+/// check, which must say the same about the same input) reads.
+pub(crate) struct LegacyInput {
+    pub document: translate::Document,
+    pub ports: [u16; 3],
 }
 
 async fn attempt_once(ctx: &Ctx, input: &mut Option<LegacyInput>) -> Result<Attempt> {
@@ -67,7 +68,7 @@ async fn attempt_once(ctx: &Ctx, input: &mut Option<LegacyInput>) -> Result<Atte
     let (lookup, legacy_read) = if input.is_some() {
         (cr::lookup(client).await, None)
     } else {
-        let (lookup, legacy_read) = futures::join!(cr::lookup(client), read_legacy_input(ctx));
+        let (lookup, legacy_read) = futures::join!(cr::lookup(client), read_legacy_input(client));
         (lookup, Some(legacy_read))
     };
     let current = lookup?.required()?;
@@ -76,61 +77,43 @@ async fn attempt_once(ctx: &Ctx, input: &mut Option<LegacyInput>) -> Result<Atte
             "already migrated ({key}=true on the CR)"
         ))));
     }
-    if let Some(read) = legacy_read {
-        *input = read?;
-        if let Some(read) = input.as_ref() {
-            warn_on_version(&read.install);
+    let read = match legacy_read {
+        Some(legacy_read) => {
+            let Some((install, read)) = legacy_read? else {
+                return Ok(Attempt::Finished(
+                    Outcome::Skipped(no_legacy_installation()),
+                ));
+            };
+            warn_on_version(&install);
+            input.insert(read)
         }
-    }
-    let Some(LegacyInput {
-        document, ports, ..
-    }) = input.as_ref()
-    else {
-        return Ok(Attempt::Finished(Outcome::Skipped(format!(
-            "no legacy installation: StatefulSet {}/{} is absent or not managed by the reconciler",
-            names::KYMA_SYSTEM,
-            names::legacy_marker::STATEFULSET
-        ))));
+        // A later attempt: the legacy input was read by the first.
+        None => match input {
+            Some(read) => read,
+            None => {
+                return Ok(Attempt::Finished(
+                    Outcome::Skipped(no_legacy_installation()),
+                ));
+            }
+        },
     };
-    let (document, ports) = (document, *ports);
-    let plan = translate::plan(current.data.pointer("/spec/config"), document, ports)?;
-
-    let mut desired = current.clone();
-    let spec = desired
-        .data
-        .as_object_mut()
-        .map(|o| o.entry("spec").or_insert(Value::Null));
-    let Some(spec) = spec else {
-        return Err(Error::Rejected {
-            object: cr::display(),
-            message: "the CR is not a JSON object".into(),
-        });
-    };
-    translate::apply_to_spec(spec, &plan).map_err(|field| Error::Rejected {
-        object: cr::display(),
-        message: format!("spec field {field} is not a mapping"),
-    })?;
-    desired
-        .annotations_mut()
-        .insert(Marker::Migrated.key().into(), names::markers::TRUE.into());
+    let ports = read.ports;
+    let (plan, desired) = desired(&current, read)?;
 
     // Ask the server what it would store, and refuse if it would drop or change anything.
-    let stored = match write(ctx, &desired, true).await? {
+    let stored = match write(client, &desired, true).await? {
         Ok(stored) => stored,
         Err(conflict) => return Ok(Attempt::Conflict(conflict)),
     };
-    let lost = translate::lost_fields(
-        &plan.expected_spec,
+    let (refused, accepted) = judge_losses(
+        &plan,
         stored.data.get("spec").unwrap_or(&Value::Null),
+        &ctx.allow_field_loss,
     );
-    let (accepted, refused): (Vec<String>, Vec<String>) =
-        lost.into_iter().partition(|line| ctx.allows_loss_of(line));
     if !refused.is_empty() {
-        return Err(Error::FieldLoss {
-            object: cr::display(),
-            fields: first_of(&refused, MAX_FIELDS_NAMED),
-        });
+        return Err(field_loss(&refused));
     }
+    let accepted: Vec<String> = accepted.iter().map(|l| l.to_string()).collect();
     for line in &accepted {
         tracing::warn!(field = %line, "accepted loss of a migrated field (--allow-field-loss)");
     }
@@ -154,7 +137,7 @@ async fn attempt_once(ctx: &Ctx, input: &mut Option<LegacyInput>) -> Result<Atte
             "would migrate: {summary}"
         ))));
     }
-    let written = match write(ctx, &desired, false).await? {
+    let written = match write(client, &desired, false).await? {
         Ok(written) => written,
         Err(conflict) => return Ok(Attempt::Conflict(conflict)),
     };
@@ -169,20 +152,80 @@ async fn attempt_once(ctx: &Ctx, input: &mut Option<LegacyInput>) -> Result<Atte
     Ok(Attempt::Finished(Outcome::Done(summary)))
 }
 
-impl Ctx {
-    /// A lost field is accepted when it, or a field above it, was named with --allow-field-loss.
-    fn allows_loss_of(&self, line: &str) -> bool {
-        let field = line.split(": ").next().unwrap_or(line);
-        self.allow_field_loss.iter().any(|allowed| {
-            field == allowed
-                || field
-                    .strip_prefix(allowed.as_str())
-                    .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
-        })
+/// Why migrate (and check) have nothing to do without a legacy installation.
+pub(crate) fn no_legacy_installation() -> String {
+    format!(
+        "no legacy installation: StatefulSet {}/{} is absent or not managed by the reconciler",
+        names::KYMA_SYSTEM,
+        names::legacy_marker::STATEFULSET
+    )
+}
+
+/// The CR as migrate writes it: `current` with the plan applied and the migrated marker set.
+pub(crate) fn desired(
+    current: &DynamicObject,
+    input: &LegacyInput,
+) -> Result<(translate::Plan, DynamicObject)> {
+    let plan = translate::plan(
+        current.data.pointer("/spec/config"),
+        &input.document,
+        input.ports,
+    )?;
+    let mut desired = current.clone();
+    let spec = desired
+        .data
+        .as_object_mut()
+        .map(|o| o.entry("spec").or_insert(Value::Null));
+    let Some(spec) = spec else {
+        return Err(Error::Rejected {
+            object: cr::display(),
+            message: "the CR is not a JSON object".into(),
+            violations: Vec::new(),
+        });
+    };
+    translate::apply_to_spec(spec, &plan).map_err(|field| Error::Rejected {
+        object: cr::display(),
+        message: format!("spec field {field} is not a mapping"),
+        violations: Vec::new(),
+    })?;
+    desired
+        .annotations_mut()
+        .insert(Marker::Migrated.key().into(), names::markers::TRUE.into());
+    Ok((plan, desired))
+}
+
+/// The migrated fields that `stored_spec` (what the server would store) lacks or changes: those
+/// migrate refuses to lose, and those the user accepted with --allow-field-loss.
+pub(crate) fn judge_losses(
+    plan: &translate::Plan,
+    stored_spec: &Value,
+    allow_field_loss: &[String],
+) -> (Vec<translate::Lost>, Vec<translate::Lost>) {
+    translate::lost(&plan.expected_spec, stored_spec)
+        .into_iter()
+        .partition(|lost| !loss_allowed(allow_field_loss, &lost.field()))
+}
+
+/// A lost field is accepted when it, or a field above it, was named with --allow-field-loss.
+fn loss_allowed(allow_field_loss: &[String], field: &str) -> bool {
+    allow_field_loss.iter().any(|allowed| {
+        field == allowed
+            || field
+                .strip_prefix(allowed.as_str())
+                .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+    })
+}
+
+/// Migrate's error for fields the server would drop or change.
+pub(crate) fn field_loss(refused: &[translate::Lost]) -> Error {
+    let lines: Vec<String> = refused.iter().map(|l| l.to_string()).collect();
+    Error::FieldLoss {
+        object: cr::display(),
+        fields: first_of(&lines, MAX_FIELDS_NAMED),
     }
 }
 
-fn warn_on_version(install: &legacy::LegacyInstall) {
+pub(crate) fn warn_on_version(install: &legacy::LegacyInstall) {
     match &install.chart {
         Some(chart) if install.is_expected_version() => {
             tracing::info!(%chart, "legacy Connectivity Proxy found")
@@ -195,31 +238,29 @@ fn warn_on_version(install: &legacy::LegacyInstall) {
     }
 }
 
+/// Reads and validates the two legacy ConfigMaps.
 /// The legacy installation and its configuration, read together; `None` when there is no
 /// legacy installation (then whatever the ConfigMaps hold does not matter).
-async fn read_legacy_input(ctx: &Ctx) -> Result<Option<LegacyInput>> {
+async fn read_legacy_input(
+    client: &Client,
+) -> Result<Option<(legacy::LegacyInstall, LegacyInput)>> {
     let (install, configuration) =
-        futures::join!(legacy::detect(&ctx.client), read_legacy_configuration(ctx));
+        futures::join!(legacy::detect(client), read_legacy_configuration(client));
     let Some(install) = install? else {
         return Ok(None);
     };
-    let (document, ports) = configuration?;
-    Ok(Some(LegacyInput {
-        install,
-        document,
-        ports,
-    }))
+    Ok(Some((install, configuration?)))
 }
 
-async fn read_legacy_configuration(ctx: &Ctx) -> Result<(translate::Document, [u16; 3])> {
+pub(crate) async fn read_legacy_configuration(client: &Client) -> Result<LegacyInput> {
     let missing = |name: &str| Error::ConfigMapMissing {
         namespace: names::KYMA_SYSTEM.into(),
         name: name.into(),
     };
     // Both ConfigMaps in one round trip; the configuration document is judged first.
     let (config, info) = futures::join!(
-        configmaps::get(&ctx.client, names::KYMA_SYSTEM, config_maps::CONFIG),
-        configmaps::get(&ctx.client, names::KYMA_SYSTEM, config_maps::INFO)
+        configmaps::get(client, names::KYMA_SYSTEM, config_maps::CONFIG),
+        configmaps::get(client, names::KYMA_SYSTEM, config_maps::INFO)
     );
     let config = config?.ok_or_else(|| missing(config_maps::CONFIG))?;
     let source = Source {
@@ -256,7 +297,7 @@ async fn read_legacy_configuration(ctx: &Ctx) -> Result<(translate::Document, [u
         config_maps::INFO,
         &info.data.unwrap_or_default(),
     )?;
-    Ok((document, ports))
+    Ok(LegacyInput { document, ports })
 }
 
 /// Lost fields named in one error at most; a hostile document can have tens of thousands.
@@ -291,16 +332,13 @@ fn describe_binary(bytes: &[u8]) -> String {
 }
 
 /// Replaces the CR, guarded by the resourceVersion it was read with; `Err(message)` on a conflict.
-async fn write(
-    ctx: &Ctx,
+pub(crate) async fn write(
+    client: &Client,
     desired: &DynamicObject,
     dry_run: bool,
 ) -> Result<std::result::Result<DynamicObject, String>> {
     let pp = crate::client::post_params(dry_run);
-    match cr::api(&ctx.client)
-        .replace(names::cr::NAME, &pp, desired)
-        .await
-    {
+    match cr::api(client).replace(names::cr::NAME, &pp, desired).await {
         Ok(stored) => Ok(Ok(stored)),
         Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "Conflict" => {
             Ok(Err(s.message.clone()))
@@ -308,6 +346,7 @@ async fn write(
         Err(kube::Error::Api(s)) if s.code == 422 || s.code == 400 => Err(Error::Rejected {
             object: cr::display(),
             message: s.message.clone(),
+            violations: violations(&s),
         }),
         Err(e) => Err(Error::Kube {
             action: format!("writing {}", cr::display()),
@@ -316,7 +355,23 @@ async fn write(
     }
 }
 
-fn summary(plan: &translate::Plan, ports: [u16; 3], accepted: &[String]) -> String {
+/// The causes of a rejected write, as the server names them.
+fn violations(status: &kube::core::Status) -> Vec<Violation> {
+    let mut out: Vec<Violation> = status
+        .details
+        .iter()
+        .flat_map(|d| &d.causes)
+        .map(|c| Violation {
+            field: c.field.clone(),
+            reason: c.reason.clone(),
+            message: c.message.clone(),
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+pub(crate) fn summary(plan: &translate::Plan, ports: [u16; 3], accepted: &[String]) -> String {
     let leaves = count_leaves(plan.expected_spec.get("config").unwrap_or(&Value::Null));
     let mut s = format!(
         "{leaves} fields into spec.config (ports: http {}, rfcAndLdap {}, socks5 {}), tenant mode {}",

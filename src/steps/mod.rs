@@ -1,6 +1,7 @@
 //! The commands: each step reads the cluster, decides, and (unless dry-run) writes.
 
 pub mod backup;
+pub mod check;
 pub mod clean;
 pub mod mark_done;
 pub mod migrate;

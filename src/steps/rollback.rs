@@ -6,20 +6,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DynamicObject, ListParams, Patch};
+use kube::api::{Api, DynamicObject, Patch};
 use serde_json::Value;
 
-use super::clean::service_mapping_resource;
 use super::restore::restore_one;
 use super::{Ctx, Outcome, print_plan};
-use crate::archive::{self, MappingsArchive, Prior};
+use crate::archive::{self, MappingsArchive};
 use crate::client::{patch_params, post_params};
-use crate::error::{Context, Error, Result, is_already_exists, is_not_found};
+use crate::error::{Context, Error, Result, is_already_exists};
 use crate::legacy;
 use crate::names::{self, LEGACY_OBJECTS, ROLLBACK_ORDER, config_maps, service_mappings as sm};
+use crate::service_mappings::{self, Listed};
 
 /// Requests in flight at once.
-const CONCURRENCY: usize = 16;
+const CONCURRENCY: usize = service_mappings::CONCURRENCY;
 /// Reads in flight at once of the archived legacy objects (35 at most): all in one round trip.
 const LEGACY_CONCURRENCY: usize = 64;
 
@@ -344,92 +344,60 @@ async fn unadopt(ctx: &Ctx, archived: &MappingsArchive) -> Result<Unadoption> {
         return Ok(done);
     }
     let crds: Api<CustomResourceDefinition> = Api::all(ctx.client.clone());
-    let Some(crd) = crds
-        .get_opt(sm::CRD_NAME)
-        .await
-        .context(|| format!("reading CustomResourceDefinition {}", sm::CRD_NAME))?
-    else {
+    let Some(crd) = service_mappings::crd(&ctx.client).await? else {
         tracing::warn!(
             crd = sm::CRD_NAME,
             "the ServiceMapping CRD is gone; no ServiceMapping to un-adopt"
         );
         return Ok(done);
     };
-    let pp = patch_params(ctx.dry_run);
-    if let Some(ar) = service_mapping_resource(&crd) {
-        let wanted: BTreeMap<(Option<&str>, &str), &Prior> = archived
+    if let Some(ar) = service_mappings::resource(&crd) {
+        let wanted: BTreeMap<(Option<&str>, &str), usize> = archived
             .items
             .iter()
-            .map(|m| ((m.namespace.as_deref(), m.name.as_str()), &m.prior))
+            .enumerate()
+            .map(|(i, m)| ((m.namespace.as_deref(), m.name.as_str()), i))
             .collect();
-        let all: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &ar);
-        let mut to_write: Vec<(Option<String>, String, Value)> = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut lp = ListParams::default().limit(500);
-            if let Some(t) = &token {
-                lp = lp.continue_token(t);
-            }
-            let page = match all.list_metadata(&lp).await {
-                Ok(page) => page,
-                Err(kube::Error::Api(s)) if s.code == 410 && token.is_some() => {
-                    token = None;
-                    to_write.clear();
-                    continue;
-                }
-                Err(e) => return Err(e).context(|| format!("listing {}", sm::PLURAL)),
-            };
-            for m in &page.items {
-                let namespace = m.metadata.namespace.as_deref();
-                let name = m.metadata.name.as_deref().unwrap_or_default();
-                let key = (namespace.filter(|_| crd.spec.scope == "Namespaced"), name);
-                if let Some(prior) = wanted.get(&key)
-                    && !prior.matches(&m.metadata)
-                {
-                    to_write.push((
-                        key.0.map(str::to_string),
-                        name.to_string(),
-                        prior.restoring_patch(),
-                    ));
-                }
-            }
-            token = page.metadata.continue_.filter(|t| !t.is_empty());
-            if token.is_none() {
-                break;
-            }
-        }
-        done.mappings = stream::iter(to_write)
-            .map(|(ns, name, patch)| {
-                let api: Api<DynamicObject> = match &ns {
-                    Some(ns) => Api::namespaced_with(ctx.client.clone(), ns, &ar),
-                    None => Api::all_with(ctx.client.clone(), &ar),
-                };
-                let pp = &pp;
-                async move {
-                    match api.patch_metadata(&name, pp, &Patch::Merge(&patch)).await {
-                        Ok(_) => Ok(1usize),
-                        // Deleted since it was listed: nothing to give back.
-                        Err(e) if is_not_found(&e) => Ok(0),
-                        Err(e) => Err(e).context(|| {
-                            format!(
-                                "un-adopting {} {}{name}",
-                                sm::KIND,
-                                ns.map(|n| format!("{n}/")).unwrap_or_default()
-                            )
-                        }),
+        let namespaced = crd.spec.scope == "Namespaced";
+        // Positions in the archive, not copies: each patch is made as it is sent.
+        let mut to_write: Vec<usize> = Vec::new();
+        service_mappings::list(&ctx.client, &ar, |listed| match listed {
+            Listed::Restart => to_write.clear(),
+            Listed::Page(page) => {
+                for m in &page {
+                    let namespace = m.metadata.namespace.as_deref().filter(|_| namespaced);
+                    let name = m.metadata.name.as_deref().unwrap_or_default();
+                    if let Some(&i) = wanted.get(&(namespace, name))
+                        && !archived.items[i].prior.matches(&m.metadata)
+                    {
+                        to_write.push(i);
                     }
                 }
-            })
-            .buffer_unordered(CONCURRENCY)
-            .try_fold(0usize, |acc, n| async move { Ok(acc + n) })
-            .await?;
+            }
+        })
+        .await?;
+        let writes = to_write.into_iter().map(|i| {
+            let m = &archived.items[i];
+            (
+                m.namespace.clone(),
+                m.name.clone(),
+                m.prior.restoring_patch(),
+            )
+        });
+        done.mappings =
+            service_mappings::patch_each(&ctx.client, &ar, writes, ctx.dry_run, "un-adopting")
+                .await?;
     }
     if let Some(prior) = &archived.crd
         && !prior.matches(&crd.metadata)
     {
-        crds.patch(sm::CRD_NAME, &pp, &Patch::Merge(&prior.restoring_patch()))
-            .await
-            .context(|| format!("un-adopting CustomResourceDefinition {}", sm::CRD_NAME))?;
+        crds.patch(
+            sm::CRD_NAME,
+            &patch_params(ctx.dry_run),
+            &Patch::Merge(&prior.restoring_patch()),
+        )
+        .await
+        .context(|| format!("un-adopting CustomResourceDefinition {}", sm::CRD_NAME))?;
         done.crd = true;
     }
     Ok(done)

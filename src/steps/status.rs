@@ -1,20 +1,77 @@
-//! status: a read-only picture of the migration on this cluster.
+//! status: a read-only picture of the migration on this cluster, summed up in one phase.
+
+pub mod operator_pods;
+pub mod phase;
 
 use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DynamicObject, ListParams};
+use kube::api::Api;
 use kube::{Client, ResourceExt};
 use serde::Serialize;
 
-use super::clean::{is_adopted, service_mapping_resource};
 use crate::archive;
 use crate::configmaps;
 use crate::cr::{self, Lookup, Marker};
 use crate::error::{Context, Result};
 use crate::legacy::{self, LegacyInstall};
-use crate::names::{self, config_maps, service_mappings as sm};
+use crate::names::{self, config_maps};
+use crate::service_mappings::{Listed, is_adopted};
+use operator_pods::Failing;
+use phase::Phase;
+
+/// What `status` prints: the phase and its reason first, then everything it read.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub phase: Phase,
+    pub phase_reason: String,
+    #[serde(flatten)]
+    pub status: Status,
+}
+
+impl Report {
+    pub fn new(status: Status) -> Report {
+        let (phase, phase_reason) = phase::decide(&status);
+        Report {
+            phase,
+            phase_reason,
+            status,
+        }
+    }
+}
+
+/// What `status` prints when it could not read the cluster: the phase `unreachable`, why, and
+/// the whole error.
+#[derive(Debug, Serialize)]
+pub struct Unreachable {
+    pub phase: Phase,
+    pub phase_reason: String,
+    pub error: String,
+}
+
+impl Unreachable {
+    /// `error` is the command's closing reason; `refused` when the API server answered with a
+    /// refusal (401, 403) rather than not at all.
+    pub fn new(error: String, refused: bool) -> Unreachable {
+        let first_line = error.lines().next().unwrap_or_default();
+        Unreachable {
+            phase: Phase::Unreachable,
+            phase_reason: if refused {
+                format!("the API server refused: {first_line}")
+            } else {
+                format!("the API server could not be asked: {first_line}")
+            },
+            error,
+        }
+    }
+
+    pub fn render_text(&self) -> String {
+        render_rows(&[
+            ("phase".into(), row_of_phase(self.phase, &self.phase_reason)),
+            ("error".into(), self.error.clone()),
+        ])
+    }
+}
 
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -30,6 +87,8 @@ pub struct Status {
     pub service_mappings: Option<ServiceMappings>,
     pub operator: Option<Operator>,
     pub archive: ArchiveStatus,
+    /// The operator Pod's init container that keeps failing, if any.
+    pub failing: Option<Failing>,
 }
 
 /// clean's archive, for `rollback`: counts and ownership only, never its content.
@@ -74,7 +133,10 @@ pub struct Operator {
     pub ready: bool,
 }
 
-pub async fn collect(client: &Client) -> Result<Status> {
+/// Reads everything status shows; any read the API server does not answer or refuses is an
+/// error (the caller shows the cluster as `unreachable`), except clean's archive, whose
+/// problem is a row of its own.
+pub async fn collect(client: &Client) -> Result<Report> {
     let legacy_installation = legacy::detect(client).await?;
     let lookup = cr::lookup(client).await?;
     let markers = Marker::ALL
@@ -113,7 +175,12 @@ pub async fn collect(client: &Client) -> Result<Status> {
     }
     let (legacy_objects_remaining, legacy_kinds_not_served) =
         remaining_legacy_objects(client).await?;
-    Ok(Status {
+    let deployment = operator_deployment(client).await?;
+    let failing = match &deployment {
+        Some(d) => operator_pods::failing(client, d).await?,
+        None => None,
+    };
+    Ok(Report::new(Status {
         legacy_installation,
         crd_installed: !matches!(lookup, Lookup::CrdMissing),
         cr_exists: matches!(lookup, Lookup::Found(_)),
@@ -123,9 +190,10 @@ pub async fn collect(client: &Client) -> Result<Status> {
         legacy_objects_remaining,
         legacy_kinds_not_served,
         service_mappings: service_mappings(client).await?,
-        operator: operator(client).await?,
+        operator: deployment.as_ref().map(operator),
         archive: archive_status(client, &lookup).await,
-    })
+        failing,
+    }))
 }
 
 async fn archive_status(client: &Client, lookup: &Lookup) -> ArchiveStatus {
@@ -176,40 +244,21 @@ async fn remaining_legacy_objects(client: &Client) -> Result<(Vec<String>, Vec<S
 }
 
 async fn service_mappings(client: &Client) -> Result<Option<ServiceMappings>> {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let Some(crd) = crds
-        .get_opt(sm::CRD_NAME)
-        .await
-        .context(|| format!("reading CustomResourceDefinition {}", sm::CRD_NAME))?
-    else {
+    let Some(crd) = crate::service_mappings::crd(client).await? else {
         return Ok(None);
     };
-    let Some(ar) = service_mapping_resource(&crd) else {
+    let Some(ar) = crate::service_mappings::resource(&crd) else {
         return Ok(None);
     };
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
     let (mut total, mut adopted) = (0, 0);
-    let mut token: Option<String> = None;
-    loop {
-        let mut lp = ListParams::default().limit(500);
-        if let Some(t) = &token {
-            lp = lp.continue_token(t);
+    crate::service_mappings::list(client, &ar, |listed| match listed {
+        Listed::Restart => (total, adopted) = (0, 0),
+        Listed::Page(page) => {
+            total += page.len();
+            adopted += page.iter().filter(|m| is_adopted(&m.metadata)).count();
         }
-        let page = api
-            .list_metadata(&lp)
-            .await
-            .context(|| format!("listing {}", sm::PLURAL))?;
-        total += page.items.len();
-        adopted += page
-            .items
-            .iter()
-            .filter(|m| is_adopted(&m.metadata))
-            .count();
-        token = page.metadata.continue_.filter(|t| !t.is_empty());
-        if token.is_none() {
-            break;
-        }
-    }
+    })
+    .await?;
     Ok(Some(ServiceMappings {
         total,
         adopted,
@@ -217,36 +266,38 @@ async fn service_mappings(client: &Client) -> Result<Option<ServiceMappings>> {
     }))
 }
 
-async fn operator(client: &Client) -> Result<Option<Operator>> {
+async fn operator_deployment(client: &Client) -> Result<Option<Deployment>> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), names::KYMA_SYSTEM);
-    let Some(d) = api.get_opt(names::OPERATOR_DEPLOYMENT).await.context(|| {
+    api.get_opt(names::OPERATOR_DEPLOYMENT).await.context(|| {
         format!(
             "reading Deployment {}/{}",
             names::KYMA_SYSTEM,
             names::OPERATOR_DEPLOYMENT
         )
-    })?
-    else {
-        return Ok(None);
-    };
+    })
+}
+
+fn operator(d: &Deployment) -> Operator {
     let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let ready_replicas = d
         .status
         .as_ref()
         .and_then(|s| s.ready_replicas)
         .unwrap_or(0);
-    Ok(Some(Operator {
+    Operator {
         replicas,
         ready_replicas,
         ready: ready_replicas >= replicas && replicas > 0,
-    }))
+    }
 }
 
-/// The status as a person reads it.
-pub fn render_text(s: &Status) -> String {
+/// The status as a person reads it: the phase first.
+pub fn render_text(report: &Report) -> String {
+    let s = &report.status;
     let yes = |b: bool| if b { "yes" } else { "no" };
     let mut rows: Vec<(String, String)> = Vec::new();
     let mut line = |k: &str, v: String| rows.push((k.to_string(), v));
+    line("phase", row_of_phase(report.phase, &report.phase_reason));
     line(
         "legacy installation",
         match &s.legacy_installation {
@@ -334,6 +385,29 @@ pub fn render_text(s: &Status) -> String {
             None => "absent".into(),
         },
     );
+    if let Some(f) = &s.failing {
+        line(
+            "failing init container",
+            format!(
+                "{} in Pod {}: step {}, {} restarts",
+                f.container,
+                f.pod,
+                f.step.map(|st| st.name()).unwrap_or("unknown"),
+                f.restarts
+            ),
+        );
+        // The step's own closing reason, on one line.
+        line(
+            "",
+            format!(
+                "message: {}",
+                f.message
+                    .as_deref()
+                    .map(|m| m.trim().replace(['\r', '\n'], " "))
+                    .unwrap_or_else(|| "(none)".into())
+            ),
+        );
+    }
     let a = &s.archive;
     line(
         "archive for rollback",
@@ -365,7 +439,15 @@ pub fn render_text(s: &Status) -> String {
             ),
         },
     );
-    // The values start in one column, after the longest label.
+    render_rows(&rows)
+}
+
+fn row_of_phase(phase: Phase, reason: &str) -> String {
+    format!("{}: {reason}", phase.name())
+}
+
+/// One row per line; the values start in one column, after the longest label.
+fn render_rows(rows: &[(String, String)]) -> String {
     let width = rows
         .iter()
         .map(|(k, _)| k.chars().count())

@@ -3,7 +3,11 @@
 #![allow(dead_code)]
 
 pub mod faultproxy;
+pub mod generators;
+pub mod legacy_cases;
 pub mod module;
+pub mod podman;
+pub mod rbac;
 pub mod requests;
 pub mod secrets;
 pub mod service_mappings;
@@ -463,6 +467,11 @@ pub fn tool_command(kubeconfig: &Path) -> Command {
         .arg(kubeconfig)
         .args(["--log-format", "json"])
         .env_remove("KUBECONFIG")
+        // Where a test itself runs in a Pod, its commands must not write that Pod's message.
+        .env(
+            "CP_MIGRATOR_TERMINATION_LOG",
+            "/nonexistent/cp-mod-migrator-termination-log",
+        )
         .stdin(Stdio::null());
     cmd
 }

@@ -1,11 +1,13 @@
 //! The Connectivity Proxy module as the cluster sees it: enabled (its CRD, its default CR and
-//! the operator Deployment), and disabled again.
+//! the operator Deployment, and a Pod of it with the status a kubelet would write), and
+//! disabled again.
 
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, PodStatus, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams};
+use kube::api::{Api, DeleteParams, PostParams};
 
 use cp_mod_migrator::names;
 
@@ -58,4 +60,54 @@ where
         Err(kube::Error::Api(s)) if s.code == 404 => {}
         Err(e) => panic!("delete {name}: {e}"),
     }
+}
+
+/// A Pod of the operator Deployment as its ReplicaSet would make it: the Deployment's template
+/// (its labels, its init containers) under `name`, not created yet (see [`create_pod`]). No
+/// controller runs on a test cluster to make it, and no kubelet to run it.
+pub async fn operator_pod(c: &TestCluster, name: &str) -> Pod {
+    let deployments: Api<Deployment> = Api::namespaced(c.client.clone(), names::KYMA_SYSTEM);
+    let d = deployments
+        .get(names::OPERATOR_DEPLOYMENT)
+        .await
+        .expect("the operator Deployment (install_operator first)");
+    let template = d.spec.expect("spec").template;
+    // The ServiceAccount admission plugin refuses a Pod whose ServiceAccount does not exist.
+    let spec = template.spec.expect("template spec");
+    if let Some(sa) = &spec.service_account_name {
+        let sas: Api<ServiceAccount> = Api::namespaced(c.client.clone(), names::KYMA_SYSTEM);
+        let mut account = ServiceAccount::default();
+        account.metadata.name = Some(sa.clone());
+        match sas.create(&PostParams::default(), &account).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => panic!("create ServiceAccount {sa}: {e}"),
+        }
+    }
+    let mut pod = Pod {
+        metadata: template.metadata.unwrap_or_default(),
+        spec: Some(spec),
+        status: None,
+    };
+    pod.metadata.name = Some(name.into());
+    pod.metadata.namespace = Some(names::KYMA_SYSTEM.into());
+    pod
+}
+
+/// Creates `pod` in kyma-system.
+pub async fn create_pod(c: &TestCluster, pod: &Pod) -> Pod {
+    Api::<Pod>::namespaced(c.client.clone(), names::KYMA_SYSTEM)
+        .create(&PostParams::default(), pod)
+        .await
+        .unwrap_or_else(|e| panic!("create Pod {:?}: {e}", pod.metadata.name))
+}
+
+/// Writes a Pod's status through its `/status` subresource, as the kubelet would.
+pub async fn write_pod_status(c: &TestCluster, name: &str, status: PodStatus) -> Pod {
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), names::KYMA_SYSTEM);
+    let mut pod = pods.get(name).await.expect("get Pod");
+    pod.status = Some(status);
+    pods.replace_status(name, &PostParams::default(), &pod)
+        .await
+        .unwrap_or_else(|e| panic!("write the status of Pod {name}: {e}"))
 }

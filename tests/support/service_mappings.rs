@@ -93,7 +93,7 @@ pub async fn count_adopted(client: &Client) -> (usize, usize) {
         adopted += page
             .items
             .iter()
-            .filter(|m| cp_mod_migrator::steps::clean::is_adopted(&m.metadata))
+            .filter(|m| cp_mod_migrator::service_mappings::is_adopted(&m.metadata))
             .count();
         token = page.metadata.continue_.filter(|t| !t.is_empty());
         if token.is_none() {

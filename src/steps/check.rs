@@ -1,0 +1,728 @@
+//! check: whether migrate would succeed on this cluster now, why not, and what it would write.
+//! It writes nothing: the legacy input is read and validated by migrate's own functions, and the
+//! new spec is judged by the API server (a server-side dry run of migrate's own write) where the
+//! CR exists, otherwise offline against the CRD's schema (see `crate::schema`).
+
+use std::sync::Arc;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
+use kube::api::{Api, DynamicObject};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::Outcome;
+use super::migrate;
+use crate::cli::OutputFormat;
+use crate::cr::{self, Lookup, Marker};
+use crate::error::{Context, Error, Result, Source};
+use crate::legacy::{self, LegacyInstall};
+use crate::names::{self, config_maps};
+use crate::schema::{self, CrdSchema, Violation};
+use crate::translate::{self, Lost};
+
+/// The answer for one cluster. Serializable, so that many clusters' answers can be gathered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckReport {
+    /// Whether migrate would succeed now (or has nothing to do).
+    pub ready: bool,
+    /// Why it is ready; or, when not, the error migrate would end with, word for word.
+    pub verdict: String,
+    /// The legacy installation, if the reconciler's StatefulSet is there.
+    pub legacy_installation: Option<LegacyVersion>,
+    /// How the new spec was judged; absent when there was nothing to judge.
+    pub validation: Option<Validation>,
+    /// Each problem, naming the object, the key and the value; empty when ready.
+    pub reasons: Vec<Reason>,
+    /// Lost fields the user accepted with --allow-field-loss.
+    pub accepted_losses: Vec<Reason>,
+    /// What migrate would write, when ready and there is something to migrate.
+    pub would_write: Option<WouldWrite>,
+    /// What the reader should know about how the answer was reached.
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LegacyVersion {
+    /// The StatefulSet's `chart` label, e.g. `connectivity-proxy-2.9.3`.
+    pub chart: Option<String>,
+    /// Whether that is the version this tool was made for (others are migrated the same way).
+    pub expected_version: bool,
+}
+
+impl From<&LegacyInstall> for LegacyVersion {
+    fn from(l: &LegacyInstall) -> Self {
+        LegacyVersion {
+            chart: l.chart.clone(),
+            expected_version: l.is_expected_version(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Validation {
+    pub method: Method,
+    /// Whose CRD: `cluster`, `built-in`, or the file given with --crd.
+    pub crd: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// A server-side dry run of migrate's write.
+    ServerDryRun,
+    /// The CRD's schema applied by this tool.
+    Offline,
+}
+
+/// One problem.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reason {
+    /// `ConfigMap kyma-system/connectivity-proxy-info`, or the CR for a field of the new spec.
+    pub object: String,
+    /// The ConfigMap's key, or the field below the CR's `spec` as migrate names it
+    /// (`config.servers.proxy.http.port`).
+    pub key: Option<String>,
+    /// The offending value, when there is one.
+    pub value: Option<Value>,
+    pub message: String,
+    /// For a field of the new spec: where in the legacy configuration it comes from.
+    pub origin: Option<Origin>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    pub object: String,
+    pub key: String,
+    /// The field within the configuration document, when it comes from one.
+    pub field: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WouldWrite {
+    pub object: String,
+    /// migrate's own summary line.
+    pub summary: String,
+    /// What changes in `spec.config`, one field a line, as `migrate --dry-run` prints it.
+    pub changes: Vec<String>,
+    /// Fields of `spec.config` that stay as they are.
+    pub unchanged_fields: usize,
+    /// The new `spec.config`.
+    pub spec_config: Value,
+    /// `spec.secretConfig.integration.connectivityService.secretName`, when migrate sets it.
+    pub secret_name: Option<String>,
+}
+
+/// What check needs besides the cluster.
+#[derive(Debug, Clone, Default)]
+pub struct CheckOptions {
+    /// A CRD to judge against offline instead of the cluster (from --crd).
+    pub crd: Option<Arc<CrdSchema>>,
+    /// As migrate's --allow-field-loss.
+    pub allow_field_loss: Vec<String>,
+}
+
+/// How many conflicting dry runs (the CR changed under it) before giving up.
+const MAX_CONFLICTS: u32 = 5;
+
+/// Checks one cluster. `Err` only when the cluster could not be asked (or --crd is unusable):
+/// a configuration migrate would refuse is an `Ok` report that is not ready.
+pub async fn check(client: &Client, options: &CheckOptions) -> Result<CheckReport> {
+    let lookup = cr::lookup(client).await?;
+    let install = legacy::detect(client).await?;
+    let mut report = CheckReport {
+        ready: true,
+        verdict: String::new(),
+        legacy_installation: install.as_ref().map(LegacyVersion::from),
+        validation: None,
+        reasons: Vec::new(),
+        accepted_losses: Vec::new(),
+        would_write: None,
+        notes: Vec::new(),
+    };
+    if let Lookup::Found(current) = &lookup
+        && let Some(key) = cr::marked(current, Marker::Migrated)
+    {
+        report.verdict = already_migrated(key);
+        return Ok(report);
+    }
+    let Some(install) = install else {
+        report.verdict = format!("nothing to migrate: {}", migrate::no_legacy_installation());
+        return Ok(report);
+    };
+    migrate::warn_on_version(&install);
+    let input = match migrate::read_legacy_configuration(client).await {
+        Ok(input) => input,
+        Err(e) if is_input_error(&e) => return Ok(not_ready(report, &e, input_reason(&e))),
+        Err(e) => return Err(e),
+    };
+
+    let (mut base, judge) = match (lookup, &options.crd) {
+        (Lookup::Found(current), None) => (*current, Judge::Server),
+        (Lookup::Found(current), Some(crd)) => (*current, Judge::Offline(crd.clone())),
+        (missing, crd) => {
+            report.notes.push(format!(
+                "{} does not exist yet: judged as migrate would write it into the module's default CR (built in)",
+                cr::display()
+            ));
+            let judge = match (crd, missing) {
+                (Some(crd), _) => Judge::Offline(crd.clone()),
+                (None, Lookup::CrMissing) => Judge::Offline(Arc::new(cluster_crd(client).await?)),
+                (None, _) => Judge::Offline(built_in_crd()?),
+            };
+            (default_cr()?, judge)
+        }
+    };
+    report.validation = Some(judge.validation());
+    if let Judge::Offline(crd) = &judge
+        && crd.has_cel_rules
+    {
+        report.notes.push(format!(
+            "the CRD from {} has CEL rules (x-kubernetes-validations), which an offline check does not evaluate",
+            crd.origin
+        ));
+    }
+
+    let mut conflicts = 0;
+    let (plan, desired, admission) = loop {
+        let (plan, desired) = match migrate::desired(&base, &input) {
+            Ok(prepared) => prepared,
+            Err(e) if is_input_error(&e) => return Ok(not_ready(report, &e, input_reason(&e))),
+            Err(e) => return Err(e),
+        };
+        let admission = match &judge {
+            Judge::Server => match migrate::write(client, &desired, true).await {
+                Ok(Ok(stored)) => Ok(stored.data.get("spec").cloned().unwrap_or(Value::Null)),
+                Ok(Err(conflict)) => {
+                    conflicts += 1;
+                    tracing::info!(conflict = %conflict, "the CR changed since it was read; reading it again");
+                    if conflicts >= MAX_CONFLICTS {
+                        return Err(Error::TooManyConflicts {
+                            object: cr::display(),
+                            attempts: conflicts,
+                        });
+                    }
+                    base = cr::lookup(client).await?.required()?;
+                    // A concurrent migrate may be what changed it.
+                    if let Some(key) = cr::marked(&base, Marker::Migrated) {
+                        report.verdict = already_migrated(key);
+                        report.validation = None;
+                        return Ok(report);
+                    }
+                    continue;
+                }
+                Err(e @ Error::Rejected { .. }) => Err(e),
+                Err(e) => return Err(e),
+            },
+            Judge::Offline(crd) => {
+                let object = serde_json::to_value(&desired).unwrap_or(Value::Null);
+                crd.admit(&object)
+                    .map(|stored| stored.get("spec").cloned().unwrap_or(Value::Null))
+                    .map_err(|violations| Error::Rejected {
+                        object: cr::display(),
+                        message: schema::rejection_message(
+                            &format!("{}.{}", names::cr::KIND, names::cr::GROUP),
+                            names::cr::NAME,
+                            &violations,
+                        ),
+                        violations,
+                    })
+            }
+        };
+        break (plan, desired, admission);
+    };
+
+    let stored_spec = match admission {
+        Ok(spec) => spec,
+        Err(e) => {
+            let reasons = rejection_reasons(&e, &desired);
+            return Ok(not_ready(report, &e, reasons));
+        }
+    };
+    let (refused, accepted) = migrate::judge_losses(&plan, &stored_spec, &options.allow_field_loss);
+    report.accepted_losses = accepted.iter().map(lost_reason).collect();
+    if !refused.is_empty() {
+        let reasons = refused.iter().map(lost_reason).collect();
+        return Ok(not_ready(report, &migrate::field_loss(&refused), reasons));
+    }
+    let accepted: Vec<String> = accepted.iter().map(Lost::to_string).collect();
+    let summary = migrate::summary(&plan, input.ports, &accepted);
+    report.verdict = format!("migrate would write {}: {summary}", cr::display());
+    let diff = crate::diff::diff(
+        "config",
+        base.data.pointer("/spec/config").unwrap_or(&Value::Null),
+        &plan.config,
+    );
+    report.would_write = Some(WouldWrite {
+        object: cr::display(),
+        summary,
+        changes: diff.changes.iter().map(ToString::to_string).collect(),
+        unchanged_fields: diff.unchanged,
+        spec_config: plan.config.clone(),
+        secret_name: plan
+            .shared_tenant
+            .then(|| names::SHARED_TENANT_SECRET.to_string()),
+    });
+    Ok(report)
+}
+
+/// The `check` command: judges the cluster, prints the report, and fails when not ready.
+pub async fn run(
+    client: &Client,
+    crd_file: Option<&std::path::Path>,
+    allow_field_loss: &[String],
+    output: OutputFormat,
+) -> Result<Outcome> {
+    let crd = match crd_file {
+        Some(path) => {
+            let origin = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|e| Error::CrdSchema {
+                origin: origin.clone(),
+                message: e.to_string(),
+            })?;
+            Some(Arc::new(CrdSchema::from_yaml(&text, &origin)?))
+        }
+        None => None,
+    };
+    let options = CheckOptions {
+        crd,
+        allow_field_loss: allow_field_loss.to_vec(),
+    };
+    let report = check(client, &options).await?;
+    match output {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        ),
+        OutputFormat::Text => print!("{}", render_text(&report)),
+    }
+    if report.ready {
+        Ok(Outcome::Done(format!("ready: {}", report.verdict)))
+    } else {
+        Err(Error::NotReady {
+            verdict: report.verdict,
+        })
+    }
+}
+
+fn already_migrated(key: &str) -> String {
+    format!("nothing to migrate: already migrated ({key}=true on the CR)")
+}
+
+const BUILT_IN: &str = "built-in";
+const CLUSTER: &str = "cluster";
+
+/// Who judges the new spec.
+enum Judge {
+    Server,
+    Offline(Arc<CrdSchema>),
+}
+
+impl Judge {
+    fn validation(&self) -> Validation {
+        match self {
+            Judge::Server => Validation {
+                method: Method::ServerDryRun,
+                crd: CLUSTER.into(),
+            },
+            Judge::Offline(crd) => Validation {
+                method: Method::Offline,
+                crd: crd.origin.clone(),
+            },
+        }
+    }
+}
+
+/// The CRD the tool was built with, compiled once per process (many clusters share it).
+fn built_in_crd() -> Result<Arc<CrdSchema>> {
+    static BUILT: std::sync::OnceLock<Arc<CrdSchema>> = std::sync::OnceLock::new();
+    if let Some(crd) = BUILT.get() {
+        return Ok(crd.clone());
+    }
+    let crd = Arc::new(CrdSchema::from_yaml(schema::BUILT_IN_CRD, BUILT_IN)?);
+    Ok(BUILT.get_or_init(|| crd).clone())
+}
+
+/// The module's default CR, as migrate would find it once the module is enabled.
+fn default_cr() -> Result<DynamicObject> {
+    let bad = |e: String| Error::CrdSchema {
+        origin: BUILT_IN.into(),
+        message: format!("the built-in default CR is not a ConnectivityProxy: {e}"),
+    };
+    let value = crate::yaml::manifest(schema::BUILT_IN_CR).map_err(bad)?;
+    serde_json::from_value(value).map_err(|e| bad(e.to_string()))
+}
+
+/// The cluster's ConnectivityProxy CRD (installed, while its CR is not there yet).
+async fn cluster_crd(client: &Client) -> Result<CrdSchema> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = crds
+        .get(names::cr::CRD_NAME)
+        .await
+        .context(|| format!("reading CustomResourceDefinition {}", names::cr::CRD_NAME))?;
+    let value = serde_json::to_value(&crd).map_err(|e| Error::CrdSchema {
+        origin: CLUSTER.into(),
+        message: e.to_string(),
+    })?;
+    CrdSchema::from_crd(&value, CLUSTER)
+}
+
+fn not_ready(mut report: CheckReport, error: &Error, reasons: Vec<Reason>) -> CheckReport {
+    report.ready = false;
+    report.verdict = error.to_string();
+    report.reasons = reasons;
+    report
+}
+
+/// Errors about the legacy input, which make the cluster not ready (rather than the check failed).
+fn is_input_error(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::ConfigMapMissing { .. }
+            | Error::KeyMissing { .. }
+            | Error::InvalidYaml { .. }
+            | Error::InvalidConfig { .. }
+            | Error::InvalidPort { .. }
+            | Error::UnknownTenantMode { .. }
+            | Error::Rejected { .. }
+    )
+}
+
+fn input_reason(e: &Error) -> Vec<Reason> {
+    let from_source = |input: &Source, value: Option<Value>| Reason {
+        object: format!("ConfigMap {}/{}", input.namespace, input.name),
+        key: input.key.clone(),
+        value,
+        message: e.to_string(),
+        origin: None,
+    };
+    vec![match e {
+        Error::ConfigMapMissing { namespace, name } => Reason {
+            object: format!("ConfigMap {namespace}/{name}"),
+            key: None,
+            value: None,
+            message: e.to_string(),
+            origin: None,
+        },
+        Error::KeyMissing { input }
+        | Error::InvalidYaml { input, .. }
+        | Error::InvalidConfig { input, .. } => from_source(input, None),
+        Error::InvalidPort { input, value } => from_source(input, Some(Value::from(value.clone()))),
+        Error::UnknownTenantMode { input, value } => from_source(
+            input,
+            Some(serde_json::from_str(value).unwrap_or_else(|_| Value::from(value.clone()))),
+        ),
+        _ => Reason {
+            object: cr::display(),
+            key: None,
+            value: None,
+            message: e.to_string(),
+            origin: None,
+        },
+    }]
+}
+
+/// One reason per field the server (or the offline schema) rejects.
+fn rejection_reasons(e: &Error, desired: &DynamicObject) -> Vec<Reason> {
+    let Error::Rejected { violations, .. } = e else {
+        return input_reason(e);
+    };
+    if violations.is_empty() {
+        return input_reason(e);
+    }
+    violations
+        .iter()
+        .map(|v| violation_reason(v, desired))
+        .collect()
+}
+
+fn violation_reason(v: &Violation, desired: &DynamicObject) -> Reason {
+    let below_spec = v.field.strip_prefix("spec.").unwrap_or(&v.field);
+    let path: Vec<String> = below_spec.split('.').map(str::to_string).collect();
+    let value = desired
+        .data
+        .get("spec")
+        .and_then(|spec| path.iter().try_fold(spec, |cur, k| cur.get(k.as_str())))
+        .filter(|_| v.reason != "FieldValueRequired")
+        .cloned();
+    Reason {
+        object: cr::display(),
+        key: Some(below_spec.to_string()),
+        value,
+        message: v.message.clone(),
+        origin: origin(&path),
+    }
+}
+
+fn lost_reason(l: &Lost) -> Reason {
+    Reason {
+        object: cr::display(),
+        key: Some(l.field()),
+        value: Some(l.expected.clone()),
+        message: match &l.stored {
+            None => "dropped".into(),
+            Some(s) => format!("would be stored as {s}"),
+        },
+        origin: origin(&l.path),
+    }
+}
+
+/// Where a field below the CR's `spec` comes from in the legacy configuration.
+fn origin(path: &[String]) -> Option<Origin> {
+    let config_document = |field: Option<String>| Origin {
+        object: format!("ConfigMap {}/{}", names::KYMA_SYSTEM, config_maps::CONFIG),
+        key: config_maps::CONFIG_KEY.into(),
+        field,
+    };
+    match path.split_first() {
+        Some((first, rest)) if first == "config" => {
+            for (key, parent) in names::PORTS {
+                let port_path = parent.iter().copied().chain([names::PORT_FIELD]);
+                if rest.iter().map(String::as_str).eq(port_path) {
+                    return Some(Origin {
+                        object: format!("ConfigMap {}/{}", names::KYMA_SYSTEM, config_maps::INFO),
+                        key: key.into(),
+                        field: None,
+                    });
+                }
+            }
+            (!rest.is_empty()).then(|| config_document(Some(translate::display_path(rest))))
+        }
+        // The shared-tenant secret name follows from the tenant mode.
+        Some((first, _)) if first == names::SECRET_NAME_PATH[0] => {
+            Some(config_document(Some(names::TENANT_MODE_FIELD.into())))
+        }
+        _ => None,
+    }
+}
+
+/// The report for a person.
+pub fn render_text(r: &CheckReport) -> String {
+    let mut out = String::new();
+    let mut line = |k: &str, v: &str| out.push_str(&format!("{k:<21} {v}\n"));
+    line(
+        "legacy installation",
+        &match &r.legacy_installation {
+            Some(l) => format!(
+                "present ({}{})",
+                l.chart.as_deref().unwrap_or("no chart label"),
+                if l.expected_version {
+                    ""
+                } else {
+                    "; another version than the one this tool was made for, migrated the same way"
+                }
+            ),
+            None => "absent".into(),
+        },
+    );
+    if let Some(v) = &r.validation {
+        line(
+            "judged by",
+            &match v.method {
+                Method::ServerDryRun => {
+                    "a server-side dry run of migrate's write (the cluster's CRD)".to_string()
+                }
+                Method::Offline => format!("the CRD's schema, offline (CRD: {})", v.crd),
+            },
+        );
+    }
+    line("verdict", if r.ready { "ready" } else { "not ready" });
+    line(
+        if r.ready {
+            "because"
+        } else {
+            "migrate would fail"
+        },
+        &r.verdict,
+    );
+    let mut list = |title: &str, reasons: &[Reason]| {
+        if reasons.is_empty() {
+            return;
+        }
+        out.push_str(&format!("{title}:\n"));
+        for reason in reasons.iter().take(MAX_TEXT_REASONS) {
+            out.push_str(&format!("  - {}\n", reason_line(reason)));
+        }
+        if reasons.len() > MAX_TEXT_REASONS {
+            out.push_str(&format!(
+                "  … and {} more (all of them with -o json)\n",
+                reasons.len() - MAX_TEXT_REASONS
+            ));
+        }
+    };
+    list("reasons", &r.reasons);
+    list("accepted losses (--allow-field-loss)", &r.accepted_losses);
+    for note in &r.notes {
+        out.push_str(&format!("note: {note}\n"));
+    }
+    if let Some(w) = &r.would_write {
+        out.push_str(&format!(
+            "{} spec.config would change as follows:\n",
+            w.object
+        ));
+        for change in &w.changes {
+            out.push_str(&format!("  {change}\n"));
+        }
+        out.push_str(&format!("  {} fields unchanged\n", w.unchanged_fields));
+        if let Some(secret) = &w.secret_name {
+            out.push_str(&format!(
+                "{} spec.secretConfig.integration.connectivityService.secretName would be {secret}\n",
+                w.object
+            ));
+        }
+    }
+    out
+}
+
+/// Reasons listed in the text output; JSON has all.
+const MAX_TEXT_REASONS: usize = 20;
+
+fn reason_line(r: &Reason) -> String {
+    let mut s = r.object.clone();
+    if let Some(key) = &r.key {
+        s.push_str(&format!(" {key}"));
+    }
+    if let Some(value) = &r.value {
+        let mut shown = value.to_string();
+        if shown.len() > 80 {
+            let mut cut = 77;
+            while !shown.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            shown.truncate(cut);
+            shown.push('…');
+        }
+        s.push_str(&format!(" = {shown}"));
+    }
+    s.push_str(&format!(": {}", r.message));
+    if let Some(o) = &r.origin {
+        s.push_str(&format!(" (from {} key {:?}", o.object, o.key));
+        if let Some(field) = &o.field {
+            s.push_str(&format!(" field {field}"));
+        }
+        s.push(')');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn origins_name_the_legacy_input() {
+        let p = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            origin(&p(&["config", "servers", "proxy", "http", "port"])),
+            Some(Origin {
+                object: "ConfigMap kyma-system/connectivity-proxy-info".into(),
+                key: "onpremise_proxy_http_port".into(),
+                field: None
+            })
+        );
+        assert_eq!(
+            origin(&p(&["config", "servers", "proxy", "http", "colour"])),
+            Some(Origin {
+                object: "ConfigMap kyma-system/connectivity-proxy".into(),
+                key: "connectivity-proxy-config.yml".into(),
+                field: Some("servers.proxy.http.colour".into())
+            })
+        );
+        assert_eq!(
+            origin(&p(&["secretConfig", "integration"])).and_then(|o| o.field),
+            Some("tenantMode".into())
+        );
+        assert_eq!(origin(&p(&["deployment"])), None);
+    }
+
+    #[test]
+    fn input_errors_name_object_key_and_value() {
+        let e = Error::InvalidPort {
+            input: Source {
+                namespace: "kyma-system".into(),
+                name: "connectivity-proxy-info".into(),
+                key: Some("onpremise_proxy_http_port".into()),
+            },
+            value: "abc".into(),
+        };
+        let r = &input_reason(&e)[0];
+        assert_eq!(r.object, "ConfigMap kyma-system/connectivity-proxy-info");
+        assert_eq!(r.key.as_deref(), Some("onpremise_proxy_http_port"));
+        assert_eq!(r.value, Some(json!("abc")));
+        assert_eq!(r.message, e.to_string());
+    }
+
+    #[test]
+    fn a_violation_names_the_field_below_spec_and_its_value() {
+        let desired: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "connectivityproxy.sap.com/v1", "kind": "ConnectivityProxy",
+            "metadata": {"name": "connectivity-proxy"},
+            "spec": {"config": {"highAvailabilityMode": "on"}}
+        }))
+        .expect("object");
+        let r = violation_reason(
+            &Violation {
+                field: "spec.config.highAvailabilityMode".into(),
+                reason: "FieldValueInvalid".into(),
+                message: "Invalid value: \"on\": …".into(),
+            },
+            &desired,
+        );
+        assert_eq!(r.key.as_deref(), Some("config.highAvailabilityMode"));
+        assert_eq!(r.value, Some(json!("on")));
+        assert_eq!(
+            r.origin.and_then(|o| o.field).as_deref(),
+            Some("highAvailabilityMode")
+        );
+    }
+
+    #[test]
+    fn the_options_can_be_shared_by_concurrent_checks() {
+        fn shareable<T: Send + Sync>(_: &T) {}
+        shareable(&CheckOptions {
+            crd: Some(built_in_crd().expect("built-in CRD")),
+            allow_field_loss: Vec::new(),
+        });
+    }
+
+    #[test]
+    fn the_built_in_default_cr_is_a_connectivity_proxy() {
+        let cr = default_cr().expect("default CR");
+        assert_eq!(cr.metadata.name.as_deref(), Some(names::cr::NAME));
+        assert!(cr.data.pointer("/spec/config").is_some());
+    }
+
+    #[test]
+    fn the_report_round_trips_through_json() {
+        let report = CheckReport {
+            ready: false,
+            verdict: "v".into(),
+            legacy_installation: Some(LegacyVersion {
+                chart: Some("connectivity-proxy-2.9.3".into()),
+                expected_version: true,
+            }),
+            validation: Some(Validation {
+                method: Method::ServerDryRun,
+                crd: CLUSTER.into(),
+            }),
+            reasons: vec![lost_reason(&Lost {
+                path: vec!["config".into(), "x".into()],
+                expected: json!(1),
+                stored: None,
+            })],
+            accepted_losses: Vec::new(),
+            would_write: None,
+            notes: Vec::new(),
+        };
+        let text = serde_json::to_string(&report).expect("json");
+        assert!(text.contains("\"method\":\"server-dry-run\""), "{text}");
+        assert_eq!(
+            serde_json::from_str::<CheckReport>(&text).expect("parse"),
+            report
+        );
+        assert!(render_text(&report).contains(
+            "ConnectivityProxy kyma-system/connectivity-proxy config.x = 1: dropped (from ConfigMap kyma-system/connectivity-proxy key \"connectivity-proxy-config.yml\" field x)"
+        ));
+    }
+}

@@ -1,0 +1,615 @@
+//! The one phase that sums a cluster up, and why: a pure function of what status read.
+//!
+//! Precedence, first match wins (README, "status"):
+//! 1. `unreachable`: nothing could be read (decided by the caller, not here).
+//! 2. `failing`: an init container of the operator Pod keeps failing. It comes before the
+//!    contradictions: the Pod does not start, and its termination message is the step's own
+//!    reason (which usually names the contradiction).
+//! 3. `needs-attention`: the state contradicts itself; the first contradiction found is the
+//!    reason.
+//! 4. `done`: all three markers, no legacy object left, both copies present.
+//! 5. `no-legacy`: no legacy object, no marker, no copy, no archive.
+//! 6. `not-started`: legacy objects present, module not enabled (no CR, no operator Deployment).
+//! 7. `in-progress`: the rest: the module is enabled and the steps are under way.
+
+use serde::Serialize;
+
+use super::{BackupCopy, Status};
+use crate::cr::Marker;
+use crate::names;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    NoLegacy,
+    NotStarted,
+    InProgress,
+    Failing,
+    Done,
+    NeedsAttention,
+    Unreachable,
+}
+
+impl Phase {
+    /// As in the JSON: `no-legacy`, `not-started`, ….
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::NoLegacy => "no-legacy",
+            Phase::NotStarted => "not-started",
+            Phase::InProgress => "in-progress",
+            Phase::Failing => "failing",
+            Phase::Done => "done",
+            Phase::NeedsAttention => "needs-attention",
+            Phase::Unreachable => "unreachable",
+        }
+    }
+}
+
+/// The phase and its one-line reason.
+pub fn decide(s: &Status) -> (Phase, String) {
+    if let Some(f) = &s.failing {
+        return (
+            Phase::Failing,
+            format!(
+                "init container {} ({}) of Pod {} keeps failing after {} restarts",
+                f.container,
+                f.step
+                    .map(|st| format!("step {}", st.name()))
+                    .unwrap_or_else(|| "step unknown".into()),
+                f.pod,
+                f.restarts
+            ),
+        );
+    }
+    if let Some(why) = contradiction(s) {
+        return (Phase::NeedsAttention, why);
+    }
+    let marked = |m: Marker| s.markers.get(&m).is_some_and(Option::is_some);
+    let all_marked = Marker::ALL.into_iter().all(marked);
+    let any_marked = Marker::ALL.into_iter().any(marked);
+    let legacy_left = legacy_left(s);
+    if all_marked && legacy_left == 0 && s.backup.iter().all(|b| b.copy_exists) {
+        let adopted = s
+            .service_mappings
+            .as_ref()
+            .map(|m| format!("; {} of {} ServiceMappings adopted", m.adopted, m.total))
+            .unwrap_or_default();
+        return (
+            Phase::Done,
+            format!("migrated, backed up and cleaned; no legacy object left{adopted}"),
+        );
+    }
+    let module_enabled = s.cr_exists || s.operator.is_some();
+    let module = if module_enabled {
+        "the module is enabled"
+    } else {
+        "the module is not enabled"
+    };
+    if legacy_left == 0 && !any_marked && !left_by_a_migration(s) {
+        return (
+            Phase::NoLegacy,
+            format!("no legacy installation and nothing migrated; {module}"),
+        );
+    }
+    if legacy_left > 0 && !module_enabled {
+        let what = match &s.legacy_installation {
+            Some(l) => format!(
+                "legacy installation present ({})",
+                l.chart.as_deref().unwrap_or("no chart label")
+            ),
+            None => format!("{} present", legacy_objects(legacy_left)),
+        };
+        return (Phase::NotStarted, format!("{what}; {module}"));
+    }
+    let done: Vec<&str> = Marker::ALL
+        .into_iter()
+        .filter(|m| marked(*m))
+        .map(step_name)
+        .collect();
+    let next = Marker::ALL
+        .into_iter()
+        .find(|m| !marked(*m))
+        .map(step_name)
+        .unwrap_or("none");
+    let reason = if !s.cr_exists {
+        "the operator Deployment exists, the ConnectivityProxy CR does not yet".to_string()
+    } else if done.is_empty() {
+        format!("{module}; no step done yet; next: {next}")
+    } else {
+        format!("{module}; done: {}; next: {next}", done.join(", "))
+    };
+    (Phase::InProgress, reason)
+}
+
+/// The first thing that contradicts the rest, if any.
+fn contradiction(s: &Status) -> Option<String> {
+    let marked = |m: Marker| s.markers.get(&m).is_some_and(Option::is_some);
+    let copy = |b: &BackupCopy| format!("{}/{}", names::BACKUP_NAMESPACE, b.name);
+    let legacy_left = legacy_left(s);
+    if marked(Marker::Cleaned) && legacy_left > 0 {
+        let first = s
+            .legacy_objects_remaining
+            .first()
+            .map(|o| format!(" ({o}{})", if legacy_left > 1 { ", …" } else { "" }))
+            .unwrap_or_default();
+        return Some(format!(
+            "marked cleaned, but {} remain{}{first}",
+            legacy_objects(legacy_left),
+            if legacy_left == 1 { "s" } else { "" }
+        ));
+    }
+    if let Some(b) = s
+        .backup
+        .iter()
+        .find(|b| b.copy_matches_source == Some(false))
+    {
+        return Some(format!(
+            "the backup copy {} differs from its source {}/{}",
+            copy(b),
+            names::KYMA_SYSTEM,
+            b.name
+        ));
+    }
+    if let Some(e) = &s.archive.error {
+        return Some(format!("clean's archive cannot be read: {e}"));
+    }
+    if marked(Marker::Cleaned) && s.archive.belongs_to_current_cr == Some(false) {
+        return Some(format!(
+            "marked cleaned, but clean's archive belongs to another CR (uid {})",
+            s.archive.cr_uid.as_deref().unwrap_or_default()
+        ));
+    }
+    for (i, later) in Marker::ALL.into_iter().enumerate() {
+        if let Some(earlier) = Marker::ALL[..i].iter().find(|m| !marked(**m))
+            && marked(later)
+        {
+            return Some(format!(
+                "marked {} but not {}: the steps run in order",
+                marker_name(later),
+                marker_name(*earlier)
+            ));
+        }
+    }
+    if marked(Marker::BackedUp)
+        && let Some(b) = s.backup.iter().find(|b| !b.copy_exists)
+    {
+        return Some(format!(
+            "marked backed-up, but the backup copy {} is missing",
+            copy(b)
+        ));
+    }
+    let any_marked = Marker::ALL.into_iter().any(marked);
+    if legacy_left == 0 && !any_marked && left_by_a_migration(s) {
+        return Some(format!(
+            "no legacy installation and no marker on a CR, but an earlier migration left {} in \
+             {}: the module was disabled or its CR replaced after the migration",
+            if s.archive.present {
+                "clean's archive"
+            } else {
+                "backup copies"
+            },
+            names::BACKUP_NAMESPACE
+        ));
+    }
+    None
+}
+
+/// Legacy objects still there (the StatefulSet that marks the installation among them).
+fn legacy_left(s: &Status) -> usize {
+    s.legacy_objects_remaining
+        .len()
+        .max(usize::from(s.legacy_installation.is_some()))
+}
+
+/// "1 legacy object", "2 legacy objects".
+fn legacy_objects(n: usize) -> String {
+    format!("{n} legacy object{}", if n == 1 { "" } else { "s" })
+}
+
+/// What only a migration writes: a backup copy or clean's archive.
+fn left_by_a_migration(s: &Status) -> bool {
+    s.archive.present || s.backup.iter().any(|b| b.copy_exists)
+}
+
+fn marker_name(m: Marker) -> &'static str {
+    match m {
+        Marker::Migrated => "migrated",
+        Marker::BackedUp => "backed-up",
+        Marker::Cleaned => "cleaned",
+    }
+}
+
+fn step_name(m: Marker) -> &'static str {
+    match m {
+        Marker::Migrated => "migrate",
+        Marker::BackedUp => "backup",
+        Marker::Cleaned => "clean",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::operator_pods::{Failing, InitStep};
+    use super::super::{ArchiveStatus, Operator, ServiceMappings};
+    use super::*;
+    use crate::legacy::LegacyInstall;
+
+    fn copies(exist: bool) -> Vec<BackupCopy> {
+        names::config_maps::USER_CONFIG
+            .iter()
+            .map(|n| BackupCopy {
+                name: n.to_string(),
+                source_exists: !exist,
+                copy_exists: exist,
+                copy_matches_source: None,
+            })
+            .collect()
+    }
+
+    fn markers(set: &[Marker]) -> std::collections::BTreeMap<Marker, Option<String>> {
+        Marker::ALL
+            .into_iter()
+            .map(|m| (m, set.contains(&m).then(|| m.key().to_string())))
+            .collect()
+    }
+
+    /// The legacy installation alone: nothing of the module.
+    fn legacy_only() -> Status {
+        Status {
+            legacy_installation: Some(LegacyInstall {
+                chart: Some("connectivity-proxy-2.9.3".into()),
+            }),
+            crd_installed: false,
+            cr_exists: false,
+            markers: markers(&[]),
+            backup_namespace_exists: false,
+            backup: copies(false)
+                .into_iter()
+                .map(|mut b| {
+                    b.source_exists = true;
+                    b
+                })
+                .collect(),
+            legacy_objects_remaining: vec![
+                "StatefulSet kyma-system/connectivity-proxy".into(),
+                "ConfigMap kyma-system/connectivity-proxy".into(),
+            ],
+            legacy_kinds_not_served: vec![],
+            service_mappings: None,
+            operator: None,
+            archive: ArchiveStatus::default(),
+            failing: None,
+        }
+    }
+
+    /// The module enabled, the CR without markers.
+    fn enabled() -> Status {
+        Status {
+            crd_installed: true,
+            cr_exists: true,
+            operator: Some(Operator {
+                replicas: 1,
+                ready_replicas: 0,
+                ready: false,
+            }),
+            ..legacy_only()
+        }
+    }
+
+    /// After `run`: three markers, copies, archive of this CR, no legacy object.
+    fn done() -> Status {
+        Status {
+            legacy_installation: None,
+            markers: markers(&Marker::ALL),
+            backup_namespace_exists: true,
+            backup: copies(true),
+            legacy_objects_remaining: vec![],
+            service_mappings: Some(ServiceMappings {
+                total: 3,
+                adopted: 3,
+                crd_adopted: true,
+            }),
+            archive: ArchiveStatus {
+                present: true,
+                cr_uid: Some("uid-1".into()),
+                belongs_to_current_cr: Some(true),
+                ..Default::default()
+            },
+            ..enabled()
+        }
+    }
+
+    fn empty() -> Status {
+        Status {
+            legacy_installation: None,
+            legacy_objects_remaining: vec![],
+            backup: copies(false),
+            ..legacy_only()
+        }
+    }
+
+    fn failing() -> Failing {
+        Failing {
+            pod: "connectivity-proxy-operator-1".into(),
+            container: "init-cleaner".into(),
+            step: Some(InitStep::Clean),
+            restarts: 4,
+            message: Some("clean failed: refusing to delete".into()),
+        }
+    }
+
+    fn phase(s: &Status) -> Phase {
+        decide(s).0
+    }
+
+    #[track_caller]
+    fn assert_phase(s: &Status, phase: Phase, reason_has: &str) {
+        let (p, reason) = decide(s);
+        assert_eq!(p, phase, "{reason}");
+        assert!(
+            reason.contains(reason_has),
+            "{reason:?} lacks {reason_has:?}"
+        );
+        assert!(!reason.contains('\n'), "one line: {reason:?}");
+    }
+
+    #[test]
+    fn no_legacy_nothing_migrated_with_or_without_the_module() {
+        assert_phase(&empty(), Phase::NoLegacy, "the module is not enabled");
+        let with_module = Status {
+            cr_exists: true,
+            crd_installed: true,
+            ..empty()
+        };
+        assert_phase(&with_module, Phase::NoLegacy, "the module is enabled");
+    }
+
+    #[test]
+    fn legacy_present_module_not_enabled_is_not_started() {
+        assert_phase(
+            &legacy_only(),
+            Phase::NotStarted,
+            "connectivity-proxy-2.9.3",
+        );
+        // The CRD alone (left from an earlier module) does not enable the module.
+        let crd_only = Status {
+            crd_installed: true,
+            ..legacy_only()
+        };
+        assert_eq!(phase(&crd_only), Phase::NotStarted);
+        // Legacy objects without the StatefulSet still are a legacy installation to migrate.
+        let objects_only = Status {
+            legacy_installation: None,
+            ..legacy_only()
+        };
+        assert_phase(&objects_only, Phase::NotStarted, "2 legacy objects present");
+    }
+
+    #[test]
+    fn module_enabled_and_steps_under_way_is_in_progress() {
+        assert_phase(
+            &enabled(),
+            Phase::InProgress,
+            "no step done yet; next: migrate",
+        );
+        let migrated = Status {
+            markers: markers(&[Marker::Migrated]),
+            ..enabled()
+        };
+        assert_phase(&migrated, Phase::InProgress, "done: migrate; next: backup");
+        let backed_up = Status {
+            markers: markers(&[Marker::Migrated, Marker::BackedUp]),
+            backup: copies(true)
+                .into_iter()
+                .map(|mut b| {
+                    b.source_exists = true;
+                    b.copy_matches_source = Some(true);
+                    b
+                })
+                .collect(),
+            ..enabled()
+        };
+        assert_phase(
+            &backed_up,
+            Phase::InProgress,
+            "done: migrate, backup; next: clean",
+        );
+        // clean deleted everything but was stopped before its marker.
+        let cleaned_unmarked = Status {
+            markers: markers(&[Marker::Migrated, Marker::BackedUp]),
+            ..done()
+        };
+        assert_phase(&cleaned_unmarked, Phase::InProgress, "next: clean");
+        // The operator Deployment before the module's CR.
+        let no_cr = Status {
+            cr_exists: false,
+            ..enabled()
+        };
+        assert_phase(&no_cr, Phase::InProgress, "CR does not yet");
+    }
+
+    #[test]
+    fn three_markers_no_legacy_and_copies_is_done() {
+        assert_phase(&done(), Phase::Done, "3 of 3 ServiceMappings adopted");
+        // An older tool's clean left no archive: still done.
+        let no_archive = Status {
+            archive: ArchiveStatus::default(),
+            ..done()
+        };
+        assert_eq!(phase(&no_archive), Phase::Done);
+    }
+
+    #[test]
+    fn contradictions_need_attention() {
+        let recreated = Status {
+            legacy_objects_remaining: vec![
+                "PriorityClass connectivity-proxy-priority-class".into(),
+            ],
+            ..done()
+        };
+        assert_phase(
+            &recreated,
+            Phase::NeedsAttention,
+            "marked cleaned, but 1 legacy object remains (PriorityClass connectivity-proxy-priority-class)",
+        );
+        let two = Status {
+            legacy_objects_remaining: vec![
+                "Service kyma-system/a".into(),
+                "Service kyma-system/b".into(),
+            ],
+            ..done()
+        };
+        assert_phase(
+            &two,
+            Phase::NeedsAttention,
+            "marked cleaned, but 2 legacy objects remain (Service kyma-system/a, …)",
+        );
+        let mut differs = enabled();
+        differs.markers = markers(&[Marker::Migrated, Marker::BackedUp]);
+        differs.backup = copies(true);
+        for b in &mut differs.backup {
+            b.source_exists = true;
+            b.copy_matches_source = Some(b.name != names::config_maps::INFO);
+        }
+        assert_phase(
+            &differs,
+            Phase::NeedsAttention,
+            "connectivity-proxy-backup/connectivity-proxy-info differs from its source",
+        );
+        let mut unreadable = done();
+        unreadable.archive = ArchiveStatus {
+            present: true,
+            error: Some("part 2 of 3 is missing".into()),
+            ..Default::default()
+        };
+        assert_phase(&unreadable, Phase::NeedsAttention, "part 2 of 3 is missing");
+        let mut other_cr = done();
+        other_cr.archive.belongs_to_current_cr = Some(false);
+        other_cr.archive.cr_uid = Some("uid-0".into());
+        assert_phase(&other_cr, Phase::NeedsAttention, "another CR (uid uid-0)");
+        let out_of_order = Status {
+            markers: markers(&[Marker::Migrated, Marker::Cleaned]),
+            ..done()
+        };
+        assert_phase(
+            &out_of_order,
+            Phase::NeedsAttention,
+            "marked cleaned but not backed-up",
+        );
+        let mut copy_gone = done();
+        copy_gone.backup[0].copy_exists = false;
+        assert_phase(
+            &copy_gone,
+            Phase::NeedsAttention,
+            "the backup copy connectivity-proxy-backup/connectivity-proxy is missing",
+        );
+        // The module disabled after the migration, before the legacy installation is back.
+        let disabled = Status {
+            cr_exists: false,
+            crd_installed: false,
+            operator: None,
+            markers: markers(&[]),
+            archive: ArchiveStatus {
+                present: true,
+                ..Default::default()
+            },
+            ..done()
+        };
+        assert_phase(&disabled, Phase::NeedsAttention, "clean's archive");
+        let copies_only = Status {
+            archive: ArchiveStatus::default(),
+            ..disabled
+        };
+        assert_phase(&copies_only, Phase::NeedsAttention, "backup copies");
+    }
+
+    #[test]
+    fn an_archive_of_another_cr_before_clean_is_no_contradiction() {
+        // The module was enabled again (a new CR) and clean has not run for it yet.
+        let mut s = enabled();
+        s.markers = markers(&[Marker::Migrated]);
+        s.archive = ArchiveStatus {
+            present: true,
+            belongs_to_current_cr: Some(false),
+            cr_uid: Some("uid-0".into()),
+            ..Default::default()
+        };
+        assert_eq!(phase(&s), Phase::InProgress);
+    }
+
+    #[test]
+    fn precedence_failing_before_contradictions_before_the_rest() {
+        // failing wins over every other phase.
+        for base in [legacy_only(), enabled(), done(), empty()] {
+            let s = Status {
+                failing: Some(failing()),
+                ..base
+            };
+            assert_phase(
+                &s,
+                Phase::Failing,
+                "init container init-cleaner (step clean) of Pod connectivity-proxy-operator-1 keeps failing after 4 restarts",
+            );
+        }
+        let contradictory = Status {
+            legacy_objects_remaining: vec!["Service kyma-system/connectivity-proxy".into()],
+            failing: Some(failing()),
+            ..done()
+        };
+        assert_eq!(phase(&contradictory), Phase::Failing);
+        let unknown_step = Status {
+            failing: Some(Failing {
+                step: None,
+                ..failing()
+            }),
+            ..enabled()
+        };
+        assert_phase(&unknown_step, Phase::Failing, "(step unknown)");
+        // needs-attention before done: all markers and copies, but a copy differs.
+        let mut s = done();
+        s.backup[1].source_exists = true;
+        s.backup[1].copy_matches_source = Some(false);
+        assert_eq!(phase(&s), Phase::NeedsAttention);
+        // needs-attention before not-started and no-legacy.
+        let mut s = legacy_only();
+        s.archive = ArchiveStatus {
+            present: true,
+            error: Some("not gzip".into()),
+            ..Default::default()
+        };
+        assert_eq!(phase(&s), Phase::NeedsAttention);
+        let mut s = empty();
+        s.archive = archive_error();
+        assert_eq!(phase(&s), Phase::NeedsAttention);
+        // done before in-progress and no-legacy: nothing left, everything marked.
+        assert_eq!(phase(&done()), Phase::Done);
+        // not-started before in-progress: legacy present, the CR not there.
+        assert_eq!(phase(&legacy_only()), Phase::NotStarted);
+    }
+
+    fn archive_error() -> ArchiveStatus {
+        ArchiveStatus {
+            present: true,
+            error: Some("forbidden".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn phases_serialize_as_the_contract_names_them() {
+        for p in [
+            Phase::NoLegacy,
+            Phase::NotStarted,
+            Phase::InProgress,
+            Phase::Failing,
+            Phase::Done,
+            Phase::NeedsAttention,
+            Phase::Unreachable,
+        ] {
+            assert_eq!(
+                serde_json::to_value(p).unwrap(),
+                serde_json::json!(p.name())
+            );
+        }
+    }
+}

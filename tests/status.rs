@@ -1,0 +1,348 @@
+//! status sums the cluster up in one phase, with its reason, on a real API server (SPEC.md,
+//! **status**): `no-legacy`, `not-started`, `in-progress`, `failing`, `done`,
+//! `needs-attention` and `unreachable`, in text and in JSON.
+
+mod support;
+
+use std::path::Path;
+
+use k8s_openapi::api::core::v1::{ConfigMap, PodStatus};
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::{Value, json};
+use support::*;
+
+use cp_mod_migrator::names::{self, config_maps};
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+/// `status -o json` and `status` against `kubeconfig`; both must succeed.
+fn status_of(kubeconfig: &Path) -> (Value, String) {
+    let json_run = run_tool(kubeconfig, &["status", "-o", "json"]);
+    json_run.assert_ok();
+    let text_run = run_tool(kubeconfig, &["status"]);
+    text_run.assert_ok();
+    let json: Value = serde_json::from_str(&json_run.stdout)
+        .unwrap_or_else(|e| panic!("status JSON ({e}):\n{}", json_run.stdout));
+    (json, text_run.stdout)
+}
+
+/// The value column of status's text: where the value of its first row starts.
+fn value_column(line: &str, label: &str) -> usize {
+    let rest = line
+        .strip_prefix(label)
+        .unwrap_or_else(|| panic!("{line:?} does not start with {label:?}"));
+    label.len() + rest.len() - rest.trim_start().len()
+}
+
+/// The phase in JSON and in the text's first row (aligned with the rows below it), with a
+/// reason that contains `reason_has`. Returns the JSON and the text.
+#[track_caller]
+fn assert_phase(c: &TestCluster, phase: &str, reason_has: &str) -> (Value, String) {
+    let (json, text) = status_of(&c.kubeconfig);
+    assert_eq!(json["phase"], json!(phase), "{json:#}");
+    let reason = json["phase_reason"].as_str().expect("phase_reason");
+    assert!(
+        reason.contains(reason_has),
+        "phase_reason {reason:?} lacks {reason_has:?}"
+    );
+    let mut lines = text.lines();
+    let first = lines.next().expect("a first line");
+    let column = value_column(first, "phase");
+    assert_eq!(&first[column..], format!("{phase}: {reason}"), "{text}");
+    let second = lines.next().expect("a second line");
+    assert_eq!(
+        value_column(second, "legacy installation"),
+        column,
+        "the phase's value in the column of the others:\n{text}"
+    );
+    // Every field of the picture is still there, besides the phase.
+    for field in [
+        "legacy_installation",
+        "crd_installed",
+        "cr_exists",
+        "markers",
+        "backup_namespace_exists",
+        "backup",
+        "legacy_objects_remaining",
+        "legacy_kinds_not_served",
+        "service_mappings",
+        "operator",
+        "archive",
+        "failing",
+    ] {
+        assert!(json.get(field).is_some(), "{field} missing: {json:#}");
+    }
+    (json, text)
+}
+
+fn user_config_api(c: &TestCluster, namespace: &str) -> Api<ConfigMap> {
+    Api::namespaced(c.client.clone(), namespace)
+}
+
+// ---------------------------------------------------------------------------------------------
+// One cluster through the phases of a migration
+
+/// An empty cluster is `no-legacy`; with the legacy installation `not-started`; with the module
+/// enabled and while the steps run `in-progress`; a backup copy edited is `needs-attention`
+/// until it matches again; after clean `done`; a legacy object recreated after clean is
+/// `needs-attention` again.
+#[tokio::test]
+async fn status_follows_a_cluster_through_the_phases_of_its_migration() {
+    let c = TestCluster::start().await;
+    let (json, _) = assert_phase(
+        &c,
+        "no-legacy",
+        "no legacy installation and nothing migrated; the module is not enabled",
+    );
+    assert_eq!(json["failing"], Value::Null);
+
+    c.apply_dir(&fixture_dir(LEGACY)).await;
+    assert_phase(
+        &c,
+        "not-started",
+        "legacy installation present (connectivity-proxy-2.9.3); the module is not enabled",
+    );
+
+    module::enable(&c).await;
+    assert_phase(
+        &c,
+        "in-progress",
+        "the module is enabled; no step done yet; next: migrate",
+    );
+    c.run(&["migrate"]).assert_ok();
+    assert_phase(&c, "in-progress", "done: migrate; next: backup");
+    c.run(&["backup"]).assert_ok();
+    assert_phase(&c, "in-progress", "done: migrate, backup; next: clean");
+
+    // A copy edited by hand no longer matches its source.
+    let copies = user_config_api(&c, names::BACKUP_NAMESPACE);
+    let original = copies.get(config_maps::INFO).await.expect("the copy");
+    let port = original.data.as_ref().expect("data")["onpremise_proxy_http_port"].clone();
+    let set_port = |value: String| {
+        let copies = copies.clone();
+        async move {
+            copies
+                .patch(
+                    config_maps::INFO,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"data": {"onpremise_proxy_http_port": value}})),
+                )
+                .await
+                .expect("patch the copy");
+        }
+    };
+    set_port("1".into()).await;
+    let (_, text) = assert_phase(
+        &c,
+        "needs-attention",
+        "the backup copy connectivity-proxy-backup/connectivity-proxy-info differs from its \
+         source kyma-system/connectivity-proxy-info",
+    );
+    assert!(text.contains("copy DIFFERS from source"), "{text}");
+    set_port(port).await;
+    assert_phase(&c, "in-progress", "next: clean");
+
+    c.run(&["clean"]).assert_ok();
+    let (json, _) = assert_phase(
+        &c,
+        "done",
+        "migrated, backed up and cleaned; no legacy object left; 3 of 3 ServiceMappings adopted",
+    );
+    assert_eq!(json["legacy_objects_remaining"], json!([]));
+
+    // The control plane brings one legacy object back after clean.
+    let text = std::fs::read_to_string(fixture_dir(LEGACY).join("20-priorityclass.yaml"))
+        .expect("fixture");
+    c.apply_yaml(&text).await;
+    assert_phase(
+        &c,
+        "needs-attention",
+        "marked cleaned, but 1 legacy object remains (PriorityClass connectivity-proxy-priority-class)",
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// failing
+
+/// No kubelet runs here: the operator Deployment is installed, a Pod of it created through the
+/// API, and its status written as the kubelet writes it for an init container in
+/// CrashLoopBackOff. status finds the Pod by the Deployment's selector and names the step, the
+/// restarts and the termination message, and nothing else of the Pod.
+#[tokio::test]
+async fn an_init_container_that_keeps_failing_makes_the_cluster_failing() {
+    let c = TestCluster::legacy_and_module().await;
+    for step in ["migrate", "backup"] {
+        c.run(&[step]).assert_ok();
+    }
+    module::install_operator(&c).await;
+    let pod_name = "connectivity-proxy-operator-7c9d6b5f4-x2k9q";
+    let mut pod = module::operator_pod(&c, pod_name).await;
+    // A value of the Pod that status must never show.
+    let secret_value = "value-status-never-shows";
+    pod.spec
+        .as_mut()
+        .expect("spec")
+        .init_containers
+        .as_mut()
+        .expect("init containers")[2]
+        .env
+        .get_or_insert_default()
+        .push(serde_json::from_value(json!({"name": "X", "value": secret_value})).expect("env"));
+    module::create_pod(&c, &pod).await;
+    // Another Pod in kyma-system, not the Deployment's, failing the same way: not looked at.
+    let mut other = pod.clone();
+    other.metadata.name = Some("someone-else".into());
+    other.metadata.labels = Some([("app".to_string(), "someone-else".to_string())].into());
+    module::create_pod(&c, &other).await;
+
+    // Created, not started: not failing.
+    assert_phase(&c, "in-progress", "next: clean");
+
+    let message = "clean failed: refusing to delete the legacy installation: backup copy \
+                   connectivity-proxy-backup/connectivity-proxy does not match its source";
+    let statuses = |message: &str| -> PodStatus {
+        serde_json::from_value(json!({
+            "phase": "Pending",
+            "initContainerStatuses": [
+                {"name": "init-migrator", "image": "cp-mod-migrator:0.1.0", "imageID": "",
+                 "ready": true, "restartCount": 0,
+                 "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}},
+                {"name": "init-backup", "image": "cp-mod-backup:0.1.0", "imageID": "",
+                 "ready": true, "restartCount": 0,
+                 "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}},
+                {"name": "init-cleaner", "image": "cp-mod-cleaner:0.1.0", "imageID": "",
+                 "ready": false, "restartCount": 4,
+                 "state": {"waiting": {"reason": "CrashLoopBackOff",
+                     "message": "back-off 1m20s restarting failed container"}},
+                 "lastState": {"terminated": {"exitCode": 1, "reason": "Error",
+                     "message": message}}},
+            ],
+        }))
+        .expect("PodStatus")
+    };
+    module::write_pod_status(&c, "someone-else", statuses("not this one")).await;
+    assert_phase(&c, "in-progress", "next: clean");
+
+    module::write_pod_status(&c, pod_name, statuses(message)).await;
+    let (json, text) = assert_phase(
+        &c,
+        "failing",
+        &format!(
+            "init container init-cleaner (step clean) of Pod {pod_name} keeps failing after 4 \
+             restarts"
+        ),
+    );
+    assert_eq!(
+        json["failing"],
+        json!({
+            "pod": pod_name,
+            "container": "init-cleaner",
+            "step": "clean",
+            "restarts": 4,
+            "message": message,
+        })
+    );
+    let rows: Vec<&str> = text.lines().collect();
+    let at = rows
+        .iter()
+        .position(|l| l.starts_with("failing init container"))
+        .unwrap_or_else(|| panic!("no failing row:\n{text}"));
+    assert!(
+        rows[at].ends_with(&format!(
+            "init-cleaner in Pod {pod_name}: step clean, 4 restarts"
+        )),
+        "{text}"
+    );
+    assert_eq!(rows[at + 1].trim(), format!("message: {message}"), "{text}");
+    for shown in [&json.to_string(), &text] {
+        assert!(!shown.contains(secret_value), "{shown}");
+        assert!(!shown.contains("not this one"), "{shown}");
+        assert!(!shown.contains("back-off"), "{shown}");
+    }
+
+    // The container ran once more and finished: failing no longer.
+    let mut recovered = statuses(message);
+    let cleaner = &mut recovered
+        .init_container_statuses
+        .as_mut()
+        .expect("statuses")[2];
+    cleaner.restart_count = 5;
+    cleaner.state = Some(
+        serde_json::from_value(json!({"terminated": {"exitCode": 0, "reason": "Completed"}}))
+            .expect("state"),
+    );
+    module::write_pod_status(&c, pod_name, recovered).await;
+    assert_phase(&c, "in-progress", "next: clean");
+}
+
+// ---------------------------------------------------------------------------------------------
+// unreachable
+
+/// A kubeconfig whose server is a closed port on 127.0.0.1: status prints the phase
+/// `unreachable` with the error, in text and JSON, and exits 1.
+#[tokio::test]
+async fn a_cluster_that_cannot_be_asked_is_unreachable_and_status_exits_1() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:{port}\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\n"
+        ),
+    )
+    .expect("write kubeconfig");
+    for output in ["json", "text"] {
+        let child = spawn_tool(
+            &kubeconfig,
+            &["--deadline", "2s"],
+            &["status", "-o", output],
+        );
+        let r = finish(child, RUN_LIMIT).await;
+        assert_eq!(r.output.status.code(), Some(1), "{}", r.stderr);
+        assert_eq!(r.outcome(), "failed");
+        if output == "json" {
+            let json: Value = serde_json::from_str(&r.stdout)
+                .unwrap_or_else(|e| panic!("status JSON ({e}):\n{}", r.stdout));
+            assert_eq!(json["phase"], "unreachable", "{json:#}");
+            let reason = json["phase_reason"].as_str().expect("phase_reason");
+            assert!(
+                reason.starts_with("the API server could not be asked: "),
+                "{reason}"
+            );
+            assert_eq!(json["error"].as_str(), Some(r.reason().as_str()));
+        } else {
+            let first = r.stdout.lines().next().expect("a first line");
+            assert!(
+                first.starts_with("phase  unreachable: the API server could not be asked: "),
+                "{}",
+                r.stdout
+            );
+            let error_row = r.stdout.lines().nth(1).expect("an error row");
+            assert_eq!(error_row, format!("error  {}", r.reason()), "{}", r.stdout);
+        }
+    }
+}
+
+/// A ServiceAccount that may read nothing: the API server answers, and refuses. status prints
+/// `unreachable` with the refusal and exits 1.
+#[tokio::test]
+async fn a_cluster_that_refuses_is_unreachable_and_status_exits_1() {
+    let c = TestCluster::start().await;
+    let token = c.token_for("default", "may-read-nothing").await;
+    let kubeconfig = c.kubeconfig_with_token(&token, "nothing.kubeconfig");
+    let r = run_tool(&kubeconfig, &["status", "-o", "json"]);
+    assert_eq!(r.output.status.code(), Some(1), "{}", r.stderr);
+    let json: Value = serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("status JSON ({e}):\n{}", r.stdout));
+    assert_eq!(json["phase"], "unreachable", "{json:#}");
+    let reason = json["phase_reason"].as_str().expect("phase_reason");
+    assert!(
+        reason.starts_with("the API server refused: ") && reason.contains("forbidden"),
+        "{reason}"
+    );
+}

@@ -1,0 +1,71 @@
+//! Running the tool as the ServiceAccount of deploy/rbac.yaml, on the RBAC-enforcing test server.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
+use kube::api::{Api, PostParams};
+
+use super::{TestCluster, repo_root, yaml_documents};
+
+pub const SA_NAMESPACE: &str = "kyma-system";
+/// The ServiceAccount that deploy/rbac.yaml creates, for the hand-run commands.
+pub const SA_NAME: &str = "cp-mod-migrator";
+
+/// Applies deploy/rbac.yaml unchanged, waits until the authorizer sees each of its Roles and
+/// ClusterRoles, and returns a kubeconfig that authenticates as its ServiceAccount.
+pub async fn as_migrator_service_account(c: &TestCluster) -> PathBuf {
+    let text = std::fs::read_to_string(repo_root().join("deploy/rbac.yaml")).expect("rbac.yaml");
+    c.apply_yaml(&text).await;
+    let token = c.token_for(SA_NAMESPACE, SA_NAME).await;
+    let user = format!("system:serviceaccount:{SA_NAMESPACE}:{SA_NAME}");
+    let reviews: Api<SubjectAccessReview> = Api::all(c.client.clone());
+    for doc in yaml_documents(&text) {
+        let kind = doc["kind"].as_str().unwrap_or_default();
+        if kind != "Role" && kind != "ClusterRole" {
+            continue;
+        }
+        // RBAC reaches the authorizer through informers, a moment after the write: wait for
+        // the first rule of each role, so that a refusal is never mere lag.
+        let rule = &doc["rules"][0];
+        let first = |k: &str| rule[k][0].as_str().map(str::to_string);
+        let review = SubjectAccessReview {
+            spec: SubjectAccessReviewSpec {
+                user: Some(user.clone()),
+                groups: Some(vec![
+                    "system:serviceaccounts".into(),
+                    format!("system:serviceaccounts:{SA_NAMESPACE}"),
+                    "system:authenticated".into(),
+                ]),
+                resource_attributes: Some(ResourceAttributes {
+                    namespace: doc["metadata"]["namespace"].as_str().map(str::to_string),
+                    verb: first("verbs"),
+                    group: first("apiGroups"),
+                    resource: first("resources"),
+                    name: first("resourceNames"),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let started = Instant::now();
+        while !reviews
+            .create(&PostParams::default(), &review)
+            .await
+            .expect("SubjectAccessReview")
+            .status
+            .is_some_and(|s| s.allowed)
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{kind} {} not in effect after 30s",
+                doc["metadata"]["name"]
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    c.kubeconfig_with_token(&token, "sa.kubeconfig")
+}
