@@ -8,12 +8,18 @@
 //! 3. The limit: the same N merge-patches from a minimal concurrent client loop.
 //! 4. The way back: `rollback` after `run` on the fixture (the module disabled), and after the
 //!    first clean at each N; with clean's archive (size, and the time clean spent on it).
+//! 5. Round trips in sequence: `run`, then `rollback`; and migrate, backup and clean each as
+//!    its own process (as the init containers run them), on the fixture with 40 ServiceMappings,
+//!    through a proxy that adds a fixed delay each way to every request. Round trips in
+//!    sequence = (wall at d - wall at 0) / d, from the medians of the repetitions.
 //!
 //! Every measurement gets a fresh cluster. Environment: `CP_BENCH_TOOL` (the binary to measure;
 //! default: the one cargo built for this bench), `CP_BENCH_REPS` (whole-migration repetitions,
 //! default 5), `CP_BENCH_N` (comma-separated sizes, default 100,1000,10000), `CP_BENCH_ROUNDS`
 //! (runs of clean and of each limit level per N, default 2), `CP_BENCH_LIMIT_CONCURRENCY`
-//! (default 8,16,64), `CP_BENCH_PARTS` (any of run,clean,limit; default all).
+//! (default 8,16,64), `CP_BENCH_LATENCY_MS` (added round trips in ms, default 0,5,20; 0 must be
+//! among them), `CP_BENCH_LATENCY_REPS` (default 3), `CP_BENCH_PARTS` (any of
+//! run,clean,limit,latency; default all).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -30,6 +36,7 @@ use serde_json::{Value, json};
 
 use cp_mod_migrator::cr::Marker;
 use cp_mod_migrator::names::{self, service_mappings as sm};
+use support::faultproxy::FaultProxy;
 use support::{TestCluster, module, service_mappings};
 
 /// Set on the bench's own re-execution as a launcher (see [`measure`]).
@@ -75,16 +82,32 @@ async fn bench() {
     // everything, so that the bench keeps working, in seconds.
     let smoke = !std::env::args().any(|a| a == "--bench");
     let (reps, rounds, sizes, levels, parts) = if smoke {
-        (1, 1, vec![20], vec![8], "run,clean,limit".to_string())
+        (
+            1,
+            1,
+            vec![20],
+            vec![8],
+            "run,clean,limit,latency".to_string(),
+        )
     } else {
         (
             env_list("CP_BENCH_REPS", &[5])[0].max(1),
             env_list("CP_BENCH_ROUNDS", &[2])[0].max(1),
             env_list("CP_BENCH_N", &[100, 1_000, 10_000]),
             env_list("CP_BENCH_LIMIT_CONCURRENCY", &[8, 16, 64]),
-            std::env::var("CP_BENCH_PARTS").unwrap_or_else(|_| "run,clean,limit".into()),
+            std::env::var("CP_BENCH_PARTS").unwrap_or_else(|_| "run,clean,limit,latency".into()),
         )
     };
+    // The smoke pass: one repetition at two delays, enough to keep the section working.
+    let (latency_reps, delays) = if smoke {
+        (1, vec![0, 5])
+    } else {
+        (
+            env_list("CP_BENCH_LATENCY_REPS", &[3])[0].max(1),
+            env_list("CP_BENCH_LATENCY_MS", &[0, 5, 20]),
+        )
+    };
+    let delays: Vec<u64> = delays.into_iter().map(|d| d as u64).collect();
     let part = |p: &str| parts.split(',').any(|x| x.trim() == p);
     let bench_started = Instant::now();
     eprintln!("bench: tool {}", tool.display());
@@ -168,7 +191,15 @@ async fn bench() {
         }
     }
 
+    let latency = if part("latency") {
+        bench_latency(&tool, &delays, latency_reps).await
+    } else {
+        Vec::new()
+    };
+
     let way_back = print_way_back(&rollbacks, &way_backs, &adoption);
+    let mut targets = print_latency(&latency, &delays, latency_reps);
+    targets.extend(way_back);
     print_report(
         &tool,
         &runs,
@@ -177,10 +208,212 @@ async fn bench() {
         &adoption,
         &limits,
         readopt.as_ref(),
-        way_back,
+        targets,
         bench_started.elapsed(),
         smoke,
     );
+}
+
+/// ServiceMappings on the cluster of the latency section: the fixture's 3 and 37 more.
+const LATENCY_MAPPINGS: usize = 40;
+const FIXTURE_MAPPINGS: usize = 3;
+
+/// The commands of the latency section, in the order they run, and their targets (round trips
+/// in sequence at most; `None`: no target).
+const LATENCY_COMMANDS: [(&str, Option<f64>); 5] = [
+    ("run", Some(25.0)),
+    ("rollback", None),
+    ("migrate", Some(8.0)),
+    ("backup", Some(8.0)),
+    ("clean", Some(15.0)),
+];
+
+/// One command of the latency section: its runs at each added round trip (ms).
+struct LatencyRow {
+    command: &'static str,
+    target: Option<f64>,
+    /// Each run, with the longest chain of requests in sequence that the proxy saw.
+    by_delay: BTreeMap<u64, Vec<(Measured, usize)>>,
+}
+
+impl LatencyRow {
+    fn wall(&self, delay: u64) -> Option<Duration> {
+        self.by_delay
+            .get(&delay)
+            .filter(|runs| !runs.is_empty())
+            .map(|runs| median(runs.iter().map(|(m, _)| m.wall).collect()))
+    }
+
+    /// The proxy's count of requests in sequence, at the largest delay (where the client's own
+    /// work between requests weighs least).
+    fn chain(&self) -> Option<usize> {
+        self.by_delay
+            .iter()
+            .rev()
+            .find(|(_, runs)| !runs.is_empty())
+            .map(|(_, runs)| median(runs.iter().map(|(_, n)| *n).collect()))
+    }
+
+    /// (wall at d - wall at 0) / d.
+    fn round_trips(&self, delay: u64) -> Option<f64> {
+        let (at, base) = (self.wall(delay)?, self.wall(0)?);
+        (delay > 0).then(|| (ms(at) - ms(base)) / delay as f64)
+    }
+
+    fn requests(&self) -> u64 {
+        median(
+            self.by_delay
+                .values()
+                .flatten()
+                .map(|(m, _)| m.requests())
+                .collect(),
+        )
+    }
+}
+
+/// A fresh cluster with the legacy fixture, the module and 40 ServiceMappings in all, and a
+/// proxy in front of it that adds `delay_ms` to every round trip (half of it each way).
+async fn latency_cluster(delay_ms: u64) -> (TestCluster, FaultProxy) {
+    let c = TestCluster::legacy_and_module().await;
+    service_mappings::create(
+        &c.client,
+        "latency",
+        LATENCY_MAPPINGS - FIXTURE_MAPPINGS,
+        |_| false,
+    )
+    .await;
+    let proxy = FaultProxy::start(&c.kubeconfig, c.dir());
+    proxy.set_delay_each_way(Duration::from_micros(delay_ms * 500));
+    (c, proxy)
+}
+
+/// Section 5: at each delay, in each repetition (delays interleaved, so that they share the
+/// machine's conditions), `run` and then `rollback` on one cluster, and migrate, backup and
+/// clean as separate processes on another.
+async fn bench_latency(tool: &Path, delays: &[u64], reps: usize) -> Vec<LatencyRow> {
+    let mut rows: Vec<LatencyRow> = LATENCY_COMMANDS
+        .iter()
+        .map(|&(command, target)| LatencyRow {
+            command,
+            target,
+            by_delay: delays.iter().map(|&d| (d, Vec::new())).collect(),
+        })
+        .collect();
+    let mut record = |command: &str, delay: u64, (m, chain): (Measured, usize)| {
+        m.expect_done(command);
+        eprintln!(
+            "bench: latency {delay} ms, {command}: {:.0} ms, {} requests, {chain} in sequence",
+            ms(m.wall),
+            m.requests()
+        );
+        if let Some(row) = rows.iter_mut().find(|r| r.command == command) {
+            row.by_delay.entry(delay).or_default().push((m, chain));
+        }
+    };
+    for _ in 0..reps {
+        for &delay in delays {
+            let (c, proxy) = latency_cluster(delay).await;
+            record("run", delay, measure_via(tool, &proxy, "run").await);
+            let (_, adopted) = service_mappings::count_adopted(&c.client).await;
+            assert_eq!(adopted, LATENCY_MAPPINGS, "run adopted every mapping");
+            module::disable(&c).await;
+            record(
+                "rollback",
+                delay,
+                measure_via(tool, &proxy, "rollback").await,
+            );
+            drop((proxy, c));
+
+            let (c, proxy) = latency_cluster(delay).await;
+            for step in ["migrate", "backup", "clean"] {
+                record(step, delay, measure_via(tool, &proxy, step).await);
+            }
+            let (_, adopted) = service_mappings::count_adopted(&c.client).await;
+            assert_eq!(adopted, LATENCY_MAPPINGS, "clean adopted every mapping");
+        }
+    }
+    rows
+}
+
+/// One command through the proxy, and the longest chain of its requests in sequence.
+async fn measure_via(tool: &Path, proxy: &FaultProxy, command: &str) -> (Measured, usize) {
+    proxy.reset();
+    let m = measure(tool, proxy.kubeconfig(), &[command]).await;
+    (m, proxy.round_trips_in_sequence())
+}
+
+/// Section 5, and its target lines.
+fn print_latency(rows: &[LatencyRow], delays: &[u64], reps: usize) -> Vec<String> {
+    let mut targets = Vec::new();
+    if rows.is_empty() {
+        return targets;
+    }
+    let added: Vec<u64> = delays.iter().copied().filter(|&d| d > 0).collect();
+    println!(
+        "## 5. Round trips in sequence (fixture with {LATENCY_MAPPINGS} ServiceMappings, through a delaying proxy)"
+    );
+    println!();
+    println!(
+        "Medians of {reps} repetitions; round trips in sequence = (wall at d - wall at 0) / d."
+    );
+    println!(
+        "Requests in sequence (proxy): the longest chain of requests each sent after the answer"
+    );
+    println!(
+        "to the one before it, as the proxy saw them at the largest delay; it does not depend on"
+    );
+    println!("the machine's load.");
+    println!();
+    let mut header = String::from("| command | API requests | requests in sequence (proxy) |");
+    let mut rule = String::from("| --- | ---: | ---: |");
+    for d in delays {
+        header.push_str(&format!(" wall at {d} ms |"));
+        rule.push_str(" ---: |");
+    }
+    for d in &added {
+        header.push_str(&format!(" round trips at {d} ms |"));
+        rule.push_str(" ---: |");
+    }
+    println!("{header}");
+    println!("{rule}");
+    for row in rows {
+        let mut line = format!(
+            "| {} | {} | {} |",
+            row.command,
+            row.requests(),
+            row.chain().map_or("-".into(), |n| n.to_string())
+        );
+        for &d in delays {
+            match row.wall(d) {
+                Some(w) => line.push_str(&format!(" {:.0} ms |", ms(w))),
+                None => line.push_str(" - |"),
+            }
+        }
+        for &d in &added {
+            match row.round_trips(d) {
+                Some(n) => line.push_str(&format!(" {n:.1} |")),
+                None => line.push_str(" - |"),
+            }
+        }
+        println!("{line}");
+    }
+    println!();
+    // The largest delay measures the sequence best: the machine's noise weighs least there.
+    if let Some(&d) = added.iter().max() {
+        for row in rows {
+            let (Some(limit), Some(n)) = (row.target, row.round_trips(d)) else {
+                continue;
+            };
+            let chain = row.chain().unwrap_or(0);
+            targets.push(format!(
+                "{} at most {limit:.0} round trips in sequence: {n:.1} at {d} ms, {}; {chain} requests in sequence (proxy), {}",
+                row.command,
+                yes(n <= limit),
+                yes(chain as f64 <= limit)
+            ));
+        }
+    }
+    targets
 }
 
 /// clean's archive at one N, and the rollback that read it.
@@ -683,12 +916,12 @@ fn print_report(
     adoption: &[CleanRow],
     limits: &[LimitRow],
     readopt: Option<&CleanRow>,
-    way_back: Vec<String>,
+    earlier_targets: Vec<String>,
     took: Duration,
     smoke: bool,
 ) {
     let size = std::fs::metadata(tool).map(|m| m.len()).unwrap_or(0);
-    let mut targets = way_back;
+    let mut targets = earlier_targets;
     println!();
     if !runs.is_empty() {
         let walls: Vec<f64> = runs.iter().map(|m| ms(m.wall)).collect();

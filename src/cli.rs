@@ -148,14 +148,19 @@ pub async fn execute(cli: Cli) -> ExitCode {
     ctx.archive_part_bytes = cli.global.archive_part_bytes;
     // The client stops retrying at the deadline; this bounds everything else as well.
     let limit = cli.global.deadline + cli.global.request_timeout;
-    let result =
-        match tokio::time::timeout(limit, dispatch(&ctx, &cli.command, started, &stats)).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::Deadline {
-                action: format!("running {name}"),
-                deadline: cli.global.deadline,
-            }),
-        };
+    let work = async {
+        let result = dispatch(&ctx, &cli.command, started, &stats).await;
+        // The Events went out beside the work; the closing line counts their requests too.
+        ctx.events_sent().await;
+        result
+    };
+    let result = match tokio::time::timeout(limit, work).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::Deadline {
+            action: format!("running {name}"),
+            deadline: cli.global.deadline,
+        }),
+    };
     if let Err(e) = &result {
         show_unreachable(&cli.command, e, stats.retries());
     }

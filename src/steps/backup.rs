@@ -1,6 +1,6 @@
 //! Step 2: copies of the user-configuration ConfigMaps in the backup namespace, verified.
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::ResourceExt;
 use kube::api::Api;
 
@@ -27,45 +27,54 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         )));
     }
 
-    let namespace_exists = ensure_namespace(ctx).await?;
+    // The namespace and the sources are independent: created and read in one round trip. Then
+    // both copies are written together, and read back together.
+    let (namespace_exists, sources) = futures::try_join!(
+        ensure_namespace(ctx),
+        futures::future::try_join_all(config_maps::USER_CONFIG.map(|name| configmaps::get(
+            &ctx.client,
+            names::KYMA_SYSTEM,
+            name
+        )))
+    )?;
     let now = jiff::Timestamp::now();
-    let mut copied = Vec::new();
-    for name in config_maps::USER_CONFIG {
-        let Some(source) = configmaps::get(&ctx.client, names::KYMA_SYSTEM, name).await? else {
-            tracing::warn!(configmap = %format!("{}/{name}", names::KYMA_SYSTEM), "source ConfigMap does not exist; nothing to back up for it");
-            continue;
-        };
-        let copy = configmaps::backup_copy(&source, now);
-        let target = format!("{}/{name}", names::BACKUP_NAMESPACE);
-        if ctx.dry_run {
-            // A dry-run write into a namespace that does not exist yet cannot be asked of the server.
-            if namespace_exists {
-                configmaps::put(&ctx.client, &copy, true).await?;
+    let mut present = Vec::new();
+    for (name, source) in config_maps::USER_CONFIG.into_iter().zip(sources) {
+        match source {
+            Some(source) => present.push((name, source)),
+            None => {
+                tracing::warn!(configmap = %format!("{}/{name}", names::KYMA_SYSTEM), "source ConfigMap does not exist; nothing to back up for it")
             }
+        }
+    }
+    let target = |name: &str| format!("{}/{name}", names::BACKUP_NAMESPACE);
+    let copied: Vec<String> = if ctx.dry_run {
+        // A dry-run write into a namespace that does not exist yet cannot be asked of the server.
+        if namespace_exists {
+            futures::future::try_join_all(present.iter().map(|(_, source)| async move {
+                configmaps::put(&ctx.client, &configmaps::backup_copy(source, now), true).await
+            }))
+            .await?;
+        }
+        for (name, _) in &present {
             print_plan(
                 "backup",
                 &format!(
-                    "would copy ConfigMap {}/{name} to {target}",
-                    names::KYMA_SYSTEM
+                    "would copy ConfigMap {}/{name} to {}",
+                    names::KYMA_SYSTEM,
+                    target(name)
                 ),
             );
-            copied.push(target);
-            continue;
         }
-        configmaps::put(&ctx.client, &copy, false).await?;
-        let read_back = configmaps::get(&ctx.client, names::BACKUP_NAMESPACE, name).await?;
-        if !read_back
-            .as_ref()
-            .is_some_and(|c| configmaps::same_data(c, &source))
-        {
-            return Err(Error::BackupMismatch {
-                copy: format!("ConfigMap {target}"),
-                source_object: format!("ConfigMap {}/{name}", names::KYMA_SYSTEM),
-            });
-        }
-        tracing::info!(source = %format!("{}/{name}", names::KYMA_SYSTEM), copy = %target, resource_version = %source.resource_version().unwrap_or_default(), "copied and verified");
-        copied.push(target);
-    }
+        present.iter().map(|(name, _)| target(name)).collect()
+    } else {
+        futures::future::try_join_all(
+            present
+                .iter()
+                .map(|(name, source)| copy_and_verify(ctx, name, source, now)),
+        )
+        .await?
+    };
 
     let summary = if copied.is_empty() {
         "no source ConfigMap exists; nothing was copied".to_string()
@@ -84,17 +93,41 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         ctx.assume(Marker::BackedUp);
         return Ok(Outcome::Done(format!("would have {summary}")));
     }
-    let marked = cr::set_markers(&ctx.client, &[Marker::BackedUp], false).await?;
-    ctx.hand_on(&marked);
+    // The Event tells of the verified copies, which the marker does not change: both go out
+    // together.
     ctx.event(
-        &marked,
+        &current,
         false,
         "BackedUp",
         "Backup",
         format!("Backed up the user configuration: {summary}"),
-    )
-    .await;
+    );
+    let marked = cr::set_markers(&ctx.client, &[Marker::BackedUp], false).await?;
+    ctx.hand_on(&marked);
     Ok(Outcome::Done(summary))
+}
+
+/// Writes the copy of one source ConfigMap, reads it back and checks its data; returns where it is.
+async fn copy_and_verify(
+    ctx: &Ctx,
+    name: &str,
+    source: &ConfigMap,
+    now: jiff::Timestamp,
+) -> Result<String> {
+    let target = format!("{}/{name}", names::BACKUP_NAMESPACE);
+    configmaps::put(&ctx.client, &configmaps::backup_copy(source, now), false).await?;
+    let read_back = configmaps::get(&ctx.client, names::BACKUP_NAMESPACE, name).await?;
+    if !read_back
+        .as_ref()
+        .is_some_and(|c| configmaps::same_data(c, source))
+    {
+        return Err(Error::BackupMismatch {
+            copy: format!("ConfigMap {target}"),
+            source_object: format!("ConfigMap {}/{name}", names::KYMA_SYSTEM),
+        });
+    }
+    tracing::info!(source = %format!("{}/{name}", names::KYMA_SYSTEM), copy = %target, resource_version = %source.resource_version().unwrap_or_default(), "copied and verified");
+    Ok(target)
 }
 
 /// Creates the backup namespace unless it exists; returns whether it exists (after this call).

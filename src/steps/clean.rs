@@ -22,8 +22,9 @@ use crate::legacy;
 use crate::names::{self, config_maps, service_mappings as sm};
 use crate::service_mappings::{self, Listed};
 
-/// Requests in flight at once (the legacy objects' reads and deletes).
-const CONCURRENCY: usize = service_mappings::CONCURRENCY;
+/// Requests in flight at once for the objects of the legacy table (35 on a full installation):
+/// each is read, and deleted, in one round trip with all the others.
+const LEGACY_CONCURRENCY: usize = 64;
 
 pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     let current = match super::cr_or_skip(ctx).await? {
@@ -81,15 +82,15 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         );
         return Ok(Outcome::Done(format!("would have: {summary}")));
     }
-    let marked = cr::set_markers(&ctx.client, &[Marker::Cleaned], false).await?;
+    // The Event tells what was done, which the marker does not change: both go out together.
     ctx.event(
-        &marked,
+        &current,
         false,
         "Cleaned",
         "Clean",
         format!("Removed the legacy Connectivity Proxy: {summary}"),
-    )
-    .await;
+    );
+    cr::set_markers(&ctx.client, &[Marker::Cleaned], false).await?;
     Ok(Outcome::Done(summary))
 }
 
@@ -112,23 +113,36 @@ async fn check_backup(ctx: &Ctx, current: &DynamicObject) -> Result<BackupCheck>
     }
     // In `run --dry-run` the backup was not really made; it would copy exactly the sources.
     let backup_assumed = cr::marked(current, Marker::BackedUp).is_none();
-    let mut checked = BackupCheck::new();
-    for name in config_maps::USER_CONFIG {
-        let source = configmaps::get(&ctx.client, names::KYMA_SYSTEM, name).await?;
+    // Each source and its copy are independent reads: all four go out together, and each
+    // copy is judged against its source once both answered.
+    let checks = config_maps::USER_CONFIG.map(|name| async move {
+        let (source, copy) = futures::try_join!(
+            configmaps::get(&ctx.client, names::KYMA_SYSTEM, name),
+            async {
+                if backup_assumed {
+                    Ok(None)
+                } else {
+                    configmaps::get(&ctx.client, names::BACKUP_NAMESPACE, name).await
+                }
+            }
+        )?;
         if let Some(source) = &source
             && !backup_assumed
         {
-            check_copy(ctx, name, source).await?;
+            check_copy(name, source, copy)?;
         }
-        checked.insert(name, source);
-    }
-    Ok(checked)
+        Ok::<_, Error>((name, source))
+    });
+    Ok(futures::future::try_join_all(checks)
+        .await?
+        .into_iter()
+        .collect())
 }
 
 /// Fails unless the backup namespace holds a copy of `source` with equal data.
-async fn check_copy(ctx: &Ctx, name: &str, source: &ConfigMap) -> Result<()> {
+fn check_copy(name: &str, source: &ConfigMap, copy: Option<ConfigMap>) -> Result<()> {
     let gate = |reason: String| Err(Error::CleanGate { reason });
-    match configmaps::get(&ctx.client, names::BACKUP_NAMESPACE, name).await? {
+    match copy {
         None => gate(format!(
             "ConfigMap {}/{name} exists but namespace {} holds no copy of it; run the backup step again \
              (remove {} from the CR first)",
@@ -191,7 +205,7 @@ async fn survey(ctx: &Ctx) -> Result<Survey> {
                     .context(|| format!("reading {}", o.display))?;
                 Ok::<_, Error>((o, read))
             })
-            .buffered(CONCURRENCY)
+            .buffered(LEGACY_CONCURRENCY)
             .try_collect()
             .await?;
         Ok::<_, Error>((read, unserved))
@@ -471,7 +485,10 @@ async fn delete_legacy_objects(
         .iter()
         .map(|o| (archive::key_of(o), o))
         .collect();
-    // `buffered` starts deletions in table order (workloads first) while several are in flight.
+    // Every delete goes out at once: each is independent of the others, guarded by the
+    // preconditions of its own object. Starting the workloads' deletes a few milliseconds
+    // before the rest (table order) bought nothing: a deleted workload's Pods terminate
+    // seconds later in any case, long after every other delete has been answered.
     let results: Vec<Deleted> = stream::iter(objects)
         .map(|(o, read)| {
             let against = if o.is_user_config() {
@@ -496,7 +513,7 @@ async fn delete_legacy_objects(
             };
             delete_one(o, against, ctx.dry_run)
         })
-        .buffered(CONCURRENCY)
+        .buffered(LEGACY_CONCURRENCY)
         .try_collect()
         .await?;
     for r in results {

@@ -62,23 +62,40 @@ pub(crate) struct LegacyInput {
 
 async fn attempt_once(ctx: &Ctx, input: &mut Option<LegacyInput>) -> Result<Attempt> {
     let client = &ctx.client;
-    let current = cr::lookup(client).await?.required()?;
+    // The first attempt reads the CR and the legacy installation together: they are
+    // independent reads. The CR's answer is judged first, so a CR that is missing or marked
+    // migrated still decides the outcome; the legacy reads are then merely unused.
+    let (lookup, legacy_read) = if input.is_some() {
+        (cr::lookup(client).await, None)
+    } else {
+        let (lookup, legacy_read) = futures::join!(cr::lookup(client), read_legacy_input(client));
+        (lookup, Some(legacy_read))
+    };
+    let current = lookup?.required()?;
     if let Some(key) = cr::marked(&current, Marker::Migrated) {
         return Ok(Attempt::Finished(Outcome::Skipped(format!(
             "already migrated ({key}=true on the CR)"
         ))));
     }
-    let read = match input {
-        Some(read) => read,
-        None => {
-            let Some(install) = legacy::detect(client).await? else {
+    let read = match legacy_read {
+        Some(legacy_read) => {
+            let Some((install, read)) = legacy_read? else {
                 return Ok(Attempt::Finished(
                     Outcome::Skipped(no_legacy_installation()),
                 ));
             };
             warn_on_version(&install);
-            input.insert(read_legacy_configuration(client).await?)
+            input.insert(read)
         }
+        // A later attempt: the legacy input was read by the first.
+        None => match input {
+            Some(read) => read,
+            None => {
+                return Ok(Attempt::Finished(
+                    Outcome::Skipped(no_legacy_installation()),
+                ));
+            }
+        },
     };
     let ports = read.ports;
     let (plan, desired) = desired(&current, read)?;
@@ -131,8 +148,7 @@ async fn attempt_once(ctx: &Ctx, input: &mut Option<LegacyInput>) -> Result<Atte
         "Migrated",
         "Migrate",
         format!("Migrated the legacy Connectivity Proxy configuration: {summary}"),
-    )
-    .await;
+    );
     Ok(Attempt::Finished(Outcome::Done(summary)))
 }
 
@@ -223,14 +239,30 @@ pub(crate) fn warn_on_version(install: &legacy::LegacyInstall) {
 }
 
 /// Reads and validates the two legacy ConfigMaps.
+/// The legacy installation and its configuration, read together; `None` when there is no
+/// legacy installation (then whatever the ConfigMaps hold does not matter).
+async fn read_legacy_input(
+    client: &Client,
+) -> Result<Option<(legacy::LegacyInstall, LegacyInput)>> {
+    let (install, configuration) =
+        futures::join!(legacy::detect(client), read_legacy_configuration(client));
+    let Some(install) = install? else {
+        return Ok(None);
+    };
+    Ok(Some((install, configuration?)))
+}
+
 pub(crate) async fn read_legacy_configuration(client: &Client) -> Result<LegacyInput> {
     let missing = |name: &str| Error::ConfigMapMissing {
         namespace: names::KYMA_SYSTEM.into(),
         name: name.into(),
     };
-    let config = configmaps::get(client, names::KYMA_SYSTEM, config_maps::CONFIG)
-        .await?
-        .ok_or_else(|| missing(config_maps::CONFIG))?;
+    // Both ConfigMaps in one round trip; the configuration document is judged first.
+    let (config, info) = futures::join!(
+        configmaps::get(client, names::KYMA_SYSTEM, config_maps::CONFIG),
+        configmaps::get(client, names::KYMA_SYSTEM, config_maps::INFO)
+    );
+    let config = config?.ok_or_else(|| missing(config_maps::CONFIG))?;
     let source = Source {
         namespace: names::KYMA_SYSTEM.into(),
         name: config_maps::CONFIG.into(),
@@ -259,9 +291,7 @@ pub(crate) async fn read_legacy_configuration(client: &Client) -> Result<LegacyI
     };
     let document = translate::parse_legacy_document(&source, text)?;
 
-    let info = configmaps::get(client, names::KYMA_SYSTEM, config_maps::INFO)
-        .await?
-        .ok_or_else(|| missing(config_maps::INFO))?;
+    let info = info?.ok_or_else(|| missing(config_maps::INFO))?;
     let ports = translate::parse_ports(
         names::KYMA_SYSTEM,
         config_maps::INFO,

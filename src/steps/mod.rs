@@ -67,6 +67,8 @@ pub struct Ctx {
     /// not read it again. Steps are idempotent, so a concurrent change it misses is harmless.
     handed_on: Mutex<Option<DynamicObject>>,
     recorder: Recorder,
+    /// Events on their way: nothing waits for them but the end of the command.
+    events: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// When the command must be finished; retries after conflicts stop here.
     pub deadline: tokio::time::Instant,
     /// Compressed bytes per Secret of clean's archive (smaller only to test the split).
@@ -89,6 +91,7 @@ impl Ctx {
         };
         Ctx {
             recorder: Recorder::new(client.clone(), reporter),
+            events: Mutex::default(),
             client,
             dry_run,
             allow_field_loss,
@@ -133,8 +136,9 @@ impl Ctx {
     }
 
     /// Records an Event on the CR. An Event that cannot be written is logged, not fatal: the
-    /// step's work and its marker are already stored.
-    pub async fn event(
+    /// step's work and its marker are already stored. Nothing depends on its answer, so it is
+    /// sent on its own while the command goes on; [`Ctx::events_sent`] waits for it.
+    pub fn event(
         &self,
         cr: &DynamicObject,
         warning: bool,
@@ -166,8 +170,29 @@ impl Ctx {
             secondary: None,
         };
         let reference = kube::Resource::object_ref(cr, &cr::api_resource());
-        if let Err(e) = self.recorder.publish(&ev, &reference).await {
-            tracing::warn!(error = %e, reason, "could not record an Event on the CR");
+        let recorder = self.recorder.clone();
+        let reason = reason.to_string();
+        let sending = tokio::spawn(async move {
+            if let Err(e) = recorder.publish(&ev, &reference).await {
+                tracing::warn!(error = %e, reason, "could not record an Event on the CR");
+            }
+        });
+        if let Ok(mut events) = self.events.lock() {
+            events.push(sending);
+        }
+    }
+
+    /// Waits until every Event recorded so far has been sent (or has failed, which is logged).
+    pub async fn events_sent(&self) {
+        let sending = self
+            .events
+            .lock()
+            .map(|mut events| std::mem::take(&mut *events))
+            .unwrap_or_default();
+        for handle in sending {
+            if let Err(e) = handle.await {
+                tracing::warn!(error = %e, "recording an Event on the CR did not finish");
+            }
         }
     }
 }

@@ -20,6 +20,8 @@ use crate::service_mappings::{self, Listed};
 
 /// Requests in flight at once.
 const CONCURRENCY: usize = service_mappings::CONCURRENCY;
+/// Reads in flight at once of the archived legacy objects (35 at most): all in one round trip.
+const LEGACY_CONCURRENCY: usize = 64;
 
 /// An archived object and where this cluster serves its kind.
 struct Target {
@@ -33,12 +35,17 @@ struct Target {
 }
 
 pub async fn run(ctx: &Ctx) -> Result<Outcome> {
-    let Some(archived) = archive::read(&ctx.client).await? else {
+    // The archive and discovery are independent reads: one round trip for both.
+    let (archived, served) = futures::try_join!(
+        archive::read(&ctx.client),
+        legacy::resolve(&ctx.client, LEGACY_OBJECTS)
+    )?;
+    let Some(archived) = archived else {
         return Err(Error::NoArchive {
             location: archive::location(),
         });
     };
-    let (targets, unserved) = resolve(ctx, &archived.objects).await?;
+    let (targets, unserved) = resolve(ctx, &archived.objects, &served);
 
     // What is in the cluster now: the module's operator, and each archived name.
     let operator = async {
@@ -60,7 +67,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
                 .await
                 .context(|| format!("reading {}", t.display))
         })
-        .buffered(CONCURRENCY)
+        .buffered(LEGACY_CONCURRENCY)
         .try_collect::<Vec<_>>();
     let (operator, existing) = futures::try_join!(operator, existing)?;
 
@@ -104,12 +111,19 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
             .filter(|(t, _)| t.stage == stage)
             .map(|(t, found)| (t, found.is_some()))
             .collect();
-        // The user configuration comes back as `restore` writes it, from its verified copies.
+        // The user configuration comes back as `restore` writes it, from its verified copies;
+        // both at once.
         let mut from_copy = BTreeSet::new();
-        for (t, _) in &in_stage {
-            if let Some(name) = t.user_config
-                && let Some(target) = restore_one(ctx, name).await?
-            {
+        let user_config: Vec<&'static str> =
+            in_stage.iter().filter_map(|(t, _)| t.user_config).collect();
+        let from_copies = futures::future::try_join_all(
+            user_config
+                .iter()
+                .map(|name| async move { restore_one(ctx, name).await }),
+        )
+        .await?;
+        for (name, target) in user_config.into_iter().zip(from_copies) {
+            if let Some(target) = target {
                 from_copy.insert(name);
                 restored.push(format!("ConfigMap {target}"));
             }
@@ -194,14 +208,17 @@ fn list(items: &[String]) -> String {
 }
 
 /// Where each archived object's kind is served now; kinds no longer served are reported.
-async fn resolve(ctx: &Ctx, objects: &[Value]) -> Result<(Vec<Target>, Vec<String>)> {
-    let served = legacy::resolve(&ctx.client, LEGACY_OBJECTS).await?;
+fn resolve(
+    ctx: &Ctx,
+    objects: &[Value],
+    served: &[Option<kube::core::ApiResource>],
+) -> (Vec<Target>, Vec<String>) {
     let mut targets = Vec::new();
     let mut unserved = Vec::new();
     for object in objects {
         let (group, kind, namespace, name) = archive::key_of(object);
         let what = archive::display(object);
-        let row = LEGACY_OBJECTS.iter().zip(&served).find(|(r, _)| {
+        let row = LEGACY_OBJECTS.iter().zip(served).find(|(r, _)| {
             r.group == group
                 && r.kind == kind
                 && r.namespace.unwrap_or("") == namespace
@@ -242,7 +259,7 @@ async fn resolve(ctx: &Ctx, objects: &[Value]) -> Result<(Vec<Target>, Vec<Strin
             user_config,
         });
     }
-    Ok((targets, unserved))
+    (targets, unserved)
 }
 
 /// Creates an archived object; `false` when it exists already (created in the meantime).

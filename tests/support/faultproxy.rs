@@ -3,13 +3,15 @@
 //! forwards every request once, over TLS with the cluster's admin certificate, to the real API
 //! server. It counts requests, can SIGKILL the tool right after the k-th request was answered
 //! by the real server (before the answer is relayed), and can inject faults on a seeded
-//! schedule. The proxy runs on its own thread and runtime, so a test may block while it works.
+//! schedule, and can add a fixed delay each way to every request (a distant API server, for the
+//! latency benchmark). The proxy runs on its own thread and runtime, so a test may block while
+//! it works.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
@@ -132,12 +134,16 @@ struct Control {
     pid: Option<u32>,
     killed_at: Option<u64>,
     hook: Option<Hook>,
+    /// Added before a request is handled and again before its answer is relayed.
+    delay_each_way: Duration,
 }
 
 struct Shared {
     seq: AtomicU64,
     control: Mutex<Control>,
     log: Mutex<Vec<Seen>>,
+    /// When each request arrived and when its answer left, delays included.
+    spans: Mutex<Vec<(Instant, Instant)>>,
 }
 
 /// A running proxy; stopped when dropped.
@@ -170,6 +176,7 @@ impl FaultProxy {
             seq: AtomicU64::new(0),
             control: Mutex::new(Control::default()),
             log: Mutex::new(Vec::new()),
+            spans: Mutex::new(Vec::new()),
         });
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<SocketAddr>();
@@ -230,10 +237,36 @@ impl FaultProxy {
         c.killed_at = None;
         self.shared.seq.store(0, Ordering::SeqCst);
         self.shared.log.lock().expect("log").clear();
+        self.shared.spans.lock().expect("spans").clear();
+    }
+
+    /// The longest chain of requests each of which arrived after the answer to the one before
+    /// it had left: the round trips the client made in sequence, as the network saw them.
+    pub fn round_trips_in_sequence(&self) -> usize {
+        let mut spans = self.shared.spans.lock().expect("spans").clone();
+        spans.sort();
+        let mut chain: Vec<usize> = Vec::with_capacity(spans.len());
+        for (i, (arrived, _)) in spans.iter().enumerate() {
+            let before = spans[..i]
+                .iter()
+                .zip(&chain)
+                .filter(|((_, answered), _)| answered <= arrived)
+                .map(|(_, n)| *n)
+                .max()
+                .unwrap_or(0);
+            chain.push(before + 1);
+        }
+        chain.into_iter().max().unwrap_or(0)
     }
 
     pub fn set_schedule(&self, schedule: Schedule) {
         self.control().schedule = schedule;
+    }
+
+    /// Adds `delay` before each request is handled and again before its answer goes back, so
+    /// that every request costs at least twice `delay` more (default: none).
+    pub fn set_delay_each_way(&self, delay: Duration) {
+        self.control().delay_each_way = delay;
     }
 
     pub fn set_hook(&self, hook: Option<Hook>) {
@@ -364,7 +397,30 @@ fn status_response(code: StatusCode, retry_after: Option<u64>) -> Response<RespB
     resp
 }
 
+/// [`handle_now`], with the configured delay on the way in and on the way out (faults too).
 async fn handle(
+    shared: Arc<Shared>,
+    upstream: Client,
+    req: Request<Incoming>,
+) -> Result<Response<RespBody>, std::io::Error> {
+    let arrived = Instant::now();
+    let delay = shared.control.lock().expect("proxy control").delay_each_way;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let answer = handle_now(shared.clone(), upstream, req).await;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    shared
+        .spans
+        .lock()
+        .expect("spans")
+        .push((arrived, Instant::now()));
+    answer
+}
+
+async fn handle_now(
     shared: Arc<Shared>,
     upstream: Client,
     req: Request<Incoming>,
