@@ -113,14 +113,33 @@ impl Manifest {
         }
     }
 
+    /// Whether a binding of the manifest gives the Role or ClusterRole `doc` to `user`.
+    fn bound_to(&self, doc: &Value, user: &str) -> bool {
+        let binding = if str_of(&doc["kind"]) == "Role" {
+            "RoleBinding"
+        } else {
+            "ClusterRoleBinding"
+        };
+        self.docs.iter().any(|b| {
+            str_of(&b["kind"]) == binding
+                && b["metadata"]["namespace"] == doc["metadata"]["namespace"]
+                && b["roleRef"]["name"] == doc["metadata"]["name"]
+                && b["subjects"].as_array().is_some_and(|s| {
+                    s.iter().any(|s| {
+                        sa_user(str_of(&s["name"])) == user && s["namespace"] == SA_NAMESPACE
+                    })
+                })
+        })
+    }
+
     /// Waits until the API server's authorizer sees every Role and ClusterRole of the manifest
-    /// with its binding for `user` (RBAC reaches the authorizer through informers, a moment
-    /// after the write). Without this, a missing permission could be mere lag.
+    /// that is bound to `user`, with its binding (RBAC reaches the authorizer through informers,
+    /// a moment after the write). Without this, a missing permission could be mere lag.
     async fn wait_effective(&self, c: &TestCluster, user: &str) {
         let sars: Api<SubjectAccessReview> = Api::all(c.client.clone());
         for doc in &self.docs {
             let kind = str_of(&doc["kind"]);
-            if kind != "Role" && kind != "ClusterRole" {
+            if (kind != "Role" && kind != "ClusterRole") || !self.bound_to(doc, user) {
                 continue;
             }
             let Some(rule) = doc["rules"].as_array().and_then(|r| r.first()) else {
