@@ -10,9 +10,6 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
-};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{
@@ -21,16 +18,13 @@ use kube::api::{
 };
 use serde_json::{Value, json};
 use support::podman::{self, Podman};
+use support::rbac::{SA_NAME, SA_NAMESPACE};
 use support::requests::{Request, requests_in, run_logged};
 use support::snapshot::state_diff;
 use support::*;
 
 use cp_mod_migrator::names::{self, backup, config_maps, markers};
 use cp_mod_migrator::{cr, legacy, termination};
-
-const SA_NAMESPACE: &str = "kyma-system";
-/// The ServiceAccount that deploy/rbac.yaml creates, for the hand-run commands.
-const SA_NAME: &str = "cp-mod-migrator";
 
 // ---------------------------------------------------------------------------------------------
 // The manifest and its rules
@@ -136,52 +130,8 @@ impl Manifest {
     /// that is bound to `user`, with its binding (RBAC reaches the authorizer through informers,
     /// a moment after the write). Without this, a missing permission could be mere lag.
     async fn wait_effective(&self, c: &TestCluster, user: &str) {
-        let sars: Api<SubjectAccessReview> = Api::all(c.client.clone());
-        for doc in &self.docs {
-            let kind = str_of(&doc["kind"]);
-            if (kind != "Role" && kind != "ClusterRole") || !self.bound_to(doc, user) {
-                continue;
-            }
-            let Some(rule) = doc["rules"].as_array().and_then(|r| r.first()) else {
-                continue;
-            };
-            let first = |k: &str| rule[k][0].as_str().map(str::to_string);
-            let review = SubjectAccessReview {
-                spec: SubjectAccessReviewSpec {
-                    user: Some(user.into()),
-                    groups: Some(vec![
-                        "system:serviceaccounts".into(),
-                        format!("system:serviceaccounts:{SA_NAMESPACE}"),
-                        "system:authenticated".into(),
-                    ]),
-                    resource_attributes: Some(ResourceAttributes {
-                        namespace: doc["metadata"]["namespace"].as_str().map(str::to_string),
-                        verb: first("verbs"),
-                        group: first("apiGroups"),
-                        resource: first("resources"),
-                        name: first("resourceNames"),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                },
-                ..Default::default()
-            };
-            let started = Instant::now();
-            loop {
-                let answer = sars
-                    .create(&PostParams::default(), &review)
-                    .await
-                    .expect("SubjectAccessReview");
-                if answer.status.is_some_and(|s| s.allowed) {
-                    break;
-                }
-                assert!(
-                    started.elapsed() < Duration::from_secs(30),
-                    "{kind} {} not in effect for {user} after 30s",
-                    str_of(&doc["metadata"]["name"])
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+        for doc in self.docs.iter().filter(|d| self.bound_to(d, user)) {
+            support::rbac::wait_until_in_effect(c, user, doc).await;
         }
     }
 }

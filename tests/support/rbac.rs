@@ -7,6 +7,7 @@ use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
 use kube::api::{Api, PostParams};
+use serde_json::Value;
 
 use super::{TestCluster, repo_root, yaml_documents};
 
@@ -21,51 +22,58 @@ pub async fn as_migrator_service_account(c: &TestCluster) -> PathBuf {
     c.apply_yaml(&text).await;
     let token = c.token_for(SA_NAMESPACE, SA_NAME).await;
     let user = format!("system:serviceaccount:{SA_NAMESPACE}:{SA_NAME}");
-    let reviews: Api<SubjectAccessReview> = Api::all(c.client.clone());
     for doc in yaml_documents(&text) {
-        let kind = doc["kind"].as_str().unwrap_or_default();
-        if kind != "Role" && kind != "ClusterRole" {
-            continue;
-        }
-        // RBAC reaches the authorizer through informers, a moment after the write: wait for
-        // the first rule of each role, so that a refusal is never mere lag.
-        let rule = &doc["rules"][0];
-        let first = |k: &str| rule[k][0].as_str().map(str::to_string);
-        let review = SubjectAccessReview {
-            spec: SubjectAccessReviewSpec {
-                user: Some(user.clone()),
-                groups: Some(vec![
-                    "system:serviceaccounts".into(),
-                    format!("system:serviceaccounts:{SA_NAMESPACE}"),
-                    "system:authenticated".into(),
-                ]),
-                resource_attributes: Some(ResourceAttributes {
-                    namespace: doc["metadata"]["namespace"].as_str().map(str::to_string),
-                    verb: first("verbs"),
-                    group: first("apiGroups"),
-                    resource: first("resources"),
-                    name: first("resourceNames"),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let started = Instant::now();
-        while !reviews
-            .create(&PostParams::default(), &review)
-            .await
-            .expect("SubjectAccessReview")
-            .status
-            .is_some_and(|s| s.allowed)
-        {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "{kind} {} not in effect after 30s",
-                doc["metadata"]["name"]
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_until_in_effect(c, &user, &doc).await;
     }
     c.kubeconfig_with_token(&token, "sa.kubeconfig")
+}
+
+/// Waits until the authorizer allows `user` the first rule of `doc`, when `doc` is a Role or
+/// ClusterRole (anything else is not waited for). RBAC reaches the authorizer through
+/// informers, a moment after the write: without this, a refusal could be mere lag.
+pub async fn wait_until_in_effect(c: &TestCluster, user: &str, doc: &Value) {
+    let kind = doc["kind"].as_str().unwrap_or_default();
+    if kind != "Role" && kind != "ClusterRole" {
+        return;
+    }
+    let Some(rule) = doc["rules"].as_array().and_then(|r| r.first()) else {
+        return;
+    };
+    let first = |k: &str| rule[k][0].as_str().map(str::to_string);
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(user.into()),
+            groups: Some(vec![
+                "system:serviceaccounts".into(),
+                format!("system:serviceaccounts:{SA_NAMESPACE}"),
+                "system:authenticated".into(),
+            ]),
+            resource_attributes: Some(ResourceAttributes {
+                namespace: doc["metadata"]["namespace"].as_str().map(str::to_string),
+                verb: first("verbs"),
+                group: first("apiGroups"),
+                resource: first("resources"),
+                name: first("resourceNames"),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let reviews: Api<SubjectAccessReview> = Api::all(c.client.clone());
+    let started = Instant::now();
+    while !reviews
+        .create(&PostParams::default(), &review)
+        .await
+        .expect("SubjectAccessReview")
+        .status
+        .is_some_and(|s| s.allowed)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{kind} {} not in effect for {user} after 30s",
+            doc["metadata"]["name"]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
