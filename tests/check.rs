@@ -7,11 +7,10 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
@@ -662,20 +661,7 @@ async fn check_changes_nothing_and_answers_as_the_service_account() {
     );
 
     // The module is not installed: the CRD the tool was built with.
-    let crds: Api<CustomResourceDefinition> = Api::all(c.client.clone());
-    crds.delete(names::cr::CRD_NAME, &DeleteParams::default())
-        .await
-        .expect("delete CRD");
-    let started = Instant::now();
-    while crds
-        .get_opt(names::cr::CRD_NAME)
-        .await
-        .expect("get CRD")
-        .is_some()
-    {
-        assert!(started.elapsed() < Duration::from_secs(60), "CRD not gone");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    module::disable(&c).await;
     let report = json_report(&check_unchanged(&c, &sa, &["-o", "json"]).await);
     assert_eq!(report["ready"], true, "{report}");
     assert_eq!(

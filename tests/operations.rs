@@ -468,10 +468,7 @@ impl Scenario<'_> {
         )?;
 
         // The module disabled: rollback brings the legacy installation back from the archive.
-        Api::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>::all(c.client.clone())
-            .delete(names::cr::CRD_NAME, &DeleteParams::default())
-            .await
-            .expect("delete the module's CRD");
+        module::disable(c).await;
         let r = self.cmd(&["rollback"])?;
         let reason = r.reason();
         Self::check(

@@ -615,19 +615,21 @@ fn is_archive(s: &Secret) -> bool {
     s.name_any().starts_with(names::archive::SECRET)
 }
 
-/// The stored data of the archive's Secrets (base64, as an API response carries it).
-async fn archive_data(client: &Client) -> Vec<String> {
+/// The archive's Secrets as stored.
+async fn archive_secrets(client: &Client) -> Vec<Secret> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), names::BACKUP_NAMESPACE);
-    let mut out = Vec::new();
-    for s in secrets
+    let listed = secrets
         .list(&ListParams::default())
         .await
-        .expect("list Secrets")
-        .items
-        .iter()
-        .filter(|s| is_archive(s))
-    {
-        let v = serde_json::to_value(s).expect("json");
+        .expect("list Secrets");
+    listed.items.into_iter().filter(is_archive).collect()
+}
+
+/// The stored data of the archive's Secrets (base64, as an API response carries it).
+async fn archive_data(client: &Client) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in archive_secrets(client).await {
+        let v = serde_json::to_value(&s).expect("json");
         for d in v["data"].as_object().into_iter().flat_map(|d| d.values()) {
             out.push(d.as_str().expect("base64").to_string());
         }
@@ -639,14 +641,7 @@ async fn archive_data(client: &Client) -> Vec<String> {
 /// What a cluster cleaned by an older tool lacks.
 async fn delete_archive(client: &Client) {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), names::BACKUP_NAMESPACE);
-    for s in secrets
-        .list(&ListParams::default())
-        .await
-        .expect("list Secrets")
-        .items
-        .iter()
-        .filter(|s| is_archive(s))
-    {
+    for s in archive_secrets(client).await {
         secrets
             .delete(&s.name_any(), &DeleteParams::default())
             .await
