@@ -13,14 +13,20 @@
 //!    through a proxy that adds a fixed delay each way to every request. Round trips in
 //!    sequence = (wall at d - wall at 0) / d, from the medians of the repetitions.
 //!
+//! 6. As the ServiceAccount: clean and the limit loop again, as the admin (exempt from API
+//!    Priority and Fairness) and as the ServiceAccount of deploy/rbac.yaml, with the server's
+//!    flow-control counters around each.
+//!
 //! Every measurement gets a fresh cluster. Environment: `CP_BENCH_TOOL` (the binary to measure;
 //! default: the one cargo built for this bench), `CP_BENCH_REPS` (whole-migration repetitions,
 //! default 5), `CP_BENCH_N` (comma-separated sizes, default 100,1000,10000), `CP_BENCH_ROUNDS`
 //! (runs of clean and of each limit level per N, default 2), `CP_BENCH_LIMIT_CONCURRENCY`
 //! (default 8,16,64), `CP_BENCH_LATENCY_MS` (added round trips in ms, default 0,5,20; 0 must be
 //! among them), `CP_BENCH_LATENCY_REPS` (default 3), `CP_BENCH_PARTS` (any of
-//! run,clean,limit,latency; default all).
+//! run,clean,limit,latency,apf; default all).
 
+#[path = "performance/apf.rs"]
+mod apf;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -35,7 +41,7 @@ use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
 use cp_mod_migrator::cr::Marker;
-use cp_mod_migrator::names::{self, service_mappings as sm};
+use cp_mod_migrator::names;
 use support::faultproxy::FaultProxy;
 use support::{TestCluster, module, service_mappings};
 
@@ -87,7 +93,7 @@ async fn bench() {
             1,
             vec![20],
             vec![8],
-            "run,clean,limit,latency".to_string(),
+            "run,clean,limit,latency,apf".to_string(),
         )
     } else {
         (
@@ -95,7 +101,8 @@ async fn bench() {
             env_list("CP_BENCH_ROUNDS", &[2])[0].max(1),
             env_list("CP_BENCH_N", &[100, 1_000, 10_000]),
             env_list("CP_BENCH_LIMIT_CONCURRENCY", &[8, 16, 64]),
-            std::env::var("CP_BENCH_PARTS").unwrap_or_else(|_| "run,clean,limit,latency".into()),
+            std::env::var("CP_BENCH_PARTS")
+                .unwrap_or_else(|_| "run,clean,limit,latency,apf".into()),
         )
     };
     // The smoke pass: one repetition at two delays, enough to keep the section working.
@@ -197,9 +204,16 @@ async fn bench() {
         Vec::new()
     };
 
+    let apf = if part("apf") {
+        apf::bench_apf(&tool, &apf_sizes(&sizes, smoke), rounds).await
+    } else {
+        Vec::new()
+    };
+
     let way_back = print_way_back(&rollbacks, &way_backs, &adoption);
     let mut targets = print_latency(&latency, &delays, latency_reps);
     targets.extend(way_back);
+    apf::print_apf(&apf);
     print_report(
         &tool,
         &runs,
@@ -212,6 +226,17 @@ async fn bench() {
         bench_started.elapsed(),
         smoke,
     );
+}
+
+/// Section 6 runs at the sizes of sections 2 and 3 from 1 000 up (the smallest differences
+/// drown in noise below), or at the smoke pass's size.
+fn apf_sizes(sizes: &[usize], smoke: bool) -> Vec<usize> {
+    let large: Vec<usize> = sizes.iter().copied().filter(|&n| n >= 1_000).collect();
+    if smoke || large.is_empty() {
+        sizes.to_vec()
+    } else {
+        large
+    }
 }
 
 /// ServiceMappings on the cluster of the latency section: the fixture's 3 and 37 more.
@@ -782,49 +807,44 @@ impl LimitRow {
 /// on a fresh cluster with the same fixtures, so that every run patches unadopted objects in a
 /// store of the same size.
 async fn bench_limit(n: usize, concurrency: usize) -> Duration {
-    let patch = json!({
-        "metadata": {
-            "annotations": {
-                sm::PRIMARY_NAME_ANNOTATION: names::cr::NAME,
-                sm::PRIMARY_NAMESPACE_ANNOTATION: names::KYMA_SYSTEM,
-            },
-            "labels": { names::OPERATOR_LABEL: names::OPERATOR_LABEL_VALUE },
-        }
-    });
-    {
-        let c = TestCluster::legacy_and_module().await;
-        service_mappings::create(&c.client, "limit", n, |_| false).await;
-        // A client of its own, as the tool has, with nothing in front of it.
-        let client = support::client_for(&c.kubeconfig).await;
-        let api = service_mappings::api(&client);
-        let pp = PatchParams {
-            field_manager: Some(names::FIELD_MANAGER.into()),
-            ..Default::default()
-        };
-        let started = Instant::now();
-        stream::iter(0..n)
-            .map(|i| {
-                let (api, pp, patch) = (&api, &pp, &patch);
-                async move {
-                    api.patch_metadata(&format!("limit-{i}"), pp, &Patch::Merge(patch))
-                        .await
-                        .map(|_| ())
-                }
-            })
-            .buffer_unordered(concurrency)
-            .try_collect::<()>()
-            .await
-            .expect("patch ServiceMappings");
-        let wall = started.elapsed();
-        let (total, adopted) = service_mappings::count_adopted(&c.client).await;
-        assert!(adopted >= n, "limit loop adopted {adopted} of {total}");
-        eprintln!(
-            "bench: limit, N={n}, concurrency {concurrency}: {:.0} ms ({:.0}/s)",
-            ms(wall),
-            rate(n, wall)
-        );
-        wall
-    }
+    let c = TestCluster::legacy_and_module().await;
+    service_mappings::create(&c.client, "limit", n, |_| false).await;
+    // A client of its own, as the tool has, with nothing in front of it.
+    let client = support::client_for(&c.kubeconfig).await;
+    let wall = limit_loop(&client, n, concurrency).await;
+    let (total, adopted) = service_mappings::count_adopted(&c.client).await;
+    assert!(adopted >= n, "limit loop adopted {adopted} of {total}");
+    eprintln!(
+        "bench: limit, N={n}, concurrency {concurrency}: {:.0} ms ({:.0}/s)",
+        ms(wall),
+        rate(n, wall)
+    );
+    wall
+}
+
+/// Adopts the mappings `limit-0..n` with `concurrency` patches in flight; the time it took.
+async fn limit_loop(client: &Client, n: usize, concurrency: usize) -> Duration {
+    let patch = cp_mod_migrator::service_mappings::adoption_patch();
+    let api = service_mappings::api(client);
+    let pp = PatchParams {
+        field_manager: Some(names::FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    let started = Instant::now();
+    stream::iter(0..n)
+        .map(|i| {
+            let (api, pp, patch) = (&api, &pp, &patch);
+            async move {
+                api.patch_metadata(&format!("limit-{i}"), pp, &Patch::Merge(patch))
+                    .await
+                    .map(|_| ())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .try_collect::<()>()
+        .await
+        .expect("patch ServiceMappings");
+    started.elapsed()
 }
 
 type Counts = BTreeMap<String, f64>;

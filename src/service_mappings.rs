@@ -1,7 +1,9 @@
 //! The ServiceMappings and their CRD: where they are served, whether the new operator adopted
 //! them, and listing and patching all of them, which clean, rollback and status share.
 
-use futures::{StreamExt, TryStreamExt, stream};
+use std::collections::HashSet;
+
+use futures::{SinkExt, Stream, StreamExt, TryStreamExt, stream};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams, PartialObjectMeta, Patch};
@@ -81,32 +83,81 @@ pub enum Listed {
 
 /// Lists every ServiceMapping's metadata in pages, handing each to `on`.
 pub async fn list(client: &Client, ar: &ApiResource, mut on: impl FnMut(Listed)) -> Result<()> {
+    pages(client, ar)
+        .try_for_each(|listed| {
+            on(listed);
+            futures::future::ready(Ok(()))
+        })
+        .await
+}
+
+/// Every ServiceMapping's metadata, page by page; a [`Listed::Restart`] when the continue token
+/// expired and the list starts over.
+fn pages<'a>(client: &'a Client, ar: &'a ApiResource) -> impl Stream<Item = Result<Listed>> + 'a {
     let all: Api<DynamicObject> = Api::all_with(client.clone(), ar);
-    let mut token: Option<String> = None;
-    loop {
-        let mut lp = ListParams::default().limit(PAGE_SIZE);
-        if let Some(t) = &token {
-            lp = lp.continue_token(t);
-        }
-        let listed = match all.list_metadata(&lp).await {
-            Ok(listed) => listed,
-            Err(kube::Error::Api(s)) if s.code == 410 && token.is_some() => {
-                token = None;
-                on(Listed::Restart);
-                continue;
+    // The state: the continue token, or `None` once the last page is handed on.
+    stream::try_unfold(Some(None::<String>), move |state| {
+        let all = all.clone();
+        async move {
+            let Some(token) = state else {
+                return Ok(None);
+            };
+            let mut lp = ListParams::default().limit(PAGE_SIZE);
+            if let Some(t) = &token {
+                lp = lp.continue_token(t);
             }
-            Err(e) => return Err(e).context(|| format!("listing {}", sm::PLURAL)),
-        };
-        token = listed.metadata.continue_.filter(|t| !t.is_empty());
-        on(Listed::Page(listed.items));
-        if token.is_none() {
-            return Ok(());
+            match all.list_metadata(&lp).await {
+                Ok(listed) => {
+                    let next = listed.metadata.continue_.filter(|t| !t.is_empty());
+                    Ok(Some((Listed::Page(listed.items), next.map(Some))))
+                }
+                Err(kube::Error::Api(s)) if s.code == 410 && token.is_some() => {
+                    Ok(Some((Listed::Restart, Some(None))))
+                }
+                Err(e) => Err(e).context(|| format!("listing {}", sm::PLURAL)),
+            }
         }
-    }
+    })
 }
 
 /// One ServiceMapping to write: namespace (for a namespaced CRD), name, merge patch.
 pub type Write = (Option<String>, String, Value);
+
+/// Writes the list may run ahead of the patches by: two pages, so that the next page is on its
+/// way while the patches of this one go out, and memory stays bounded at any N.
+const LIST_AHEAD: usize = 2 * PAGE_SIZE as usize;
+
+/// Lists every ServiceMapping and merge-patches each one `select` picks while the next pages are
+/// still arriving, so that the list costs no time of its own; returns how many were written.
+/// After a restarted list, a mapping already sent is not sent again.
+pub async fn list_and_patch(
+    client: &Client,
+    ar: &ApiResource,
+    mut select: impl FnMut(&PartialObjectMeta<DynamicObject>) -> Option<Write>,
+    dry_run: bool,
+    doing: &str,
+) -> Result<usize> {
+    let (mut tx, rx) = futures::channel::mpsc::channel::<Write>(LIST_AHEAD);
+    let lister = async move {
+        let mut sent: HashSet<(Option<String>, String)> = HashSet::new();
+        let mut pages = std::pin::pin!(pages(client, ar));
+        while let Some(listed) = pages.try_next().await? {
+            let Listed::Page(page) = listed else {
+                continue;
+            };
+            for write in page.iter().filter_map(&mut select) {
+                if sent.insert((write.0.clone(), write.1.clone())) && tx.send(write).await.is_err()
+                {
+                    // The patches stopped at an error of their own, which is the one reported.
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    };
+    let (_, written) = futures::try_join!(lister, patch_each(client, ar, rx, dry_run, doing))?;
+    Ok(written)
+}
 
 /// Merge-patches each ServiceMapping's metadata with bounded concurrency; returns how many were
 /// written (one deleted since it was listed has nothing left to change). `doing` names the
@@ -114,12 +165,12 @@ pub type Write = (Option<String>, String, Value);
 pub async fn patch_each(
     client: &Client,
     ar: &ApiResource,
-    writes: impl IntoIterator<Item = Write>,
+    writes: impl Stream<Item = Write>,
     dry_run: bool,
     doing: &str,
 ) -> Result<usize> {
     let pp = patch_params(dry_run);
-    stream::iter(writes)
+    writes
         .map(|(namespace, name, patch)| {
             let api: Api<DynamicObject> = match &namespace {
                 Some(ns) => Api::namespaced_with(client.clone(), ns, ar),

@@ -399,7 +399,14 @@ async fn adopt_service_mappings(ctx: &Ctx, mappings: &Mappings) -> Result<Adopti
                 .to_adopt
                 .iter()
                 .map(|m| (m.namespace.clone(), m.name.clone(), patch.clone()));
-            service_mappings::patch_each(&ctx.client, ar, writes, ctx.dry_run, "adopting").await?
+            service_mappings::patch_each(
+                &ctx.client,
+                ar,
+                futures::stream::iter(writes),
+                ctx.dry_run,
+                "adopting",
+            )
+            .await?
         }
     };
     adopt_crd(

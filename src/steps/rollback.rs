@@ -16,7 +16,7 @@ use crate::client::{patch_params, post_params};
 use crate::error::{Context, Error, Result, is_already_exists};
 use crate::legacy;
 use crate::names::{self, LEGACY_OBJECTS, ROLLBACK_ORDER, config_maps, service_mappings as sm};
-use crate::service_mappings::{self, Listed};
+use crate::service_mappings;
 
 /// Requests in flight at once.
 const CONCURRENCY: usize = service_mappings::CONCURRENCY;
@@ -69,7 +69,15 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         })
         .buffered(LEGACY_CONCURRENCY)
         .try_collect::<Vec<_>>();
-    let (operator, existing) = futures::try_join!(operator, existing)?;
+    // The ServiceMapping CRD is read beside them when there is anything to un-adopt.
+    let mappings = &archived.service_mappings;
+    let crd = async {
+        if mappings.items.is_empty() && mappings.crd.is_none() {
+            return Ok(None);
+        }
+        service_mappings::crd(&ctx.client).await
+    };
+    let (operator, existing, crd) = futures::try_join!(operator, existing, crd)?;
 
     let mut blockers = Vec::new();
     if operator.is_some() {
@@ -99,7 +107,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     }
 
     // Before the legacy webhook is back: it would judge these writes before its Pods can answer.
-    let unadoption = unadopt(ctx, &archived.service_mappings).await?;
+    let unadoption = unadopt(ctx, &archived.service_mappings, crd).await?;
 
     let mut recreated = Vec::new();
     let mut left = Vec::new();
@@ -338,13 +346,18 @@ struct Unadoption {
 
 /// Puts back, on exactly the ServiceMappings (and CRD) that clean adopted, what they carried
 /// of the adoption's keys before. Only those that differ from it are written.
-async fn unadopt(ctx: &Ctx, archived: &MappingsArchive) -> Result<Unadoption> {
+/// `crd` is the ServiceMapping CRD as read with the blockers.
+async fn unadopt(
+    ctx: &Ctx,
+    archived: &MappingsArchive,
+    crd: Option<CustomResourceDefinition>,
+) -> Result<Unadoption> {
     let mut done = Unadoption::default();
     if archived.items.is_empty() && archived.crd.is_none() {
         return Ok(done);
     }
     let crds: Api<CustomResourceDefinition> = Api::all(ctx.client.clone());
-    let Some(crd) = service_mappings::crd(&ctx.client).await? else {
+    let Some(crd) = crd else {
         tracing::warn!(
             crd = sm::CRD_NAME,
             "the ServiceMapping CRD is gone; no ServiceMapping to un-adopt"
@@ -359,33 +372,21 @@ async fn unadopt(ctx: &Ctx, archived: &MappingsArchive) -> Result<Unadoption> {
             .map(|(i, m)| ((m.namespace.as_deref(), m.name.as_str()), i))
             .collect();
         let namespaced = crd.spec.scope == "Namespaced";
-        // Positions in the archive, not copies: each patch is made as it is sent.
-        let mut to_write: Vec<usize> = Vec::new();
-        service_mappings::list(&ctx.client, &ar, |listed| match listed {
-            Listed::Restart => to_write.clear(),
-            Listed::Page(page) => {
-                for m in &page {
-                    let namespace = m.metadata.namespace.as_deref().filter(|_| namespaced);
-                    let name = m.metadata.name.as_deref().unwrap_or_default();
-                    if let Some(&i) = wanted.get(&(namespace, name))
-                        && !archived.items[i].prior.matches(&m.metadata)
-                    {
-                        to_write.push(i);
-                    }
-                }
-            }
-        })
-        .await?;
-        let writes = to_write.into_iter().map(|i| {
-            let m = &archived.items[i];
-            (
-                m.namespace.clone(),
-                m.name.clone(),
-                m.prior.restoring_patch(),
-            )
-        });
+        // Each patch is made as its page arrives, and goes out while the next page is listed.
+        let select = |m: &kube::api::PartialObjectMeta<DynamicObject>| {
+            let namespace = m.metadata.namespace.as_deref().filter(|_| namespaced);
+            let name = m.metadata.name.as_deref().unwrap_or_default();
+            let entry = &archived.items[*wanted.get(&(namespace, name))?];
+            (!entry.prior.matches(&m.metadata)).then(|| {
+                (
+                    entry.namespace.clone(),
+                    entry.name.clone(),
+                    entry.prior.restoring_patch(),
+                )
+            })
+        };
         done.mappings =
-            service_mappings::patch_each(&ctx.client, &ar, writes, ctx.dry_run, "un-adopting")
+            service_mappings::list_and_patch(&ctx.client, &ar, select, ctx.dry_run, "un-adopting")
                 .await?;
     }
     if let Some(prior) = &archived.crd

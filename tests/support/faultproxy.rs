@@ -136,6 +136,8 @@ struct Control {
     hook: Option<Hook>,
     /// Added before a request is handled and again before its answer is relayed.
     delay_each_way: Duration,
+    /// How many more list requests that carry a continue token are answered 410 Gone.
+    expire_continue: u64,
 }
 
 struct Shared {
@@ -267,6 +269,12 @@ impl FaultProxy {
     /// that every request costs at least twice `delay` more (default: none).
     pub fn set_delay_each_way(&self, delay: Duration) {
         self.control().delay_each_way = delay;
+    }
+
+    /// The next `n` list requests that carry a continue token are answered 410 Gone, as the
+    /// server answers a token that expired (compaction) during a long list; not forwarded.
+    pub fn expire_continue_tokens(&self, n: u64) {
+        self.control().expire_continue = n;
     }
 
     pub fn set_hook(&self, hook: Option<Hook>) {
@@ -440,13 +448,18 @@ async fn handle_now(
         fault: None,
         dropped_after_kill: false,
     };
-    let (kill_after, fault, hold, hook) = {
-        let c = shared.control.lock().expect("proxy control");
+    let (kill_after, fault, hold, hook, expire) = {
+        let mut c = shared.control.lock().expect("proxy control");
+        let expire = c.expire_continue > 0 && path.contains("continue=");
+        if expire {
+            c.expire_continue -= 1;
+        }
         (
             c.kill_after,
             c.schedule.fault_for(seq),
             c.schedule.hold(),
             c.hook.clone(),
+            expire,
         )
     };
     let record = |seen: &Seen| shared.log.lock().expect("log").push(seen.clone());
@@ -463,6 +476,10 @@ async fn handle_now(
         .map_err(std::io::Error::other)?
         .to_bytes();
 
+    if expire {
+        record(&seen);
+        return Ok(status_response(StatusCode::GONE, None));
+    }
     seen.fault = fault;
     match fault {
         Some(Fault::TooManyRequests) => {
