@@ -64,8 +64,12 @@ pub async fn build(opts: &ClientOptions, deadline: Instant) -> Result<(Client, A
         context: opts.context.clone(),
         ..Default::default()
     };
-    let config = match &opts.kubeconfig {
-        Some(path) => {
+    let from_env = match &opts.kubeconfig {
+        Some(_) => None,
+        None => kubeconfig_from_env()?,
+    };
+    let config = match (&opts.kubeconfig, from_env) {
+        (Some(path), _) => {
             let kubeconfig = Kubeconfig::read_from(path).map_err(|e| {
                 Error::ClientConfig(format!("reading kubeconfig {}: {e}", path.display()))
             })?;
@@ -73,13 +77,54 @@ pub async fn build(opts: &ClientOptions, deadline: Instant) -> Result<(Client, A
                 .await
                 .map_err(|e| e.to_string())
         }
-        None if opts.context.is_some() => Config::from_kubeconfig(&kc_opts)
+        (None, Some(merged)) => Config::from_custom_kubeconfig(merged, &kc_opts)
             .await
             .map_err(|e| e.to_string()),
-        None => Config::infer().await.map_err(|e| e.to_string()),
+        (None, None) if opts.context.is_some() => Config::from_kubeconfig(&kc_opts)
+            .await
+            .map_err(|e| e.to_string()),
+        (None, None) => Config::infer().await.map_err(|e| e.to_string()),
     }
     .map_err(Error::ClientConfig)?;
     from_config(config, opts, deadline)
+}
+
+/// The files of `KUBECONFIG` merged as kubectl merges them: the first file to define a context,
+/// cluster or user wins, and the first `current-context` set; empty entries and files that do
+/// not exist are skipped (kubectl skips them too). `None` when `KUBECONFIG` names no file.
+pub fn kubeconfig_from_env() -> Result<Option<Kubeconfig>> {
+    let listed: Vec<PathBuf> = std::env::var_os("KUBECONFIG")
+        .map(|v| {
+            std::env::split_paths(&v)
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if listed.is_empty() {
+        return Ok(None);
+    }
+    let mut merged = Kubeconfig::default();
+    let mut read = 0;
+    for path in &listed {
+        if !path.exists() {
+            tracing::debug!(path = %path.display(), "a file of KUBECONFIG does not exist; skipped as kubectl skips it");
+            continue;
+        }
+        let next = Kubeconfig::read_from(path).map_err(|e| {
+            Error::ClientConfig(format!("reading kubeconfig {}: {e}", path.display()))
+        })?;
+        merged = merged.merge(next).map_err(|e| {
+            Error::ClientConfig(format!("merging kubeconfig {}: {e}", path.display()))
+        })?;
+        read += 1;
+    }
+    if read == 0 {
+        return Err(Error::ClientConfig(format!(
+            "none of the {} files of KUBECONFIG exists",
+            listed.len()
+        )));
+    }
+    Ok(Some(merged))
 }
 
 /// A client for `config` with this tool's timeouts and retries (see [`build`]).

@@ -5,7 +5,7 @@
 //! the end of the command.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,39 +59,11 @@ pub fn load_kubeconfig(file: Option<&Path>) -> Result<Kubeconfig> {
             Error::ClientConfig(format!("reading kubeconfig {}: {e}", path.display()))
         });
     }
-    let listed: Vec<PathBuf> = std::env::var_os("KUBECONFIG")
-        .map(|v| {
-            std::env::split_paths(&v)
-                .filter(|p| !p.as_os_str().is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
-    if listed.is_empty() {
-        return Kubeconfig::read()
-            .map_err(|e| Error::ClientConfig(format!("reading ~/.kube/config: {e}")));
+    match client::kubeconfig_from_env()? {
+        Some(merged) => Ok(merged),
+        None => Kubeconfig::read()
+            .map_err(|e| Error::ClientConfig(format!("reading ~/.kube/config: {e}"))),
     }
-    let mut merged = Kubeconfig::default();
-    let mut read = 0;
-    for path in &listed {
-        if !path.exists() {
-            tracing::debug!(path = %path.display(), "a file of KUBECONFIG does not exist; skipped as kubectl skips it");
-            continue;
-        }
-        let next = Kubeconfig::read_from(path).map_err(|e| {
-            Error::ClientConfig(format!("reading kubeconfig {}: {e}", path.display()))
-        })?;
-        merged = merged.merge(next).map_err(|e| {
-            Error::ClientConfig(format!("merging kubeconfig {}: {e}", path.display()))
-        })?;
-        read += 1;
-    }
-    if read == 0 {
-        return Err(Error::ClientConfig(format!(
-            "none of the {} files of KUBECONFIG exists",
-            listed.len()
-        )));
-    }
-    Ok(merged)
 }
 
 /// The contexts to ask, sorted and each once: those named with `--context`, and with
