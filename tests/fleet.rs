@@ -557,7 +557,7 @@ fn other_commands_refuse_several_clusters() {
         ] {
             let mut args = flags.to_vec();
             args.push(command);
-            let r = run_with_kubeconfig_env(&joined(&[kc.clone()]), &args);
+            let r = run_with_kubeconfig_env(&joined(std::slice::from_ref(&kc)), &args);
             assert_eq!(
                 r.output.status.code(),
                 Some(2),
