@@ -12,8 +12,12 @@
 //!    its own process (as the init containers run them), on the fixture with 40 ServiceMappings,
 //!    through a proxy that adds a fixed delay each way to every request. Round trips in
 //!    sequence = (wall at d - wall at 0) / d, from the medians of the repetitions.
+//! 6. Many clusters at once: `status --all-contexts -o json` over one kubeconfig of 500
+//!    contexts, spread over 4 clusters at different stages, each behind a proxy that adds
+//!    20 ms to every round trip, and 2 % of them at a closed port; wall time, peak RSS and rows
+//!    per phase at several `--parallel`.
 //!
-//! 6. As the ServiceAccount: clean and the limit loop again, as the admin (exempt from API
+//! 7. As the ServiceAccount: clean and the limit loop again, as the admin (exempt from API
 //!    Priority and Fairness) and as the ServiceAccount of deploy/rbac.yaml, with the server's
 //!    flow-control counters around each.
 //!
@@ -23,10 +27,12 @@
 //! (runs of clean and of each limit level per N, default 2), `CP_BENCH_LIMIT_CONCURRENCY`
 //! (default 8,16,64), `CP_BENCH_LATENCY_MS` (added round trips in ms, default 0,5,20; 0 must be
 //! among them), `CP_BENCH_LATENCY_REPS` (default 3), `CP_BENCH_PARTS` (any of
-//! run,clean,limit,latency,apf; default all).
+//! run,clean,limit,latency,fleet,apf; default all).
 
 #[path = "performance/apf.rs"]
 mod apf;
+#[path = "performance/fleet.rs"]
+mod fleet;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -47,6 +53,8 @@ use support::{TestCluster, module, service_mappings};
 
 /// Set on the bench's own re-execution as a launcher (see [`measure`]).
 const LAUNCHER_ENV: &str = "CP_BENCH_LAUNCHER";
+/// Where the launcher writes the tool's stdout (default: nowhere).
+const STDOUT_ENV: &str = "CP_BENCH_STDOUT";
 
 fn main() {
     if std::env::var_os(LAUNCHER_ENV).is_some() {
@@ -93,7 +101,7 @@ async fn bench() {
             1,
             vec![20],
             vec![8],
-            "run,clean,limit,latency,apf".to_string(),
+            "run,clean,limit,latency,fleet,apf".to_string(),
         )
     } else {
         (
@@ -102,7 +110,7 @@ async fn bench() {
             env_list("CP_BENCH_N", &[100, 1_000, 10_000]),
             env_list("CP_BENCH_LIMIT_CONCURRENCY", &[8, 16, 64]),
             std::env::var("CP_BENCH_PARTS")
-                .unwrap_or_else(|_| "run,clean,limit,latency,apf".into()),
+                .unwrap_or_else(|_| "run,clean,limit,latency,fleet,apf".into()),
         )
     };
     // The smoke pass: one repetition at two delays, enough to keep the section working.
@@ -210,6 +218,20 @@ async fn bench() {
         Vec::new()
     };
 
+    let fleet = if part("fleet") {
+        let (contexts, levels) = if smoke {
+            (20, vec![16])
+        } else {
+            (
+                env_list("CP_BENCH_FLEET_CONTEXTS", &[500])[0].max(1),
+                env_list("CP_BENCH_FLEET_PARALLEL", &[4, 16, 64]),
+            )
+        };
+        Some(fleet::bench(&tool, contexts, &levels).await)
+    } else {
+        None
+    };
+
     let way_back = print_way_back(&rollbacks, &way_backs, &adoption);
     let mut targets = print_latency(&latency, &delays, latency_reps);
     targets.extend(way_back);
@@ -226,9 +248,12 @@ async fn bench() {
         bench_started.elapsed(),
         smoke,
     );
+    if let Some(fleet) = &fleet {
+        fleet::print(fleet);
+    }
 }
 
-/// Section 6 runs at the sizes of sections 2 and 3 from 1 000 up (the smallest differences
+/// Section 7 runs at the sizes of sections 2 and 3 from 1 000 up (the smallest differences
 /// drown in noise below), or at the smoke pass's size.
 fn apf_sizes(sizes: &[usize], smoke: bool) -> Vec<usize> {
     let large: Vec<usize> = sizes.iter().copied().filter(|&n| n >= 1_000).collect();
@@ -615,10 +640,16 @@ fn launcher() {
     let mut args = std::env::args_os().skip(1);
     let program = args.next().expect("launcher: program");
     let started = Instant::now();
+    // The tool's stdout, when a section wants it, goes to a file (this one's is the report).
+    let stdout = match std::env::var_os(STDOUT_ENV) {
+        Some(path) => Stdio::from(std::fs::File::create(&path).expect("the tool's stdout file")),
+        None => Stdio::null(),
+    };
     let child = Command::new(&program)
         .args(args)
         .env_remove(LAUNCHER_ENV)
-        .stdout(Stdio::null())
+        .env_remove(STDOUT_ENV)
+        .stdout(stdout)
         .spawn()
         .unwrap_or_else(|e| panic!("start {}: {e}", program.to_string_lossy()));
     let pid = libc::pid_t::try_from(child.id()).expect("pid");

@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use tokio::time::Instant;
 
 use crate::client::{self, ApiStats, ClientOptions};
 use crate::error::{Error, Result};
+use crate::fleet;
 use crate::logging::LogFormat;
 use crate::steps::{self, Ctx, Outcome, Step};
 use crate::termination;
@@ -29,27 +30,45 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct Global {
-    /// Kubeconfig file; without it and --context: KUBECONFIG, ~/.kube/config, then the Pod's ServiceAccount.
-    #[arg(long, global = true, env = "KUBECONFIG", hide_env_values = true)]
-    pub kubeconfig: Option<PathBuf>,
-    /// Kubeconfig context to use.
+    /// Kubeconfig file (this file alone); without it: KUBECONFIG (several files joined by `:`,
+    /// merged as kubectl merges them), ~/.kube/config, then the Pod's ServiceAccount.
     #[arg(long, global = true)]
-    pub context: Option<String>,
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use. status and check take it more than once: each cluster a row.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Vec<String>,
+    /// status and check: every context of the kubeconfig, each cluster a row.
+    #[arg(long, global = true)]
+    pub all_contexts: bool,
+    /// status and check of several clusters: how many are asked at a time.
+    #[arg(long, global = true, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub parallel: u16,
     /// Persist nothing: every write is a server-side dry run; print what would change.
     #[arg(long, global = true)]
     pub dry_run: bool,
     /// Log format; default: json when stderr is not a terminal, else text.
     #[arg(long, global = true, value_enum)]
     pub log_format: Option<LogFormat>,
-    /// Time for the whole command, retries of transient API failures included (e.g. 90s, 5m).
-    #[arg(long, global = true, default_value = "120s", value_parser = humantime::parse_duration, env = "CP_MIGRATOR_DEADLINE")]
-    pub deadline: Duration,
+    /// Time for the whole command, retries of transient API failures included (e.g. 90s, 5m);
+    /// default 120s. Of several clusters: each cluster's own time, default 10s.
+    #[arg(long, global = true, value_parser = humantime::parse_duration, env = "CP_MIGRATOR_DEADLINE")]
+    pub deadline: Option<Duration>,
     /// Time for one API request and its response.
     #[arg(long, global = true, default_value = "10s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
     /// Compressed bytes per Secret of clean's archive; lower only to exercise the split into parts.
     #[arg(long, global = true, hide = true, default_value_t = crate::names::archive::PART_BYTES, env = "CP_MIGRATOR_ARCHIVE_PART_BYTES")]
     pub archive_part_bytes: usize,
+}
+
+/// The time for one cluster's command when `--deadline` is not given.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(120);
+
+impl Global {
+    /// Several clusters at once: `--context` more than once, or `--all-contexts`.
+    pub fn fleet(&self) -> bool {
+        self.all_contexts || self.context.len() > 1
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,6 +125,26 @@ pub enum OutputFormat {
     Json,
 }
 
+impl Cli {
+    /// Parses the command line, and refuses (as a usage error, before anything is read) several
+    /// clusters for a command that takes one.
+    pub fn parse_checked() -> Cli {
+        let cli = Cli::parse();
+        if cli.global.fleet() && !matches!(cli.command, Command::Status(_) | Command::Check(_)) {
+            Cli::command()
+                .error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!(
+                        "{} works on one cluster: --context more than once and --all-contexts are for status and check only",
+                        cli.command.name()
+                    ),
+                )
+                .exit();
+        }
+        cli
+    }
+}
+
 impl Command {
     fn name(&self) -> &'static str {
         match self {
@@ -125,13 +164,18 @@ impl Command {
 /// Runs the command and logs its closing line; the exit code is 0 for done or skipped.
 pub async fn execute(cli: Cli) -> ExitCode {
     let started = Instant::now();
-    let deadline = started + cli.global.deadline;
     let name = cli.command.name();
+    if cli.global.fleet() {
+        return execute_fleet(&cli, started).await;
+    }
+    let deadline_for = cli.global.deadline.unwrap_or(DEFAULT_DEADLINE);
+    let deadline = started + deadline_for;
     let opts = ClientOptions {
         kubeconfig: cli.global.kubeconfig.clone(),
-        context: cli.global.context.clone(),
-        deadline: cli.global.deadline,
+        context: cli.global.context.first().cloned(),
+        deadline: deadline_for,
         request_timeout: cli.global.request_timeout,
+        refused_retries: None,
     };
     let (client, stats) = match client::build(&opts, deadline).await {
         Ok(c) => c,
@@ -147,7 +191,7 @@ pub async fn execute(cli: Cli) -> ExitCode {
     let mut ctx = Ctx::new(client, cli.global.dry_run, allow, deadline);
     ctx.archive_part_bytes = cli.global.archive_part_bytes;
     // The client stops retrying at the deadline; this bounds everything else as well.
-    let limit = cli.global.deadline + cli.global.request_timeout;
+    let limit = deadline_for + cli.global.request_timeout;
     let work = async {
         let result = dispatch(&ctx, &cli.command, started, &stats).await;
         // The Events went out beside the work; the closing line counts their requests too.
@@ -158,12 +202,52 @@ pub async fn execute(cli: Cli) -> ExitCode {
         Ok(r) => r,
         Err(_) => Err(Error::Deadline {
             action: format!("running {name}"),
-            deadline: cli.global.deadline,
+            deadline: deadline_for,
         }),
     };
     if let Err(e) = &result {
         show_unreachable(&cli.command, e, stats.retries());
     }
+    finish(name, result, started, Some(&stats))
+}
+
+/// status or check of several clusters (see `crate::fleet`): one row per cluster; exit 0 when
+/// every cluster was asked (check: and every one is ready).
+async fn execute_fleet(cli: &Cli, started: Instant) -> ExitCode {
+    let name = cli.command.name();
+    let (question, output) = match &cli.command {
+        Command::Status(args) => (fleet::Question::Status, args.output),
+        Command::Check(args) => {
+            match steps::check::CheckOptions::new(
+                args.crd.as_deref(),
+                &args.migrate.allow_field_loss,
+            ) {
+                Ok(options) => (fleet::Question::Check(options), args.output),
+                Err(e) => return finish(name, Err(e), started, None),
+            }
+        }
+        // Refused by `Cli::parse_checked` before anything was read.
+        _ => {
+            let e = Error::ClientConfig(format!("{name} works on one cluster"));
+            return finish(name, Err(e), started, None);
+        }
+    };
+    let kubeconfig = match fleet::load_kubeconfig(cli.global.kubeconfig.as_deref()) {
+        Ok(k) => k,
+        Err(e) => return finish(name, Err(e), started, None),
+    };
+    let contexts = fleet::select(&kubeconfig, &cli.global.context, cli.global.all_contexts);
+    let opts = fleet::Options {
+        question,
+        deadline: cli.global.deadline.unwrap_or(fleet::DEFAULT_DEADLINE),
+        request_timeout: cli.global.request_timeout,
+        parallel: usize::from(cli.global.parallel),
+    };
+    let output = match output {
+        OutputFormat::Text => fleet::Output::Text,
+        OutputFormat::Json => fleet::Output::Json,
+    };
+    let (result, stats) = fleet::run(&kubeconfig, contexts, &opts, output).await;
     finish(name, result, started, Some(&stats))
 }
 
@@ -267,7 +351,7 @@ fn log_step(
 }
 
 /// The error, its root cause when the message does not show it yet, and the retries it survived.
-fn describe_failure(e: &Error, retries: u64) -> String {
+pub(crate) fn describe_failure(e: &Error, retries: u64) -> String {
     let mut msg = e.to_string();
     let mut root: &dyn std::error::Error = e;
     while let Some(next) = root.source() {

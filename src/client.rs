@@ -28,6 +28,11 @@ pub struct ClientOptions {
     pub deadline: Duration,
     /// Time for one request and its response.
     pub request_timeout: Duration,
+    /// How many times a request whose connection was refused (nothing listens: the cluster is
+    /// hibernated or gone) is tried again; `None`: like any other transient failure, until the
+    /// deadline. Many clusters at once use a small cap, so that a cluster that is not there does
+    /// not hold its slot for the whole deadline.
+    pub refused_retries: Option<u32>,
 }
 
 /// Counts of what the client sent, for the closing log line and the benchmarks.
@@ -44,17 +49,27 @@ impl ApiStats {
     pub fn retries(&self) -> u64 {
         self.retries.load(Ordering::Relaxed)
     }
+    /// Adds what another client sent (many clusters' clients, one closing line).
+    pub fn add(&self, other: &ApiStats) {
+        self.requests.fetch_add(other.requests(), Ordering::Relaxed);
+        self.retries.fetch_add(other.retries(), Ordering::Relaxed);
+    }
 }
 
 /// Builds a client: `--kubeconfig`/`--context` when given, else the usual lookup
-/// (`KUBECONFIG`, `~/.kube/config`, then the Pod's ServiceAccount).
+/// (`KUBECONFIG`, several files merged as kubectl merges them; `~/.kube/config`; then the Pod's
+/// ServiceAccount).
 pub async fn build(opts: &ClientOptions, deadline: Instant) -> Result<(Client, Arc<ApiStats>)> {
     let kc_opts = KubeConfigOptions {
         context: opts.context.clone(),
         ..Default::default()
     };
-    let mut config = match &opts.kubeconfig {
-        Some(path) => {
+    let from_env = match &opts.kubeconfig {
+        Some(_) => None,
+        None => kubeconfig_from_env()?,
+    };
+    let config = match (&opts.kubeconfig, from_env) {
+        (Some(path), _) => {
             let kubeconfig = Kubeconfig::read_from(path).map_err(|e| {
                 Error::ClientConfig(format!("reading kubeconfig {}: {e}", path.display()))
             })?;
@@ -62,12 +77,62 @@ pub async fn build(opts: &ClientOptions, deadline: Instant) -> Result<(Client, A
                 .await
                 .map_err(|e| e.to_string())
         }
-        None if opts.context.is_some() => Config::from_kubeconfig(&kc_opts)
+        (None, Some(merged)) => Config::from_custom_kubeconfig(merged, &kc_opts)
             .await
             .map_err(|e| e.to_string()),
-        None => Config::infer().await.map_err(|e| e.to_string()),
+        (None, None) if opts.context.is_some() => Config::from_kubeconfig(&kc_opts)
+            .await
+            .map_err(|e| e.to_string()),
+        (None, None) => Config::infer().await.map_err(|e| e.to_string()),
     }
     .map_err(Error::ClientConfig)?;
+    from_config(config, opts, deadline)
+}
+
+/// The files of `KUBECONFIG` merged as kubectl merges them: the first file to define a context,
+/// cluster or user wins, and the first `current-context` set; empty entries and files that do
+/// not exist are skipped (kubectl skips them too). `None` when `KUBECONFIG` names no file.
+pub fn kubeconfig_from_env() -> Result<Option<Kubeconfig>> {
+    let listed: Vec<PathBuf> = std::env::var_os("KUBECONFIG")
+        .map(|v| {
+            std::env::split_paths(&v)
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if listed.is_empty() {
+        return Ok(None);
+    }
+    let mut merged = Kubeconfig::default();
+    let mut read = 0;
+    for path in &listed {
+        if !path.exists() {
+            tracing::debug!(path = %path.display(), "a file of KUBECONFIG does not exist; skipped as kubectl skips it");
+            continue;
+        }
+        let next = Kubeconfig::read_from(path).map_err(|e| {
+            Error::ClientConfig(format!("reading kubeconfig {}: {e}", path.display()))
+        })?;
+        merged = merged.merge(next).map_err(|e| {
+            Error::ClientConfig(format!("merging kubeconfig {}: {e}", path.display()))
+        })?;
+        read += 1;
+    }
+    if read == 0 {
+        return Err(Error::ClientConfig(format!(
+            "none of the {} files of KUBECONFIG exists",
+            listed.len()
+        )));
+    }
+    Ok(Some(merged))
+}
+
+/// A client for `config` with this tool's timeouts and retries (see [`build`]).
+pub fn from_config(
+    mut config: Config,
+    opts: &ClientOptions,
+    deadline: Instant,
+) -> Result<(Client, Arc<ApiStats>)> {
     // Retries are ours (below): bounded by the deadline, and they include connection errors.
     config.default_retry = false;
     config.connect_timeout = Some(opts.request_timeout.min(Duration::from_secs(5)));
@@ -76,6 +141,7 @@ pub async fn build(opts: &ClientOptions, deadline: Instant) -> Result<(Client, A
     let stats = Arc::new(ApiStats::default());
     let layer = RetryLayer {
         deadline,
+        refused_retries: opts.refused_retries,
         stats: stats.clone(),
     };
     let client = ClientBuilder::try_from(config)
@@ -104,6 +170,7 @@ pub fn patch_params(dry_run: bool) -> kube::api::PatchParams {
 
 struct RetryLayer {
     deadline: Instant,
+    refused_retries: Option<u32>,
     stats: Arc<ApiStats>,
 }
 
@@ -122,6 +189,7 @@ where
         RetryService {
             inner,
             deadline: self.deadline,
+            refused_retries: self.refused_retries,
             stats: self.stats.clone(),
         }
     }
@@ -138,6 +206,7 @@ type Inner = tower::buffer::Buffer<
 pub struct RetryService {
     inner: Inner,
     deadline: Instant,
+    refused_retries: Option<u32>,
     stats: Arc<ApiStats>,
 }
 
@@ -150,6 +219,21 @@ fn is_transient(status: StatusCode) -> bool {
             | StatusCode::SERVICE_UNAVAILABLE
             | StatusCode::GATEWAY_TIMEOUT
     )
+}
+
+/// Whether the connection was refused: nothing listens at the address (the TCP connect got a
+/// reset). Found anywhere in the error's chain of sources.
+fn is_connection_refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }
 
 fn retry_after(resp: &Response<Body>) -> Option<Duration> {
@@ -199,10 +283,12 @@ impl Service<Request<Body>> for RetryService {
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let inner = self.inner.clone();
         let deadline = self.deadline;
+        let refused_retries = self.refused_retries;
         let stats = self.stats.clone();
         Box::pin(async move {
             let mut req = Some(req);
             let mut attempt = 0u32;
+            let mut refused = 0u32;
             loop {
                 let Some(original) = req.as_ref() else {
                     return Err("request body could not be replayed".into());
@@ -222,6 +308,13 @@ impl Service<Request<Body>> for RetryService {
                         resp.status().to_string(),
                     ),
                     Ok(_) => return outcome,
+                    Err(e) if is_connection_refused(e.as_ref()) => {
+                        refused += 1;
+                        if refused_retries.is_some_and(|cap| refused > cap) {
+                            return outcome;
+                        }
+                        (backoff(attempt), e.to_string())
+                    }
                     Err(e) => (backoff(attempt), e.to_string()),
                 };
                 if req.is_none() || Instant::now() + delay > deadline {
@@ -264,6 +357,86 @@ mod tests {
         }
         for s in [200, 201, 400, 401, 403, 404, 409, 422] {
             assert!(!is_transient(StatusCode::from_u16(s).unwrap()), "{s}");
+        }
+    }
+
+    /// An error that wraps another, as the connector's errors wrap the socket's.
+    #[derive(Debug)]
+    struct Wrapped(&'static str, Option<BoxError>);
+
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    fn wrapped(io: std::io::ErrorKind) -> BoxError {
+        let inner: BoxError = Box::new(std::io::Error::new(io, "socket"));
+        let connect: BoxError = Box::new(Wrapped("tcp connect error", Some(inner)));
+        Box::new(Wrapped("client error (Connect)", Some(connect)))
+    }
+
+    #[test]
+    fn a_refused_connection_is_told_from_other_transient_failures() {
+        assert!(is_connection_refused(
+            wrapped(std::io::ErrorKind::ConnectionRefused).as_ref()
+        ));
+        let plain: BoxError = Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(is_connection_refused(plain.as_ref()));
+        for kind in [
+            std::io::ErrorKind::TimedOut,
+            std::io::ErrorKind::ConnectionReset,
+            std::io::ErrorKind::ConnectionAborted,
+            std::io::ErrorKind::BrokenPipe,
+        ] {
+            assert!(!is_connection_refused(wrapped(kind).as_ref()), "{kind:?}");
+        }
+        let no_io: BoxError = Box::new(Wrapped("operation timed out", None));
+        assert!(!is_connection_refused(no_io.as_ref()));
+    }
+
+    /// A closed port: refused at once. With a cap of two, the request is sent three times and
+    /// gives up in well under a second, long before the deadline; without a cap it goes on.
+    #[tokio::test]
+    async fn refused_connections_are_retried_at_most_the_cap() {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            listener.local_addr().expect("addr").port()
+        };
+        let url: http::Uri = format!("http://127.0.0.1:{port}").parse().expect("uri");
+        for (cap, expect_fast) in [(Some(2), true), (None, false)] {
+            let opts = ClientOptions {
+                kubeconfig: None,
+                context: None,
+                deadline: Duration::from_secs(2),
+                request_timeout: Duration::from_secs(1),
+                refused_retries: cap,
+            };
+            let started = Instant::now();
+            let (client, stats) = from_config(
+                Config::new(url.clone()),
+                &opts,
+                started + Duration::from_secs(2),
+            )
+            .expect("client");
+            let err = client
+                .list_api_groups()
+                .await
+                .expect_err("nothing listens there");
+            let took = started.elapsed();
+            if expect_fast {
+                assert_eq!(stats.requests(), 3, "{err}");
+                assert!(took < Duration::from_millis(1000), "{took:?}");
+            } else {
+                assert!(stats.requests() > 3, "{err}: {}", stats.requests());
+                assert!(took >= Duration::from_millis(1000), "{took:?}");
+            }
         }
     }
 

@@ -147,6 +147,22 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// status of many clusters: some could not be asked (each has its row).
+    #[error("{unreachable} of {total} clusters could not be asked: {summary}")]
+    FleetUnreachable {
+        unreachable: usize,
+        total: usize,
+        summary: String,
+    },
+
+    /// check of many clusters: some are not ready, or could not be asked (each has its row).
+    #[error("{not_ready} of {total} clusters not ready: {summary}")]
+    FleetNotReady {
+        not_ready: usize,
+        total: usize,
+        summary: String,
+    },
+
     #[error("Kubernetes client configuration: {0}")]
     ClientConfig(String),
 }

@@ -8,6 +8,7 @@ pub mod configmaps;
 pub mod cr;
 pub mod diff;
 pub mod error;
+pub mod fleet;
 pub mod legacy;
 pub mod logging;
 pub mod names;

@@ -1,10 +1,9 @@
 use std::process::ExitCode;
 
-use clap::Parser;
 use cp_mod_migrator::cli::{self, Cli};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_checked();
     cp_mod_migrator::logging::init(cli.global.log_format);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

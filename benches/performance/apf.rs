@@ -1,4 +1,4 @@
-//! Section 6: adoption and the limit as the ServiceAccount of deploy/rbac.yaml. The admin's
+//! Section 7: adoption and the limit as the ServiceAccount of deploy/rbac.yaml. The admin's
 //! client certificate (system:masters) is exempt from API Priority and Fairness; the
 //! ServiceAccount's requests are classified, may wait in a queue of their priority level, and
 //! can be rejected with 429. The same clean and limit loop as sections 2 and 3 run as each, on
@@ -197,12 +197,12 @@ async fn limit_as(n: usize, who: Who) -> (Duration, Flow) {
     (wall, flow_since(&before, &after))
 }
 
-/// Section 6.
+/// Section 7.
 pub fn print_apf(rows: &[ApfRow]) {
     if rows.is_empty() {
         return;
     }
-    println!("## 6. As the ServiceAccount: API Priority and Fairness");
+    println!("## 7. As the ServiceAccount: API Priority and Fairness");
     println!();
     println!(
         "clean and the limit loop (concurrency {}) on fresh clusters, as the admin (exempt from",

@@ -122,6 +122,27 @@ pub struct CheckOptions {
     pub allow_field_loss: Vec<String>,
 }
 
+impl CheckOptions {
+    /// The options of the command line: the CRD of `--crd`, read once (for every cluster).
+    pub fn new(crd_file: Option<&std::path::Path>, allow_field_loss: &[String]) -> Result<Self> {
+        let crd = match crd_file {
+            Some(path) => {
+                let origin = path.display().to_string();
+                let text = std::fs::read_to_string(path).map_err(|e| Error::CrdSchema {
+                    origin: origin.clone(),
+                    message: e.to_string(),
+                })?;
+                Some(Arc::new(CrdSchema::from_yaml(&text, &origin)?))
+            }
+            None => None,
+        };
+        Ok(CheckOptions {
+            crd,
+            allow_field_loss: allow_field_loss.to_vec(),
+        })
+    }
+}
+
 /// How many conflicting dry runs (the CR changed under it) before giving up.
 const MAX_CONFLICTS: u32 = 5;
 
@@ -273,21 +294,7 @@ pub async fn run(
     allow_field_loss: &[String],
     output: OutputFormat,
 ) -> Result<Outcome> {
-    let crd = match crd_file {
-        Some(path) => {
-            let origin = path.display().to_string();
-            let text = std::fs::read_to_string(path).map_err(|e| Error::CrdSchema {
-                origin: origin.clone(),
-                message: e.to_string(),
-            })?;
-            Some(Arc::new(CrdSchema::from_yaml(&text, &origin)?))
-        }
-        None => None,
-    };
-    let options = CheckOptions {
-        crd,
-        allow_field_loss: allow_field_loss.to_vec(),
-    };
+    let options = CheckOptions::new(crd_file, allow_field_loss)?;
     let report = check(client, &options).await?;
     match output {
         OutputFormat::Json => println!(

@@ -3,7 +3,6 @@
 pub mod operator_pods;
 pub mod phase;
 
-use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::Api;
@@ -137,8 +136,26 @@ pub struct Operator {
 /// error (the caller shows the cluster as `unreachable`), except clean's archive, whose
 /// problem is a row of its own.
 pub async fn collect(client: &Client) -> Result<Report> {
-    let legacy_installation = legacy::detect(client).await?;
-    let lookup = cr::lookup(client).await?;
+    // The reads that do not depend on each other go out together: a distant API server costs a
+    // handful of round trips, not one per read.
+    let (
+        legacy_installation,
+        lookup,
+        (backup_namespace_exists, backup),
+        (legacy_objects_remaining, legacy_kinds_not_served),
+        (deployment, failing),
+        service_mappings,
+        archive,
+    ) = futures::try_join!(
+        legacy::detect(client),
+        cr::lookup(client),
+        backup_copies(client),
+        remaining_legacy_objects(client),
+        operator_and_failing(client),
+        service_mappings(client),
+        // Its problem is a row of its own, never the end of status.
+        async { Ok(archive::read_stored(client).await) },
+    )?;
     let markers = Marker::ALL
         .into_iter()
         .map(|m| {
@@ -149,37 +166,6 @@ pub async fn collect(client: &Client) -> Result<Report> {
             (m, key)
         })
         .collect();
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let backup_namespace_exists = namespaces
-        .get_metadata_opt(names::BACKUP_NAMESPACE)
-        .await
-        .context(|| format!("reading namespace {}", names::BACKUP_NAMESPACE))?
-        .is_some();
-    let mut backup = Vec::new();
-    for name in config_maps::USER_CONFIG {
-        let source = configmaps::get(client, names::KYMA_SYSTEM, name).await?;
-        let copy = if backup_namespace_exists {
-            configmaps::get(client, names::BACKUP_NAMESPACE, name).await?
-        } else {
-            None
-        };
-        backup.push(BackupCopy {
-            name: name.into(),
-            source_exists: source.is_some(),
-            copy_exists: copy.is_some(),
-            copy_matches_source: match (&source, &copy) {
-                (Some(s), Some(c)) => Some(configmaps::same_data(s, c)),
-                _ => None,
-            },
-        });
-    }
-    let (legacy_objects_remaining, legacy_kinds_not_served) =
-        remaining_legacy_objects(client).await?;
-    let deployment = operator_deployment(client).await?;
-    let failing = match &deployment {
-        Some(d) => operator_pods::failing(client, d).await?,
-        None => None,
-    };
     Ok(Report::new(Status {
         legacy_installation,
         crd_installed: !matches!(lookup, Lookup::CrdMissing),
@@ -189,15 +175,66 @@ pub async fn collect(client: &Client) -> Result<Report> {
         backup,
         legacy_objects_remaining,
         legacy_kinds_not_served,
-        service_mappings: service_mappings(client).await?,
+        service_mappings,
         operator: deployment.as_ref().map(operator),
-        archive: archive_status(client, &lookup).await,
+        archive: archive_status(archive, &lookup),
         failing,
     }))
 }
 
-async fn archive_status(client: &Client, lookup: &Lookup) -> ArchiveStatus {
-    match archive::read_stored(client).await {
+/// Whether the backup namespace exists, and each user-configuration ConfigMap with its copy:
+/// the namespace and the four ConfigMaps read at once (a copy in a namespace that does not
+/// exist is simply not found).
+async fn backup_copies(client: &Client) -> Result<(bool, Vec<BackupCopy>)> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespace = async {
+        namespaces
+            .get_metadata_opt(names::BACKUP_NAMESPACE)
+            .await
+            .context(|| format!("reading namespace {}", names::BACKUP_NAMESPACE))
+    };
+    let pairs = futures::future::try_join_all(config_maps::USER_CONFIG.into_iter().map(
+        |name| async move {
+            let (source, copy) = futures::try_join!(
+                configmaps::get(client, names::KYMA_SYSTEM, name),
+                configmaps::get(client, names::BACKUP_NAMESPACE, name),
+            )?;
+            Ok::<_, crate::error::Error>((name, source, copy))
+        },
+    ));
+    let (namespace, pairs) = futures::try_join!(namespace, pairs)?;
+    let exists = namespace.is_some();
+    let backup = pairs
+        .into_iter()
+        .map(|(name, source, copy)| {
+            // As before: without the namespace there is no copy.
+            let copy = copy.filter(|_| exists);
+            BackupCopy {
+                name: name.into(),
+                source_exists: source.is_some(),
+                copy_exists: copy.is_some(),
+                copy_matches_source: match (&source, &copy) {
+                    (Some(s), Some(c)) => Some(configmaps::same_data(s, c)),
+                    _ => None,
+                },
+            }
+        })
+        .collect();
+    Ok((exists, backup))
+}
+
+/// The operator Deployment, and then the init container of its Pods that keeps failing.
+async fn operator_and_failing(client: &Client) -> Result<(Option<Deployment>, Option<Failing>)> {
+    let deployment = operator_deployment(client).await?;
+    let failing = match &deployment {
+        Some(d) => operator_pods::failing(client, d).await?,
+        None => None,
+    };
+    Ok((deployment, failing))
+}
+
+fn archive_status(read: Result<Option<archive::Stored>>, lookup: &Lookup) -> ArchiveStatus {
+    match read {
         Ok(None) => ArchiveStatus::default(),
         Ok(Some(stored)) => ArchiveStatus {
             present: true,
@@ -226,19 +263,19 @@ async fn archive_status(client: &Client, lookup: &Lookup) -> ArchiveStatus {
 
 async fn remaining_legacy_objects(client: &Client) -> Result<(Vec<String>, Vec<String>)> {
     let (objects, not_served) = legacy::objects(client).await?;
-    let found: Vec<Option<String>> = stream::iter(objects)
-        .map(|o| async move {
+    // Every object at once: one round trip for all of them.
+    let found: Vec<Option<String>> =
+        futures::future::try_join_all(objects.into_iter().map(|o| async move {
             let meta = o
                 .api
                 .get_metadata_opt(o.name)
                 .await
                 .context(|| format!("reading {}", o.display))?;
-            Ok(meta
-                .filter(|m| !legacy::is_operators(&m.metadata))
-                .map(|_| o.display))
-        })
-        .buffered(16)
-        .try_collect()
+            Ok::<_, crate::error::Error>(
+                meta.filter(|m| !legacy::is_operators(&m.metadata))
+                    .map(|_| o.display),
+            )
+        }))
         .await?;
     Ok((found.into_iter().flatten().collect(), not_served))
 }

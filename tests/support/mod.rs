@@ -4,6 +4,7 @@
 
 pub mod faultproxy;
 pub mod generators;
+pub mod kubeconfigs;
 pub mod legacy_cases;
 pub mod module;
 pub mod podman;

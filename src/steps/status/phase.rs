@@ -31,6 +31,18 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// Every phase, in the order of the README's table of phases (as a fleet's summary line
+    /// lists them).
+    pub const ALL: [Phase; 7] = [
+        Phase::NoLegacy,
+        Phase::NotStarted,
+        Phase::InProgress,
+        Phase::Failing,
+        Phase::Done,
+        Phase::NeedsAttention,
+        Phase::Unreachable,
+    ];
+
     /// As in the JSON: `no-legacy`, `not-started`, ….
     pub fn name(self) -> &'static str {
         match self {

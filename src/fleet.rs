@@ -1,0 +1,622 @@
+//! Many clusters at once: `status` and `check` with `--context` given several times or
+//! `--all-contexts`. The kubeconfig is merged as kubectl merges it, every selected context gets
+//! a client of its own and its own deadline, at most `--parallel` clusters are asked at a time,
+//! and each cluster is one row: a cluster that cannot be asked is a row with its error, never
+//! the end of the command.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, stream};
+use kube::Config;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde::Serialize;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::client::{self, ApiStats, ClientOptions};
+use crate::cr::Marker;
+use crate::error::{Error, Result};
+use crate::steps::check::{self, CheckOptions, CheckReport, Reason};
+use crate::steps::status::phase::Phase;
+use crate::steps::status::{self, BackupCopy, Report, Unreachable};
+
+/// Each cluster's deadline when `--deadline` is not given.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
+
+/// How many times a refused connection is tried again before the cluster's row says
+/// unreachable (about 0.3 s with the client's backoff): a hibernated or deleted cluster must
+/// not hold a slot of `--parallel` for its whole deadline.
+pub const REFUSED_RETRIES: u32 = 2;
+
+/// What is asked of every cluster.
+#[derive(Debug, Clone)]
+pub enum Question {
+    Status,
+    Check(CheckOptions),
+}
+
+/// How the clusters are asked.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub question: Question,
+    /// Each cluster's own deadline, retries included.
+    pub deadline: Duration,
+    pub request_timeout: Duration,
+    /// At most this many clusters at a time.
+    pub parallel: usize,
+}
+
+/// The kubeconfig: `file` alone when given (`--kubeconfig`), else every file of `KUBECONFIG`
+/// merged as kubectl merges them (the first file to define a context, cluster or user wins,
+/// and the first `current-context` set; empty entries and files that do not exist are
+/// skipped), else `~/.kube/config`.
+pub fn load_kubeconfig(file: Option<&Path>) -> Result<Kubeconfig> {
+    if let Some(path) = file {
+        return Kubeconfig::read_from(path).map_err(|e| {
+            Error::ClientConfig(format!("reading kubeconfig {}: {e}", path.display()))
+        });
+    }
+    match client::kubeconfig_from_env()? {
+        Some(merged) => Ok(merged),
+        None => Kubeconfig::read()
+            .map_err(|e| Error::ClientConfig(format!("reading ~/.kube/config: {e}"))),
+    }
+}
+
+/// The contexts to ask, sorted and each once: those named with `--context`, and with
+/// `--all-contexts` every context of the kubeconfig. A named context that the kubeconfig does
+/// not have stays in: its row says so.
+pub fn select(kubeconfig: &Kubeconfig, named: &[String], all: bool) -> Vec<String> {
+    let mut contexts: Vec<String> = named.to_vec();
+    if all {
+        contexts.extend(kubeconfig.contexts.iter().map(|c| c.name.clone()));
+    }
+    contexts.sort();
+    contexts.dedup();
+    contexts
+}
+
+/// The three step markers, each set or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Markers {
+    pub migrated: bool,
+    #[serde(rename = "backed-up")]
+    pub backed_up: bool,
+    pub cleaned: bool,
+}
+
+/// ServiceMappings on the cluster, and how many the new operator owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MappingCount {
+    pub adopted: usize,
+    pub total: usize,
+}
+
+/// check's part of a row.
+#[derive(Debug, Clone, Serialize)]
+pub struct Readiness {
+    pub ready: bool,
+    pub verdict: String,
+    pub reasons: Vec<Reason>,
+}
+
+/// One cluster. The fields are documented in the README (status, "Many clusters at once");
+/// scripts depend on them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub context: String,
+    /// The API server's URL, as the kubeconfig gives it.
+    pub cluster: Option<String>,
+    pub phase: Phase,
+    pub phase_reason: String,
+    /// Whether the legacy installation is there (`None`: not known, the cluster was not read).
+    pub legacy_installed: Option<bool>,
+    /// Its StatefulSet's `chart` label.
+    pub legacy_version: Option<String>,
+    pub markers: Option<Markers>,
+    /// The backup copies in one word: `none`, `partial`, `matches`, `differs`, `sources-gone`.
+    pub backup: Option<&'static str>,
+    pub legacy_objects_left: Option<usize>,
+    /// `None`: the ServiceMapping CRD is not installed (or the cluster was not read).
+    pub service_mappings: Option<MappingCount>,
+    /// `None`: no operator Deployment (or the cluster was not read).
+    pub operator_ready: Option<bool>,
+    /// Why the cluster could not be asked; `None` unless the phase is `unreachable`.
+    pub error: Option<String>,
+    pub duration_ms: u64,
+    /// check only: `ready`, `verdict` and `reasons`.
+    #[serde(flatten)]
+    pub check: Option<Readiness>,
+}
+
+impl Row {
+    fn unreachable(context: String, cluster: Option<String>, error: &Error, retries: u64) -> Row {
+        let described = crate::cli::describe_failure(error, retries);
+        let u = Unreachable::new(described, error.is_refusal());
+        Row {
+            context,
+            cluster,
+            phase: u.phase,
+            phase_reason: u.phase_reason,
+            legacy_installed: None,
+            legacy_version: None,
+            markers: None,
+            backup: None,
+            legacy_objects_left: None,
+            service_mappings: None,
+            operator_ready: None,
+            error: Some(u.error),
+            duration_ms: 0,
+            check: None,
+        }
+    }
+
+    fn of(context: String, cluster: Option<String>, report: &Report) -> Row {
+        let s = &report.status;
+        let marked = |m: Marker| s.markers.get(&m).is_some_and(Option::is_some);
+        Row {
+            context,
+            cluster,
+            phase: report.phase,
+            phase_reason: report.phase_reason.clone(),
+            legacy_installed: Some(s.legacy_installation.is_some()),
+            legacy_version: s.legacy_installation.as_ref().and_then(|l| l.chart.clone()),
+            markers: Some(Markers {
+                migrated: marked(Marker::Migrated),
+                backed_up: marked(Marker::BackedUp),
+                cleaned: marked(Marker::Cleaned),
+            }),
+            backup: Some(backup_word(&s.backup)),
+            legacy_objects_left: Some(s.legacy_objects_remaining.len()),
+            service_mappings: s.service_mappings.as_ref().map(|m| MappingCount {
+                adopted: m.adopted,
+                total: m.total,
+            }),
+            operator_ready: s.operator.as_ref().map(|o| o.ready),
+            error: None,
+            duration_ms: 0,
+            check: None,
+        }
+    }
+
+    /// Ready for check: readable and ready.
+    pub fn ready(&self) -> bool {
+        self.check.as_ref().is_some_and(|c| c.ready)
+    }
+}
+
+/// The backup copies in one word.
+fn backup_word(copies: &[BackupCopy]) -> &'static str {
+    if copies.iter().any(|b| b.copy_matches_source == Some(false)) {
+        "differs"
+    } else if copies.iter().all(|b| !b.copy_exists) {
+        "none"
+    } else if !copies.iter().all(|b| b.copy_exists) {
+        "partial"
+    } else if copies.iter().all(|b| b.source_exists) {
+        "matches"
+    } else {
+        "sources-gone"
+    }
+}
+
+/// Every cluster's row, sorted by context, and how many are in each phase.
+#[derive(Debug, Serialize)]
+pub struct Fleet {
+    pub clusters: Vec<Row>,
+    pub summary: BTreeMap<&'static str, usize>,
+}
+
+impl Fleet {
+    fn new(mut clusters: Vec<Row>) -> Fleet {
+        clusters.sort_by(|a, b| a.context.cmp(&b.context));
+        let mut summary = BTreeMap::new();
+        for row in &clusters {
+            *summary.entry(row.phase.name()).or_insert(0) += 1;
+        }
+        Fleet { clusters, summary }
+    }
+
+    pub fn unreachable(&self) -> usize {
+        self.summary
+            .get(Phase::Unreachable.name())
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// `12 clusters: 3 done, 1 unreachable` (phases in the README's order); for check also
+    /// `; 10 ready, 2 not ready`.
+    pub fn summary_line(&self) -> String {
+        let counts: Vec<String> = Phase::ALL
+            .iter()
+            .filter_map(|p| {
+                self.summary
+                    .get(p.name())
+                    .map(|n| format!("{n} {}", p.name()))
+            })
+            .collect();
+        let n = self.clusters.len();
+        let mut line = format!(
+            "{n} cluster{}: {}",
+            if n == 1 { "" } else { "s" },
+            if counts.is_empty() {
+                "none".to_string()
+            } else {
+                counts.join(", ")
+            }
+        );
+        if self.clusters.iter().any(|r| r.check.is_some()) {
+            let ready = self.clusters.iter().filter(|r| r.ready()).count();
+            line.push_str(&format!("; {ready} ready, {} not ready", n - ready));
+        }
+        line
+    }
+
+    /// Aligned columns under a header, then the summary line.
+    pub fn render_text(&self) -> String {
+        let checking = self.clusters.iter().any(|r| r.check.is_some());
+        let mut header = vec!["CONTEXT"];
+        if checking {
+            header.push("READY");
+        }
+        header.extend([
+            "PHASE",
+            "LEGACY",
+            "MARKERS",
+            "BACKUP",
+            "LEGACY-LEFT",
+            "SERVICEMAPPINGS",
+            "OPERATOR",
+            "REASON",
+        ]);
+        let mut table: Vec<Vec<String>> = vec![header.into_iter().map(String::from).collect()];
+        for r in &self.clusters {
+            let dash = || "-".to_string();
+            let mut cells = vec![r.context.clone()];
+            if let Some(c) = &r.check {
+                cells.push(if c.ready { "yes" } else { "no" }.into());
+            } else if checking {
+                cells.push("no".into());
+            }
+            cells.push(r.phase.name().into());
+            cells.push(match (r.legacy_installed, &r.legacy_version) {
+                (None, _) => "?".into(),
+                (Some(false), _) => dash(),
+                (Some(true), Some(v)) => v.clone(),
+                (Some(true), None) => "present".into(),
+            });
+            cells.push(match r.markers {
+                None => "?".into(),
+                Some(m) => [(m.migrated, 'M'), (m.backed_up, 'B'), (m.cleaned, 'C')]
+                    .iter()
+                    .map(|&(set, c)| if set { c } else { '-' })
+                    .collect(),
+            });
+            cells.push(r.backup.map(str::to_string).unwrap_or_else(|| "?".into()));
+            cells.push(
+                r.legacy_objects_left
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "?".into()),
+            );
+            cells.push(match (&r.service_mappings, r.error.is_some()) {
+                (_, true) => "?".into(),
+                (Some(m), _) => format!("{}/{}", m.adopted, m.total),
+                (None, _) => dash(),
+            });
+            cells.push(match (r.operator_ready, r.error.is_some()) {
+                (_, true) => "?".into(),
+                (Some(true), _) => "ready".into(),
+                (Some(false), _) => "not-ready".into(),
+                (None, _) => dash(),
+            });
+            let reason = match &r.check {
+                Some(c) => &c.verdict,
+                None => &r.phase_reason,
+            };
+            cells.push(reason.lines().next().unwrap_or_default().to_string());
+            table.push(cells);
+        }
+        let columns = table.first().map(Vec::len).unwrap_or(0);
+        let widths: Vec<usize> = (0..columns)
+            .map(|i| {
+                table
+                    .iter()
+                    .map(|row| row.get(i).map(|c| c.chars().count()).unwrap_or(0))
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let mut out = String::new();
+        for row in &table {
+            let line: Vec<String> = row
+                .iter()
+                .enumerate()
+                .map(|(i, cell)| {
+                    if i + 1 == row.len() {
+                        cell.clone()
+                    } else {
+                        format!("{cell:<w$}", w = widths[i])
+                    }
+                })
+                .collect();
+            out.push_str(line.join("  ").trim_end());
+            out.push('\n');
+        }
+        out.push_str(&self.summary_line());
+        out.push('\n');
+        out
+    }
+}
+
+/// The server URL of a context, from the kubeconfig alone (also when its client cannot be
+/// built).
+fn server_of(kubeconfig: &Kubeconfig, context: &str) -> Option<String> {
+    let ctx = kubeconfig
+        .contexts
+        .iter()
+        .find(|c| c.name == context)?
+        .context
+        .as_ref()?;
+    kubeconfig
+        .clusters
+        .iter()
+        .find(|c| c.name == ctx.cluster)?
+        .cluster
+        .as_ref()?
+        .server
+        .clone()
+}
+
+/// Asks one cluster, within its own deadline.
+async fn ask_one(kubeconfig: &Kubeconfig, context: String, opts: &Options) -> (Row, ApiStats) {
+    let started = Instant::now();
+    let deadline = started + opts.deadline;
+    let cluster = server_of(kubeconfig, &context);
+    let stats = ApiStats::default();
+    let client_opts = ClientOptions {
+        kubeconfig: None,
+        context: Some(context.clone()),
+        deadline: opts.deadline,
+        request_timeout: opts.request_timeout,
+        refused_retries: Some(REFUSED_RETRIES),
+    };
+    let work = async {
+        let config = Config::from_custom_kubeconfig(
+            kubeconfig.clone(),
+            &KubeConfigOptions {
+                context: Some(context.clone()),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| Error::ClientConfig(format!("context {context}: {e}")))?;
+        let (client, client_stats) =
+            client::from_config(config, &client_opts, deadline).map_err(|e| match e {
+                Error::ClientConfig(m) => Error::ClientConfig(format!("context {context}: {m}")),
+                other => other,
+            })?;
+        let result = match &opts.question {
+            Question::Status => status::collect(&client).await.map(|r| (r, None)),
+            Question::Check(options) => {
+                futures::try_join!(status::collect(&client), check::check(&client, options))
+                    .map(|(r, c)| (r, Some(c)))
+            }
+        };
+        Ok::<_, Error>((result, client_stats))
+    };
+    let outcome = match tokio::time::timeout(opts.deadline, work).await {
+        Ok(Ok((result, client_stats))) => {
+            stats.add(&client_stats);
+            result
+        }
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(Error::Deadline {
+            action: format!("asking context {context}"),
+            deadline: opts.deadline,
+        }),
+    };
+    let mut row = match outcome {
+        Ok((report, checked)) => {
+            let mut row = Row::of(context, cluster, &report);
+            row.check = checked.map(readiness);
+            row
+        }
+        Err(e) => {
+            let mut row = Row::unreachable(context, cluster.clone(), &e, stats.retries());
+            if matches!(opts.question, Question::Check(_)) {
+                let message = row.error.clone().unwrap_or_default();
+                row.check = Some(Readiness {
+                    ready: false,
+                    verdict: message.clone(),
+                    reasons: vec![Reason {
+                        object: format!("API server {}", cluster.as_deref().unwrap_or("?")),
+                        key: None,
+                        value: None,
+                        message,
+                        origin: None,
+                    }],
+                });
+            }
+            row
+        }
+    };
+    row.duration_ms = started.elapsed().as_millis() as u64;
+    tracing::debug!(
+        phase = row.phase.name(),
+        duration_ms = row.duration_ms,
+        "cluster asked"
+    );
+    (row, stats)
+}
+
+fn readiness(c: CheckReport) -> Readiness {
+    Readiness {
+        ready: c.ready,
+        verdict: c.verdict,
+        reasons: c.reasons,
+    }
+}
+
+/// Asks every context, at most `opts.parallel` at a time; also the requests of all the
+/// clusters' clients together.
+pub async fn ask(
+    kubeconfig: &Kubeconfig,
+    contexts: Vec<String>,
+    opts: &Options,
+) -> (Fleet, Arc<ApiStats>) {
+    let total = Arc::new(ApiStats::default());
+    let rows: Vec<(Row, ApiStats)> = stream::iter(contexts)
+        .map(|context| {
+            let span = tracing::info_span!("cluster", context = %context);
+            ask_one(kubeconfig, context, opts).instrument(span)
+        })
+        .buffer_unordered(opts.parallel.max(1))
+        .collect()
+        .await;
+    let rows = rows
+        .into_iter()
+        .map(|(row, stats)| {
+            total.add(&stats);
+            row
+        })
+        .collect();
+    (Fleet::new(rows), total)
+}
+
+/// How the fleet is printed.
+#[derive(Debug, Clone, Copy)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+/// The fleet command: asks, prints, and says how it went. `Ok` when every cluster was asked
+/// (for check: and every one is ready).
+pub async fn run(
+    kubeconfig: &Kubeconfig,
+    contexts: Vec<String>,
+    opts: &Options,
+    output: Output,
+) -> (Result<crate::steps::Outcome>, Arc<ApiStats>) {
+    let started = Instant::now();
+    let (fleet, stats) = ask(kubeconfig, contexts, opts).await;
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&fleet).unwrap_or_default()
+        ),
+        Output::Text => print!("{}", fleet.render_text()),
+    }
+    let summary = format!(
+        "{} in {:.1} s",
+        fleet.summary_line(),
+        started.elapsed().as_secs_f64()
+    );
+    let total = fleet.clusters.len();
+    let result = match &opts.question {
+        Question::Check(_) => {
+            let not_ready = fleet.clusters.iter().filter(|r| !r.ready()).count();
+            if not_ready == 0 {
+                Ok(crate::steps::Outcome::Done(summary))
+            } else {
+                Err(Error::FleetNotReady {
+                    not_ready,
+                    total,
+                    summary,
+                })
+            }
+        }
+        Question::Status => match fleet.unreachable() {
+            0 => Ok(crate::steps::Outcome::Done(summary)),
+            unreachable => Err(Error::FleetUnreachable {
+                unreachable,
+                total,
+                summary,
+            }),
+        },
+    };
+    (result, stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn copy(source: bool, copy: bool, matches: Option<bool>) -> BackupCopy {
+        BackupCopy {
+            name: "x".into(),
+            source_exists: source,
+            copy_exists: copy,
+            copy_matches_source: matches,
+        }
+    }
+
+    #[test]
+    fn the_backup_in_one_word() {
+        let m = copy(true, true, Some(true));
+        assert_eq!(backup_word(&[m, copy(true, true, Some(true))]), "matches");
+        assert_eq!(
+            backup_word(&[copy(true, true, Some(true)), copy(true, true, Some(false))]),
+            "differs"
+        );
+        assert_eq!(
+            backup_word(&[copy(true, false, None), copy(false, false, None)]),
+            "none"
+        );
+        assert_eq!(
+            backup_word(&[copy(true, true, Some(true)), copy(true, false, None)]),
+            "partial"
+        );
+        assert_eq!(
+            backup_word(&[copy(false, true, None), copy(false, true, None)]),
+            "sources-gone"
+        );
+    }
+
+    #[test]
+    fn contexts_are_selected_sorted_and_once() {
+        let kc: Kubeconfig = serde_json::from_value(serde_json::json!({
+            "contexts": [
+                {"name": "b", "context": {"cluster": "c", "user": "u"}},
+                {"name": "a", "context": {"cluster": "c", "user": "u"}},
+            ]
+        }))
+        .expect("kubeconfig");
+        assert_eq!(select(&kc, &["z".into(), "b".into()], false), ["b", "z"]);
+        assert_eq!(select(&kc, &["b".into()], true), ["a", "b"]);
+        assert_eq!(select(&kc, &[], true), ["a", "b"]);
+    }
+
+    #[test]
+    fn the_summary_counts_every_phase_that_occurred() {
+        let row = |context: &str, phase: Phase| Row {
+            phase,
+            ..Row::unreachable(context.into(), None, &Error::ClientConfig("x".into()), 0)
+        };
+        let fleet = Fleet::new(vec![
+            row("c", Phase::Done),
+            row("a", Phase::Unreachable),
+            row("b", Phase::Done),
+        ]);
+        let contexts: Vec<&str> = fleet.clusters.iter().map(|r| r.context.as_str()).collect();
+        assert_eq!(contexts, ["a", "b", "c"]);
+        assert_eq!(
+            serde_json::to_value(&fleet.summary).expect("json"),
+            serde_json::json!({"done": 2, "unreachable": 1})
+        );
+        assert_eq!(fleet.summary_line(), "3 clusters: 2 done, 1 unreachable");
+        let text = fleet.render_text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 5, "{text}");
+        let phase_at = lines[0].find("PHASE").expect("PHASE");
+        for l in &lines[1..4] {
+            assert!(
+                l[phase_at..].starts_with("done") || l[phase_at..].starts_with("unreachable"),
+                "{text}"
+            );
+        }
+    }
+}

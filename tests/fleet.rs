@@ -1,0 +1,581 @@
+//! status and check of many clusters at once, on real API servers (SPEC.md, **status**, "Many
+//! clusters at once"): `--context` repeated, `--all-contexts`, and a `KUBECONFIG` of several
+//! files merged as kubectl merges them. Each cluster is a row; one that cannot be asked, or
+//! refuses, is a row with its error and never the end of the command.
+//!
+//! Three clusters are started once for the whole file and shared by its tests (they only read
+//! them): `legacy` (the legacy installation alone), `migrated` (after `run`) and `bad-port` (the
+//! legacy installation with a port that is no port). Beside them, in the same merged kubeconfig,
+//! `gone` points at a closed port and `forbidden` at `legacy`'s server with the token of a
+//! ServiceAccount that has no binding at all.
+
+mod support;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use kube::api::{Patch, PatchParams};
+use serde_json::{Value, json};
+use support::kubeconfigs::{self, Kubeconfig, closed_port, joined, run_with_kubeconfig_env};
+use support::legacy_cases::{INFO, cm_api};
+use support::*;
+
+const PORT_KEY: &str = "onpremise_proxy_http_port";
+const BAD_PORT: &str = "99999";
+
+/// The shared clusters and the kubeconfig files a:b:c:d that name them.
+struct Fleet {
+    /// Kept so that the servers live as long as the test process (a static is never dropped;
+    /// each server exits when this process does: its stdin is a lifeline).
+    _clusters: Vec<TestCluster>,
+    dir: tempfile::TempDir,
+    files: Vec<PathBuf>,
+    legacy_server: String,
+    gone_server: String,
+}
+
+impl Fleet {
+    fn kubeconfig(&self) -> OsString {
+        joined(&self.files)
+    }
+}
+
+fn fleet() -> &'static Fleet {
+    static FLEET: OnceLock<Fleet> = OnceLock::new();
+    FLEET.get_or_init(|| {
+        // Its own runtime: the test functions are synchronous and only run the tool.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(start_fleet())
+    })
+}
+
+async fn start_fleet() -> Fleet {
+    let started = Instant::now();
+    let (legacy, migrated, bad_port) = tokio::join!(
+        TestCluster::with(&[LEGACY]),
+        TestCluster::legacy_and_module(),
+        TestCluster::with(&[LEGACY]),
+    );
+    migrated.run(&["run"]).assert_ok();
+    cm_api(&bad_port.client)
+        .patch(
+            INFO,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {PORT_KEY: BAD_PORT}})),
+        )
+        .await
+        .expect("patch ConfigMap");
+    let token = legacy.token_for("default", "may-read-nothing").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gone_server = format!("https://127.0.0.1:{}", closed_port());
+    let (legacy_server, legacy_ca, _) = kubeconfigs::admin_entries(&legacy);
+    // a: legacy, and the ServiceAccount without permissions on the same server; no
+    // current-context. b: migrated, and the first current-context. c: bad-port, another
+    // current-context (not the one that counts). d: a cluster that is gone.
+    let files = vec![
+        Kubeconfig::new()
+            .admin_of(&legacy, "legacy")
+            .cluster("legacy-sa", &legacy_server, Some(&legacy_ca))
+            .user("nobody", json!({"token": token}))
+            .context("forbidden", "legacy-sa", "nobody")
+            .write(&dir.path().join("a")),
+        Kubeconfig::new()
+            .admin_of(&migrated, "migrated")
+            .current("migrated")
+            .write(&dir.path().join("b")),
+        Kubeconfig::new()
+            .admin_of(&bad_port, "bad-port")
+            .current("bad-port")
+            .write(&dir.path().join("c")),
+        Kubeconfig::new()
+            .cluster("gone", &gone_server, None)
+            .user("gone", json!({"token": "t"}))
+            .context("gone", "gone", "gone")
+            .write(&dir.path().join("d")),
+    ];
+    eprintln!("fleet: three clusters ready in {:?}", started.elapsed());
+    Fleet {
+        _clusters: vec![legacy, migrated, bad_port],
+        dir,
+        files,
+        legacy_server,
+        gone_server,
+    }
+}
+
+fn parse(r: &RunResult) -> Value {
+    serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("no JSON ({e}):\n{}\n{}", r.stdout, r.stderr))
+}
+
+/// The row of `context`.
+#[track_caller]
+fn row<'a>(json: &'a Value, context: &str) -> &'a Value {
+    json["clusters"]
+        .as_array()
+        .expect("clusters")
+        .iter()
+        .find(|r| r["context"] == context)
+        .unwrap_or_else(|| panic!("no row for {context}: {json:#}"))
+}
+
+const ALL: [&str; 5] = ["bad-port", "forbidden", "gone", "legacy", "migrated"];
+
+// ---------------------------------------------------------------------------------------------
+// status
+
+/// `KUBECONFIG=a:b:c:d status --all-contexts -o json`: one row per context, sorted, each with
+/// its phase; the two that cannot be asked are rows with their error; a count per phase; exit 1
+/// because not every cluster was reached, and the command ends normally with its closing line.
+#[test]
+fn status_of_all_contexts_gives_each_cluster_a_row_with_its_phase() {
+    let f = fleet();
+    let r = run_with_kubeconfig_env(&f.kubeconfig(), &["status", "--all-contexts", "-o", "json"]);
+    assert_eq!(r.output.status.code(), Some(1), "{}", r.stderr);
+    let json = parse(&r);
+    let contexts: Vec<&str> = json["clusters"]
+        .as_array()
+        .expect("clusters")
+        .iter()
+        .map(|r| r["context"].as_str().expect("context"))
+        .collect();
+    assert_eq!(contexts, ALL, "sorted by context");
+    assert_eq!(
+        json["summary"],
+        json!({"not-started": 2, "done": 1, "unreachable": 2})
+    );
+
+    let legacy = row(&json, "legacy");
+    assert_eq!(legacy["phase"], "not-started", "{legacy:#}");
+    assert_eq!(legacy["cluster"], json!(f.legacy_server));
+    assert_eq!(legacy["legacy_installed"], true);
+    assert_eq!(legacy["legacy_version"], "connectivity-proxy-2.9.3");
+    assert_eq!(
+        legacy["markers"],
+        json!({"migrated": false, "backed-up": false, "cleaned": false})
+    );
+    assert_eq!(legacy["backup"], "none");
+    assert!(legacy["legacy_objects_left"].as_u64().expect("count") > 0);
+    assert_eq!(legacy["operator_ready"], Value::Null);
+    assert_eq!(legacy["error"], Value::Null);
+    assert!(legacy.get("ready").is_none(), "status rows have no verdict");
+
+    let migrated = row(&json, "migrated");
+    assert_eq!(migrated["phase"], "done", "{migrated:#}");
+    assert_eq!(migrated["legacy_installed"], false);
+    assert_eq!(migrated["legacy_version"], Value::Null);
+    assert_eq!(
+        migrated["markers"],
+        json!({"migrated": true, "backed-up": true, "cleaned": true})
+    );
+    assert_eq!(migrated["legacy_objects_left"], 0);
+    let sm = &migrated["service_mappings"];
+    assert!(sm["total"].as_u64().expect("total") > 0, "{migrated:#}");
+    assert_eq!(sm["adopted"], sm["total"], "{migrated:#}");
+    assert!(
+        ["matches", "sources-gone"].contains(&migrated["backup"].as_str().unwrap_or_default()),
+        "{migrated:#}"
+    );
+
+    // status does not judge the configuration: a bad port is still a cluster not started.
+    assert_eq!(row(&json, "bad-port")["phase"], "not-started");
+
+    let gone = row(&json, "gone");
+    assert_eq!(gone["phase"], "unreachable", "{gone:#}");
+    assert_eq!(gone["cluster"], json!(f.gone_server));
+    assert!(
+        gone["phase_reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("the API server could not be asked: ")),
+        "{gone:#}"
+    );
+    assert!(gone["error"].as_str().is_some_and(|e| !e.is_empty()));
+    for field in ["markers", "backup", "legacy_objects_left", "legacy_version"] {
+        assert_eq!(gone[field], Value::Null, "{field}: {gone:#}");
+    }
+
+    let forbidden = row(&json, "forbidden");
+    assert_eq!(forbidden["phase"], "unreachable", "{forbidden:#}");
+    assert!(
+        forbidden["phase_reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("the API server refused: ") && r.contains("forbidden")),
+        "{forbidden:#}"
+    );
+
+    let last = r.last_line();
+    assert_eq!(last["step"], "status");
+    assert_eq!(last["outcome"], "failed");
+    let reason = last["reason"].as_str().expect("reason");
+    assert!(
+        reason.starts_with("2 of 5 clusters could not be asked: 5 clusters: 2 not-started, 1 done, 2 unreachable in "),
+        "{reason}"
+    );
+    assert!(last["api_requests"].as_u64().expect("requests") > 0);
+}
+
+/// The same as text: a header, one aligned row per cluster, and the count per phase.
+#[test]
+fn status_of_all_contexts_as_text_is_one_aligned_row_per_cluster() {
+    let f = fleet();
+    let r = run_with_kubeconfig_env(&f.kubeconfig(), &["status", "--all-contexts"]);
+    assert_eq!(r.output.status.code(), Some(1), "{}", r.stderr);
+    eprintln!("{}", r.stdout);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 7, "{}", r.stdout);
+    assert!(lines[0].starts_with("CONTEXT "), "{}", r.stdout);
+    let phase_at = lines[0].find("PHASE").expect("PHASE");
+    let reason_at = lines[0].find("REASON").expect("REASON");
+    let expected = [
+        ("bad-port", "not-started"),
+        ("forbidden", "unreachable"),
+        ("gone", "unreachable"),
+        ("legacy", "not-started"),
+        ("migrated", "done"),
+    ];
+    for ((context, phase), line) in expected.iter().zip(&lines[1..6]) {
+        assert!(line.starts_with(&format!("{context} ")), "{}", r.stdout);
+        assert!(
+            line[phase_at..].starts_with(&format!("{phase} ")),
+            "{phase} in its column:\n{}",
+            r.stdout
+        );
+        assert!(line.len() > reason_at, "a reason: {line}");
+    }
+    assert!(
+        lines[4].contains("connectivity-proxy-2.9.3"),
+        "{}",
+        lines[4]
+    );
+    assert!(
+        lines[5].contains(" MBC "),
+        "all three markers: {}",
+        lines[5]
+    );
+    assert!(lines[4].contains(" --- "), "no marker: {}", lines[4]);
+    assert_eq!(lines[6], "5 clusters: 2 not-started, 1 done, 2 unreachable");
+}
+
+/// `--context` given twice names the clusters to ask; when both are reached the exit code is 0.
+#[test]
+fn status_of_clusters_that_are_all_reached_exits_0() {
+    let f = fleet();
+    let r = run_with_kubeconfig_env(
+        &f.kubeconfig(),
+        &[
+            "status",
+            "--context",
+            "migrated",
+            "--context",
+            "legacy",
+            "-o",
+            "json",
+        ],
+    );
+    r.assert_ok();
+    let json = parse(&r);
+    assert_eq!(
+        json["clusters"].as_array().map(Vec::len),
+        Some(2),
+        "{json:#}"
+    );
+    assert_eq!(json["summary"], json!({"not-started": 1, "done": 1}));
+    assert_eq!(r.outcome(), "done");
+    assert!(
+        r.reason()
+            .starts_with("2 clusters: 1 not-started, 1 done in "),
+        "{}",
+        r.reason()
+    );
+}
+
+/// A context the kubeconfig does not have is a row with its error, too.
+#[test]
+fn a_context_that_the_kubeconfig_lacks_is_a_row_with_its_error() {
+    let f = fleet();
+    let r = run_with_kubeconfig_env(
+        &f.kubeconfig(),
+        &[
+            "status",
+            "--context",
+            "legacy",
+            "--context",
+            "nowhere",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(r.output.status.code(), Some(1), "{}", r.stderr);
+    let json = parse(&r);
+    assert_eq!(row(&json, "legacy")["phase"], "not-started");
+    let nowhere = row(&json, "nowhere");
+    assert_eq!(nowhere["phase"], "unreachable");
+    assert!(
+        nowhere["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("nowhere")),
+        "{nowhere:#}"
+    );
+}
+
+/// A cluster whose connections are refused does not hold its slot for the deadline: with one
+/// cluster at a time and the default deadline of 10 s per cluster, `gone` takes well under a
+/// second (its refused connection is tried again twice, not for 10 s).
+#[test]
+fn a_cluster_that_refuses_connections_is_given_up_quickly() {
+    let f = fleet();
+    let started = Instant::now();
+    let r = run_with_kubeconfig_env(
+        &f.kubeconfig(),
+        &[
+            "status",
+            "--parallel",
+            "1",
+            "--context",
+            "gone",
+            "--context",
+            "legacy",
+            "-o",
+            "json",
+        ],
+    );
+    let wall = started.elapsed();
+    assert_eq!(r.output.status.code(), Some(1), "{}", r.stderr);
+    let json = parse(&r);
+    let gone = row(&json, "gone");
+    assert_eq!(gone["phase"], "unreachable");
+    let took = gone["duration_ms"].as_u64().expect("duration_ms");
+    assert!(took < 2_000, "gone took {took} ms: {gone:#}");
+    assert!(wall < Duration::from_secs(8), "{wall:?}");
+}
+
+/// With zero or one context, status prints exactly what it printed before: one cluster's JSON.
+#[test]
+fn one_context_is_one_cluster_as_before() {
+    let f = fleet();
+    let r = run_with_kubeconfig_env(
+        &f.kubeconfig(),
+        &["status", "--context", "legacy", "-o", "json"],
+    );
+    r.assert_ok();
+    let json = parse(&r);
+    assert!(json.get("clusters").is_none(), "{json:#}");
+    assert_eq!(json["phase"], "not-started");
+    assert!(json.get("legacy_installation").is_some(), "{json:#}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// check
+
+/// `check --all-contexts -o json`: each row has the status fields and the verdict. legacy is
+/// ready; migrated is ready (nothing to migrate); bad-port is not, naming the ConfigMap, its key
+/// and value; the clusters that cannot be asked are not ready, their error the reason. Exit 1.
+#[test]
+fn check_of_all_contexts_gives_each_cluster_its_verdict() {
+    let f = fleet();
+    let r = run_with_kubeconfig_env(&f.kubeconfig(), &["check", "--all-contexts", "-o", "json"]);
+    assert_eq!(r.output.status.code(), Some(1), "{}", r.stderr);
+    let json = parse(&r);
+    assert_eq!(
+        json["summary"],
+        json!({"not-started": 2, "done": 1, "unreachable": 2})
+    );
+    let legacy = row(&json, "legacy");
+    assert_eq!(legacy["ready"], true, "{legacy:#}");
+    assert_eq!(legacy["phase"], "not-started");
+    assert_eq!(legacy["reasons"], json!([]));
+    assert!(
+        legacy["verdict"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("migrate would write")),
+        "{legacy:#}"
+    );
+    let migrated = row(&json, "migrated");
+    assert_eq!(migrated["ready"], true, "{migrated:#}");
+    assert_eq!(migrated["phase"], "done");
+    assert!(
+        migrated["verdict"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("nothing to migrate: already migrated")),
+        "{migrated:#}"
+    );
+    let bad = row(&json, "bad-port");
+    assert_eq!(bad["ready"], false, "{bad:#}");
+    assert_eq!(bad["phase"], "not-started");
+    let reason = &bad["reasons"][0];
+    assert_eq!(
+        reason["object"], "ConfigMap kyma-system/connectivity-proxy-info",
+        "{bad:#}"
+    );
+    assert_eq!(reason["key"], PORT_KEY, "{bad:#}");
+    assert!(
+        bad["verdict"]
+            .as_str()
+            .is_some_and(|v| v.contains(BAD_PORT)),
+        "{bad:#}"
+    );
+    for context in ["gone", "forbidden"] {
+        let u = row(&json, context);
+        assert_eq!(u["ready"], false, "{u:#}");
+        assert_eq!(u["phase"], "unreachable", "{u:#}");
+        assert_eq!(u["verdict"], u["error"], "{u:#}");
+        assert_eq!(u["reasons"][0]["message"], u["error"], "{u:#}");
+    }
+    let last = r.last_line();
+    assert_eq!(last["step"], "check");
+    assert_eq!(last["outcome"], "failed");
+    assert!(
+        last["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("3 of 5 clusters not ready: ")
+                && r.contains("; 2 ready, 3 not ready")),
+        "{last}"
+    );
+}
+
+/// check exits 0 only when every cluster is ready; the text has a READY column.
+#[test]
+fn check_exits_0_only_when_every_cluster_is_ready() {
+    let f = fleet();
+    let ready = run_with_kubeconfig_env(
+        &f.kubeconfig(),
+        &["check", "--context", "legacy", "--context", "migrated"],
+    );
+    ready.assert_ok();
+    let lines: Vec<&str> = ready.stdout.lines().collect();
+    assert!(lines[0].starts_with("CONTEXT "), "{}", ready.stdout);
+    let ready_at = lines[0].find("READY").expect("READY");
+    for line in &lines[1..3] {
+        assert!(line[ready_at..].starts_with("yes "), "{}", ready.stdout);
+    }
+    assert_eq!(
+        lines[3],
+        "2 clusters: 1 not-started, 1 done; 2 ready, 0 not ready"
+    );
+
+    let not_ready = run_with_kubeconfig_env(
+        &f.kubeconfig(),
+        &["check", "--context", "legacy", "--context", "bad-port"],
+    );
+    assert_eq!(
+        not_ready.output.status.code(),
+        Some(1),
+        "{}",
+        not_ready.stderr
+    );
+    let bad = not_ready
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("bad-port "))
+        .expect("bad-port row");
+    assert!(bad[ready_at..].starts_with("no "), "{}", not_ready.stdout);
+    assert!(bad.contains(BAD_PORT), "the verdict names the value: {bad}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// the kubeconfig
+
+/// The merge follows kubectl's rules: the first file to define a context, cluster or user wins
+/// (a later file's `legacy` context, cluster and user, pointing elsewhere with other
+/// credentials, are ignored; its context `shadowed`, which names them, gets the first file's), the current-context is the first file's that sets one, and a
+/// file of KUBECONFIG that does not exist is skipped.
+#[test]
+fn the_kubeconfig_files_are_merged_as_kubectl_merges_them() {
+    let f = fleet();
+    let shadow = Kubeconfig::new()
+        .cluster("legacy", &f.gone_server, None)
+        .user("legacy-admin", json!({"token": "not-the-admin"}))
+        .context("legacy", "gone", "gone")
+        .context("shadowed", "legacy", "legacy-admin")
+        .current("legacy")
+        .write(&f.dir.path().join("shadow"));
+    let mut files = f.files.clone();
+    files.insert(0, f.dir.path().join("does-not-exist"));
+    files.push(shadow.clone());
+    let merged = joined(&files);
+
+    let r = run_with_kubeconfig_env(&merged, &["status", "--all-contexts", "-o", "json"]);
+    let json = parse(&r);
+    assert_eq!(
+        json["clusters"].as_array().map(Vec::len),
+        Some(6),
+        "{json:#}"
+    );
+    let legacy = row(&json, "legacy");
+    assert_eq!(legacy["cluster"], json!(f.legacy_server), "{legacy:#}");
+    assert_eq!(legacy["phase"], "not-started", "{legacy:#}");
+    // The shadow's own context, on the cluster and user of a's names: a's entries, so it
+    // reaches legacy as its admin.
+    let shadowed = row(&json, "shadowed");
+    assert_eq!(shadowed["cluster"], json!(f.legacy_server), "{shadowed:#}");
+    assert_eq!(shadowed["phase"], "not-started", "{shadowed:#}");
+
+    // One cluster: the current-context of b (the first file that sets one), not c's nor the
+    // shadow's.
+    let r = run_with_kubeconfig_env(&merged, &["status", "-o", "json"]);
+    r.assert_ok();
+    assert_eq!(parse(&r)["phase"], "done", "{}", r.stdout);
+
+    // The shadow first: now its entries win, and its current-context.
+    let mut files = vec![shadow];
+    files.extend(f.files.iter().cloned());
+    // (One cluster keeps retrying a refused connection until its deadline: a short one.)
+    let r = run_with_kubeconfig_env(
+        &joined(&files),
+        &["--deadline", "2s", "status", "-o", "json"],
+    );
+    assert_eq!(r.output.status.code(), Some(1), "{}", r.stderr);
+    assert_eq!(parse(&r)["phase"], "unreachable", "{}", r.stdout);
+}
+
+// ---------------------------------------------------------------------------------------------
+// the other commands
+
+/// Every other command works on one cluster: given several, it fails with a usage error before
+/// it reads anything (the kubeconfig points nowhere).
+#[test]
+fn other_commands_refuse_several_clusters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kc = Kubeconfig::new()
+        .cluster("x", &format!("https://127.0.0.1:{}", closed_port()), None)
+        .user("x", json!({}))
+        .context("x", "x", "x")
+        .context("y", "x", "x")
+        .write(&dir.path().join("kc"));
+    for command in [
+        "migrate",
+        "backup",
+        "clean",
+        "run",
+        "restore",
+        "rollback",
+        "mark-done",
+    ] {
+        for flags in [
+            &["--all-contexts"][..],
+            &["--context", "x", "--context", "y"],
+        ] {
+            let mut args = flags.to_vec();
+            args.push(command);
+            let r = run_with_kubeconfig_env(&joined(std::slice::from_ref(&kc)), &args);
+            assert_eq!(
+                r.output.status.code(),
+                Some(2),
+                "{command} {flags:?}: {}",
+                r.stderr
+            );
+            assert!(
+                r.stderr
+                    .contains(&format!("{command} works on one cluster")),
+                "{}",
+                r.stderr
+            );
+            assert!(r.stdout.is_empty());
+        }
+    }
+}
