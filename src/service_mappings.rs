@@ -1,8 +1,6 @@
 //! The ServiceMappings and their CRD: where they are served, whether the new operator adopted
 //! them, and listing and patching all of them, which clean, rollback and status share.
 
-use std::collections::HashSet;
-
 use futures::{SinkExt, Stream, StreamExt, TryStreamExt, stream};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
@@ -129,7 +127,8 @@ const LIST_AHEAD: usize = 2 * PAGE_SIZE as usize;
 
 /// Lists every ServiceMapping and merge-patches each one `select` picks while the next pages are
 /// still arriving, so that the list costs no time of its own; returns how many were written.
-/// After a restarted list, a mapping already sent is not sent again.
+/// After a restarted list `select` sees mappings again whose patch went out already (some still
+/// on their way): it must not pick one twice.
 pub async fn list_and_patch(
     client: &Client,
     ar: &ApiResource,
@@ -139,15 +138,13 @@ pub async fn list_and_patch(
 ) -> Result<usize> {
     let (mut tx, rx) = futures::channel::mpsc::channel::<Write>(LIST_AHEAD);
     let lister = async move {
-        let mut sent: HashSet<(Option<String>, String)> = HashSet::new();
         let mut pages = std::pin::pin!(pages(client, ar));
         while let Some(listed) = pages.try_next().await? {
             let Listed::Page(page) = listed else {
                 continue;
             };
             for write in page.iter().filter_map(&mut select) {
-                if sent.insert((write.0.clone(), write.1.clone())) && tx.send(write).await.is_err()
-                {
+                if tx.send(write).await.is_err() {
                     // The patches stopped at an error of their own, which is the one reported.
                     return Ok(());
                 }

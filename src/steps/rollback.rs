@@ -372,12 +372,16 @@ async fn unadopt(
             .map(|(i, m)| ((m.namespace.as_deref(), m.name.as_str()), i))
             .collect();
         let namespaced = crd.spec.scope == "Namespaced";
-        // Each patch is made as its page arrives, and goes out while the next page is listed.
+        // Each patch is made as its page arrives, and goes out while the next page is listed;
+        // once each, also when a restarted list shows a mapping again.
+        let mut sent = vec![false; archived.items.len()];
         let select = |m: &kube::api::PartialObjectMeta<DynamicObject>| {
             let namespace = m.metadata.namespace.as_deref().filter(|_| namespaced);
             let name = m.metadata.name.as_deref().unwrap_or_default();
-            let entry = &archived.items[*wanted.get(&(namespace, name))?];
-            (!entry.prior.matches(&m.metadata)).then(|| {
+            let i = *wanted.get(&(namespace, name))?;
+            let entry = &archived.items[i];
+            (!sent[i] && !entry.prior.matches(&m.metadata)).then(|| {
+                sent[i] = true;
                 (
                     entry.namespace.clone(),
                     entry.name.clone(),
