@@ -14,7 +14,7 @@ mod support;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
@@ -323,19 +323,18 @@ fn a_context_that_the_kubeconfig_lacks_is_a_row_with_its_error() {
     );
 }
 
-/// A cluster whose connections are refused does not hold its slot for the deadline: with one
-/// cluster at a time and the default deadline of 10 s per cluster, `gone` takes well under a
-/// second (its refused connection is tried again twice, not for 10 s).
+/// A cluster whose connections are refused does not hold its slot for the deadline: its
+/// refused connections are tried again twice, not until the cluster's deadline (60 s here, so
+/// that retrying until the deadline could not pass for giving up early by any margin of load).
 #[test]
-fn a_cluster_that_refuses_connections_is_given_up_quickly() {
+fn a_cluster_that_refuses_connections_is_given_up_without_waiting_for_its_deadline() {
     let f = fleet();
-    let started = Instant::now();
     let r = run_with_kubeconfig_env(
         &f.kubeconfig(),
         &[
             "status",
-            "--parallel",
-            "1",
+            "--deadline",
+            "60s",
             "--context",
             "gone",
             "--context",
@@ -344,14 +343,18 @@ fn a_cluster_that_refuses_connections_is_given_up_quickly() {
             "json",
         ],
     );
-    let wall = started.elapsed();
     assert_eq!(r.output.status.code(), Some(1), "{}", r.stderr);
     let json = parse(&r);
     let gone = row(&json, "gone");
     assert_eq!(gone["phase"], "unreachable");
+    let error = gone["error"].as_str().expect("error");
+    assert!(error.contains("Connection refused"), "{error}");
     let took = gone["duration_ms"].as_u64().expect("duration_ms");
-    assert!(took < 2_000, "gone took {took} ms: {gone:#}");
-    assert!(wall < Duration::from_secs(8), "{wall:?}");
+    assert!(
+        took < 20_000,
+        "gone gave up after {took} ms of its 60 s: {gone:#}"
+    );
+    assert_eq!(row(&json, "legacy")["phase"], "not-started");
 }
 
 /// With zero or one context, status prints exactly what it printed before: one cluster's JSON.
