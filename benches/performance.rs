@@ -603,6 +603,11 @@ async fn measure(tool: &Path, kubeconfig: &Path, args: &[&str]) -> Measured {
         .env_remove("KUBECONFIG")
         .env_remove("CP_MIGRATOR_LOG")
         .stdin(Stdio::null());
+    launched(cmd).await
+}
+
+/// Runs the launcher `cmd` (see [`measure`]) and reads what it reports of the tool.
+async fn launched(mut cmd: Command) -> Measured {
     let out = tokio::task::spawn_blocking(move || cmd.output())
         .await
         .expect("launcher thread")
@@ -880,12 +885,17 @@ async fn limit_loop(client: &Client, n: usize, concurrency: usize) -> Duration {
 
 type Counts = BTreeMap<String, f64>;
 
-/// The server's own count of requests (apiserver_request_total), by verb and resource.
-async fn request_counts(client: &Client) -> Counts {
+/// The API server's metrics, as text.
+async fn metrics(client: &Client) -> String {
     let req = http::Request::get("/metrics")
         .body(Vec::new())
         .expect("request");
-    let text = client.request_text(req).await.expect("GET /metrics");
+    client.request_text(req).await.expect("GET /metrics")
+}
+
+/// The server's own count of requests (apiserver_request_total), by verb and resource.
+async fn request_counts(client: &Client) -> Counts {
+    let text = metrics(client).await;
     let mut out = Counts::new();
     for line in text.lines() {
         let Some(rest) = line.strip_prefix("apiserver_request_total{") else {

@@ -69,10 +69,7 @@ impl Flow {
 
 /// The server's flow-control counters now.
 async fn flow_now(client: &Client) -> Flow {
-    let req = http::Request::get("/metrics")
-        .body(Vec::new())
-        .expect("request");
-    let text = client.request_text(req).await.expect("GET /metrics");
+    let text = metrics(client).await;
     let mut flow = Flow::default();
     for line in text.lines() {
         let Some((name_labels, value)) = line.rsplit_once(' ') else {

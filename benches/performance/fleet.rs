@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::support::faultproxy::FaultProxy;
 use super::support::kubeconfigs::{Kubeconfig, closed_port};
 use super::support::{LEGACY, TestCluster};
-use super::{LAUNCHER_ENV, Measured, STDOUT_ENV, mib, ms};
+use super::{LAUNCHER_ENV, Measured, STDOUT_ENV, launched, mib, ms};
 
 /// Milliseconds added each way by every proxy: 20 ms per round trip.
 const DELAY_EACH_WAY_MS: u64 = 10;
@@ -149,33 +149,7 @@ async fn measure(tool: &Path, kubeconfig: &Path, parallel: usize, stdout: &Path)
         .env_remove("CP_MIGRATOR_LOG")
         .env_remove("CP_MIGRATOR_DEADLINE")
         .stdin(Stdio::null());
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .expect("launcher thread")
-        .expect("run the launcher");
-    let report = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let fields: Vec<u64> = report
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0))
-        .collect();
-    let [status, wall_us, cpu_us, max_rss_kib] = fields[..] else {
-        panic!("launcher failed ({}): {report}\n{stderr}", out.status);
-    };
-    let last = stderr
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or(Value::Null);
-    Measured {
-        wall: Duration::from_micros(wall_us),
-        cpu: Duration::from_micros(cpu_us),
-        max_rss_kib,
-        success: status == 0,
-        last,
-        stderr,
-    }
+    launched(cmd).await
 }
 
 pub fn print(r: &Report) {

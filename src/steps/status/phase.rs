@@ -609,15 +609,7 @@ mod tests {
 
     #[test]
     fn phases_serialize_as_the_contract_names_them() {
-        for p in [
-            Phase::NoLegacy,
-            Phase::NotStarted,
-            Phase::InProgress,
-            Phase::Failing,
-            Phase::Done,
-            Phase::NeedsAttention,
-            Phase::Unreachable,
-        ] {
+        for p in Phase::ALL {
             assert_eq!(
                 serde_json::to_value(p).unwrap(),
                 serde_json::json!(p.name())
