@@ -4,11 +4,11 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::{Value, json};
 
-use super::{RunResult, TestCluster, from_yaml, to_yaml, tool_binary};
+use super::{RunResult, TestCluster, from_yaml, to_yaml, tool_base};
 
 /// A kubeconfig built entry by entry, in the order given.
 #[derive(Debug, Default, Clone)]
@@ -112,15 +112,9 @@ pub fn joined(files: &[PathBuf]) -> OsString {
 
 /// The tool with `KUBECONFIG` set (no `--kubeconfig`), JSON logs, no stdin.
 pub fn tool_with_kubeconfig_env(kubeconfig: &OsString) -> Command {
-    let mut cmd = Command::new(tool_binary());
+    let mut cmd = tool_base();
     cmd.env("KUBECONFIG", kubeconfig)
-        .args(["--log-format", "json"])
-        .env_remove("CP_MIGRATOR_DEADLINE")
-        .env(
-            "CP_MIGRATOR_TERMINATION_LOG",
-            "/nonexistent/cp-mod-migrator-termination-log",
-        )
-        .stdin(Stdio::null());
+        .env_remove("CP_MIGRATOR_DEADLINE");
     cmd
 }
 
@@ -130,9 +124,5 @@ pub fn run_with_kubeconfig_env(kubeconfig: &OsString, args: &[&str]) -> RunResul
         .args(args)
         .output()
         .expect("run cp-mod-migrator");
-    RunResult {
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        output,
-    }
+    RunResult::of(output)
 }

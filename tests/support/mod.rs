@@ -382,6 +382,15 @@ pub struct RunResult {
 }
 
 impl RunResult {
+    /// What a finished process printed, as text.
+    pub fn of(output: Output) -> RunResult {
+        RunResult {
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            output,
+        }
+    }
+
     pub fn success(&self) -> bool {
         self.output.status.success()
     }
@@ -463,11 +472,17 @@ pub fn drop_server_owned(object: &mut Value) {
 /// The tool against `kubeconfig`, with JSON logs and no stdin; the caller adds the arguments
 /// and decides how to run it.
 pub fn tool_command(kubeconfig: &Path) -> Command {
-    let mut cmd = Command::new(tool_binary());
+    let mut cmd = tool_base();
     cmd.arg("--kubeconfig")
         .arg(kubeconfig)
-        .args(["--log-format", "json"])
-        .env_remove("KUBECONFIG")
+        .env_remove("KUBECONFIG");
+    cmd
+}
+
+/// The tool with JSON logs and no stdin, before any choice of kubeconfig.
+pub fn tool_base() -> Command {
+    let mut cmd = Command::new(tool_binary());
+    cmd.args(["--log-format", "json"])
         // Where a test itself runs in a Pod, its commands must not write that Pod's message.
         .env(
             "CP_MIGRATOR_TERMINATION_LOG",
@@ -493,13 +508,7 @@ pub fn run_tool_with_env(kubeconfig: &Path, args: &[&str], env: &[(&str, &str)])
         .envs(env.iter().copied())
         .output()
         .expect("run cp-mod-migrator");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    RunResult {
-        output,
-        stdout,
-        stderr,
-    }
+    RunResult::of(output)
 }
 
 /// The tool against `kubeconfig` with `global` flags and `args`, its output captured; see
@@ -526,11 +535,7 @@ pub async fn finish(child: Child, limit: Duration) -> RunResult {
             panic!("cp-mod-migrator (pid {pid}) still running after {limit:?}");
         }
     };
-    RunResult {
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        output,
-    }
+    RunResult::of(output)
 }
 
 /// How long [`finish`] waits for one run of the tool.
