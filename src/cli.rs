@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use tokio::time::Instant;
 
-use crate::client::{self, ApiStats, ClientOptions};
+use crate::client::{self, ApiStats, ClientOptions, Reads};
 use crate::error::{Error, Result};
 use crate::fleet;
 use crate::logging::LogFormat;
@@ -176,6 +176,8 @@ pub async fn execute(cli: Cli) -> ExitCode {
         deadline: deadline_for,
         request_timeout: cli.global.request_timeout,
         refused_retries: None,
+        max_in_flight: None,
+        reads: Reads::Consistent,
     };
     let (client, stats) = match client::build(&opts, deadline).await {
         Ok(c) => c,

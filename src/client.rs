@@ -33,6 +33,23 @@ pub struct ClientOptions {
     /// deadline. Many clusters at once use a small cap, so that a cluster that is not there does
     /// not hold its slot for the whole deadline.
     pub refused_retries: Option<u32>,
+    /// How many requests may be in flight at once; `None`: no limit. HTTP/1 opens a connection
+    /// (and a TLS handshake) per concurrent request, so many clusters at once cap each one.
+    pub max_in_flight: Option<usize>,
+    pub reads: Reads,
+}
+
+/// Where a client's GETs are answered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Reads {
+    /// As of now, from etcd (the API server's default): every step, and status of one cluster.
+    #[default]
+    Consistent,
+    /// From the API server's watch cache (`resourceVersion=0`): no etcd read, and at most the
+    /// cache's lag behind (milliseconds on a healthy server). Only for GETs that name no
+    /// version and are not paginated, whose answer is not a base for a write: status of many
+    /// clusters, an overview polled while the module rolls out.
+    FromCache,
 }
 
 /// Counts of what the client sent, for the closing log line and the benchmarks.
@@ -142,6 +159,10 @@ pub fn from_config(
     let layer = RetryLayer {
         deadline,
         refused_retries: opts.refused_retries,
+        in_flight: opts
+            .max_in_flight
+            .map(|n| Arc::new(tokio::sync::Semaphore::new(n))),
+        reads: opts.reads,
         stats: stats.clone(),
     };
     let client = ClientBuilder::try_from(config)
@@ -171,6 +192,8 @@ pub fn patch_params(dry_run: bool) -> kube::api::PatchParams {
 struct RetryLayer {
     deadline: Instant,
     refused_retries: Option<u32>,
+    in_flight: Option<Arc<tokio::sync::Semaphore>>,
+    reads: Reads,
     stats: Arc<ApiStats>,
 }
 
@@ -190,6 +213,8 @@ where
             inner,
             deadline: self.deadline,
             refused_retries: self.refused_retries,
+            in_flight: self.in_flight.clone(),
+            reads: self.reads,
             stats: self.stats.clone(),
         }
     }
@@ -207,6 +232,9 @@ pub struct RetryService {
     inner: Inner,
     deadline: Instant,
     refused_retries: Option<u32>,
+    /// One permit per request in flight, shared by every clone of this client.
+    in_flight: Option<Arc<tokio::sync::Semaphore>>,
+    reads: Reads,
     stats: Arc<ApiStats>,
 }
 
@@ -280,11 +308,17 @@ impl Service<Request<Body>> for RetryService {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         let inner = self.inner.clone();
         let deadline = self.deadline;
         let refused_retries = self.refused_retries;
+        let in_flight = self.in_flight.clone();
         let stats = self.stats.clone();
+        if self.reads == Reads::FromCache
+            && let Some(uri) = from_cache(req.method(), req.uri())
+        {
+            *req.uri_mut() = uri;
+        }
         Box::pin(async move {
             let mut req = Some(req);
             let mut attempt = 0u32;
@@ -301,7 +335,14 @@ impl Service<Request<Body>> for RetryService {
                 let method = this.method().clone();
                 let uri = this.uri().path().to_string();
                 stats.requests.fetch_add(1, Ordering::Relaxed);
-                let outcome = send(inner.clone(), this).await;
+                let outcome = {
+                    // Held for the whole exchange, body included; not while backing off.
+                    let _permit = match &in_flight {
+                        Some(permits) => Some(permits.clone().acquire_owned().await?),
+                        None => None,
+                    };
+                    send(inner.clone(), this).await
+                };
                 let (delay, why) = match &outcome {
                     Ok(resp) if is_transient(resp.status()) => (
                         retry_after(resp).unwrap_or_else(|| backoff(attempt)),
@@ -327,6 +368,26 @@ impl Service<Request<Body>> for RetryService {
             }
         })
     }
+}
+
+/// `uri` asking for any version the API server has (`resourceVersion=0`), when it is a GET of
+/// the API that names no version and is not paginated or a watch; else `None`.
+fn from_cache(method: &http::Method, uri: &http::Uri) -> Option<http::Uri> {
+    let path = uri.path();
+    if method != http::Method::GET || !(path.starts_with("/api/") || path.starts_with("/apis/")) {
+        return None;
+    }
+    let query = uri.query().unwrap_or_default();
+    let mut keys = query
+        .split('&')
+        .map(|pair| pair.split('=').next().unwrap_or_default());
+    if keys.any(|k| matches!(k, "resourceVersion" | "limit" | "continue" | "watch")) {
+        return None;
+    }
+    let sep = if query.is_empty() { "?" } else { "&" };
+    format!("{}{sep}resourceVersion=0", uri.path_and_query()?.as_str())
+        .parse()
+        .ok()
 }
 
 /// Sends one request and reads the whole response, so that a connection that breaks while the
@@ -417,6 +478,8 @@ mod tests {
                 deadline: Duration::from_secs(2),
                 request_timeout: Duration::from_secs(1),
                 refused_retries: cap,
+                max_in_flight: None,
+                reads: Reads::Consistent,
             };
             let started = Instant::now();
             let (client, stats) = from_config(
@@ -437,6 +500,39 @@ mod tests {
                 assert!(stats.requests() > 3, "{err}: {}", stats.requests());
                 assert!(took >= Duration::from_millis(1000), "{took:?}");
             }
+        }
+    }
+
+    #[test]
+    fn only_unversioned_unpaginated_gets_of_the_api_are_read_from_the_cache() {
+        let cached = |method: http::Method, uri: &str| {
+            from_cache(&method, &uri.parse().expect("uri")).map(|u| u.to_string())
+        };
+        let get = |uri: &str| cached(http::Method::GET, uri);
+        assert_eq!(
+            get("/api/v1/namespaces/kyma-system/configmaps/connectivity-proxy").as_deref(),
+            Some("/api/v1/namespaces/kyma-system/configmaps/connectivity-proxy?resourceVersion=0")
+        );
+        assert_eq!(
+            get("/api/v1/namespaces/kyma-system/pods?labelSelector=app%3Dx").as_deref(),
+            Some("/api/v1/namespaces/kyma-system/pods?labelSelector=app%3Dx&resourceVersion=0")
+        );
+        for unchanged in [
+            "/apis/connectivityproxy.sap.com/v1/servicemappings?limit=500",
+            "/apis/connectivityproxy.sap.com/v1/servicemappings?limit=500&continue=abc",
+            "/api/v1/namespaces/kyma-system/pods?watch=true",
+            "/api/v1/namespaces/kyma-system/configmaps/x?resourceVersion=12",
+            "/apis",
+            "/version",
+        ] {
+            assert_eq!(get(unchanged), None, "{unchanged}");
+        }
+        for method in [
+            http::Method::PATCH,
+            http::Method::POST,
+            http::Method::DELETE,
+        ] {
+            assert_eq!(cached(method, "/api/v1/namespaces/x/configmaps/y"), None);
         }
     }
 

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use k8s_openapi::Resource as _;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Client;
 use kube::api::{Api, DynamicObject};
 use kube::core::ObjectMeta;
 use kube::core::{ApiResource, GroupVersionKind};
-use kube::{Client, ResourceExt};
 
 use crate::error::{Context, Result};
 use crate::names::{self, LEGACY_OBJECTS, LegacyObjects, config_maps, legacy_marker};
@@ -30,7 +30,7 @@ impl LegacyInstall {
 /// or `None` when it is absent or not the reconciler's.
 pub async fn detect(client: &Client) -> Result<Option<LegacyInstall>> {
     let api: Api<StatefulSet> = Api::namespaced(client.clone(), names::KYMA_SYSTEM);
-    let Some(meta) = api
+    let meta = api
         .get_metadata_opt(legacy_marker::STATEFULSET)
         .await
         .context(|| {
@@ -39,21 +39,30 @@ pub async fn detect(client: &Client) -> Result<Option<LegacyInstall>> {
                 names::KYMA_SYSTEM,
                 legacy_marker::STATEFULSET
             )
-        })?
-    else {
-        return Ok(None);
-    };
+        })?;
+    Ok(meta.and_then(|m| installation(&m.metadata)))
+}
+
+/// The installation that the marker StatefulSet's metadata shows: `None` when it is not the
+/// reconciler's.
+pub fn installation(meta: &ObjectMeta) -> Option<LegacyInstall> {
     let managed = meta
-        .annotations()
-        .contains_key(legacy_marker::DISCLAIMER_ANNOTATION)
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(legacy_marker::DISCLAIMER_ANNOTATION))
         || meta
-            .labels()
-            .get(legacy_marker::MANAGED_BY_LABEL)
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(legacy_marker::MANAGED_BY_LABEL))
             .map(String::as_str)
             == Some(legacy_marker::MANAGED_BY_VALUE);
-    Ok(managed.then(|| LegacyInstall {
-        chart: meta.labels().get(legacy_marker::CHART_LABEL).cloned(),
-    }))
+    managed.then(|| LegacyInstall {
+        chart: meta
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(legacy_marker::CHART_LABEL))
+            .cloned(),
+    })
 }
 
 /// Where each row of the legacy table is served on this cluster: one aggregated-discovery
@@ -111,11 +120,28 @@ pub struct LegacyObject {
 impl LegacyObject {
     /// Whether this is one of the user-configuration ConfigMaps that backup copies.
     pub fn is_user_config(&self) -> bool {
-        self.row.group == ConfigMap::GROUP
-            && self.row.kind == ConfigMap::KIND
-            && self.row.namespace == Some(names::KYMA_SYSTEM)
-            && config_maps::USER_CONFIG.contains(&self.name)
+        is_user_config(self.row, self.name)
     }
+
+    /// Whether this is the StatefulSet whose metadata tells whether the installation is there.
+    pub fn is_marker(&self) -> bool {
+        is_marker(self.row, self.name)
+    }
+}
+
+fn is_user_config(row: &LegacyObjects, name: &str) -> bool {
+    row.group == ConfigMap::GROUP
+        && row.kind == ConfigMap::KIND
+        && row.namespace == Some(names::KYMA_SYSTEM)
+        && config_maps::USER_CONFIG.contains(&name)
+}
+
+fn is_marker(row: &LegacyObjects, name: &str) -> bool {
+    row.group == StatefulSet::GROUP
+        && row.kind == StatefulSet::KIND
+        && row.version == Some("v1")
+        && row.namespace == Some(names::KYMA_SYSTEM)
+        && name == legacy_marker::STATEFULSET
 }
 
 /// The legacy table's objects on this cluster, in table order, and the kinds it does not serve
@@ -155,4 +181,70 @@ pub fn is_operators(meta: &ObjectMeta) -> bool {
         .and_then(|l| l.get(names::OPERATOR_LABEL))
         .map(String::as_str)
         == Some(names::OPERATOR_LABEL_VALUE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> impl Iterator<Item = (&'static LegacyObjects, &'static str)> {
+        LEGACY_OBJECTS
+            .iter()
+            .flat_map(|row| row.names.iter().map(move |name| (row, *name)))
+    }
+
+    /// status reads these among the legacy objects and nowhere else: each must be in the table
+    /// exactly once, at a version every cluster serves.
+    #[test]
+    fn the_marker_and_the_user_config_maps_are_in_the_legacy_table_once() {
+        assert_eq!(table().filter(|(r, n)| is_marker(r, n)).count(), 1);
+        for name in config_maps::USER_CONFIG {
+            let rows: Vec<_> = table()
+                .filter(|(r, n)| *n == name && is_user_config(r, n))
+                .collect();
+            assert_eq!(rows.len(), 1, "{name}");
+            assert!(rows[0].0.version.is_some(), "{name}");
+        }
+    }
+
+    #[test]
+    fn the_installation_is_the_reconcilers_by_annotation_or_label() {
+        let meta = |labels: &[(&str, &str)], annotations: &[(&str, &str)]| ObjectMeta {
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            annotations: Some(
+                annotations
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        let chart = (legacy_marker::CHART_LABEL, legacy_marker::EXPECTED_CHART);
+        let by_label = meta(
+            &[
+                (
+                    legacy_marker::MANAGED_BY_LABEL,
+                    legacy_marker::MANAGED_BY_VALUE,
+                ),
+                chart,
+            ],
+            &[],
+        );
+        assert_eq!(
+            installation(&by_label).and_then(|i| i.chart),
+            Some(legacy_marker::EXPECTED_CHART.to_string())
+        );
+        let by_annotation = meta(&[], &[(legacy_marker::DISCLAIMER_ANNOTATION, "x")]);
+        assert_eq!(
+            installation(&by_annotation),
+            Some(LegacyInstall { chart: None })
+        );
+        let someone_elses = meta(&[chart, (legacy_marker::MANAGED_BY_LABEL, "Helm")], &[]);
+        assert_eq!(installation(&someone_elses), None);
+    }
 }

@@ -14,10 +14,11 @@ mod support;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
+use support::faultproxy::{FaultProxy, Seen};
 use support::kubeconfigs::{self, Kubeconfig, closed_port, joined, run_with_kubeconfig_env};
 use support::legacy_cases::{INFO, cm_api};
 use support::*;
@@ -29,7 +30,7 @@ const BAD_PORT: &str = "99999";
 struct Fleet {
     /// Kept so that the servers live as long as the test process (a static is never dropped;
     /// each server exits when this process does: its stdin is a lifeline).
-    _clusters: Vec<TestCluster>,
+    clusters: Vec<TestCluster>,
     dir: tempfile::TempDir,
     files: Vec<PathBuf>,
     legacy_server: String,
@@ -100,7 +101,7 @@ async fn start_fleet() -> Fleet {
     ];
     eprintln!("fleet: three clusters ready in {:?}", started.elapsed());
     Fleet {
-        _clusters: vec![legacy, migrated, bad_port],
+        clusters: vec![legacy, migrated, bad_port],
         dir,
         files,
         legacy_server,
@@ -122,6 +123,11 @@ fn row<'a>(json: &'a Value, context: &str) -> &'a Value {
         .iter()
         .find(|r| r["context"] == context)
         .unwrap_or_else(|| panic!("no row for {context}: {json:#}"))
+}
+
+/// The migrated cluster.
+fn migrated(f: &Fleet) -> &TestCluster {
+    &f.clusters[1]
 }
 
 const ALL: [&str; 5] = ["bad-port", "forbidden", "gone", "legacy", "migrated"];
@@ -217,6 +223,70 @@ fn status_of_all_contexts_gives_each_cluster_a_row_with_its_phase() {
         "{reason}"
     );
     assert!(last["api_requests"].as_u64().expect("requests") > 0);
+}
+
+/// Many clusters are read from each API server's cache (`resourceVersion=0`, no etcd read),
+/// except the paginated ServiceMapping list, and at most 8 requests of a cluster are in flight
+/// at once (over HTTP/1 each is a connection and a TLS handshake). One cluster alone is read as
+/// of now, all its reads at once, as before.
+#[test]
+fn many_clusters_are_read_from_the_cache_eight_requests_at_a_time_one_cluster_as_of_now() {
+    let f = fleet();
+    let cluster = migrated(f);
+    let proxy = FaultProxy::start(&cluster.kubeconfig, cluster.dir());
+    // Every request takes a round trip, so that requests sent together are seen together.
+    proxy.set_delay_each_way(Duration::from_millis(10));
+    let kubeconfig = Kubeconfig::new()
+        .cluster("proxied", &format!("http://{}", proxy.addr), None)
+        .user("anonymous", json!({}))
+        .context("first", "proxied", "anonymous")
+        .context("second", "proxied", "anonymous")
+        .current("first")
+        .write(&f.dir.path().join("proxied"));
+    let kubeconfig = OsString::from(kubeconfig);
+    let versions = |log: &[Seen]| -> Vec<(bool, bool)> {
+        log.iter()
+            // Objects and lists; not discovery (`/apis`), which has no versions.
+            .filter(|s| {
+                s.method == http::Method::GET
+                    && (s.path.starts_with("/api/") || s.path.starts_with("/apis/"))
+            })
+            .map(|s| {
+                (
+                    s.path.contains("limit="),
+                    s.path.contains("resourceVersion=0"),
+                )
+            })
+            .collect()
+    };
+
+    // --parallel 1: the two clusters one after the other, so what is in flight is one's.
+    let r = run_with_kubeconfig_env(
+        &kubeconfig,
+        &["status", "--all-contexts", "--parallel", "1", "-o", "json"],
+    );
+    assert_eq!(r.output.status.code(), Some(0), "{}", r.stderr);
+    let json = parse(&r);
+    assert_eq!(json["summary"], json!({"done": 2}), "{json:#}");
+    let gets = versions(&proxy.log());
+    assert!(gets.len() > 2 * 35, "{} GETs", gets.len());
+    assert!(
+        gets.iter().any(|(paged, _)| *paged),
+        "the ServiceMapping list"
+    );
+    for (paged, cached) in &gets {
+        assert_eq!(*cached, !paged, "{:#?}", proxy.log());
+    }
+    assert_eq!(proxy.max_in_flight(), 8);
+
+    proxy.reset();
+    let r = run_with_kubeconfig_env(&kubeconfig, &["status", "-o", "json"]);
+    assert_eq!(r.output.status.code(), Some(0), "{}", r.stderr);
+    assert_eq!(parse(&r)["phase"], "done", "{}", r.stdout);
+    let gets = versions(&proxy.log());
+    assert!(gets.len() > 35, "{} GETs", gets.len());
+    assert!(gets.iter().all(|(_, cached)| !cached), "{:#?}", proxy.log());
+    assert!(proxy.max_in_flight() > 30, "{}", proxy.max_in_flight());
 }
 
 /// The same as text: a header, one aligned row per cluster, and the count per phase.

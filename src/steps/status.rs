@@ -4,7 +4,9 @@ pub mod operator_pods;
 pub mod phase;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Namespace;
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::Api;
 use kube::{Client, ResourceExt};
 use serde::Serialize;
@@ -139,18 +141,16 @@ pub async fn collect(client: &Client) -> Result<Report> {
     // The reads that do not depend on each other go out together: a distant API server costs a
     // handful of round trips, not one per read.
     let (
-        legacy_installation,
+        legacy,
         lookup,
-        (backup_namespace_exists, backup),
-        (legacy_objects_remaining, legacy_kinds_not_served),
+        (backup_namespace_exists, copies),
         (deployment, failing),
         service_mappings,
         archive,
     ) = futures::try_join!(
-        legacy::detect(client),
+        legacy_objects(client),
         cr::lookup(client),
         backup_copies(client),
-        remaining_legacy_objects(client),
         operator_and_failing(client),
         service_mappings(client),
         // Its problem is a row of its own, never the end of status.
@@ -166,15 +166,31 @@ pub async fn collect(client: &Client) -> Result<Report> {
             (m, key)
         })
         .collect();
+    let backup = config_maps::USER_CONFIG
+        .into_iter()
+        .zip(copies)
+        .map(|(name, copy)| {
+            let source = legacy.user_config.get(name);
+            BackupCopy {
+                name: name.into(),
+                source_exists: source.is_some(),
+                copy_exists: copy.is_some(),
+                copy_matches_source: match (source, &copy) {
+                    (Some(s), Some(c)) => Some(configmaps::same_data(s, c)),
+                    _ => None,
+                },
+            }
+        })
+        .collect();
     Ok(Report::new(Status {
-        legacy_installation,
+        legacy_installation: legacy.installation,
         crd_installed: !matches!(lookup, Lookup::CrdMissing),
         cr_exists: matches!(lookup, Lookup::Found(_)),
         markers,
         backup_namespace_exists,
         backup,
-        legacy_objects_remaining,
-        legacy_kinds_not_served,
+        legacy_objects_remaining: legacy.remaining,
+        legacy_kinds_not_served: legacy.not_served,
         service_mappings,
         operator: deployment.as_ref().map(operator),
         archive: archive_status(archive, &lookup),
@@ -182,10 +198,10 @@ pub async fn collect(client: &Client) -> Result<Report> {
     }))
 }
 
-/// Whether the backup namespace exists, and each user-configuration ConfigMap with its copy:
-/// the namespace and the four ConfigMaps read at once (a copy in a namespace that does not
-/// exist is simply not found).
-async fn backup_copies(client: &Client) -> Result<(bool, Vec<BackupCopy>)> {
+/// Whether the backup namespace exists, and the copy of each user-configuration ConfigMap (in
+/// `USER_CONFIG` order): the namespace and the copies read at once (a copy in a namespace that
+/// does not exist is simply not found). Their sources are read among the legacy objects.
+async fn backup_copies(client: &Client) -> Result<(bool, Vec<Option<ConfigMap>>)> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let namespace = async {
         namespaces
@@ -193,34 +209,18 @@ async fn backup_copies(client: &Client) -> Result<(bool, Vec<BackupCopy>)> {
             .await
             .context(|| format!("reading namespace {}", names::BACKUP_NAMESPACE))
     };
-    let pairs = futures::future::try_join_all(config_maps::USER_CONFIG.into_iter().map(
-        |name| async move {
-            let (source, copy) = futures::try_join!(
-                configmaps::get(client, names::KYMA_SYSTEM, name),
-                configmaps::get(client, names::BACKUP_NAMESPACE, name),
-            )?;
-            Ok::<_, crate::error::Error>((name, source, copy))
-        },
-    ));
-    let (namespace, pairs) = futures::try_join!(namespace, pairs)?;
+    let copies = futures::future::try_join_all(
+        config_maps::USER_CONFIG
+            .into_iter()
+            .map(|name| configmaps::get(client, names::BACKUP_NAMESPACE, name)),
+    );
+    let (namespace, copies) = futures::try_join!(namespace, copies)?;
     let exists = namespace.is_some();
-    let backup = pairs
-        .into_iter()
-        .map(|(name, source, copy)| {
-            // As before: without the namespace there is no copy.
-            let copy = copy.filter(|_| exists);
-            BackupCopy {
-                name: name.into(),
-                source_exists: source.is_some(),
-                copy_exists: copy.is_some(),
-                copy_matches_source: match (&source, &copy) {
-                    (Some(s), Some(c)) => Some(configmaps::same_data(s, c)),
-                    _ => None,
-                },
-            }
-        })
-        .collect();
-    Ok((exists, backup))
+    // As before: without the namespace there is no copy.
+    Ok((
+        exists,
+        copies.into_iter().map(|c| c.filter(|_| exists)).collect(),
+    ))
 }
 
 /// The operator Deployment, and then the init container of its Pods that keeps failing.
@@ -261,23 +261,57 @@ fn archive_status(read: Result<Option<archive::Stored>>, lookup: &Lookup) -> Arc
     }
 }
 
-async fn remaining_legacy_objects(client: &Client) -> Result<(Vec<String>, Vec<String>)> {
+/// What status learns from the legacy table's objects, each read once.
+struct LegacyRead {
+    /// From the marker StatefulSet's metadata.
+    installation: Option<LegacyInstall>,
+    /// `Kind namespace/name` of each legacy object still there (not the operator's).
+    remaining: Vec<String>,
+    /// Kinds of the table that the cluster does not serve, as `Kind.group`.
+    not_served: Vec<String>,
+    /// The user-configuration ConfigMaps that exist, read whole: their copies are compared
+    /// with them.
+    user_config: BTreeMap<&'static str, ConfigMap>,
+}
+
+async fn legacy_objects(client: &Client) -> Result<LegacyRead> {
     let (objects, not_served) = legacy::objects(client).await?;
-    // Every object at once: one round trip for all of them.
-    let found: Vec<Option<String>> =
-        futures::future::try_join_all(objects.into_iter().map(|o| async move {
+    // Every object at once: one round trip for all of them. The user ConfigMaps are read whole,
+    // the rest as metadata only (Secrets among them: status never needs their data).
+    let reads = futures::future::try_join_all(objects.iter().map(|o| async move {
+        if o.is_user_config() {
+            let whole = configmaps::get(client, names::KYMA_SYSTEM, o.name).await?;
+            let meta = whole.as_ref().map(|c| c.metadata.clone());
+            Ok::<_, crate::error::Error>((o, meta, whole))
+        } else {
             let meta = o
                 .api
                 .get_metadata_opt(o.name)
                 .await
                 .context(|| format!("reading {}", o.display))?;
-            Ok::<_, crate::error::Error>(
-                meta.filter(|m| !legacy::is_operators(&m.metadata))
-                    .map(|_| o.display),
-            )
-        }))
-        .await?;
-    Ok((found.into_iter().flatten().collect(), not_served))
+            Ok((o, meta.map(|m| m.metadata), None))
+        }
+    }))
+    .await?;
+    let mut read = LegacyRead {
+        installation: None,
+        remaining: Vec::new(),
+        not_served,
+        user_config: BTreeMap::new(),
+    };
+    for (o, meta, whole) in reads {
+        let Some(meta) = meta else { continue };
+        if o.is_marker() {
+            read.installation = legacy::installation(&meta);
+        }
+        if !legacy::is_operators(&meta) {
+            read.remaining.push(o.display.clone());
+        }
+        if let Some(cm) = whole {
+            read.user_config.insert(o.name, cm);
+        }
+    }
+    Ok(read)
 }
 
 async fn service_mappings(client: &Client) -> Result<Option<ServiceMappings>> {

@@ -261,6 +261,24 @@ impl FaultProxy {
         chain.into_iter().max().unwrap_or(0)
     }
 
+    /// The most requests that were in flight at once (arrived, their answer not yet left).
+    pub fn max_in_flight(&self) -> usize {
+        let spans = self.shared.spans.lock().expect("spans").clone();
+        // +1 at each arrival, -1 at each departure; a departure at the same instant goes first.
+        let mut events: Vec<(Instant, i32)> = spans
+            .iter()
+            .flat_map(|(arrived, left)| [(*arrived, 1), (*left, -1)])
+            .collect();
+        events.sort();
+        let mut now = 0i32;
+        let mut most = 0i32;
+        for (_, step) in events {
+            now += step;
+            most = most.max(now);
+        }
+        most.max(0) as usize
+    }
+
     pub fn set_schedule(&self, schedule: Schedule) {
         self.control().schedule = schedule;
     }
