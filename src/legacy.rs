@@ -46,22 +46,15 @@ pub async fn detect(client: &Client) -> Result<Option<LegacyInstall>> {
 /// The installation that the marker StatefulSet's metadata shows: `None` when it is not the
 /// reconciler's.
 pub fn installation(meta: &ObjectMeta) -> Option<LegacyInstall> {
+    let label = |key: &str| meta.labels.as_ref().and_then(|l| l.get(key));
     let managed = meta
         .annotations
         .as_ref()
         .is_some_and(|a| a.contains_key(legacy_marker::DISCLAIMER_ANNOTATION))
-        || meta
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(legacy_marker::MANAGED_BY_LABEL))
-            .map(String::as_str)
+        || label(legacy_marker::MANAGED_BY_LABEL).map(String::as_str)
             == Some(legacy_marker::MANAGED_BY_VALUE);
     managed.then(|| LegacyInstall {
-        chart: meta
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(legacy_marker::CHART_LABEL))
-            .cloned(),
+        chart: label(legacy_marker::CHART_LABEL).cloned(),
     })
 }
 
@@ -139,7 +132,6 @@ fn is_user_config(row: &LegacyObjects, name: &str) -> bool {
 fn is_marker(row: &LegacyObjects, name: &str) -> bool {
     row.group == StatefulSet::GROUP
         && row.kind == StatefulSet::KIND
-        && row.version == Some("v1")
         && row.namespace == Some(names::KYMA_SYSTEM)
         && name == legacy_marker::STATEFULSET
 }
@@ -197,7 +189,9 @@ mod tests {
     /// exactly once, at a version every cluster serves.
     #[test]
     fn the_marker_and_the_user_config_maps_are_in_the_legacy_table_once() {
-        assert_eq!(table().filter(|(r, n)| is_marker(r, n)).count(), 1);
+        let markers: Vec<_> = table().filter(|(r, n)| is_marker(r, n)).collect();
+        assert_eq!(markers.len(), 1);
+        assert!(markers[0].0.version.is_some());
         for name in config_maps::USER_CONFIG {
             let rows: Vec<_> = table()
                 .filter(|(r, n)| *n == name && is_user_config(r, n))

@@ -3,9 +3,9 @@
 pub mod operator_pods;
 pub mod phase;
 
-use k8s_openapi::api::apps::v1::Deployment;
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::Api;
 use kube::{Client, ResourceExt};
