@@ -410,17 +410,6 @@ async fn offline_check_names_what_the_server_names_for_every_configuration() {
 // ---------------------------------------------------------------------------------------------
 // One cluster, the tool as the ServiceAccount of deploy/rbac.yaml.
 
-async fn set_port(client: &Client, key: &str, value: &str) {
-    cm_api(client)
-        .patch(
-            INFO,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"data": {key: value}})),
-        )
-        .await
-        .expect("patch ConfigMap");
-}
-
 async fn set_document(client: &Client, text: &str) {
     cm_api(client)
         .patch(

@@ -16,11 +16,10 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 use support::faultproxy::{FaultProxy, Seen};
 use support::kubeconfigs::{self, Kubeconfig, closed_port, joined, run_with_kubeconfig_env};
-use support::legacy_cases::{INFO, cm_api};
+use support::legacy_cases::set_port;
 use support::*;
 
 const PORT_KEY: &str = "onpremise_proxy_http_port";
@@ -63,14 +62,7 @@ async fn start_fleet() -> Fleet {
         TestCluster::with(&[LEGACY]),
     );
     migrated.run(&["run"]).assert_ok();
-    cm_api(&bad_port.client)
-        .patch(
-            INFO,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"data": {PORT_KEY: BAD_PORT}})),
-        )
-        .await
-        .expect("patch ConfigMap");
+    set_port(&bad_port.client, PORT_KEY, BAD_PORT).await;
     let token = legacy.token_for("default", "may-read-nothing").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let gone_server = format!("https://127.0.0.1:{}", closed_port());

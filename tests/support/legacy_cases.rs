@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 
 use cp_mod_migrator::names::{self, config_maps};
@@ -303,6 +303,18 @@ pub fn port_case(name: &'static str, key: &'static str, value: &'static str) -> 
 
 pub fn cm_api(client: &Client) -> Api<ConfigMap> {
     Api::namespaced(client.clone(), names::KYMA_SYSTEM)
+}
+
+/// Sets one key of the legacy `connectivity-proxy-info` (a port) by a merge patch.
+pub async fn set_port(client: &Client, key: &str, value: &str) {
+    cm_api(client)
+        .patch(
+            INFO,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"data": {key: value}})),
+        )
+        .await
+        .expect("patch ConfigMap");
 }
 
 /// Writes `cm` as the whole object of its name (created if it is gone).
