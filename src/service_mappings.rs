@@ -4,7 +4,7 @@
 use futures::{SinkExt, Stream, StreamExt, TryStreamExt, stream};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
-use kube::api::{Api, DynamicObject, ListParams, PartialObjectMeta, Patch};
+use kube::api::{Api, DynamicObject, ListParams, Patch};
 use kube::core::{ApiResource, GroupVersionKind, ObjectMeta};
 use serde_json::{Value, json};
 
@@ -72,14 +72,15 @@ pub fn adoption_patch() -> Value {
 
 /// What [`list`] hands on.
 pub enum Listed {
-    /// The next page of ServiceMappings' metadata.
-    Page(Vec<PartialObjectMeta<DynamicObject>>),
+    /// The next page of ServiceMappings, in full: clean archives them, rollback and status
+    /// compare them with the archive.
+    Page(Vec<DynamicObject>),
     /// The continue token expired during a long list: forget the pages so far, the list starts
     /// over.
     Restart,
 }
 
-/// Lists every ServiceMapping's metadata in pages, handing each to `on`.
+/// Lists every ServiceMapping in pages, handing each to `on`.
 pub async fn list(client: &Client, ar: &ApiResource, mut on: impl FnMut(Listed)) -> Result<()> {
     pages(client, ar)
         .try_for_each(|listed| {
@@ -89,7 +90,7 @@ pub async fn list(client: &Client, ar: &ApiResource, mut on: impl FnMut(Listed))
         .await
 }
 
-/// Every ServiceMapping's metadata, page by page; a [`Listed::Restart`] when the continue token
+/// Every ServiceMapping, page by page; a [`Listed::Restart`] when the continue token
 /// expired and the list starts over.
 fn pages<'a>(client: &'a Client, ar: &'a ApiResource) -> impl Stream<Item = Result<Listed>> + 'a {
     let all: Api<DynamicObject> = Api::all_with(client.clone(), ar);
@@ -104,7 +105,7 @@ fn pages<'a>(client: &'a Client, ar: &'a ApiResource) -> impl Stream<Item = Resu
             if let Some(t) = &token {
                 lp = lp.continue_token(t);
             }
-            match all.list_metadata(&lp).await {
+            match all.list(&lp).await {
                 Ok(listed) => {
                     let next = listed.metadata.continue_.filter(|t| !t.is_empty());
                     Ok(Some((Listed::Page(listed.items), next.map(Some))))
@@ -116,6 +117,33 @@ fn pages<'a>(client: &'a Client, ar: &'a ApiResource) -> impl Stream<Item = Resu
             }
         }
     })
+}
+
+/// Every ServiceMapping as the archive keeps it (see [`crate::archive::MappingEntry::of`]).
+pub async fn list_entries(
+    client: &Client,
+    ar: &ApiResource,
+    namespaced: bool,
+) -> Result<Vec<crate::archive::MappingEntry>> {
+    let mut listed = Vec::new();
+    let mut failed = None;
+    list(client, ar, |page| match page {
+        Listed::Restart => listed.clear(),
+        Listed::Page(page) => {
+            for m in &page {
+                match crate::archive::MappingEntry::of(m, namespaced) {
+                    Ok(entry) => listed.push(entry),
+                    Err(e) if failed.is_none() => failed = Some(e),
+                    Err(_) => {}
+                }
+            }
+        }
+    })
+    .await?;
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(listed),
+    }
 }
 
 /// One ServiceMapping to write: namespace (for a namespaced CRD), name, merge patch.
@@ -132,7 +160,7 @@ const LIST_AHEAD: usize = 2 * PAGE_SIZE as usize;
 pub async fn list_and_patch(
     client: &Client,
     ar: &ApiResource,
-    mut select: impl FnMut(&PartialObjectMeta<DynamicObject>) -> Option<Write>,
+    mut select: impl FnMut(&DynamicObject) -> Option<Write>,
     dry_run: bool,
     doing: &str,
 ) -> Result<usize> {

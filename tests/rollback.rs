@@ -173,7 +173,7 @@ async fn round_trip(tenant: Tenant, list: List) {
     for (field, value) in [
         ("present", json!(true)),
         ("objects", json!(legacy_count)),
-        ("service_mappings", json!(MAPPINGS + 3 - hand_adopted.len())),
+        ("service_mappings", json!(MAPPINGS + 3)),
         ("crd_adopted", json!(true)),
         ("cr_uid", json!(cr_uid)),
     ] {
@@ -227,8 +227,8 @@ async fn carry_part_of_the_adoption(client: &Client) {
     }
 }
 
-/// clean's archive: every legacy object as it was, the ServiceMappings it adopted (not those
-/// adopted already), and the uid of the CR it belongs to.
+/// clean's archive: every legacy object as it was, every ServiceMapping and their CRD as they
+/// were (with which adoption clean added to each), and the uid of the CR it belongs to.
 async fn the_archive_holds_what_clean_changed(
     c: &TestCluster,
     pristine: &Snap,
@@ -305,22 +305,68 @@ async fn the_archive_holds_what_clean_changed(
         assert!(o.get("status").is_none(), "{}: no status", key_of(o));
     }
 
-    let mappings: BTreeSet<String> = pristine
+    // Every ServiceMapping in full, as it was before clean (those adopted by hand too: the
+    // module's uninstall deletes them all), and their CRD.
+    let mappings: State = pristine
         .values()
         .filter(|o| o.ar.kind == names::service_mappings::KIND)
-        .map(|o| o.value["metadata"]["name"].as_str().expect("name").into())
-        .filter(|n| !hand_adopted.contains(n))
+        .map(|o| {
+            let name = o.value["metadata"]["name"].as_str().expect("name");
+            (name.to_string(), archived_form(&o.value))
+        })
         .collect();
-    let archived_mappings: BTreeSet<String> = archive
+    let archived_mappings: State = archive
         .service_mappings
         .items
         .iter()
-        .map(|m| m.name.clone())
+        .map(|m| {
+            let restored = m.restored().expect("format 2: each mapping in full");
+            (m.name.clone(), archived_form(&restored))
+        })
         .collect();
-    assert_eq!(archived_mappings.len(), MAPPINGS + 3 - hand_adopted.len());
-    assert_eq!(
-        archived_mappings, mappings,
-        "the archive names exactly the ServiceMappings clean adopted"
+    assert_eq!(archived_mappings.len(), MAPPINGS + 3);
+    let diff = state_diff(&mappings, &archived_mappings);
+    assert!(
+        diff.is_empty(),
+        "the archive holds every ServiceMapping as it was before clean:\n{}",
+        diff.join("\n")
+    );
+    for m in &archive.service_mappings.items {
+        let adopted_before = m.prior.annotations.len() == 2 && m.prior.labels.len() == 1;
+        assert_eq!(
+            adopted_before,
+            hand_adopted.contains(&m.name),
+            "{}: the archive records which adoption clean added",
+            m.name
+        );
+    }
+    let crd_key = format!(
+        "apiextensions.k8s.io/CustomResourceDefinition /{}",
+        names::service_mappings::CRD_NAME
+    );
+    let archived_crd = archive
+        .service_mappings
+        .crd
+        .as_ref()
+        .expect("clean adopted the CRD: what it carried before")
+        .applied_to(
+            archive
+                .service_mappings
+                .crd_object
+                .clone()
+                .expect("the CRD in full"),
+        );
+    let mut pristine_crd = pristine[&crd_key].value.clone();
+    pristine_crd["apiVersion"] = json!("apiextensions.k8s.io/v1");
+    pristine_crd["kind"] = json!("CustomResourceDefinition");
+    let diff = state_diff(
+        &State::from([(crd_key.clone(), archived_form(&pristine_crd))]),
+        &State::from([(crd_key, archived_form(&archived_crd))]),
+    );
+    assert!(
+        diff.is_empty(),
+        "the archive holds the CRD as it was before clean:\n{}",
+        diff.join("\n")
     );
 }
 

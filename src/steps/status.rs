@@ -107,8 +107,26 @@ pub struct ArchiveStatus {
     /// Size of the compressed archive, and the Secrets beside the index that hold it (0: inline).
     pub bytes: Option<usize>,
     pub parts: Option<usize>,
+    /// How the ServiceMappings there are now differ from the ones the archive holds (`None`:
+    /// no archive, or no ServiceMapping CRD to compare with). Nonzero before the module is
+    /// disabled: run `rollback --prepare` first.
+    pub service_mappings_differ: Option<MappingsDrift>,
     /// Why it could not be read.
     pub error: Option<String>,
+}
+
+/// ServiceMappings created, changed or deleted since the archive was written (or last prepared).
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct MappingsDrift {
+    pub created: usize,
+    pub changed: usize,
+    pub deleted: usize,
+}
+
+impl MappingsDrift {
+    pub fn total(&self) -> usize {
+        self.created + self.changed + self.deleted
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -125,6 +143,10 @@ pub struct ServiceMappings {
     pub total: usize,
     pub adopted: usize,
     pub crd_adopted: bool,
+    /// Each mapping's content (as the archive keeps it), as a digest, by namespace and name:
+    /// compared with the archive, never shown.
+    #[serde(skip)]
+    digests: BTreeMap<(Option<String>, String), u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -191,9 +213,9 @@ pub async fn collect(client: &Client) -> Result<Report> {
         backup,
         legacy_objects_remaining: legacy.remaining,
         legacy_kinds_not_served: legacy.not_served,
-        service_mappings,
         operator: deployment.as_ref().map(operator),
-        archive: archive_status(archive, &lookup),
+        archive: archive_status(archive, &lookup, service_mappings.as_ref()),
+        service_mappings,
         failing,
     }))
 }
@@ -233,14 +255,26 @@ async fn operator_and_failing(client: &Client) -> Result<(Option<Deployment>, Op
     Ok((deployment, failing))
 }
 
-fn archive_status(read: Result<Option<archive::Stored>>, lookup: &Lookup) -> ArchiveStatus {
+fn archive_status(
+    read: Result<Option<archive::Stored>>,
+    lookup: &Lookup,
+    mappings: Option<&ServiceMappings>,
+) -> ArchiveStatus {
     match read {
         Ok(None) => ArchiveStatus::default(),
         Ok(Some(stored)) => ArchiveStatus {
             present: true,
             objects: Some(stored.archive.objects.len()),
             service_mappings: Some(stored.archive.service_mappings.items.len()),
-            crd_adopted: Some(stored.archive.service_mappings.crd.is_some()),
+            crd_adopted: Some(
+                stored
+                    .archive
+                    .service_mappings
+                    .crd
+                    .as_ref()
+                    .is_some_and(|p| !p.is_adoption()),
+            ),
+            service_mappings_differ: mappings.map(|m| drift(&stored.archive, m)),
             belongs_to_current_cr: match lookup {
                 Lookup::Found(cr) => {
                     Some(cr.uid().as_deref() == Some(stored.archive.cr_uid.as_str()))
@@ -259,6 +293,26 @@ fn archive_status(read: Result<Option<archive::Stored>>, lookup: &Lookup) -> Arc
             ..Default::default()
         },
     }
+}
+
+/// How the mappings listed now differ from the archived ones: by content where the archive
+/// holds it, by name where it holds names only (an older version's archive).
+fn drift(archive: &archive::Archive, now: &ServiceMappings) -> MappingsDrift {
+    let mut drift = MappingsDrift::default();
+    let mut archived = 0;
+    for entry in &archive.service_mappings.items {
+        match now.digests.get(&(entry.namespace.clone(), entry.name.clone())) {
+            None => drift.deleted += 1,
+            Some(d) => {
+                archived += 1;
+                if entry.object.as_ref().is_some_and(|o| archive::digest(o) != *d) {
+                    drift.changed += 1;
+                }
+            }
+        }
+    }
+    drift.created = now.digests.len() - archived;
+    drift
 }
 
 /// What status learns from the legacy table's objects, each read once.
@@ -321,19 +375,25 @@ async fn service_mappings(client: &Client) -> Result<Option<ServiceMappings>> {
     let Some(ar) = crate::service_mappings::resource(&crd) else {
         return Ok(None);
     };
-    let (mut total, mut adopted) = (0, 0);
+    let namespaced = crd.spec.scope == "Namespaced";
+    let (mut adopted, mut digests) = (0, BTreeMap::new());
     crate::service_mappings::list(client, &ar, |listed| match listed {
-        Listed::Restart => (total, adopted) = (0, 0),
+        Listed::Restart => (adopted, digests) = (0, BTreeMap::new()),
         Listed::Page(page) => {
-            total += page.len();
             adopted += page.iter().filter(|m| is_adopted(&m.metadata)).count();
+            for m in &page {
+                let content = archive::archival(m).map(archive::without_adoption);
+                let key = (if namespaced { m.namespace() } else { None }, m.name_any());
+                digests.insert(key, content.map_or(0, |c| archive::digest(&c)));
+            }
         }
     })
     .await?;
     Ok(Some(ServiceMappings {
-        total,
+        total: digests.len(),
         adopted,
         crd_adopted: is_adopted(&crd.metadata),
+        digests,
     }))
 }
 
@@ -510,6 +570,19 @@ pub fn render_text(report: &Report) -> String {
             ),
         },
     );
+    if let Some(d) = a.service_mappings_differ.as_ref().filter(|d| d.total() > 0) {
+        line(
+            "",
+            format!(
+                "{} ServiceMappings differ from the archive ({} created, {} changed, {} deleted \
+                 since): run `rollback --prepare` before the module is disabled",
+                d.total(),
+                d.created,
+                d.changed,
+                d.deleted
+            ),
+        );
+    }
     render_rows(&rows)
 }
 

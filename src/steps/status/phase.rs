@@ -320,6 +320,7 @@ mod tests {
                 total: 3,
                 adopted: 3,
                 crd_adopted: true,
+                digests: Default::default(),
             }),
             archive: ArchiveStatus {
                 present: true,
