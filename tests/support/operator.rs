@@ -285,12 +285,12 @@ struct AutoProvision {
 
 /// The CR with its `auto-provision` values resolved, as the operator reconciles it.
 #[derive(Debug, Clone)]
-pub struct Cr {
-    pub name: String,
-    pub namespace: String,
-    pub generation: Option<i64>,
+struct Cr {
+    name: String,
+    namespace: String,
+    generation: Option<i64>,
     /// `spec`, with the provisioned values filled in.
-    pub spec: Value,
+    spec: Value,
     auto: AutoProvision,
 }
 
@@ -674,7 +674,7 @@ fn created_once() -> Value {
 
 /// The operator's table for `cr` (resolved), in its order (`ResourceManager`): the forty
 /// objects of OPERATOR.md, each with whether this CR makes it.
-pub fn dependents(cr: &Cr) -> Vec<Dependent> {
+fn dependents(cr: &Cr) -> Vec<Dependent> {
     let mut t = Table {
         cr,
         rows: Vec::new(),
