@@ -80,8 +80,10 @@ async fn round_trip(tenant: Tenant, list: List) {
     run.assert_ok();
     the_archive_holds_what_clean_changed(&c, &pristine, &cr_uid, &hand_adopted).await;
 
-    // The module disabled: its operator ran, then it was uninstalled with its CR and CRD.
+    // The module disabled: its operator ran, then it was uninstalled with its CR and CRD. The
+    // round trip wants every ServiceMapping back as before the migration.
     module::install_operator(&c).await;
+    // TODO(issue 17): emulated uninstall once rollback recreates ServiceMappings
     module::disable(&c).await;
 
     let before = c.snapshot().await;
@@ -387,8 +389,9 @@ async fn rollback_refuses_while_the_module_is_there_or_without_an_archive() {
     const SERVICE: &str = "Service kyma-system/connectivity-proxy";
     // The module enabled: its operator Deployment and its Service at a legacy name.
     refused(&c, &t, &[DEPLOYMENT, SERVICE], &[]).await;
-    // The module disabled, but its Service is still there.
-    module::disable(&c).await;
+    // The module disabled, but its Service is still there: it carries the operator's label
+    // without its annotations, so the operator's cleanup leaves it.
+    operator::uninstall(&c).await;
     refused(&c, &t, &[SERVICE], &[DEPLOYMENT]).await;
     let services: Api<k8s_openapi::api::core::v1::Service> =
         Api::namespaced(c.client.clone(), names::KYMA_SYSTEM);
@@ -455,6 +458,8 @@ async fn rollback_leaves_what_came_back_and_a_reenabled_module_migrates_again() 
     let pristine = snap(&c.client, &discover(&c.client).await).await;
     let first_uid = c.cr().await.uid().expect("uid");
     t.run(&c, &["run"]).assert_ok();
+    // The end state is compared with the one before the migration, ServiceMappings included.
+    // TODO(issue 17): emulated uninstall once rollback recreates ServiceMappings
     module::disable(&c).await;
 
     objects_brought_back_are_left_as_they_are(&c, &t, &pristine).await;
