@@ -207,7 +207,7 @@ fn mappings_summary(m: &mappings::Restored, would: &impl Fn(&str, &str) -> Strin
         }
     };
     let mut text = format!(
-        "{} {} ServiceMappings{}, {} {}{}",
+        "{} {} ServiceMappings{}, {} {} ServiceMappings{}",
         would("un-adopted", "would un-adopt"),
         m.unadopted,
         crd(mappings::CrdAction::PutBack),
@@ -219,7 +219,7 @@ fn mappings_summary(m: &mappings::Restored, would: &impl Fn(&str, &str) -> Strin
         text.push_str(&format!(
             ", {} changed since the archive and left as they are{}",
             m.changed.len(),
-            list(&m.changed)
+            list(&first_few(&m.changed))
         ));
     }
     if !m.names_only.is_empty() {
@@ -229,6 +229,16 @@ fn mappings_summary(m: &mappings::Restored, would: &impl Fn(&str, &str) -> Strin
         ));
     }
     text
+}
+
+/// The first ten of a long list, and how many more: a closing line stays one line.
+fn first_few(items: &[String]) -> Vec<String> {
+    const SHOWN: usize = 10;
+    let mut few: Vec<String> = items.iter().take(SHOWN).cloned().collect();
+    if items.len() > SHOWN {
+        few.push(format!("{} more", items.len() - SHOWN));
+    }
+    few
 }
 
 /// ` (a, b)` for a non-empty list.

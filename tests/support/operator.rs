@@ -1415,6 +1415,22 @@ pub async fn enable(c: &TestCluster) {
 /// Without a CR (deleted before), the cleanup works from the default CR's names, as the
 /// operator cleaned up when that CR went.
 pub async fn uninstall(c: &TestCluster) {
+    uninstall_with(c, Cleanup::Whole).await;
+}
+
+/// How far the operator's cleanup gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cleanup {
+    /// Every object it owns.
+    Whole,
+    /// Every object it owns but the ServiceMapping CRD (its deletion did not happen, say the
+    /// operator was stopped first): the CRD stays with the operator's schema and adoption, and
+    /// so do the ServiceMappings.
+    SparingTheServiceMappingCrd,
+}
+
+/// [`uninstall`], with a cleanup that may stop short of the ServiceMapping CRD.
+pub async fn uninstall_with(c: &TestCluster, how: Cleanup) {
     let client = &c.client;
     let crs = cr_api(client);
     let object = crs.get_opt(CR_NAME).await.expect("get CR");
@@ -1427,7 +1443,7 @@ pub async fn uninstall(c: &TestCluster) {
     };
     let mut cr = Cr::read(&value);
     resolve_tls(&mut cr);
-    let sm_crd_was_its_own = cleanup(client, &cr).await;
+    let sm_crd_was_its_own = cleanup(client, &cr, how).await;
     if object.is_some() {
         remove_finalizer(&crs).await;
         wait_gone(&crs, CR_NAME, "the CR").await;
@@ -1476,9 +1492,16 @@ async fn discoverable(client: &Client, group_version: &str, plural: &str) -> boo
 
 /// The cleanup: every object of the table that the operator owns, deleted in reverse order.
 /// Returns whether the ServiceMapping CRD was among them.
-async fn cleanup(client: &Client, cr: &Cr) -> bool {
+async fn cleanup(client: &Client, cr: &Cr, how: Cleanup) -> bool {
     let mut sm_crd = false;
-    for d in dependents(cr).iter().rev().filter(|d| !d.name.is_empty()) {
+    let spared = |d: &&Dependent| {
+        how == Cleanup::SparingTheServiceMappingCrd && d.kind == CRD && d.name == SERVICE_MAPPING_CRD
+    };
+    for d in dependents(cr)
+        .iter()
+        .rev()
+        .filter(|d| !d.name.is_empty() && !spared(d))
+    {
         let Some(o) = d.get(client).await else {
             continue;
         };
