@@ -43,13 +43,13 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt, stream};
 use kube::Client;
-use kube::api::{Patch, PatchParams};
+use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use cp_mod_migrator::cr::Marker;
 use cp_mod_migrator::names;
 use support::faultproxy::FaultProxy;
-use support::{TestCluster, module, service_mappings};
+use support::{TestCluster, module, operator, service_mappings};
 
 /// Set on the bench's own re-execution as a launcher (see [`measure`]).
 const LAUNCHER_ENV: &str = "CP_BENCH_LAUNCHER";
@@ -155,9 +155,9 @@ async fn bench() {
             m.max_rss_kib
         );
         runs.push(m);
-        // The figure is rollback un-adopting the fixture's ServiceMappings.
-        // TODO(issue 17): emulated uninstall once rollback recreates ServiceMappings
-        module::disable(&c).await;
+        // The figure is rollback after the module's uninstall: its operator's cleanup deleted
+        // the ServiceMapping CRD and every mapping, which rollback recreates.
+        disable_the_module(&c).await;
         let r = measure(&tool, &c.kubeconfig, &["rollback"]).await;
         r.expect_done("rollback");
         eprintln!(
@@ -368,9 +368,8 @@ async fn bench_latency(tool: &Path, delays: &[u64], reps: usize) -> Vec<LatencyR
             record("run", delay, measure_via(tool, &proxy, "run").await);
             let (_, adopted) = service_mappings::count_adopted(&c.client).await;
             assert_eq!(adopted, LATENCY_MAPPINGS, "run adopted every mapping");
-            // The figure is rollback un-adopting the mappings.
-            // TODO(issue 17): emulated uninstall once rollback recreates ServiceMappings
-            module::disable(&c).await;
+            // The figure is rollback after the module's uninstall (it recreates the mappings).
+            disable_the_module(&c).await;
             record(
                 "rollback",
                 delay,
@@ -473,6 +472,8 @@ fn print_latency(rows: &[LatencyRow], delays: &[u64], reps: usize) -> Vec<String
 /// clean's archive at one N, and the rollback that read it.
 struct WayBack {
     n: usize,
+    /// The bare loop that creates the same mappings on the same server: rollback's floor.
+    create_loop: Duration,
     archive_bytes: usize,
     archive_parts: usize,
     /// The time clean spent writing and checking the archive, from its log.
@@ -508,12 +509,12 @@ fn print_way_back(
     }
     if !way_backs.is_empty() {
         println!(
-            "| N | archive (compressed) | parts | clean's archive time | of clean's wall | rollback wall | rollback requests | rollback peak RSS |"
+            "| N | archive (compressed) | parts | clean's archive time | of clean's wall | rollback wall | rollback requests | rollback peak RSS | create loop | rollback / loop |"
         );
-        println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
         for w in way_backs {
             println!(
-                "| {} | {} bytes | {} | {} ms | {:.1} % | {:.0} ms | {} | {:.1} MiB |",
+                "| {} | {} bytes | {} | {} ms | {:.1} % | {:.0} ms | {} | {:.1} MiB | {:.0} ms | {:.2} |",
                 w.n,
                 w.archive_bytes,
                 if w.archive_parts == 0 {
@@ -525,7 +526,9 @@ fn print_way_back(
                 100.0 * w.archive_ms as f64 / ms(w.clean),
                 ms(w.rollback.wall),
                 w.rollback.requests(),
-                mib(w.rollback.max_rss_kib)
+                mib(w.rollback.max_rss_kib),
+                ms(w.create_loop),
+                w.rollback.wall.as_secs_f64() / w.create_loop.as_secs_f64()
             );
         }
         println!();
@@ -537,11 +540,13 @@ fn print_way_back(
         );
         println!();
         if let Some(w) = way_backs.iter().max_by_key(|w| w.n) {
+            let ratio = w.rollback.wall.as_secs_f64() / w.create_loop.as_secs_f64();
             targets.push(format!(
-                "rollback < 10 s at N = {}: {:.1} s, {}",
+                "rollback after the uninstall within 1.1x the bare create loop at N = {}: {:.1} s against {:.1} s ({ratio:.2}x), {}",
                 w.n,
                 w.rollback.wall.as_secs_f64(),
-                yes(w.rollback.wall < Duration::from_secs(10))
+                w.create_loop.as_secs_f64(),
+                yes(ratio <= 1.1)
             ));
             targets.push(format!(
                 "archive at N = {}: {} bytes compressed",
@@ -779,16 +784,25 @@ async fn bench_clean(
         return (m, second, None);
     }
     // The figure is rollback un-adopting N mappings (asserted below).
-    // TODO(issue 17): emulated uninstall once rollback recreates ServiceMappings
-    module::disable(&c).await;
+    disable_the_module(&c).await;
     let rollback = measure(tool, &c.kubeconfig, &["rollback"]).await;
     rollback.expect_done("rollback");
-    let (_, adopted) = service_mappings::count_adopted(&c.client).await;
-    assert_eq!(adopted, 0, "rollback gave back every mapping clean adopted");
+    let (back, adopted) = service_mappings::count_adopted(&c.client).await;
+    assert_eq!(
+        (back, adopted),
+        (n + 3, 0),
+        "rollback recreated every mapping, as it was before clean"
+    );
     eprintln!(
         "bench: rollback, N={n}: {:.0} ms, {} requests",
         ms(rollback.wall),
         rollback.requests()
+    );
+    let create_loop = create_loop(&c, &stored.archive, CREATE_LOOP_CONCURRENCY).await;
+    eprintln!(
+        "bench: create loop, N={n}: {:.0} ms ({:.0}/s)",
+        ms(create_loop),
+        rate(n + 3, create_loop)
     );
     let clean = m.wall;
     (
@@ -801,6 +815,7 @@ async fn bench_clean(
             archive_ms,
             clean,
             rollback,
+            create_loop,
         }),
     )
 }
@@ -825,6 +840,65 @@ async fn clean_again(tool: &Path, c: &TestCluster, n: usize) -> Measured {
         second.requests()
     );
     second
+}
+
+/// What disabling the module does on a cluster the operator ran on: it reconciles to Ready,
+/// the runbook's `rollback --prepare`, then its uninstall (the ServiceMapping CRD it adopted
+/// and every mapping deleted).
+async fn disable_the_module(c: &TestCluster) {
+    module::install_operator(c).await;
+    assert_eq!(operator::reconcile(c).await, operator::Outcome::Ready);
+    c.run(&["rollback", "--prepare"]).assert_ok();
+    operator::uninstall(c).await;
+}
+
+/// Requests in flight in the create loop: as many as rollback's writes.
+const CREATE_LOOP_CONCURRENCY: usize = cp_mod_migrator::service_mappings::CONCURRENCY;
+
+/// The floor of rollback's recreation: every mapping deleted again (one request), then the
+/// simplest concurrent loop creates the archived mappings as rollback does, on the same server.
+async fn create_loop(
+    c: &TestCluster,
+    archive: &cp_mod_migrator::archive::Archive,
+    concurrency: usize,
+) -> Duration {
+    let api = service_mappings::api(&c.client);
+    api.delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await
+        .expect("delete every ServiceMapping");
+    while !api
+        .list_metadata(&ListParams::default().limit(1))
+        .await
+        .expect("list")
+        .items
+        .is_empty()
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let objects: Vec<DynamicObject> = archive
+        .service_mappings
+        .items
+        .iter()
+        .map(|m| serde_json::from_value(m.restored().expect("format 2")).expect("object"))
+        .collect();
+    // A client of its own, as the tool has, with nothing in front of it.
+    let client = support::client_for(&c.kubeconfig).await;
+    let api = service_mappings::api(&client);
+    let pp = PostParams {
+        field_manager: Some(names::FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    let started = Instant::now();
+    stream::iter(&objects)
+        .map(|o| {
+            let (api, pp) = (&api, &pp);
+            async move { api.create(pp, o).await.map(|_| ()) }
+        })
+        .buffer_unordered(concurrency)
+        .try_collect::<()>()
+        .await
+        .expect("create ServiceMappings");
+    started.elapsed()
 }
 
 /// Every run of the limit loop at one N, by concurrency.

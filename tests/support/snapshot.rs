@@ -110,10 +110,24 @@ pub fn state_of(s: &Snap) -> State {
 
 /// [`state_of`], without what differs when an object is created again from a copy: a
 /// Service's addresses that the API server allocated (clusterIP and clusterIPs unless headless,
-/// node ports, the health check node port).
+/// node ports, the health check node port), and when the server's own status conditions of a
+/// CRD (and of the APIService it derives from it) last changed.
 pub fn state_across_recreation(s: &Snap) -> State {
     let mut state = state_of(s);
     for (k, o) in s {
+        if matches!(
+            (o.ar.group.as_str(), o.ar.kind.as_str()),
+            ("apiextensions.k8s.io", "CustomResourceDefinition")
+                | ("apiregistration.k8s.io", "APIService")
+        ) && let Some(conditions) = state
+            .get_mut(k)
+            .and_then(|v| v.pointer_mut("/status/conditions"))
+            .and_then(Value::as_array_mut)
+        {
+            for c in conditions.iter_mut().filter_map(Value::as_object_mut) {
+                c.remove("lastTransitionTime");
+            }
+        }
         if o.ar.kind == "Service"
             && o.ar.group.is_empty()
             && let Some(v) = state.get_mut(k)

@@ -1,7 +1,7 @@
 //! rollback's ServiceMappings and their CRD, brought back as they were before clean: the CRD
-//! first (recreated if the module's uninstall deleted it, else its spec and adoption put back),
-//! then each archived mapping recreated if missing, un-adopted if present and unchanged, and left
-//! (and named) if changed since the archive.
+//! first (recreated if the module's uninstall deleted it, else its spec, labels and annotations put
+//! back), then each archived mapping recreated if missing, un-adopted if present and unchanged, and
+//! left (and named) if changed since the archive.
 
 use std::time::Duration;
 
@@ -184,8 +184,8 @@ async fn restore_crd(
     })
 }
 
-/// `current` with the archived spec and the adoption's keys as before clean, or `None` when it
-/// holds them already. Every other field (labels and annotations of others included) is kept.
+/// `current` as it was before clean: the archived spec, labels and annotations (the adoption's
+/// keys as they were), or `None` when it is so already. The server's own fields are kept.
 fn put_back(
     current: &CustomResourceDefinition,
     archived: &Value,
@@ -196,8 +196,19 @@ fn put_back(
         reason: format!("encoding {}: {e}", what()),
     };
     let now = serde_json::to_value(current).map_err(encode)?;
-    let mut wanted = prior.applied_to(archive::without_adoption(now.clone()));
-    wanted["spec"] = archived["spec"].clone();
+    let before = prior.applied_to(archived.clone());
+    let mut wanted = now.clone();
+    wanted["spec"] = before["spec"].clone();
+    for field in ["labels", "annotations"] {
+        match before["metadata"].get(field) {
+            Some(v) => wanted["metadata"][field] = v.clone(),
+            None => {
+                if let Some(meta) = wanted["metadata"].as_object_mut() {
+                    meta.remove(field);
+                }
+            }
+        }
+    }
     if wanted == now {
         return Ok(None);
     }
