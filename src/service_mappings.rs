@@ -4,7 +4,7 @@
 use futures::{SinkExt, Stream, StreamExt, TryStreamExt, stream};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
-use kube::api::{Api, DynamicObject, ListParams, PartialObjectMeta, Patch};
+use kube::api::{Api, DynamicObject, ListParams, ObjectList, PartialObjectMeta, Patch};
 use kube::core::{ApiResource, GroupVersionKind, ObjectMeta};
 use serde_json::{Value, json};
 
@@ -70,10 +70,10 @@ pub fn adoption_patch() -> Value {
     })
 }
 
-/// What [`list`] hands on.
-pub enum Listed {
-    /// The next page of ServiceMappings' metadata.
-    Page(Vec<PartialObjectMeta<DynamicObject>>),
+/// What [`list`] and [`list_objects`] hand on.
+pub enum Listed<T = PartialObjectMeta<DynamicObject>> {
+    /// The next page of ServiceMappings (their metadata, or whole).
+    Page(Vec<T>),
     /// The continue token expired during a long list: forget the pages so far, the list starts
     /// over.
     Restart,
@@ -89,27 +89,63 @@ pub async fn list(client: &Client, ar: &ApiResource, mut on: impl FnMut(Listed))
         .await
 }
 
+/// Lists every ServiceMapping whole (spec included) in pages, handing each to `on`: one page in
+/// memory at a time, whatever their number.
+pub async fn list_objects(
+    client: &Client,
+    ar: &ApiResource,
+    mut on: impl FnMut(Listed<DynamicObject>),
+) -> Result<()> {
+    paged(client, ar, |api, lp| async move { api.list(&lp).await })
+        .try_for_each(|listed| {
+            on(listed);
+            futures::future::ready(Ok(()))
+        })
+        .await
+}
+
 /// Every ServiceMapping's metadata, page by page; a [`Listed::Restart`] when the continue token
 /// expired and the list starts over.
 fn pages<'a>(client: &'a Client, ar: &'a ApiResource) -> impl Stream<Item = Result<Listed>> + 'a {
+    paged(
+        client,
+        ar,
+        |api, lp| async move { api.list_metadata(&lp).await },
+    )
+}
+
+/// Every ServiceMapping as `fetch` lists a page of them, page by page; a [`Listed::Restart`]
+/// when the continue token expired and the list starts over.
+fn paged<'a, T, F, Fut>(
+    client: &'a Client,
+    ar: &'a ApiResource,
+    fetch: F,
+) -> impl Stream<Item = Result<Listed<T>>> + 'a
+where
+    T: Clone + 'a,
+    F: Fn(Api<DynamicObject>, ListParams) -> Fut + 'a,
+    Fut: std::future::Future<Output = kube::Result<ObjectList<T>>> + 'a,
+{
     let all: Api<DynamicObject> = Api::all_with(client.clone(), ar);
     // The state: the continue token, or `None` once the last page is handed on.
     stream::try_unfold(Some(None::<String>), move |state| {
-        let all = all.clone();
-        async move {
-            let Some(token) = state else {
-                return Ok(None);
-            };
+        let request = state.map(|token| {
             let mut lp = ListParams::default().limit(PAGE_SIZE);
             if let Some(t) = &token {
                 lp = lp.continue_token(t);
             }
-            match all.list_metadata(&lp).await {
+            (fetch(all.clone(), lp), token.is_some())
+        });
+        async move {
+            let Some((page, continued)) = request else {
+                return Ok(None);
+            };
+            match page.await {
                 Ok(listed) => {
                     let next = listed.metadata.continue_.filter(|t| !t.is_empty());
                     Ok(Some((Listed::Page(listed.items), next.map(Some))))
                 }
-                Err(kube::Error::Api(s)) if s.code == 410 && token.is_some() => {
+                Err(kube::Error::Api(s)) if s.code == 410 && continued => {
                     Ok(Some((Listed::Restart, Some(None))))
                 }
                 Err(e) => Err(e).context(|| format!("listing {}", sm::PLURAL)),
