@@ -42,8 +42,9 @@ pub struct CheckReport {
     /// What the reader should know about how the answer was reached.
     pub notes: Vec<String>,
     /// What does not stop the migration but fails later: each field of an existing
-    /// ServiceMapping that the module's ServiceMapping schema refuses (a write to it fails once
-    /// the module runs), shaped like `reasons` (`key`: the field from the object's root).
+    /// ServiceMapping that the module's ServiceMapping schema refuses (once the module runs, a
+    /// write that changes that field fails; for a missing required field, any change of the
+    /// spec), shaped like `reasons` (`key`: the field from the object's root).
     #[serde(default)]
     pub warnings: Vec<Reason>,
 }
@@ -264,8 +265,9 @@ fn add_module_findings(
     if refused > 0 {
         report.notes.push(format!(
             "{refused} of {} ServiceMappings would be refused by the module's ServiceMapping \
-             schema (tenant mode {}): the migration is not affected, but a write to each fails \
-             once the module runs; each field is named under warnings",
+             schema (tenant mode {}): the migration is not affected (it writes their metadata \
+             only), but once the module runs a write that changes a refused field fails (for a \
+             missing required field: any change of the spec); each field is named under warnings",
             mappings.total,
             if shared {
                 names::TENANT_SHARED

@@ -135,7 +135,7 @@ pub struct ServiceMappings {
     pub adopted: usize,
     pub crd_adopted: bool,
     /// How many the module's ServiceMapping schema refuses (in the tenant mode the CR has or
-    /// migrate gives it): a later write to each fails once the module runs.
+    /// migrate gives it): once the module runs, a write that changes a refused field fails.
     pub refused_by_module_schema: usize,
 }
 
