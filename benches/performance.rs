@@ -155,6 +155,8 @@ async fn bench() {
             m.max_rss_kib
         );
         runs.push(m);
+        // The figure is rollback un-adopting the fixture's ServiceMappings.
+        // TODO(issue 17): emulated uninstall once rollback recreates ServiceMappings
         module::disable(&c).await;
         let r = measure(&tool, &c.kubeconfig, &["rollback"]).await;
         r.expect_done("rollback");
@@ -366,6 +368,8 @@ async fn bench_latency(tool: &Path, delays: &[u64], reps: usize) -> Vec<LatencyR
             record("run", delay, measure_via(tool, &proxy, "run").await);
             let (_, adopted) = service_mappings::count_adopted(&c.client).await;
             assert_eq!(adopted, LATENCY_MAPPINGS, "run adopted every mapping");
+            // The figure is rollback un-adopting the mappings.
+            // TODO(issue 17): emulated uninstall once rollback recreates ServiceMappings
             module::disable(&c).await;
             record(
                 "rollback",
@@ -774,6 +778,8 @@ async fn bench_clean(
     if !way_back {
         return (m, second, None);
     }
+    // The figure is rollback un-adopting N mappings (asserted below).
+    // TODO(issue 17): emulated uninstall once rollback recreates ServiceMappings
     module::disable(&c).await;
     let rollback = measure(tool, &c.kubeconfig, &["rollback"]).await;
     rollback.expect_done("rollback");

@@ -13,6 +13,7 @@ use std::io::{Read, Write};
 use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, ObjectMeta};
 use kube::{Client, ResourceExt};
 use serde::{Deserialize, Serialize};
@@ -21,8 +22,10 @@ use serde_json::Value;
 use crate::error::{Context, Error, Result, is_already_exists, is_conflict};
 use crate::names::{self, LEGACY_OBJECTS, archive as names_archive, backup};
 
-/// The archive's format; a reader refuses any other.
-pub const FORMAT: u32 = 1;
+/// The archive's format. Format 1 held the ServiceMappings' names only (rollback can un-adopt
+/// those, not recreate them): it is still read, and rewritten as format 2 by the next write.
+pub const FORMAT: u32 = 2;
+const READABLE: [u32; 2] = [1, FORMAT];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -36,23 +39,72 @@ pub struct Archive {
     pub service_mappings: MappingsArchive,
 }
 
-/// The ServiceMappings (and their CRD) that clean adopted.
+/// The ServiceMappings and their CRD, in full: the module's operator deletes the CRD it adopted,
+/// and with it every ServiceMapping, when the module is disabled.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MappingsArchive {
-    /// Set when clean adopted the CRD: what it carried of the adoption's keys before.
+    /// What the CRD carried of the adoption's keys before clean adopted it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crd: Option<Prior>,
+    /// The CRD as read before clean adopted it, without server-owned metadata, `status` and the
+    /// adoption's keys (`crd` holds those). Format 1 did not hold it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crd_object: Option<Value>,
     pub items: Vec<MappingEntry>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MappingEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     pub name: String,
+    /// What the mapping carried of the adoption's keys before clean adopted it: the keys it
+    /// lacks (or holds with another value) are the ones clean added.
     #[serde(default, skip_serializing_if = "Prior::is_empty")]
     pub prior: Prior,
+    /// The mapping as read, without server-owned metadata, `status` and the adoption's keys
+    /// (`prior` holds those): with `prior`, exactly the mapping before clean. Format 1 did not
+    /// hold it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<Value>,
+}
+
+impl MappingEntry {
+    /// The entry of a mapping as read now: its content, and what it carries of the adoption.
+    pub fn of(object: &DynamicObject, namespaced: bool) -> Result<MappingEntry> {
+        Ok(MappingEntry {
+            namespace: if namespaced { object.namespace() } else { None },
+            name: object.name_any(),
+            prior: Prior::of(&object.metadata),
+            object: Some(without_adoption(archival(object)?)),
+        })
+    }
+
+    /// The mapping as it was before clean (its content with the adoption's keys it had then);
+    /// `None` when the archive holds its name only (format 1).
+    pub fn restored(&self) -> Option<Value> {
+        self.object
+            .as_ref()
+            .map(|o| self.prior.applied_to(o.clone()))
+    }
+
+    /// `ServiceMapping ns/name`, for messages.
+    pub fn display(&self) -> String {
+        format!(
+            "{} {}{}",
+            names::service_mappings::KIND,
+            self.namespace
+                .as_ref()
+                .map(|n| format!("{n}/"))
+                .unwrap_or_default(),
+            self.name
+        )
+    }
+
+    fn key(&self) -> (Option<String>, String) {
+        (self.namespace.clone(), self.name.clone())
+    }
 }
 
 /// The values that an object had, before clean adopted it, of the keys adoption sets (only
@@ -109,6 +161,54 @@ impl Prior {
     pub fn matches(&self, meta: &ObjectMeta) -> bool {
         Prior::of(meta) == *self
     }
+
+    /// Whether this is the adoption itself: the object was adopted already when it was read.
+    pub fn is_adoption(&self) -> bool {
+        crate::service_mappings::is_adopted(&ObjectMeta {
+            annotations: Some(self.annotations.clone()),
+            labels: Some(self.labels.clone()),
+            ..Default::default()
+        })
+    }
+
+    /// `object` (an archived object without the adoption's keys) with this state of them.
+    pub fn applied_to(&self, mut object: Value) -> Value {
+        for (field, values) in [("annotations", &self.annotations), ("labels", &self.labels)] {
+            if values.is_empty() {
+                continue;
+            }
+            let meta = &mut object["metadata"];
+            if !meta[field].is_object() {
+                meta[field] = Value::Object(Default::default());
+            }
+            if let Some(map) = meta[field].as_object_mut() {
+                map.extend(values.iter().map(|(k, v)| (k.clone(), v.clone().into())));
+            }
+        }
+        object
+    }
+}
+
+/// An archived object without the adoption's keys (and without maps they leave empty): what
+/// is compared to tell whether a ServiceMapping changed since the archive.
+pub fn without_adoption(mut object: Value) -> Value {
+    for (field, keys) in [
+        ("annotations", &ADOPTION_ANNOTATIONS[..]),
+        ("labels", &[names::OPERATOR_LABEL][..]),
+    ] {
+        let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
+            break;
+        };
+        if let Some(map) = meta.get_mut(field).and_then(Value::as_object_mut) {
+            for k in keys {
+                map.remove(*k);
+            }
+            if map.is_empty() {
+                meta.remove(field);
+            }
+        }
+    }
+    object
 }
 
 /// The annotations that adoption sets (its label is [`names::OPERATOR_LABEL`]).
@@ -165,6 +265,46 @@ pub fn archival(object: &DynamicObject) -> Result<Value> {
         }
     }
     Ok(v)
+}
+
+/// A digest of an archived object's content, the same whatever the order of its keys: status
+/// compares thousands of ServiceMappings with the archive without keeping them.
+pub fn digest(object: &Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    fn feed(v: &Value, h: &mut std::collections::hash_map::DefaultHasher) {
+        match v {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                ("{", keys.len()).hash(h);
+                for k in keys {
+                    k.hash(h);
+                    feed(&map[k], h);
+                }
+            }
+            Value::Array(items) => {
+                ("[", items.len()).hash(h);
+                for i in items {
+                    feed(i, h);
+                }
+            }
+            other => other.to_string().hash(h),
+        }
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    feed(object, &mut h);
+    h.finish()
+}
+
+/// The ServiceMapping CRD as the archive keeps it: as read, without server-owned metadata,
+/// `status` and the adoption's keys.
+pub fn crd_archival(crd: &CustomResourceDefinition) -> Result<Value> {
+    let object: DynamicObject = serde_json::to_value(crd)
+        .and_then(serde_json::from_value)
+        .map_err(|e| Error::Archive {
+            reason: format!("encoding CustomResourceDefinition {}: {e}", crd.name_any()),
+        })?;
+    Ok(without_adoption(archival(&object)?))
 }
 
 fn kind_of(object: &DynamicObject) -> &str {
@@ -233,37 +373,41 @@ impl Archive {
     fn normalize(&mut self) {
         self.objects.sort_by_key(table_position);
         self.objects.dedup_by(|a, b| key_of(a) == key_of(b));
-        self.service_mappings.items.sort();
+        self.service_mappings.items.sort_by_key(MappingEntry::key);
         self.service_mappings
             .items
             .dedup_by(|a, b| a.namespace == b.namespace && a.name == b.name);
     }
 
-    /// This archive with what a later run of clean for the same CR found: an entry whose object
-    /// is gone by now is kept, a fresh read replaces an older one.
+    /// This archive with what a later read for the same CR found (clean run again, or
+    /// `rollback --prepare`): an entry whose object is gone by now is kept, a fresh read replaces
+    /// an older one. A mapping read adopted already keeps the older entry's record of what it
+    /// carried before clean: the adoption it carries now is clean's own.
     pub fn merged_with(self, fresh: Archive) -> Archive {
         let mut objects: BTreeMap<ObjectKey, Value> =
             self.objects.into_iter().map(|o| (key_of(&o), o)).collect();
         objects.extend(fresh.objects.into_iter().map(|o| (key_of(&o), o)));
-        let mut items: BTreeMap<(Option<String>, String), MappingEntry> = self
-            .service_mappings
-            .items
-            .into_iter()
-            .map(|m| ((m.namespace.clone(), m.name.clone()), m))
-            .collect();
-        items.extend(
-            fresh
-                .service_mappings
-                .items
-                .into_iter()
-                .map(|m| ((m.namespace.clone(), m.name.clone()), m)),
-        );
+        let (old, new) = (self.service_mappings, fresh.service_mappings);
+        let mut items: BTreeMap<(Option<String>, String), MappingEntry> =
+            old.items.into_iter().map(|m| (m.key(), m)).collect();
+        for mut entry in new.items {
+            if let Some(older) = items.get(&entry.key()) {
+                if entry.prior.is_adoption() {
+                    entry.prior = older.prior.clone();
+                }
+                if entry.object.is_none() {
+                    entry.object = older.object.clone();
+                }
+            }
+            items.insert(entry.key(), entry);
+        }
         Archive::new(
             self.cr_uid,
             objects.into_values().collect(),
             MappingsArchive {
-                // Once the CRD is adopted a later run sees no change to make: the first record holds.
-                crd: self.service_mappings.crd.or(fresh.service_mappings.crd),
+                // Once the CRD is adopted a later read sees no change to make: the first record holds.
+                crd: old.crd.or(new.crd),
+                crd_object: old.crd_object.or(new.crd_object),
                 items: items.into_values().collect(),
             },
         )
@@ -291,16 +435,20 @@ impl Archive {
         let archive: Archive = serde_json::from_slice(&json).map_err(|e| Error::Archive {
             reason: format!("decoding {}: {e}", location()),
         })?;
-        if archive.format != FORMAT {
+        if !READABLE.contains(&archive.format) {
             return Err(Error::Archive {
                 reason: format!(
-                    "{} has format {}, this tool reads format {FORMAT}",
+                    "{} has format {}, this tool reads formats {READABLE:?}",
                     location(),
                     archive.format
                 ),
             });
         }
-        Ok(archive)
+        // The next write stores what this tool holds, in its own format.
+        Ok(Archive {
+            format: FORMAT,
+            ..archive
+        })
     }
 }
 
@@ -613,6 +761,7 @@ mod tests {
             namespace: None,
             name: name.into(),
             prior: Prior::default(),
+            object: None,
         }
     }
 
@@ -666,6 +815,7 @@ mod tests {
             ],
             MappingsArchive {
                 crd: Some(Prior::default()),
+                crd_object: None,
                 items: vec![mapping("a"), mapping("b")],
             },
         );
@@ -680,6 +830,7 @@ mod tests {
             )],
             MappingsArchive {
                 crd: None,
+                crd_object: None,
                 items: vec![mapping("c")],
             },
         );
@@ -742,5 +893,127 @@ mod tests {
             assert_eq!(patch["metadata"]["annotations"][a], Value::Null);
         }
         assert!(prior.matches(&meta));
+    }
+
+    fn adoption() -> Prior {
+        Prior {
+            annotations: ADOPTION_ANNOTATIONS
+                .iter()
+                .zip([names::cr::NAME, names::KYMA_SYSTEM])
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            labels: BTreeMap::from([(
+                names::OPERATOR_LABEL.to_string(),
+                names::OPERATOR_LABEL_VALUE.to_string(),
+            )]),
+        }
+    }
+
+    fn full(name: &str, prior: Prior, spec: Value) -> MappingEntry {
+        MappingEntry {
+            namespace: None,
+            name: name.into(),
+            prior,
+            object: Some(
+                json!({"apiVersion": "connectivityproxy.sap.com/v1", "kind": "ServiceMapping",
+                "metadata": {"name": name, "labels": {"team": "a"}}, "spec": spec}),
+            ),
+        }
+    }
+
+    #[test]
+    fn a_mapping_read_adopted_keeps_the_record_of_what_it_carried_before_clean() {
+        let before = Prior {
+            labels: BTreeMap::from([(names::OPERATOR_LABEL.to_string(), "x".to_string())]),
+            ..Default::default()
+        };
+        let first = Archive::new(
+            "cr".into(),
+            vec![],
+            MappingsArchive {
+                items: vec![full("m", before.clone(), json!({"port": 1}))],
+                ..Default::default()
+            },
+        );
+        // Read again once clean adopted it, with a changed spec (rollback --prepare).
+        let again = Archive::new(
+            "cr".into(),
+            vec![],
+            MappingsArchive {
+                items: vec![full("m", adoption(), json!({"port": 2}))],
+                ..Default::default()
+            },
+        );
+        let merged = first.merged_with(again);
+        let m = &merged.service_mappings.items[0];
+        assert_eq!(
+            m.prior, before,
+            "clean's adoption is not what it carried before"
+        );
+        assert_eq!(
+            m.object.as_ref().unwrap()["spec"]["port"],
+            2,
+            "the content is the newest"
+        );
+        let restored = m.restored().unwrap();
+        assert_eq!(
+            restored["metadata"]["labels"],
+            json!({"team": "a", (names::OPERATOR_LABEL): "x"})
+        );
+        assert!(restored["metadata"].get("annotations").is_none());
+    }
+
+    #[test]
+    fn the_adoptions_keys_are_kept_apart_from_the_content() {
+        let read: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "connectivityproxy.sap.com/v1", "kind": "ServiceMapping",
+            "metadata": {"name": "m", "uid": "u", "resourceVersion": "9",
+                "labels": {(names::OPERATOR_LABEL): names::OPERATOR_LABEL_VALUE},
+                "annotations": {(ADOPTION_ANNOTATIONS[0]): names::cr::NAME, "note": "kept"}},
+            "spec": {"type": "TCP"}, "status": {"x": 1}
+        }))
+        .unwrap();
+        let entry = MappingEntry::of(&read, false).unwrap();
+        assert_eq!(
+            entry.object,
+            Some(
+                json!({"apiVersion": "connectivityproxy.sap.com/v1", "kind": "ServiceMapping",
+                "metadata": {"name": "m", "annotations": {"note": "kept"}}, "spec": {"type": "TCP"}})
+            )
+        );
+        assert_eq!(entry.prior.labels.len(), 1);
+        assert_eq!(entry.prior.annotations.len(), 1);
+        assert!(!entry.prior.is_adoption(), "one annotation is missing");
+        let restored = entry.restored().unwrap();
+        assert_eq!(restored["metadata"]["labels"], read_labels(&read));
+        assert_eq!(restored["metadata"]["annotations"]["note"], "kept");
+    }
+
+    fn read_labels(o: &DynamicObject) -> Value {
+        serde_json::to_value(o.metadata.labels.clone().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_digest_does_not_depend_on_the_order_of_keys() {
+        let a: Value =
+            serde_json::from_str(r#"{"a": 1, "b": {"c": [1, "x"], "d": null}}"#).unwrap();
+        let b: Value =
+            serde_json::from_str(r#"{"b": {"d": null, "c": [1, "x"]}, "a": 1}"#).unwrap();
+        let c: Value =
+            serde_json::from_str(r#"{"b": {"d": null, "c": ["x", 1]}, "a": 1}"#).unwrap();
+        assert_eq!(digest(&a), digest(&b));
+        assert_ne!(digest(&a), digest(&c));
+    }
+
+    #[test]
+    fn an_archive_of_format_1_is_read_and_holds_names_only() {
+        let v1 = json!({"format": 1, "crUid": "u", "objects": [],
+            "serviceMappings": {"crd": {}, "items": [{"name": "m"}]}});
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(v1.to_string().as_bytes()).unwrap();
+        let a = Archive::decode(&gz.finish().unwrap()).unwrap();
+        assert_eq!(a.format, FORMAT, "rewritten in this tool's format");
+        assert_eq!(a.service_mappings.items[0].restored(), None);
+        assert_eq!(a.service_mappings.crd, Some(Prior::default()));
     }
 }

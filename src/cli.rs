@@ -85,7 +85,7 @@ pub enum Command {
     Restore,
     /// Undo clean from its archive once the module is disabled: the legacy installation back
     /// without waiting for the Kyma Control Plane.
-    Rollback,
+    Rollback(RollbackArgs),
     /// Set all three step markers, so that the init containers do nothing on the next start.
     MarkDone,
     /// Show the state of the migration; changes nothing.
@@ -118,6 +118,15 @@ pub struct RunArgs {
     pub migrate: MigrateArgs,
     #[command(flatten)]
     pub prerequisites: PrerequisitesArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The runbook's first step, before the module is disabled: record the ServiceMappings as
+    /// they are now into clean's archive (the module's uninstall deletes them); nothing else is
+    /// written.
+    #[arg(long)]
+    pub prepare: bool,
 }
 
 #[derive(Debug, Args)]
@@ -173,7 +182,7 @@ impl Command {
             Command::Clean(_) => "clean",
             Command::Run(_) => "run",
             Command::Restore => "restore",
-            Command::Rollback => "rollback",
+            Command::Rollback(_) => "rollback",
             Command::MarkDone => "mark-done",
             Command::Status(_) => "status",
             Command::Check(_) => "check",
@@ -310,7 +319,8 @@ async fn dispatch(
         Command::Backup => Step::Backup.run(ctx).await,
         Command::Clean(_) => Step::Clean.run(ctx).await,
         Command::Restore => steps::restore::run(ctx).await,
-        Command::Rollback => steps::rollback::run(ctx).await,
+        Command::Rollback(args) if args.prepare => steps::rollback::prepare::run(ctx).await,
+        Command::Rollback(_) => steps::rollback::run(ctx).await,
         Command::MarkDone => steps::mark_done::run(ctx).await,
         Command::Status(args) => {
             let report = steps::status::collect(&ctx.client).await?;

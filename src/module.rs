@@ -285,31 +285,38 @@ pub fn tenant_mode_of(cr: &DynamicObject) -> Option<&Value> {
         .and_then(|c| c.get(names::TENANT_MODE_FIELD))
 }
 
-/// Every ServiceMapping, judged: how many, how many adopted, how many the module's schema
-/// refuses in each tenant mode, and (when asked) each refused field.
+/// How many ServiceMappings the module's schema refuses, in each tenant mode.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RefusedCount {
+    /// Refused in the dedicated tenant mode.
+    pub dedicated: usize,
+    /// Refused in the shared tenant mode (the dedicated ones among them).
+    pub shared: usize,
+}
+
+impl RefusedCount {
+    /// Counts one mapping with what the schema refuses of it ([`refusals`]).
+    pub fn add(&mut self, refused: &[Refusal]) {
+        self.shared += usize::from(!refused.is_empty());
+        self.dedicated += usize::from(refused.iter().any(|r| !r.shared_only));
+    }
+
+    /// How many are refused in the given tenant mode.
+    pub fn in_mode(&self, shared: bool) -> usize {
+        if shared { self.shared } else { self.dedicated }
+    }
+}
+
+/// Every ServiceMapping, judged: how many, how many the module's schema refuses in each tenant
+/// mode, and each refused field.
 #[derive(Debug, Default)]
 pub struct JudgedMappings {
-    pub crd_adopted: bool,
     pub total: usize,
-    pub adopted: usize,
-    /// Mappings refused in the dedicated tenant mode.
-    pub refused_dedicated: usize,
-    /// Mappings refused in the shared tenant mode (the dedicated ones among them).
-    pub refused_shared: usize,
-    /// Each refused field, when the caller keeps them.
+    pub refused: RefusedCount,
     pub refusals: Vec<Refusal>,
 }
 
 impl JudgedMappings {
-    /// How many mappings the module's schema refuses in the given tenant mode.
-    pub fn refused(&self, shared: bool) -> usize {
-        if shared {
-            self.refused_shared
-        } else {
-            self.refused_dedicated
-        }
-    }
-
     /// The refused fields of the given tenant mode.
     pub fn refusals_in(&self, shared: bool) -> impl Iterator<Item = &Refusal> {
         self.refusals
@@ -317,44 +324,32 @@ impl JudgedMappings {
             .filter(move |r| shared || !r.shared_only)
     }
 
-    fn count(&mut self, page: &[DynamicObject], keep: bool) -> Result<()> {
+    fn count(&mut self, page: &[DynamicObject]) -> Result<()> {
         for m in page {
-            self.total += 1;
-            self.adopted += usize::from(is_adopted(&m.metadata));
             let refused = refusals(m)?;
-            self.refused_shared += usize::from(!refused.is_empty());
-            self.refused_dedicated += usize::from(refused.iter().any(|r| !r.shared_only));
-            if keep {
-                self.refusals.extend(refused);
-            }
+            self.total += 1;
+            self.refused.add(&refused);
+            self.refusals.extend(refused);
         }
         Ok(())
     }
 }
 
-/// Lists every ServiceMapping whole, a page at a time, and judges each against the module's
-/// schema; `None` when their CRD is not installed or serves no version. `keep_refusals`: also
-/// each refused field (check names them; status counts).
-pub async fn judge_mappings(
-    client: &Client,
-    keep_refusals: bool,
-) -> Result<Option<JudgedMappings>> {
+/// Lists every ServiceMapping, a page at a time, and judges each against the module's schema;
+/// `None` when their CRD is not installed or serves no version.
+pub async fn judge_mappings(client: &Client) -> Result<Option<JudgedMappings>> {
     let Some(crd) = service_mappings::crd(client).await? else {
         return Ok(None);
     };
     let Some(ar) = service_mappings::resource(&crd) else {
         return Ok(None);
     };
-    let fresh = || JudgedMappings {
-        crd_adopted: is_adopted(&crd.metadata),
-        ..Default::default()
-    };
-    let mut judged = fresh();
+    let mut judged = JudgedMappings::default();
     let mut failed = None;
-    service_mappings::list_objects(client, &ar, |listed| match listed {
-        Listed::Restart => judged = fresh(),
+    service_mappings::list(client, &ar, |listed| match listed {
+        Listed::Restart => judged = JudgedMappings::default(),
         Listed::Page(page) => {
-            if let Err(e) = judged.count(&page, keep_refusals) {
+            if let Err(e) = judged.count(&page) {
                 failed.get_or_insert(e);
             }
         }

@@ -4,7 +4,7 @@
 use futures::{SinkExt, Stream, StreamExt, TryStreamExt, stream};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
-use kube::api::{Api, DynamicObject, ListParams, ObjectList, PartialObjectMeta, Patch};
+use kube::api::{Api, DynamicObject, ListParams, Patch};
 use kube::core::{ApiResource, GroupVersionKind, ObjectMeta};
 use serde_json::{Value, json};
 
@@ -70,16 +70,17 @@ pub fn adoption_patch() -> Value {
     })
 }
 
-/// What [`list`] and [`list_objects`] hand on.
-pub enum Listed<T = PartialObjectMeta<DynamicObject>> {
-    /// The next page of ServiceMappings (their metadata, or whole).
-    Page(Vec<T>),
+/// What [`list`] hands on.
+pub enum Listed {
+    /// The next page of ServiceMappings, in full: clean archives them, rollback and status
+    /// compare them with the archive.
+    Page(Vec<DynamicObject>),
     /// The continue token expired during a long list: forget the pages so far, the list starts
     /// over.
     Restart,
 }
 
-/// Lists every ServiceMapping's metadata in pages, handing each to `on`.
+/// Lists every ServiceMapping in pages, handing each to `on`.
 pub async fn list(client: &Client, ar: &ApiResource, mut on: impl FnMut(Listed)) -> Result<()> {
     pages(client, ar)
         .try_for_each(|listed| {
@@ -89,69 +90,60 @@ pub async fn list(client: &Client, ar: &ApiResource, mut on: impl FnMut(Listed))
         .await
 }
 
-/// Lists every ServiceMapping whole (spec included) in pages, handing each to `on`: one page in
-/// memory at a time, whatever their number.
-pub async fn list_objects(
-    client: &Client,
-    ar: &ApiResource,
-    mut on: impl FnMut(Listed<DynamicObject>),
-) -> Result<()> {
-    paged(client, ar, |api, lp| async move { api.list(&lp).await })
-        .try_for_each(|listed| {
-            on(listed);
-            futures::future::ready(Ok(()))
-        })
-        .await
-}
-
-/// Every ServiceMapping's metadata, page by page; a [`Listed::Restart`] when the continue token
+/// Every ServiceMapping, page by page; a [`Listed::Restart`] when the continue token
 /// expired and the list starts over.
 fn pages<'a>(client: &'a Client, ar: &'a ApiResource) -> impl Stream<Item = Result<Listed>> + 'a {
-    paged(
-        client,
-        ar,
-        |api, lp| async move { api.list_metadata(&lp).await },
-    )
-}
-
-/// Every ServiceMapping as `fetch` lists a page of them, page by page; a [`Listed::Restart`]
-/// when the continue token expired and the list starts over.
-fn paged<'a, T, F, Fut>(
-    client: &'a Client,
-    ar: &'a ApiResource,
-    fetch: F,
-) -> impl Stream<Item = Result<Listed<T>>> + 'a
-where
-    T: Clone + 'a,
-    F: Fn(Api<DynamicObject>, ListParams) -> Fut + 'a,
-    Fut: std::future::Future<Output = kube::Result<ObjectList<T>>> + 'a,
-{
     let all: Api<DynamicObject> = Api::all_with(client.clone(), ar);
     // The state: the continue token, or `None` once the last page is handed on.
     stream::try_unfold(Some(None::<String>), move |state| {
-        let request = state.map(|token| {
+        let all = all.clone();
+        async move {
+            let Some(token) = state else {
+                return Ok(None);
+            };
             let mut lp = ListParams::default().limit(PAGE_SIZE);
             if let Some(t) = &token {
                 lp = lp.continue_token(t);
             }
-            (fetch(all.clone(), lp), token.is_some())
-        });
-        async move {
-            let Some((page, continued)) = request else {
-                return Ok(None);
-            };
-            match page.await {
+            match all.list(&lp).await {
                 Ok(listed) => {
                     let next = listed.metadata.continue_.filter(|t| !t.is_empty());
                     Ok(Some((Listed::Page(listed.items), next.map(Some))))
                 }
-                Err(kube::Error::Api(s)) if s.code == 410 && continued => {
+                Err(kube::Error::Api(s)) if s.code == 410 && token.is_some() => {
                     Ok(Some((Listed::Restart, Some(None))))
                 }
                 Err(e) => Err(e).context(|| format!("listing {}", sm::PLURAL)),
             }
         }
     })
+}
+
+/// Every ServiceMapping as the archive keeps it (see [`crate::archive::MappingEntry::of`]).
+pub async fn list_entries(
+    client: &Client,
+    ar: &ApiResource,
+    namespaced: bool,
+) -> Result<Vec<crate::archive::MappingEntry>> {
+    let mut listed = Vec::new();
+    let mut failed = None;
+    list(client, ar, |page| match page {
+        Listed::Restart => listed.clear(),
+        Listed::Page(page) => {
+            for m in &page {
+                match crate::archive::MappingEntry::of(m, namespaced) {
+                    Ok(entry) => listed.push(entry),
+                    Err(e) if failed.is_none() => failed = Some(e),
+                    Err(_) => {}
+                }
+            }
+        }
+    })
+    .await?;
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(listed),
+    }
 }
 
 /// One ServiceMapping to write: namespace (for a namespaced CRD), name, merge patch.
@@ -168,7 +160,7 @@ const LIST_AHEAD: usize = 2 * PAGE_SIZE as usize;
 pub async fn list_and_patch(
     client: &Client,
     ar: &ApiResource,
-    mut select: impl FnMut(&PartialObjectMeta<DynamicObject>) -> Option<Write>,
+    mut select: impl FnMut(&DynamicObject) -> Option<Write>,
     dry_run: bool,
     doing: &str,
 ) -> Result<usize> {

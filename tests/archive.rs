@@ -116,8 +116,9 @@ async fn an_archive_in_parts_is_rewritten_beside_the_current_set_and_rollback_re
     assert_eq!(status["archive"]["objects"], json!(35));
     assert_eq!(status["archive"]["belongs_to_current_cr"], json!(true));
 
-    // The module disabled: rollback reads the archive from its parts.
-    module::disable(&c).await;
+    // The module disabled (its operator's cleanup deletes the ServiceMapping CRD that clean
+    // adopted, and the mappings): rollback reads the archive from its parts.
+    operator::uninstall(&c).await;
     let r = c.run(&["rollback"]);
     r.assert_ok();
     // 33 from the archive; the two user ConfigMaps from their backup copies.

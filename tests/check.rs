@@ -651,7 +651,7 @@ async fn check_changes_nothing_and_answers_as_the_service_account() {
     );
 
     // The module is not installed: the CRD the tool was built with.
-    module::disable(&c).await;
+    operator::uninstall(&c).await;
     let report = json_report(&check_unchanged(&c, &sa, &["-o", "json"]).await);
     assert_eq!(report["ready"], true, "{report}");
     assert_eq!(

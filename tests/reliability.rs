@@ -131,6 +131,8 @@ impl Rig {
         assert_eq!(legacy.len(), 35, "the legacy fixture");
         if command == Command::Rollback {
             cluster.run(&["run"]).assert_ok();
+            // The golden rollback un-adopts the ServiceMappings; the crash matrix covers that.
+            // TODO(issue 17): emulated uninstall once rollback recreates ServiceMappings
             module::disable(&cluster).await;
         }
         let kinds = discover(&cluster.client).await;

@@ -34,18 +34,32 @@ const BROUGHT_BACK_LABEL: &str = "example.com/brought-back-by";
 // ---------------------------------------------------------------------------------------------
 // Round trip
 
+/// The runbook on the real module: `run`, the operator reconciles to Ready, `rollback
+/// --prepare`, the module disabled (its operator's cleanup deletes the ServiceMapping CRD it
+/// adopted, and with it every ServiceMapping), `rollback`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_then_rollback_restores_the_legacy_installation_exactly_dedicated_tenant() {
-    round_trip(Tenant::Dedicated, List::Whole).await;
+async fn run_then_rollback_after_the_modules_uninstall_restores_everything_exactly_dedicated_tenant()
+ {
+    round_trip(Tenant::Dedicated, List::Whole, Road::Uninstall).await;
 }
 
-/// Also: the list of ServiceMappings that rollback un-adopts while it is still arriving loses
-/// its continue token half-way (the server compacted it); the list starts over and no mapping
-/// is missed or written twice.
+/// The admission controller's road: disabling is refused while ServiceMappings exist, so the
+/// user deletes them by hand (the archive holds them), then the module is disabled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_then_rollback_restores_the_legacy_installation_exactly_shared_tenant_through_an_expired_list()
+async fn run_then_rollback_after_the_mappings_were_deleted_by_hand_restores_everything_exactly_shared_tenant()
  {
-    round_trip(Tenant::Shared, List::TokenExpires).await;
+    round_trip(Tenant::Shared, List::Whole, Road::MappingsDeletedByHand).await;
+}
+
+/// The operator's cleanup stopped short of the ServiceMapping CRD: it is still there with the
+/// operator's schema and adoption, and so are the mappings; rollback puts the CRD's spec back
+/// and un-adopts them. Also: the list of ServiceMappings that rollback un-adopts while it is
+/// still arriving loses its continue token half-way (the server compacted it); the list starts
+/// over and no mapping is missed or written twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_then_rollback_with_the_crd_spared_puts_its_spec_back_exactly_shared_tenant_through_an_expired_list()
+ {
+    round_trip(Tenant::Shared, List::TokenExpires, Road::CrdSpared).await;
 }
 
 /// How rollback's list of ServiceMappings goes.
@@ -56,10 +70,22 @@ enum List {
     TokenExpires,
 }
 
-/// Legacy fixture with 1 000 more ServiceMappings, some adopted by hand: `run`, the module
-/// disabled, `rollback --dry-run` (changes nothing), `rollback`: every legacy object, every
-/// ServiceMapping and their CRD as before, field by field; a second `rollback` changes nothing.
-async fn round_trip(tenant: Tenant, list: List) {
+/// How the module went away before the rollback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Road {
+    /// Its operator's cleanup, whole.
+    Uninstall,
+    /// Every ServiceMapping deleted by hand, then the operator's cleanup.
+    MappingsDeletedByHand,
+    /// The operator's cleanup without the ServiceMapping CRD.
+    CrdSpared,
+}
+
+/// Legacy fixture with 1 000 more ServiceMappings, some adopted by hand: `run`, the operator
+/// reconciles to Ready, `rollback --prepare`, the module disabled by `road`, `rollback
+/// --dry-run` (changes nothing), `rollback`: every legacy object, every ServiceMapping and their
+/// CRD as before, field by field (the CRD's spec included); a second `rollback` changes nothing.
+async fn round_trip(tenant: Tenant, list: List, road: Road) {
     let started = Instant::now();
     let c = TestCluster::with(tenant.fixtures()).await;
     let t = Transcript::default();
@@ -80,9 +106,32 @@ async fn round_trip(tenant: Tenant, list: List) {
     run.assert_ok();
     the_archive_holds_what_clean_changed(&c, &pristine, &cr_uid, &hand_adopted).await;
 
-    // The module disabled: its operator ran, then it was uninstalled with its CR and CRD.
+    // The module runs: its operator adopts the CRD and applies its own schema over it.
     module::install_operator(&c).await;
-    module::disable(&c).await;
+    assert_eq!(operator::reconcile(&c).await, operator::Outcome::Ready);
+    let prepare = t.run(&c, &["rollback", "--prepare"]);
+    prepare.assert_ok();
+    assert!(
+        prepare.reason().starts_with(&format!(
+            "recorded {} ServiceMappings (0 new since the archive was written, 0 changed)",
+            MAPPINGS + 3
+        )),
+        "{}",
+        prepare.reason()
+    );
+    match road {
+        Road::Uninstall => operator::uninstall(&c).await,
+        Road::MappingsDeletedByHand => {
+            support::service_mappings::api(&c.client)
+                .delete_collection(&DeleteParams::default(), &ListParams::default())
+                .await
+                .expect("delete every ServiceMapping");
+            operator::uninstall(&c).await;
+        }
+        Road::CrdSpared => {
+            operator::uninstall_with(&c, operator::Cleanup::SparingTheServiceMappingCrd).await
+        }
+    }
 
     let before = c.snapshot().await;
     let dry = t.run(&c, &["rollback", "--dry-run"]);
@@ -118,12 +167,18 @@ async fn round_trip(tenant: Tenant, list: List) {
         }
     };
     rollback.assert_ok();
-    let unadopted = format!(
-        "un-adopted {} ServiceMappings and their CRD",
-        MAPPINGS + 3 - hand_adopted.len()
-    );
+    let mappings_back = match road {
+        Road::CrdSpared => format!(
+            "un-adopted {} ServiceMappings and their CRD, recreated 0 ServiceMappings;",
+            MAPPINGS + 3 - hand_adopted.len()
+        ),
+        Road::Uninstall | Road::MappingsDeletedByHand => format!(
+            "un-adopted 0 ServiceMappings, recreated {} ServiceMappings and their CRD;",
+            MAPPINGS + 3
+        ),
+    };
     assert!(
-        rollback.reason().contains(&unadopted),
+        rollback.reason().contains(&mappings_back),
         "each archived mapping written once: {}",
         rollback.reason()
     );
@@ -143,7 +198,7 @@ async fn round_trip(tenant: Tenant, list: List) {
         still_adopted, hand_adopted,
         "the ServiceMappings adopted by hand stay adopted, and only they"
     );
-    for name in &hand_adopted {
+    for name in hand_adopted.iter().filter(|_| road == Road::CrdSpared) {
         let key = format!(
             "{}/{} /{name}",
             names::service_mappings::GROUP,
@@ -173,7 +228,7 @@ async fn round_trip(tenant: Tenant, list: List) {
     for (field, value) in [
         ("present", json!(true)),
         ("objects", json!(legacy_count)),
-        ("service_mappings", json!(MAPPINGS + 3 - hand_adopted.len())),
+        ("service_mappings", json!(MAPPINGS + 3)),
         ("crd_adopted", json!(true)),
         ("cr_uid", json!(cr_uid)),
     ] {
@@ -186,7 +241,7 @@ async fn round_trip(tenant: Tenant, list: List) {
     eprintln!(
         "round trip {tenant:?}, {} ServiceMappings: setup {:.1}s; run {} ms, {} requests; \
          rollback --dry-run {} ms, {} requests; rollback {} ms, {} requests ({}); \
-         second rollback {} ms, {} requests; {} commands searched for Secret data; {:.1}s in all",
+         second rollback {} ms, {} requests; {} commands searched for Secret data; {:.1}s in all ({road:?})",
         MAPPINGS + 3,
         setup.as_secs_f64(),
         run.last_line()["duration_ms"],
@@ -201,6 +256,144 @@ async fn round_trip(tenant: Tenant, list: List) {
         t.commands(),
         started.elapsed().as_secs_f64()
     );
+}
+
+/// ServiceMappings created and changed while the module ran, and one deleted since clean:
+/// status counts them as differing from the archive until `rollback --prepare` records them;
+/// after the module's uninstall `rollback` brings every one back as it was last recorded, the
+/// deleted one too (it stays in the archive).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mappings_made_after_the_migration_come_back_too() {
+    let c = TestCluster::with(Tenant::Dedicated.fixtures()).await;
+    c.run(&["run"]).assert_ok();
+    module::install_operator(&c).await;
+    assert_eq!(operator::reconcile(&c).await, operator::Outcome::Ready);
+
+    // While the module runs, as a user would under its schema: five new, one changed, one gone.
+    support::service_mappings::create(&c.client, "after", 5, |_| false).await;
+    let api = support::service_mappings::api(&c.client);
+    api.patch(
+        "sm-erp",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"internalAddress": "erp2.onprem.example:3301"}})),
+    )
+    .await
+    .expect("change sm-erp");
+    api.delete("sm-hana", &DeleteParams::default())
+        .await
+        .expect("delete sm-hana");
+    let differ = |c: &TestCluster| {
+        let status = c.run(&["status", "-o", "json"]);
+        status.assert_ok();
+        let status: Value = serde_json::from_str(&status.stdout).expect("status JSON");
+        status["archive"]["service_mappings_differ"].clone()
+    };
+    assert_eq!(
+        differ(&c),
+        json!({"created": 5, "changed": 1, "deleted": 1}),
+        "status warns that the archive is stale"
+    );
+    let text = c.run(&["status"]);
+    assert!(
+        text.stdout
+            .contains("7 ServiceMappings differ from the archive")
+            && text.stdout.contains("rollback --prepare"),
+        "{}",
+        text.stdout
+    );
+
+    let before = c.snapshot().await;
+    let prepare = c.run(&["rollback", "--prepare"]);
+    prepare.assert_ok();
+    assert_eq!(
+        prepare.reason(),
+        "recorded 7 ServiceMappings (5 new since the archive was written, 1 changed); \
+         1 deleted since and kept in the archive"
+    );
+    let after = c.snapshot().await;
+    let written: Vec<&String> = after
+        .keys()
+        .filter(|k| before.get(*k) != after.get(*k))
+        .chain(before.keys().filter(|k| !after.contains_key(*k)))
+        .collect();
+    assert!(
+        written.iter().all(|k| k.contains(names::archive::SECRET)),
+        "prepare writes the archive and nothing else: {written:?}"
+    );
+    assert_eq!(
+        differ(&c),
+        json!({"created": 0, "changed": 0, "deleted": 1}),
+        "only the deleted one differs: the archive keeps it"
+    );
+    let recorded: Value = api
+        .get("sm-erp")
+        .await
+        .map(|m| serde_json::to_value(m).expect("json"))
+        .expect("get sm-erp");
+    let new_ones: Vec<Value> = futures::future::join_all((0..5).map(|i| {
+        let api = api.clone();
+        async move {
+            serde_json::to_value(api.get(&format!("after-{i}")).await.expect("get")).expect("json")
+        }
+    }))
+    .await;
+
+    operator::uninstall(&c).await;
+    assert!(
+        api.list(&ListParams::default()).await.is_err(),
+        "the uninstall deleted their CRD and every ServiceMapping"
+    );
+    let r = c.run(&["rollback"]);
+    r.assert_ok();
+    assert!(
+        r.reason()
+            .contains("un-adopted 0 ServiceMappings, recreated 8 ServiceMappings and their CRD;"),
+        "{}",
+        r.reason()
+    );
+    let content = |v: &Value| {
+        let mut v = archived_form(v);
+        for key in [
+            names::OPERATOR_LABEL,
+            names::service_mappings::PRIMARY_NAME_ANNOTATION,
+            names::service_mappings::PRIMARY_NAMESPACE_ANNOTATION,
+        ] {
+            for field in ["labels", "annotations"] {
+                if let Some(m) = v["metadata"][field].as_object_mut() {
+                    m.remove(key);
+                }
+            }
+        }
+        if let Some(meta) = v["metadata"].as_object_mut() {
+            meta.retain(|_, m| !m.is_null() && m.as_object().is_none_or(|m| !m.is_empty()));
+        }
+        v
+    };
+    for (name, want) in std::iter::once(("sm-erp".to_string(), recorded)).chain(
+        new_ones
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| (format!("after-{i}"), v)),
+    ) {
+        let got = api
+            .get(&name)
+            .await
+            .unwrap_or_else(|e| panic!("{name} is back: {e}"));
+        let got = serde_json::to_value(got).expect("json");
+        assert_eq!(content(&got), content(&want), "{name} as last recorded");
+    }
+    let erp = api.get("sm-erp").await.expect("sm-erp");
+    assert_eq!(
+        erp.data["spec"]["internalAddress"], "erp2.onprem.example:3301",
+        "the change made while the module ran"
+    );
+    assert!(
+        !is_adopted(&erp.metadata),
+        "sm-erp as before clean: not adopted"
+    );
+    api.get("sm-hana")
+        .await
+        .expect("sm-hana, deleted since clean, is back from the archive");
 }
 
 /// Two ServiceMappings carry some of the adoption's keys already: clean completes it, and
@@ -227,8 +420,8 @@ async fn carry_part_of_the_adoption(client: &Client) {
     }
 }
 
-/// clean's archive: every legacy object as it was, the ServiceMappings it adopted (not those
-/// adopted already), and the uid of the CR it belongs to.
+/// clean's archive: every legacy object as it was, every ServiceMapping and their CRD as they
+/// were (with which adoption clean added to each), and the uid of the CR it belongs to.
 async fn the_archive_holds_what_clean_changed(
     c: &TestCluster,
     pristine: &Snap,
@@ -305,22 +498,68 @@ async fn the_archive_holds_what_clean_changed(
         assert!(o.get("status").is_none(), "{}: no status", key_of(o));
     }
 
-    let mappings: BTreeSet<String> = pristine
+    // Every ServiceMapping in full, as it was before clean (those adopted by hand too: the
+    // module's uninstall deletes them all), and their CRD.
+    let mappings: State = pristine
         .values()
         .filter(|o| o.ar.kind == names::service_mappings::KIND)
-        .map(|o| o.value["metadata"]["name"].as_str().expect("name").into())
-        .filter(|n| !hand_adopted.contains(n))
+        .map(|o| {
+            let name = o.value["metadata"]["name"].as_str().expect("name");
+            (name.to_string(), archived_form(&o.value))
+        })
         .collect();
-    let archived_mappings: BTreeSet<String> = archive
+    let archived_mappings: State = archive
         .service_mappings
         .items
         .iter()
-        .map(|m| m.name.clone())
+        .map(|m| {
+            let restored = m.restored().expect("format 2: each mapping in full");
+            (m.name.clone(), archived_form(&restored))
+        })
         .collect();
-    assert_eq!(archived_mappings.len(), MAPPINGS + 3 - hand_adopted.len());
-    assert_eq!(
-        archived_mappings, mappings,
-        "the archive names exactly the ServiceMappings clean adopted"
+    assert_eq!(archived_mappings.len(), MAPPINGS + 3);
+    let diff = state_diff(&mappings, &archived_mappings);
+    assert!(
+        diff.is_empty(),
+        "the archive holds every ServiceMapping as it was before clean:\n{}",
+        diff.join("\n")
+    );
+    for m in &archive.service_mappings.items {
+        let adopted_before = m.prior.annotations.len() == 2 && m.prior.labels.len() == 1;
+        assert_eq!(
+            adopted_before,
+            hand_adopted.contains(&m.name),
+            "{}: the archive records which adoption clean added",
+            m.name
+        );
+    }
+    let crd_key = format!(
+        "apiextensions.k8s.io/CustomResourceDefinition /{}",
+        names::service_mappings::CRD_NAME
+    );
+    let archived_crd = archive
+        .service_mappings
+        .crd
+        .as_ref()
+        .expect("clean adopted the CRD: what it carried before")
+        .applied_to(
+            archive
+                .service_mappings
+                .crd_object
+                .clone()
+                .expect("the CRD in full"),
+        );
+    let mut pristine_crd = pristine[&crd_key].value.clone();
+    pristine_crd["apiVersion"] = json!("apiextensions.k8s.io/v1");
+    pristine_crd["kind"] = json!("CustomResourceDefinition");
+    let diff = state_diff(
+        &State::from([(crd_key.clone(), archived_form(&pristine_crd))]),
+        &State::from([(crd_key, archived_form(&archived_crd))]),
+    );
+    assert!(
+        diff.is_empty(),
+        "the archive holds the CRD as it was before clean:\n{}",
+        diff.join("\n")
     );
 }
 
@@ -341,8 +580,9 @@ async fn rollback_refuses_while_the_module_is_there_or_without_an_archive() {
     const SERVICE: &str = "Service kyma-system/connectivity-proxy";
     // The module enabled: its operator Deployment and its Service at a legacy name.
     refused(&c, &t, &[DEPLOYMENT, SERVICE], &[]).await;
-    // The module disabled, but its Service is still there.
-    module::disable(&c).await;
+    // The module disabled, but its Service is still there: it carries the operator's label
+    // without its annotations, so the operator's cleanup leaves it.
+    operator::uninstall(&c).await;
     refused(&c, &t, &[SERVICE], &[DEPLOYMENT]).await;
     let services: Api<k8s_openapi::api::core::v1::Service> =
         Api::namespaced(c.client.clone(), names::KYMA_SYSTEM);
@@ -409,7 +649,8 @@ async fn rollback_leaves_what_came_back_and_a_reenabled_module_migrates_again() 
     let pristine = snap(&c.client, &discover(&c.client).await).await;
     let first_uid = c.cr().await.uid().expect("uid");
     t.run(&c, &["run"]).assert_ok();
-    module::disable(&c).await;
+    // The end state is compared with the one before the migration, ServiceMappings included.
+    operator::uninstall(&c).await;
 
     objects_brought_back_are_left_as_they_are(&c, &t, &pristine).await;
     a_reenabled_module_replaces_the_archive_and_migrates_again(&c, &t, &first_uid).await;

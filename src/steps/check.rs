@@ -198,8 +198,7 @@ async fn inspect_module(client: &Client) -> Result<ModuleFindings> {
         let blocking = module::blocking_objects(client, &served).await?;
         Ok::<_, Error>((served, blocking))
     };
-    let ((served, blocking), mappings) =
-        futures::try_join!(names, module::judge_mappings(client, true))?;
+    let ((served, blocking), mappings) = futures::try_join!(names, module::judge_mappings(client))?;
     Ok(ModuleFindings {
         served,
         blocking,
@@ -261,7 +260,7 @@ fn add_module_findings(
         .and_then(|w| w.spec_config.get(names::TENANT_MODE_FIELD).cloned())
         .or(cr_tenant_mode);
     let shared = module::is_shared_tenant(tenant_mode.as_ref());
-    let refused = mappings.refused(shared);
+    let refused = mappings.refused.in_mode(shared);
     if refused > 0 {
         report.notes.push(format!(
             "{refused} of {} ServiceMappings would be refused by the module's ServiceMapping \

@@ -22,7 +22,7 @@ use crate::error::{Context, Error, Result, is_conflict, is_not_found};
 use crate::legacy;
 use crate::module;
 use crate::names::{self, config_maps, service_mappings as sm};
-use crate::service_mappings::{self, Listed};
+use crate::service_mappings;
 
 /// Requests in flight at once for the objects of the legacy table (35 on a full installation):
 /// each is read, and deleted, in one round trip with all the others.
@@ -210,8 +210,15 @@ struct Mappings {
     /// Where the mappings are served (`None`: no CRD, or it serves no version).
     resource: Option<ApiResource>,
     examined: usize,
-    /// The mappings that do not carry the adoption yet, with what they carry of its keys.
-    to_adopt: Vec<MappingEntry>,
+    /// Every mapping as listed, for the archive: the ones whose `prior` is not the adoption
+    /// are the ones to adopt.
+    listed: Vec<MappingEntry>,
+}
+
+impl Mappings {
+    fn to_adopt(&self) -> impl Iterator<Item = &MappingEntry> {
+        self.listed.iter().filter(|m| !m.prior.is_adoption())
+    }
 }
 
 async fn survey(ctx: &Ctx) -> Result<Survey> {
@@ -274,28 +281,9 @@ async fn list_service_mappings(ctx: &Ctx) -> Result<Mappings> {
         resource: Some(ar.clone()),
         ..Default::default()
     };
-    let (mut examined, mut to_adopt) = (0, Vec::new());
-    service_mappings::list(&ctx.client, &ar, |listed| match listed {
-        Listed::Restart => {
-            examined = 0;
-            to_adopt.clear();
-        }
-        Listed::Page(page) => {
-            examined += page.len();
-            to_adopt.extend(
-                page.iter()
-                    .filter(|m| !service_mappings::is_adopted(&m.metadata))
-                    .map(|m| MappingEntry {
-                        namespace: if namespaced { m.namespace() } else { None },
-                        name: m.name_any(),
-                        prior: Prior::of(&m.metadata),
-                    }),
-            );
-        }
-    })
-    .await?;
-    mappings.examined = examined;
-    mappings.to_adopt = to_adopt;
+    let listed = service_mappings::list_entries(&ctx.client, &ar, namespaced).await?;
+    mappings.examined = listed.len();
+    mappings.listed = listed;
     Ok(mappings)
 }
 
@@ -327,18 +315,17 @@ async fn archive_legacy(
             objects.push(archive::archival(&object)?);
         }
     }
-    let crd = survey
-        .mappings
-        .crd
-        .as_ref()
-        .filter(|c| !service_mappings::is_adopted(&c.metadata))
-        .map(|c| Prior::of(&c.metadata));
+    let crd = match &survey.mappings.crd {
+        Some(c) => Some((Prior::of(&c.metadata), archive::crd_archival(c)?)),
+        None => None,
+    };
     let fresh = Archive::new(
         cr_uid.to_string(),
         objects,
         MappingsArchive {
-            crd,
-            items: survey.mappings.to_adopt.clone(),
+            crd: crd.as_ref().map(|(prior, _)| prior.clone()),
+            crd_object: crd.map(|(_, object)| object),
+            items: survey.mappings.listed.clone(),
         },
     );
     let mut stored = survey.stored.clone();
@@ -368,7 +355,7 @@ async fn archive_legacy(
             print_plan(
                 "clean",
                 &format!(
-                    "would archive {} legacy objects and {} ServiceMapping names in {}",
+                    "would archive {} legacy objects and {} ServiceMappings in {}",
                     merged.objects.len(),
                     merged.service_mappings.items.len(),
                     archive::location()
@@ -422,8 +409,7 @@ async fn adopt_service_mappings(ctx: &Ctx, mappings: &Mappings) -> Result<Adopti
         Some(ar) => {
             let patch = service_mappings::adoption_patch();
             let writes = mappings
-                .to_adopt
-                .iter()
+                .to_adopt()
                 .map(|m| (m.namespace.clone(), m.name.clone(), patch.clone()));
             service_mappings::patch_each(
                 &ctx.client,

@@ -1,21 +1,23 @@
 //! rollback: undoes clean from its archive once the module is disabled, so the legacy
 //! Connectivity Proxy is back in seconds instead of after the Kyma Control Plane's next pass.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DynamicObject, Patch};
+use kube::api::{Api, DynamicObject};
 use serde_json::Value;
+
+mod mappings;
+pub mod prepare;
 
 use super::restore::restore_one;
 use super::{Ctx, Outcome, print_plan};
-use crate::archive::{self, MappingsArchive};
-use crate::client::{patch_params, post_params};
+use crate::archive;
+use crate::client::post_params;
 use crate::error::{Context, Error, Result, is_already_exists};
 use crate::legacy;
-use crate::names::{self, LEGACY_OBJECTS, ROLLBACK_ORDER, config_maps, service_mappings as sm};
+use crate::names::{self, LEGACY_OBJECTS, ROLLBACK_ORDER, config_maps};
 use crate::service_mappings;
 
 /// Requests in flight at once.
@@ -72,7 +74,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     // The ServiceMapping CRD is read beside them when there is anything to un-adopt.
     let mappings = &archived.service_mappings;
     let crd = async {
-        if mappings.items.is_empty() && mappings.crd.is_none() {
+        if mappings.items.is_empty() && mappings.crd.is_none() && mappings.crd_object.is_none() {
             return Ok(None);
         }
         service_mappings::crd(&ctx.client).await
@@ -107,7 +109,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     }
 
     // Before the legacy webhook is back: it would judge these writes before its Pods can answer.
-    let unadoption = unadopt(ctx, &archived.service_mappings, crd).await?;
+    let mappings = mappings::restore(ctx, &archived.service_mappings, crd).await?;
 
     let mut recreated = Vec::new();
     let mut left = Vec::new();
@@ -169,31 +171,18 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
             print_plan("rollback", &format!("would recreate {what}"));
         }
     }
-    // Names only for what needs a look: objects left as found, kinds skipped.
+    // Names only for what needs a look: objects left as found, kinds skipped, mappings changed.
+    let would = |done: &str, planned: &str| if ctx.dry_run { planned } else { done }.to_string();
     let summary = format!(
-        "{} {} legacy objects; {} left as they were{}; {} skipped as not served{}; {} {} ServiceMappings{}; {} {}",
-        if ctx.dry_run {
-            "would recreate"
-        } else {
-            "recreated"
-        },
+        "{} {} legacy objects; {} left as they were{}; {} skipped as not served{}; {}; {} {}",
+        would("recreated", "would recreate"),
         recreated.len(),
         left.len(),
         list(&left),
         unserved.len(),
         list(&unserved),
-        if ctx.dry_run {
-            "would un-adopt"
-        } else {
-            "un-adopted"
-        },
-        unadoption.mappings,
-        if unadoption.crd { " and their CRD" } else { "" },
-        if ctx.dry_run {
-            "would restore"
-        } else {
-            "restored"
-        },
+        mappings_summary(&mappings, &would),
+        would("restored", "would restore"),
         if restored.is_empty() {
             "no ConfigMap from the backup (no copy)".to_string()
         } else {
@@ -204,6 +193,50 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         print_plan("rollback", &summary);
     }
     Ok(Outcome::Done(summary))
+}
+
+/// What rollback did to the ServiceMappings and their CRD, for the closing line.
+fn mappings_summary(m: &mappings::Restored, would: &impl Fn(&str, &str) -> String) -> String {
+    let crd = |action: mappings::CrdAction| {
+        if m.crd == action {
+            " and their CRD"
+        } else {
+            ""
+        }
+    };
+    let mut text = format!(
+        "{} {} ServiceMappings{}, {} {} ServiceMappings{}",
+        would("un-adopted", "would un-adopt"),
+        m.unadopted,
+        crd(mappings::CrdAction::PutBack),
+        would("recreated", "would recreate"),
+        m.recreated,
+        crd(mappings::CrdAction::Recreated),
+    );
+    if !m.changed.is_empty() {
+        text.push_str(&format!(
+            ", {} changed since the archive and left as they are{}",
+            m.changed.len(),
+            list(&first_few(&m.changed))
+        ));
+    }
+    if !m.names_only.is_empty() {
+        text.push_str(&format!(
+            ", {} gone that the archive holds by name only (written by an older version)",
+            m.names_only.len()
+        ));
+    }
+    text
+}
+
+/// The first ten of a long list, and how many more: a closing line stays one line.
+fn first_few(items: &[String]) -> Vec<String> {
+    const SHOWN: usize = 10;
+    let mut few: Vec<String> = items.iter().take(SHOWN).cloned().collect();
+    if items.len() > SHOWN {
+        few.push(format!("{} more", items.len() - SHOWN));
+    }
+    few
 }
 
 /// ` (a, b)` for a non-empty list.
@@ -336,74 +369,4 @@ fn first_difference(path: &str, want: &Value, got: &Value) -> Option<String> {
             if path.is_empty() { "the object" } else { path }
         )),
     }
-}
-
-#[derive(Default)]
-struct Unadoption {
-    mappings: usize,
-    crd: bool,
-}
-
-/// Puts back, on exactly the ServiceMappings (and CRD) that clean adopted, what they carried
-/// of the adoption's keys before. Only those that differ from it are written.
-/// `crd` is the ServiceMapping CRD as read with the blockers.
-async fn unadopt(
-    ctx: &Ctx,
-    archived: &MappingsArchive,
-    crd: Option<CustomResourceDefinition>,
-) -> Result<Unadoption> {
-    let mut done = Unadoption::default();
-    if archived.items.is_empty() && archived.crd.is_none() {
-        return Ok(done);
-    }
-    let crds: Api<CustomResourceDefinition> = Api::all(ctx.client.clone());
-    let Some(crd) = crd else {
-        tracing::warn!(
-            crd = sm::CRD_NAME,
-            "the ServiceMapping CRD is gone; no ServiceMapping to un-adopt"
-        );
-        return Ok(done);
-    };
-    if let Some(ar) = service_mappings::resource(&crd) {
-        let wanted: BTreeMap<(Option<&str>, &str), usize> = archived
-            .items
-            .iter()
-            .enumerate()
-            .map(|(i, m)| ((m.namespace.as_deref(), m.name.as_str()), i))
-            .collect();
-        let namespaced = crd.spec.scope == "Namespaced";
-        // Each patch is made as its page arrives, and goes out while the next page is listed;
-        // once each, also when a restarted list shows a mapping again.
-        let mut sent = vec![false; archived.items.len()];
-        let select = |m: &kube::api::PartialObjectMeta<DynamicObject>| {
-            let namespace = m.metadata.namespace.as_deref().filter(|_| namespaced);
-            let name = m.metadata.name.as_deref().unwrap_or_default();
-            let i = *wanted.get(&(namespace, name))?;
-            let entry = &archived.items[i];
-            (!sent[i] && !entry.prior.matches(&m.metadata)).then(|| {
-                sent[i] = true;
-                (
-                    entry.namespace.clone(),
-                    entry.name.clone(),
-                    entry.prior.restoring_patch(),
-                )
-            })
-        };
-        done.mappings =
-            service_mappings::list_and_patch(&ctx.client, &ar, select, ctx.dry_run, "un-adopting")
-                .await?;
-    }
-    if let Some(prior) = &archived.crd
-        && !prior.matches(&crd.metadata)
-    {
-        crds.patch(
-            sm::CRD_NAME,
-            &patch_params(ctx.dry_run),
-            &Patch::Merge(&prior.restoring_patch()),
-        )
-        .await
-        .context(|| format!("un-adopting CustomResourceDefinition {}", sm::CRD_NAME))?;
-        done.crd = true;
-    }
-    Ok(done)
 }

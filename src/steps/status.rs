@@ -16,8 +16,9 @@ use crate::configmaps;
 use crate::cr::{self, Lookup, Marker};
 use crate::error::{Context, Result};
 use crate::legacy::{self, LegacyInstall, Served};
-use crate::module::{self, ModuleState};
+use crate::module::{self, ModuleState, RefusedCount};
 use crate::names::{self, config_maps};
+use crate::service_mappings::{Listed, is_adopted};
 use crate::translate;
 use operator_pods::Failing;
 use phase::Phase;
@@ -116,8 +117,26 @@ pub struct ArchiveStatus {
     /// Size of the compressed archive, and the Secrets beside the index that hold it (0: inline).
     pub bytes: Option<usize>,
     pub parts: Option<usize>,
+    /// How the ServiceMappings there are now differ from the ones the archive holds (`None`:
+    /// no archive, or no ServiceMapping CRD to compare with). Nonzero before the module is
+    /// disabled: run `rollback --prepare` first.
+    pub service_mappings_differ: Option<MappingsDrift>,
     /// Why it could not be read.
     pub error: Option<String>,
+}
+
+/// ServiceMappings created, changed or deleted since the archive was written (or last prepared).
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct MappingsDrift {
+    pub created: usize,
+    pub changed: usize,
+    pub deleted: usize,
+}
+
+impl MappingsDrift {
+    pub fn total(&self) -> usize {
+        self.created + self.changed + self.deleted
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -137,6 +156,13 @@ pub struct ServiceMappings {
     /// How many the module's ServiceMapping schema refuses (in the tenant mode the CR has or
     /// migrate gives it): once the module runs, a write that changes a refused field fails.
     pub refused_by_module_schema: usize,
+    /// How many it refuses in each tenant mode, until the mode is known.
+    #[serde(skip)]
+    refused: RefusedCount,
+    /// Each mapping's content (as the archive keeps it), as a digest, by namespace and name:
+    /// compared with the archive, never shown.
+    #[serde(skip)]
+    digests: BTreeMap<(Option<String>, String), u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -157,15 +183,14 @@ pub async fn collect(client: &Client) -> Result<Report> {
         lookup,
         (backup_namespace_exists, copies),
         (deployment, failing),
-        judged,
+        mut service_mappings,
         archive,
     ) = futures::try_join!(
         at_known_names(client),
         cr::lookup(client),
         backup_copies(client),
         operator_and_failing(client),
-        // Counts only: status names no ServiceMapping.
-        module::judge_mappings(client, false),
+        service_mappings(client),
         // Its problem is a row of its own, never the end of status.
         async { Ok(archive::read_stored(client).await) },
     )?;
@@ -195,7 +220,10 @@ pub async fn collect(client: &Client) -> Result<Report> {
             }
         })
         .collect();
-    let shared = shared_tenant(&lookup, legacy.user_config.get(config_maps::CONFIG));
+    if let Some(m) = &mut service_mappings {
+        let shared = shared_tenant(&lookup, legacy.user_config.get(config_maps::CONFIG));
+        m.refused_by_module_schema = m.refused.in_mode(shared);
+    }
     Ok(Report::new(Status {
         legacy_installation: legacy.installation,
         crd_installed: !matches!(lookup, Lookup::CrdMissing),
@@ -205,14 +233,9 @@ pub async fn collect(client: &Client) -> Result<Report> {
         backup,
         legacy_objects_remaining: legacy.remaining,
         legacy_kinds_not_served: legacy.not_served,
-        service_mappings: judged.map(|j| ServiceMappings {
-            total: j.total,
-            adopted: j.adopted,
-            crd_adopted: j.crd_adopted,
-            refused_by_module_schema: j.refused(shared),
-        }),
         operator: deployment.as_ref().map(operator),
-        archive: archive_status(archive, &lookup),
+        archive: archive_status(archive, &lookup, service_mappings.as_ref()),
+        service_mappings,
         failing,
         module: match &lookup {
             Lookup::Found(cr) => Some(ModuleState::of(cr)),
@@ -296,14 +319,26 @@ async fn operator_and_failing(client: &Client) -> Result<(Option<Deployment>, Op
     Ok((deployment, failing))
 }
 
-fn archive_status(read: Result<Option<archive::Stored>>, lookup: &Lookup) -> ArchiveStatus {
+fn archive_status(
+    read: Result<Option<archive::Stored>>,
+    lookup: &Lookup,
+    mappings: Option<&ServiceMappings>,
+) -> ArchiveStatus {
     match read {
         Ok(None) => ArchiveStatus::default(),
         Ok(Some(stored)) => ArchiveStatus {
             present: true,
             objects: Some(stored.archive.objects.len()),
             service_mappings: Some(stored.archive.service_mappings.items.len()),
-            crd_adopted: Some(stored.archive.service_mappings.crd.is_some()),
+            crd_adopted: Some(
+                stored
+                    .archive
+                    .service_mappings
+                    .crd
+                    .as_ref()
+                    .is_some_and(|p| !p.is_adoption()),
+            ),
+            service_mappings_differ: mappings.map(|m| drift(&stored.archive, m)),
             belongs_to_current_cr: match lookup {
                 Lookup::Found(cr) => {
                     Some(cr.uid().as_deref() == Some(stored.archive.cr_uid.as_str()))
@@ -322,6 +357,33 @@ fn archive_status(read: Result<Option<archive::Stored>>, lookup: &Lookup) -> Arc
             ..Default::default()
         },
     }
+}
+
+/// How the mappings listed now differ from the archived ones: by content where the archive
+/// holds it, by name where it holds names only (an older version's archive).
+fn drift(archive: &archive::Archive, now: &ServiceMappings) -> MappingsDrift {
+    let mut drift = MappingsDrift::default();
+    let mut archived = 0;
+    for entry in &archive.service_mappings.items {
+        match now
+            .digests
+            .get(&(entry.namespace.clone(), entry.name.clone()))
+        {
+            None => drift.deleted += 1,
+            Some(d) => {
+                archived += 1;
+                if entry
+                    .object
+                    .as_ref()
+                    .is_some_and(|o| archive::digest(o) != *d)
+                {
+                    drift.changed += 1;
+                }
+            }
+        }
+    }
+    drift.created = now.digests.len() - archived;
+    drift
 }
 
 /// What status learns from the legacy table's objects, each read once.
@@ -375,6 +437,49 @@ async fn legacy_objects(client: &Client, served: &Served) -> Result<LegacyRead> 
         }
     }
     Ok(read)
+}
+
+async fn service_mappings(client: &Client) -> Result<Option<ServiceMappings>> {
+    let Some(crd) = crate::service_mappings::crd(client).await? else {
+        return Ok(None);
+    };
+    let Some(ar) = crate::service_mappings::resource(&crd) else {
+        return Ok(None);
+    };
+    let namespaced = crd.spec.scope == "Namespaced";
+    let (mut adopted, mut digests, mut refused) = (0, BTreeMap::new(), RefusedCount::default());
+    let mut failed = None;
+    crate::service_mappings::list(client, &ar, |listed| match listed {
+        Listed::Restart => {
+            (adopted, digests, refused) = (0, BTreeMap::new(), RefusedCount::default());
+        }
+        Listed::Page(page) => {
+            adopted += page.iter().filter(|m| is_adopted(&m.metadata)).count();
+            for m in &page {
+                let content = archive::archival(m).map(archive::without_adoption);
+                let key = (if namespaced { m.namespace() } else { None }, m.name_any());
+                digests.insert(key, content.map_or(0, |c| archive::digest(&c)));
+                match module::refusals(m) {
+                    Ok(r) => refused.add(&r),
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                    }
+                }
+            }
+        }
+    })
+    .await?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    Ok(Some(ServiceMappings {
+        total: digests.len(),
+        adopted,
+        crd_adopted: is_adopted(&crd.metadata),
+        refused_by_module_schema: 0,
+        refused,
+        digests,
+    }))
 }
 
 async fn operator_deployment(client: &Client) -> Result<Option<Deployment>> {
@@ -591,6 +696,19 @@ pub fn render_text(report: &Report) -> String {
             ),
         },
     );
+    if let Some(d) = a.service_mappings_differ.as_ref().filter(|d| d.total() > 0) {
+        line(
+            "",
+            format!(
+                "{} ServiceMappings differ from the archive ({} created, {} changed, {} deleted \
+                 since): run `rollback --prepare` before the module is disabled",
+                d.total(),
+                d.created,
+                d.changed,
+                d.deleted
+            ),
+        );
+    }
     render_rows(&rows)
 }
 

@@ -7,6 +7,7 @@ pub mod generators;
 pub mod kubeconfigs;
 pub mod legacy_cases;
 pub mod module;
+pub mod operator;
 pub mod podman;
 pub mod rbac;
 pub mod requests;

@@ -413,6 +413,8 @@ mod tests {
                 adopted: 3,
                 crd_adopted: true,
                 refused_by_module_schema: 0,
+                refused: Default::default(),
+                digests: Default::default(),
             }),
             archive: ArchiveStatus {
                 present: true,

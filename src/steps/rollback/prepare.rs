@@ -1,0 +1,136 @@
+//! `rollback --prepare`, the runbook's first step, before the module is disabled: records into
+//! clean's archive the ServiceMappings as they are now (created or changed since clean
+//! included), so that rollback can bring back what the module's uninstall deletes. One deleted
+//! since clean stays in the archive. Nothing else in the cluster changes.
+
+use crate::archive::{self, Archive, MappingEntry, MappingsArchive, WriteOutcome};
+use crate::error::{Error, Result};
+use crate::names::service_mappings as sm;
+use crate::service_mappings;
+use crate::steps::{Ctx, Outcome, print_plan};
+
+/// Conflicting writes of the archive (a concurrent run) after which prepare gives up for now.
+const ATTEMPTS: u32 = 10;
+
+pub async fn run(ctx: &Ctx) -> Result<Outcome> {
+    let (stored, crd) = futures::try_join!(
+        archive::read_stored(&ctx.client),
+        service_mappings::crd(&ctx.client)
+    )?;
+    let Some(mut stored) = stored else {
+        return Err(Error::NoArchive {
+            location: archive::location(),
+        });
+    };
+    let Some(crd) = crd else {
+        return Ok(Outcome::Skipped(format!(
+            "no CustomResourceDefinition {}: no ServiceMapping to record; the archive holds {} ServiceMappings",
+            sm::CRD_NAME,
+            stored.archive.service_mappings.items.len()
+        )));
+    };
+    let mut fresh = MappingsArchive {
+        items: list(ctx, &crd).await?,
+        ..Default::default()
+    };
+    // An archive of an older version holds no copy of the CRD: the one there now is better than
+    // none (its spec may be the module's by now).
+    if stored.archive.service_mappings.crd_object.is_none() {
+        tracing::warn!(
+            crd = sm::CRD_NAME,
+            "the archive holds no copy of the ServiceMapping CRD (written by an older version); recording it as it is now"
+        );
+        fresh.crd_object = Some(archive::crd_archival(&crd)?);
+    }
+    for _ in 0..ATTEMPTS {
+        let before = &stored.archive;
+        let merged = before.clone().merged_with(Archive::new(
+            before.cr_uid.clone(),
+            Vec::new(),
+            fresh.clone(),
+        ));
+        let summary = summary(before, &merged, fresh.items.len());
+        if merged == *before {
+            return Ok(Outcome::Done(format!(
+                "{summary}; the archive held them already"
+            )));
+        }
+        let written = archive::write(
+            &ctx.client,
+            &merged,
+            Some(&stored),
+            ctx.dry_run,
+            ctx.archive_part_bytes,
+        )
+        .await?;
+        match written {
+            WriteOutcome::Conflict => {
+                stored =
+                    archive::read_stored(&ctx.client)
+                        .await?
+                        .ok_or_else(|| Error::NoArchive {
+                            location: archive::location(),
+                        })?;
+            }
+            WriteOutcome::Written { .. } if ctx.dry_run => {
+                print_plan(
+                    "rollback",
+                    &format!("would record in {}: {summary}", archive::location()),
+                );
+                return Ok(Outcome::Done(format!("would have: {summary}")));
+            }
+            WriteOutcome::Written { bytes, parts } => {
+                let back = archive::read(&ctx.client).await?;
+                if back.as_ref() != Some(&merged) {
+                    return Err(Error::Archive {
+                        reason: format!(
+                            "{} read back does not hold what was written",
+                            archive::location()
+                        ),
+                    });
+                }
+                tracing::info!(archive = %archive::location(), bytes, parts, "recorded and verified");
+                return Ok(Outcome::Done(summary));
+            }
+        }
+    }
+    Err(Error::TooManyConflicts {
+        object: archive::location(),
+        attempts: ATTEMPTS,
+    })
+}
+
+/// Every ServiceMapping as it is now.
+async fn list(
+    ctx: &Ctx,
+    crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> Result<Vec<MappingEntry>> {
+    let Some(ar) = service_mappings::resource(crd) else {
+        return Ok(Vec::new());
+    };
+    service_mappings::list_entries(&ctx.client, &ar, crd.spec.scope == "Namespaced").await
+}
+
+/// `recorded N ServiceMappings (a new since clean, b changed since the archive); c deleted since
+/// and kept in the archive`.
+fn summary(before: &Archive, after: &Archive, listed: usize) -> String {
+    let old: std::collections::BTreeMap<_, _> = before
+        .service_mappings
+        .items
+        .iter()
+        .map(|m| ((&m.namespace, &m.name), m))
+        .collect();
+    let (mut new, mut changed) = (0, 0);
+    for m in &after.service_mappings.items {
+        match old.get(&(&m.namespace, &m.name)) {
+            None => new += 1,
+            Some(o) if o.object != m.object => changed += 1,
+            Some(_) => {}
+        }
+    }
+    format!(
+        "recorded {listed} ServiceMappings ({new} new since the archive was written, {changed} changed); \
+         {} deleted since and kept in the archive",
+        after.service_mappings.items.len() - listed
+    )
+}
