@@ -84,7 +84,9 @@ impl MappingEntry {
     /// The mapping as it was before clean (its content with the adoption's keys it had then);
     /// `None` when the archive holds its name only (format 1).
     pub fn restored(&self) -> Option<Value> {
-        self.object.as_ref().map(|o| self.prior.applied_to(o.clone()))
+        self.object
+            .as_ref()
+            .map(|o| self.prior.applied_to(o.clone()))
     }
 
     /// `ServiceMapping ns/name`, for messages.
@@ -300,10 +302,7 @@ pub fn crd_archival(crd: &CustomResourceDefinition) -> Result<Value> {
     let object: DynamicObject = serde_json::to_value(crd)
         .and_then(serde_json::from_value)
         .map_err(|e| Error::Archive {
-            reason: format!(
-                "encoding CustomResourceDefinition {}: {e}",
-                crd.name_any()
-            ),
+            reason: format!("encoding CustomResourceDefinition {}: {e}", crd.name_any()),
         })?;
     Ok(without_adoption(archival(&object)?))
 }
@@ -915,8 +914,10 @@ mod tests {
             namespace: None,
             name: name.into(),
             prior,
-            object: Some(json!({"apiVersion": "connectivityproxy.sap.com/v1", "kind": "ServiceMapping",
-                "metadata": {"name": name, "labels": {"team": "a"}}, "spec": spec})),
+            object: Some(
+                json!({"apiVersion": "connectivityproxy.sap.com/v1", "kind": "ServiceMapping",
+                "metadata": {"name": name, "labels": {"team": "a"}}, "spec": spec}),
+            ),
         }
     }
 
@@ -945,8 +946,15 @@ mod tests {
         );
         let merged = first.merged_with(again);
         let m = &merged.service_mappings.items[0];
-        assert_eq!(m.prior, before, "clean's adoption is not what it carried before");
-        assert_eq!(m.object.as_ref().unwrap()["spec"]["port"], 2, "the content is the newest");
+        assert_eq!(
+            m.prior, before,
+            "clean's adoption is not what it carried before"
+        );
+        assert_eq!(
+            m.object.as_ref().unwrap()["spec"]["port"],
+            2,
+            "the content is the newest"
+        );
         let restored = m.restored().unwrap();
         assert_eq!(
             restored["metadata"]["labels"],
@@ -968,8 +976,10 @@ mod tests {
         let entry = MappingEntry::of(&read, false).unwrap();
         assert_eq!(
             entry.object,
-            Some(json!({"apiVersion": "connectivityproxy.sap.com/v1", "kind": "ServiceMapping",
-                "metadata": {"name": "m", "annotations": {"note": "kept"}}, "spec": {"type": "TCP"}}))
+            Some(
+                json!({"apiVersion": "connectivityproxy.sap.com/v1", "kind": "ServiceMapping",
+                "metadata": {"name": "m", "annotations": {"note": "kept"}}, "spec": {"type": "TCP"}})
+            )
         );
         assert_eq!(entry.prior.labels.len(), 1);
         assert_eq!(entry.prior.annotations.len(), 1);
@@ -985,9 +995,12 @@ mod tests {
 
     #[test]
     fn a_digest_does_not_depend_on_the_order_of_keys() {
-        let a: Value = serde_json::from_str(r#"{"a": 1, "b": {"c": [1, "x"], "d": null}}"#).unwrap();
-        let b: Value = serde_json::from_str(r#"{"b": {"d": null, "c": [1, "x"]}, "a": 1}"#).unwrap();
-        let c: Value = serde_json::from_str(r#"{"b": {"d": null, "c": ["x", 1]}, "a": 1}"#).unwrap();
+        let a: Value =
+            serde_json::from_str(r#"{"a": 1, "b": {"c": [1, "x"], "d": null}}"#).unwrap();
+        let b: Value =
+            serde_json::from_str(r#"{"b": {"d": null, "c": [1, "x"]}, "a": 1}"#).unwrap();
+        let c: Value =
+            serde_json::from_str(r#"{"b": {"d": null, "c": ["x", 1]}, "a": 1}"#).unwrap();
         assert_eq!(digest(&a), digest(&b));
         assert_ne!(digest(&a), digest(&c));
     }

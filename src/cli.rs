@@ -78,9 +78,9 @@ pub enum Command {
     /// Step 2: verified copies of the user configuration in the backup namespace.
     Backup,
     /// Step 3: adopt the ServiceMappings and delete the legacy installation.
-    Clean,
+    Clean(PrerequisitesArgs),
     /// migrate, backup and clean in order, stopping at the first failure.
-    Run(MigrateArgs),
+    Run(RunArgs),
     /// Copy the user configuration from the backup namespace back into kyma-system.
     Restore,
     /// Undo clean from its archive once the module is disabled: the legacy installation back
@@ -100,6 +100,24 @@ pub struct MigrateArgs {
     /// config.foo.bar); fields below it count too. Repeatable.
     #[arg(long = "allow-field-loss", value_name = "FIELD")]
     pub allow_field_loss: Vec<String>,
+}
+
+/// The CRDs the module's operator needs to start (clean refuses while one is not served).
+#[derive(Debug, Args, Default)]
+pub struct PrerequisitesArgs {
+    /// Do not require the CRDs that the module's operator needs to start (Istio's, Gardener's
+    /// certificates, the BTP operator's), for an operator build that needs fewer: clean then
+    /// deletes the legacy installation without them, and check does not judge them.
+    #[arg(long, env = "CP_MIGRATOR_SKIP_OPERATOR_PREREQUISITES")]
+    pub skip_operator_prerequisites: bool,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub migrate: MigrateArgs,
+    #[command(flatten)]
+    pub prerequisites: PrerequisitesArgs,
 }
 
 #[derive(Debug, Args)]
@@ -126,6 +144,8 @@ pub struct CheckArgs {
     pub output: OutputFormat,
     #[command(flatten)]
     pub migrate: MigrateArgs,
+    #[command(flatten)]
+    pub prerequisites: PrerequisitesArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -159,7 +179,7 @@ impl Command {
         match self {
             Command::Migrate(_) => "migrate",
             Command::Backup => "backup",
-            Command::Clean => "clean",
+            Command::Clean(_) => "clean",
             Command::Run(_) => "run",
             Command::Restore => "restore",
             Command::Rollback(_) => "rollback",
@@ -196,11 +216,20 @@ pub async fn execute(cli: Cli) -> ExitCode {
         }
     };
     let allow = match &cli.command {
-        Command::Migrate(a) | Command::Run(a) => a.allow_field_loss.clone(),
+        Command::Migrate(a) | Command::Run(RunArgs { migrate: a, .. }) => {
+            a.allow_field_loss.clone()
+        }
         _ => Vec::new(),
     };
     let mut ctx = Ctx::new(client, cli.global.dry_run, allow, deadline);
     ctx.archive_part_bytes = cli.global.archive_part_bytes;
+    ctx.skip_operator_prerequisites = match &cli.command {
+        Command::Clean(p)
+        | Command::Run(RunArgs {
+            prerequisites: p, ..
+        }) => p.skip_operator_prerequisites,
+        _ => false,
+    };
     // The client stops retrying at the deadline; this bounds everything else as well.
     let limit = deadline_for + cli.global.request_timeout;
     let work = async {
@@ -232,6 +261,7 @@ async fn execute_fleet(cli: &Cli, started: Instant) -> ExitCode {
             match steps::check::CheckOptions::new(
                 args.crd.as_deref(),
                 &args.migrate.allow_field_loss,
+                args.prerequisites.skip_operator_prerequisites,
             ) {
                 Ok(options) => (fleet::Question::Check(options), args.output),
                 Err(e) => return finish(name, Err(e), started, None),
@@ -287,7 +317,7 @@ async fn dispatch(
     match command {
         Command::Migrate(_) => Step::Migrate.run(ctx).await,
         Command::Backup => Step::Backup.run(ctx).await,
-        Command::Clean => Step::Clean.run(ctx).await,
+        Command::Clean(_) => Step::Clean.run(ctx).await,
         Command::Restore => steps::restore::run(ctx).await,
         Command::Rollback(args) if args.prepare => steps::rollback::prepare::run(ctx).await,
         Command::Rollback(_) => steps::rollback::run(ctx).await,
@@ -311,6 +341,7 @@ async fn dispatch(
                 &ctx.client,
                 args.crd.as_deref(),
                 &args.migrate.allow_field_loss,
+                args.prerequisites.skip_operator_prerequisites,
                 args.output,
             )
             .await

@@ -106,6 +106,8 @@ pub struct Readiness {
     pub ready: bool,
     pub verdict: String,
     pub reasons: Vec<Reason>,
+    /// As `warnings` of one cluster's check.
+    pub warnings: Vec<Reason>,
 }
 
 /// One cluster. The fields are documented in the README (status, "Many clusters at once");
@@ -129,10 +131,12 @@ pub struct Row {
     pub service_mappings: Option<MappingCount>,
     /// `None`: no operator Deployment (or the cluster was not read).
     pub operator_ready: Option<bool>,
+    /// The module's `status.state` on the CR; `None`: no CR, no state yet, or not read.
+    pub module_state: Option<String>,
     /// Why the cluster could not be asked; `None` unless the phase is `unreachable`.
     pub error: Option<String>,
     pub duration_ms: u64,
-    /// check only: `ready`, `verdict` and `reasons`.
+    /// check only: `ready`, `verdict`, `reasons` and `warnings`.
     #[serde(flatten)]
     pub check: Option<Readiness>,
 }
@@ -153,6 +157,7 @@ impl Row {
             legacy_objects_left: None,
             service_mappings: None,
             operator_ready: None,
+            module_state: None,
             error: Some(u.error),
             duration_ms: 0,
             check: None,
@@ -181,6 +186,7 @@ impl Row {
                 total: m.total,
             }),
             operator_ready: s.operator.as_ref().map(|o| o.ready),
+            module_state: s.module.as_ref().and_then(|m| m.state.clone()),
             error: None,
             duration_ms: 0,
             check: None,
@@ -275,6 +281,7 @@ impl Fleet {
             "LEGACY-LEFT",
             "SERVICEMAPPINGS",
             "OPERATOR",
+            "MODULE",
             "REASON",
         ]);
         let mut table: Vec<Vec<String>> = vec![header.into_iter().map(String::from).collect()];
@@ -315,6 +322,11 @@ impl Fleet {
                 (_, true) => "?".into(),
                 (Some(true), _) => "ready".into(),
                 (Some(false), _) => "not-ready".into(),
+                (None, _) => dash(),
+            });
+            cells.push(match (&r.module_state, r.error.is_some()) {
+                (_, true) => "?".into(),
+                (Some(state), _) => state.clone(),
                 (None, _) => dash(),
             });
             let reason = match &r.check {
@@ -501,6 +513,7 @@ async fn ask_one(kubeconfig: &Kubeconfig, context: String, opts: &Options) -> (R
                         message,
                         origin: None,
                     }],
+                    warnings: Vec::new(),
                 });
             }
             row
@@ -520,6 +533,7 @@ fn readiness(c: CheckReport) -> Readiness {
         ready: c.ready,
         verdict: c.verdict,
         reasons: c.reasons,
+        warnings: c.warnings,
     }
 }
 

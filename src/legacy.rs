@@ -1,6 +1,7 @@
-//! The legacy installation: whether it is there, and where its objects are served.
+//! The legacy installation: whether it is there, and where its objects (and the kinds the
+//! module's operator needs) are served.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::Resource as _;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -58,47 +59,81 @@ pub fn installation(meta: &ObjectMeta) -> Option<LegacyInstall> {
     })
 }
 
-/// Where each row of the legacy table is served on this cluster: one aggregated-discovery
-/// request, and only when a row needs it. `None` for a kind the cluster does not serve.
-pub async fn resolve(client: &Client, rows: &[LegacyObjects]) -> Result<Vec<Option<ApiResource>>> {
-    let mut served: BTreeMap<(String, String), String> = BTreeMap::new();
-    if rows.iter().any(|r| r.version.is_none()) {
-        let groups = client
-            .list_api_groups_aggregated()
-            .await
-            .context(|| "discovering the API groups the cluster serves".into())?;
-        for g in groups.items {
-            let group = g.metadata.and_then(|m| m.name).unwrap_or_default();
-            // Versions come in the server's order of preference: keep the first that serves a kind.
-            for v in g.versions {
-                let Some(version) = v.version else { continue };
-                for r in v.resources {
-                    if let Some(kind) = r.response_kind.and_then(|k| k.kind) {
-                        served
-                            .entry((group.clone(), kind))
-                            .or_insert_with(|| version.clone());
-                    }
+/// What the cluster serves, from one aggregated-discovery request (`/apis`; the core group is
+/// served everywhere and not in it).
+#[derive(Debug, Default, Clone)]
+pub struct Served {
+    /// The preferred version of each served kind, by (group, kind).
+    versions: BTreeMap<(String, String), String>,
+    /// Each served resource of a group as a CRD names it: `plural.group`.
+    resources: BTreeSet<String>,
+}
+
+impl Served {
+    /// Where each row is served: `None` for a kind the cluster does not serve.
+    pub fn resolve(&self, rows: &[LegacyObjects]) -> Vec<Option<ApiResource>> {
+        rows.iter()
+            .map(|r| {
+                let version = match r.version {
+                    Some(v) => Some(v.to_string()),
+                    None => self
+                        .versions
+                        .get(&(r.group.to_string(), r.kind.to_string()))
+                        .cloned(),
+                };
+                version.map(|v| {
+                    ApiResource::from_gvk_with_plural(
+                        &GroupVersionKind::gvk(r.group, &v, r.kind),
+                        r.plural,
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Whether the resource a CRD of this name defines (`plural.group`) is served.
+    pub fn serves(&self, crd_name: &str) -> bool {
+        self.resources.contains(crd_name)
+    }
+}
+
+/// Asks the API server what it serves: one aggregated-discovery request.
+pub async fn discover(client: &Client) -> Result<Served> {
+    let groups = client
+        .list_api_groups_aggregated()
+        .await
+        .context(|| "discovering the API groups the cluster serves".into())?;
+    let mut served = Served::default();
+    for g in groups.items {
+        let group = g.metadata.and_then(|m| m.name).unwrap_or_default();
+        // Versions come in the server's order of preference: keep the first that serves a kind.
+        for v in g.versions {
+            let Some(version) = v.version else { continue };
+            for r in v.resources {
+                if let Some(plural) = &r.resource {
+                    served.resources.insert(format!("{plural}.{group}"));
+                }
+                if let Some(kind) = r.response_kind.and_then(|k| k.kind) {
+                    served
+                        .versions
+                        .entry((group.clone(), kind))
+                        .or_insert_with(|| version.clone());
                 }
             }
         }
     }
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let version = match r.version {
-                Some(v) => Some(v.to_string()),
-                None => served
-                    .get(&(r.group.to_string(), r.kind.to_string()))
-                    .cloned(),
-            };
-            version.map(|v| {
-                ApiResource::from_gvk_with_plural(
-                    &GroupVersionKind::gvk(r.group, &v, r.kind),
-                    r.plural,
-                )
-            })
-        })
-        .collect())
+    Ok(served)
+}
+
+/// Where each row of the legacy table is served on this cluster: one aggregated-discovery
+/// request, and only when a row needs it. `None` for a kind the cluster does not serve.
+pub async fn resolve(client: &Client, rows: &[LegacyObjects]) -> Result<Vec<Option<ApiResource>>> {
+    let served = if rows.iter().any(|r| r.version.is_none()) {
+        discover(client).await?
+    } else {
+        Served::default()
+    };
+    Ok(served.resolve(rows))
 }
 
 /// One object of the legacy table, at the version this cluster serves its kind.
@@ -139,10 +174,20 @@ fn is_marker(row: &LegacyObjects, name: &str) -> bool {
 /// The legacy table's objects on this cluster, in table order, and the kinds it does not serve
 /// (as `Kind.group`).
 pub async fn objects(client: &Client) -> Result<(Vec<LegacyObject>, Vec<String>)> {
-    let resolved = resolve(client, LEGACY_OBJECTS).await?;
+    let served = discover(client).await?;
+    Ok(objects_of(client, &served, LEGACY_OBJECTS))
+}
+
+/// The objects of `table` on this cluster as `served` says, in table order, and the kinds of
+/// the table it does not serve (as `Kind.group`).
+pub fn objects_of(
+    client: &Client,
+    served: &Served,
+    table: &'static [LegacyObjects],
+) -> (Vec<LegacyObject>, Vec<String>) {
     let mut objects = Vec::new();
     let mut not_served = Vec::new();
-    for (row, ar) in LEGACY_OBJECTS.iter().zip(resolved) {
+    for (row, ar) in table.iter().zip(served.resolve(table)) {
         let Some(ar) = ar else {
             not_served.push(format!("{}.{}", row.kind, row.group));
             continue;
@@ -163,7 +208,18 @@ pub async fn objects(client: &Client) -> Result<(Vec<LegacyObject>, Vec<String>)
             });
         }
     }
-    Ok((objects, not_served))
+    (objects, not_served)
+}
+
+/// Whether the object `name` of `row` (a row of any table) is one of the legacy table's: the
+/// same kind, namespace and name.
+pub fn in_legacy_table(row: &LegacyObjects, name: &str) -> bool {
+    LEGACY_OBJECTS.iter().any(|l| {
+        l.group == row.group
+            && l.kind == row.kind
+            && l.namespace == row.namespace
+            && l.names.contains(&name)
+    })
 }
 
 /// Whether an object belongs to the new operator, which is never to be deleted.

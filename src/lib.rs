@@ -11,6 +11,7 @@ pub mod error;
 pub mod fleet;
 pub mod legacy;
 pub mod logging;
+pub mod module;
 pub mod names;
 pub mod schema;
 pub mod service_mappings;

@@ -171,10 +171,40 @@ pub const ROLLBACK_ORDER: &[&[&str]] = &[
     &["ValidatingWebhookConfiguration"],
 ];
 
+/// The module's operator, as reference/module/OPERATOR.md describes it.
+pub mod operator {
+    /// `status.state` of the CR while a workload of the module is not ready yet.
+    pub const STATE_PROCESSING: &str = "Processing";
+    /// `status.state` of the CR once every workload of the module is ready.
+    pub const STATE_READY: &str = "Ready";
+    /// `status.state` of the CR after a failed reconcile (a 409 on an object it does not own,
+    /// a missing CRD).
+    pub const STATE_ERROR: &str = "Error";
+
+    /// The CRDs that must be served for the operator to start (it exits otherwise): the CR's
+    /// own, Istio's five, Gardener's certificates, the BTP operator's instances and bindings.
+    pub const PREREQUISITE_CRDS: [&str; 9] = [
+        super::cr::CRD_NAME,
+        "gateways.networking.istio.io",
+        "virtualservices.networking.istio.io",
+        "destinationrules.networking.istio.io",
+        "envoyfilters.networking.istio.io",
+        "peerauthentications.security.istio.io",
+        "certificates.cert.gardener.cloud",
+        "serviceinstances.services.cloud.sap.com",
+        "servicebindings.services.cloud.sap.com",
+    ];
+
+    /// The tenant mode in which the operator's ServiceMapping schema also requires
+    /// `subaccountId` (the CR's `spec.config.tenantMode`).
+    pub const SHARED_TENANT: &str = super::TENANT_SHARED;
+}
+
 /// Name this tool reports Events and field ownership under.
 pub const FIELD_MANAGER: &str = "cp-mod-migrator";
 
-/// One row of the contract's table of legacy objects removed by clean.
+/// One row of a table of named objects: the contract's legacy objects removed by clean, or the
+/// module operator's objects (the same shape serves both).
 #[derive(Debug, Clone, Copy)]
 pub struct LegacyObjects {
     pub group: &'static str,
@@ -375,4 +405,178 @@ pub const LEGACY_OBJECTS: &[LegacyObjects] = &[
             "connectivity-proxy-service-mappings",
         ],
     ),
+];
+
+/// The objects the module's operator makes at fixed names (OPERATOR.md's table), in the order
+/// it reconciles them: it stops at the first one it cannot create, so the first of these that
+/// exists without its label and both annotations is where it stops. Objects whose names follow
+/// from the CR's values (the service-key Secret, `istio-system/<tls secret>-cacert`, the
+/// Gardener Certificate, the BTP ServiceInstance and ServiceBinding) are not listed.
+pub const OPERATOR_OBJECTS: &[LegacyObjects] = &[
+    row(
+        "scheduling.k8s.io",
+        Some("v1"),
+        "PriorityClass",
+        "priorityclasses",
+        None,
+        &["connectivity-proxy-kyma-system-priority-class"],
+    ),
+    row(
+        "",
+        Some("v1"),
+        "ServiceAccount",
+        "serviceaccounts",
+        KS,
+        &[
+            "connectivity-proxy-restart-watcher",
+            "connectivity-proxy-region-configurations-controller",
+            "connectivity-proxy-startup",
+            "connectivity-proxy-sm-operator",
+        ],
+    ),
+    row(
+        "",
+        Some("v1"),
+        "Secret",
+        "secrets",
+        KS,
+        &[
+            "connectivity-ca-connectivity-proxy",
+            "connectivity-proxy-region-configurations",
+            "connectivity-proxy-sm-validation",
+        ],
+    ),
+    row(
+        "",
+        Some("v1"),
+        "ConfigMap",
+        "configmaps",
+        KS,
+        &[
+            "connectivity-proxy",
+            "connectivity-proxy-info",
+            "connectivity-proxy-region-configurations",
+            "connectivity-proxy-service-mappings",
+        ],
+    ),
+    row(
+        "apiextensions.k8s.io",
+        Some("v1"),
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+        None,
+        &[service_mappings::CRD_NAME],
+    ),
+    row(
+        "admissionregistration.k8s.io",
+        Some("v1"),
+        "ValidatingWebhookConfiguration",
+        "validatingwebhookconfigurations",
+        None,
+        &["connectivity-proxy-sm-validation-webhook"],
+    ),
+    row(
+        "rbac.authorization.k8s.io",
+        Some("v1"),
+        "ClusterRole",
+        "clusterroles",
+        None,
+        &OPERATOR_CLUSTER_RBAC,
+    ),
+    row(
+        "rbac.authorization.k8s.io",
+        Some("v1"),
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        None,
+        &OPERATOR_CLUSTER_RBAC,
+    ),
+    row(
+        "rbac.authorization.k8s.io",
+        Some("v1"),
+        "Role",
+        "roles",
+        KS,
+        &["connectivity-proxy-startup"],
+    ),
+    row(
+        "rbac.authorization.k8s.io",
+        Some("v1"),
+        "RoleBinding",
+        "rolebindings",
+        KS,
+        &["connectivity-proxy-startup"],
+    ),
+    row(
+        "",
+        Some("v1"),
+        "Service",
+        "services",
+        KS,
+        &[
+            "connectivity-proxy",
+            "connectivity-proxy-tunnel",
+            "connectivity-proxy-tunnel-0",
+            "connectivity-proxy-smv",
+        ],
+    ),
+    row(
+        "apps",
+        Some("v1"),
+        "Deployment",
+        "deployments",
+        KS,
+        &[
+            "connectivity-proxy-restart-watcher",
+            "connectivity-proxy-region-configurations-controller",
+            "connectivity-proxy-sm-operator",
+        ],
+    ),
+    row(
+        "apps",
+        Some("v1"),
+        "StatefulSet",
+        "statefulsets",
+        KS,
+        &["connectivity-proxy"],
+    ),
+    row(
+        "networking.istio.io",
+        None,
+        "DestinationRule",
+        "destinationrules",
+        KS,
+        &["connectivity-proxy-tunnel-0", "connectivity-proxy"],
+    ),
+    row(
+        "networking.istio.io",
+        None,
+        "VirtualService",
+        "virtualservices",
+        KS,
+        &["connectivity-proxy-tunnel"],
+    ),
+    row(
+        "networking.istio.io",
+        None,
+        "Gateway",
+        "gateways",
+        KS,
+        &["connectivity-proxy-tunnel"],
+    ),
+    row(
+        "security.istio.io",
+        None,
+        "PeerAuthentication",
+        "peerauthentications",
+        KS,
+        &["connectivity-proxy"],
+    ),
+];
+
+/// The operator's ClusterRoles and their ClusterRoleBindings (one of each per name).
+const OPERATOR_CLUSTER_RBAC: [&str; 3] = [
+    "connectivity-proxy-restart-watcher-kyma-system",
+    "connectivity-proxy-region-configurations-controller-kyma-system",
+    "connectivity-proxy-service-mappings-kyma-system",
 ];

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
@@ -674,4 +675,354 @@ async fn check_changes_nothing_and_answers_as_the_service_account() {
             .is_some_and(|v| v.starts_with("nothing to migrate: no legacy installation")),
         "{report}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The module's operator
+
+/// Metadata that makes an object the module operator's own (OPERATOR.md): its label and both
+/// annotations pointing at the CR.
+fn operators_own() -> Value {
+    json!({"metadata": {
+        "labels": {"app.kubernetes.io/managed-by": "sap.connectivity.proxy.operator"},
+        "annotations": {
+            "io.javaoperatorsdk/primary-name": "connectivity-proxy",
+            "io.javaoperatorsdk/primary-namespace": "kyma-system",
+        },
+    }})
+}
+
+/// An object at one of the operator's names (OPERATOR.md's table) that clean leaves, without
+/// the operator's label and both annotations, stops the operator with 409 Conflict: check is
+/// not ready and names each, the first in the operator's order in the verdict. The legacy
+/// installation's own objects at those names are clean's to remove and block nothing; an
+/// object with the label and both annotations is the operator's to adopt.
+#[tokio::test]
+async fn check_is_not_ready_while_an_object_at_an_operator_name_would_stop_the_operator() {
+    let c = TestCluster::legacy_and_module().await;
+    let r = check_unchanged(&c, &c.kubeconfig, &["-o", "json"]).await;
+    r.assert_ok();
+    assert_eq!(json_report(&r)["reasons"], json!([]));
+
+    // Two of the operator's names: a Role (reconciled late) and a ConfigMap (early).
+    c.apply_yaml(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: connectivity-proxy-startup\n  namespace: kyma-system\nrules: []\n",
+    )
+    .await;
+    c.apply_yaml(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: connectivity-proxy-region-configurations\n  namespace: kyma-system\ndata:\n  regions: eu10\n",
+    )
+    .await;
+    let r = check_unchanged(&c, &c.kubeconfig, &["-o", "json"]).await;
+    assert_eq!(r.output.status.code(), Some(1), "{}", r.stderr);
+    let report = json_report(&r);
+    assert_eq!(report["ready"], false, "{report:#}");
+    let verdict = report["verdict"].as_str().expect("verdict");
+    assert!(
+        verdict.starts_with(
+            "the module's operator would stop at ConfigMap \
+             kyma-system/connectivity-proxy-region-configurations (1 more object likewise): "
+        ),
+        "{verdict}"
+    );
+    let reasons = report["reasons"].as_array().expect("reasons");
+    let objects: Vec<&Value> = reasons.iter().map(|r| &r["object"]).collect();
+    assert_eq!(
+        objects,
+        [
+            "ConfigMap kyma-system/connectivity-proxy-region-configurations",
+            "Role kyma-system/connectivity-proxy-startup"
+        ]
+    );
+    for reason in reasons {
+        let message = reason["message"].as_str().expect("message");
+        for needle in [
+            "app.kubernetes.io/managed-by=sap.connectivity.proxy.operator",
+            "io.javaoperatorsdk/primary-name=connectivity-proxy",
+            "io.javaoperatorsdk/primary-namespace=kyma-system",
+            "409 Conflict",
+        ] {
+            assert!(message.contains(needle), "{message} lacks {needle}");
+        }
+        assert_eq!(
+            (&reason["key"], &reason["value"]),
+            (&Value::Null, &Value::Null)
+        );
+    }
+    // What migrate would write is still said.
+    assert!(report["would_write"].is_object(), "{report:#}");
+    r.assert_failed_with(&[
+        "not ready: the module's operator would stop at ConfigMap kyma-system/connectivity-proxy-region-configurations",
+    ]);
+    let text = check_unchanged(&c, &c.kubeconfig, &[]).await;
+    assert!(
+        text.stdout
+            .contains("  - Role kyma-system/connectivity-proxy-startup: exists without"),
+        "{}",
+        text.stdout
+    );
+
+    // The operator's own: adopted, not in the way.
+    for (kind, name) in [
+        ("Role", "connectivity-proxy-startup"),
+        ("ConfigMap", "connectivity-proxy-region-configurations"),
+    ] {
+        let api_version = if kind == "Role" {
+            "rbac.authorization.k8s.io/v1"
+        } else {
+            "v1"
+        };
+        let mut object = operators_own();
+        object["apiVersion"] = json!(api_version);
+        object["kind"] = json!(kind);
+        object["metadata"]["name"] = json!(name);
+        object["metadata"]["namespace"] = json!("kyma-system");
+        c.apply(&serde_json::from_value(object).expect("object"))
+            .await;
+    }
+    let r = check_unchanged(&c, &c.kubeconfig, &["-o", "json"]).await;
+    r.assert_ok();
+    assert_eq!(json_report(&r)["reasons"], json!([]));
+}
+
+/// The ServiceMapping schema the module's operator applies over the CRD it adopted, as
+/// OPERATOR.md gives it (and the operator's source, `ServiceMappingCustomResourceDefinition`):
+/// `type` one of RFC, JDBC, TCP; `internalAddress` `host:port`; `type`, `serviceId` and
+/// `internalAddress` required, and `subaccountId` too in the shared tenant mode.
+fn modules_mapping_schema(shared: bool) -> Value {
+    let mut required = vec!["type", "serviceId", "internalAddress"];
+    if shared {
+        required.push("subaccountId");
+    }
+    json!({
+        "type": "object",
+        "required": ["spec"],
+        "properties": {
+            "spec": {
+                "type": "object",
+                "required": required,
+                "properties": {
+                    "type": {"type": "string", "enum": ["RFC", "JDBC", "TCP"]},
+                    "subaccountId": {"type": "string"},
+                    "serviceId": {"type": "string"},
+                    "tenantId": {"type": "string"},
+                    "internalAddress": {
+                        "type": "string",
+                        "pattern": "[^\\:]+:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$",
+                    },
+                    "locationIds": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+            "status": {
+                "type": "object",
+                "required": ["endpoint"],
+                "properties": {"endpoint": {"type": "string"}},
+            },
+        },
+    })
+}
+
+/// Puts the module's ServiceMapping schema on the cluster's CRD, as the operator does once it
+/// has adopted the CRD.
+async fn apply_modules_mapping_schema(c: &TestCluster, shared: bool) {
+    let crds: Api<CustomResourceDefinition> = Api::all(c.client.clone());
+    crds.patch(
+        "servicemappings.connectivityproxy.sap.com",
+        &PatchParams::default(),
+        &Patch::Json::<()>(
+            serde_json::from_value(json!([{
+                "op": "replace",
+                "path": "/spec/versions/0/schema/openAPIV3Schema",
+                "value": modules_mapping_schema(shared),
+            }]))
+            .expect("JSON patch"),
+        ),
+    )
+    .await
+    .expect("the module's schema on the CRD");
+}
+
+/// (object, field, message) of each field the API server refuses when each ServiceMapping is
+/// written anew under the module's schema: a dry-run create of a copy of it (a create is judged
+/// whole; an update may be spared an unchanged invalid field by validation ratcheting).
+async fn refused_by_the_server(
+    c: &TestCluster,
+    mappings: &[&str],
+) -> Vec<(String, String, String)> {
+    let api = support::service_mappings::api(&c.client);
+    let dry_run = kube::api::PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    for name in mappings {
+        let original = api.get(name).await.expect("the ServiceMapping");
+        let mut copy = json!({
+            "apiVersion": "connectivityproxy.sap.com/v1",
+            "kind": "ServiceMapping",
+            "metadata": {"name": format!("{name}-written-anew")},
+        });
+        if let Some(spec) = original.data.get("spec") {
+            copy["spec"] = spec.clone();
+        }
+        let copy: kube::api::DynamicObject = serde_json::from_value(copy).expect("copy");
+        match api.create(&dry_run, &copy).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 422 => {
+                for cause in s.details.iter().flat_map(|d| &d.causes) {
+                    out.push((
+                        format!("ServiceMapping {name}"),
+                        cause.field.clone(),
+                        cause.message.clone(),
+                    ));
+                }
+            }
+            Err(e) => panic!("dry run of {name}: {e}"),
+        }
+    }
+    out.sort();
+    out
+}
+
+/// (object, key, message) of each warning of a check report.
+fn warned(report: &Value) -> Vec<(String, String, String)> {
+    let mut out: Vec<(String, String, String)> = report["warnings"]
+        .as_array()
+        .expect("warnings")
+        .iter()
+        .map(|w| {
+            (
+                w["object"].as_str().expect("object").to_string(),
+                w["key"].as_str().expect("key").to_string(),
+                w["message"].as_str().expect("message").to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// ServiceMappings that the module's schema would refuse do not stop the migration: check
+/// stays ready and names, as warnings, each refused field of each with its value, in the tenant
+/// mode the CR will have. The API server, given the module's schema, refuses exactly these
+/// fields of exactly these mappings, with the same messages.
+#[tokio::test]
+async fn check_warns_of_each_service_mapping_the_modules_schema_refuses_as_the_server_does() {
+    let c = TestCluster::legacy_and_module().await;
+    let specs = [
+        (
+            "sm-http",
+            json!({"type": "HTTP", "serviceId": "s", "subaccountId": "a",
+                   "internalAddress": "erp.onprem.example:3300"}),
+        ),
+        (
+            "sm-no-port",
+            json!({"type": "RFC", "serviceId": "s", "subaccountId": "a",
+                   "internalAddress": "erp.onprem.example"}),
+        ),
+        (
+            "sm-port-0",
+            json!({"type": "JDBC", "serviceId": "s", "subaccountId": "a",
+                   "internalAddress": "db.onprem.example:0"}),
+        ),
+        (
+            "sm-no-subaccount",
+            json!({"type": "TCP", "serviceId": "s", "internalAddress": "hana.onprem.example:30015"}),
+        ),
+        ("sm-no-spec", Value::Null),
+    ];
+    for (name, spec) in &specs {
+        let mut mapping = json!({
+            "apiVersion": "connectivityproxy.sap.com/v1",
+            "kind": "ServiceMapping",
+            "metadata": {"name": name},
+        });
+        if !spec.is_null() {
+            mapping["spec"] = spec.clone();
+        }
+        c.apply(&serde_json::from_value(mapping).expect("mapping"))
+            .await;
+    }
+    let mut all: Vec<&str> = vec!["sm-erp", "sm-crm", "sm-hana"];
+    all.extend(specs.iter().map(|(n, _)| *n));
+
+    // Dedicated (the legacy fixture's tenant mode).
+    let r = check_unchanged(&c, &c.kubeconfig, &["-o", "json"]).await;
+    r.assert_ok();
+    let report = json_report(&r);
+    let objects_and_fields = |report: &Value| -> Vec<(String, String, Value)> {
+        let mut v: Vec<(String, String, Value)> = report["warnings"]
+            .as_array()
+            .expect("warnings")
+            .iter()
+            .map(|w| {
+                (
+                    w["object"].as_str().expect("object").to_string(),
+                    w["key"].as_str().expect("key").to_string(),
+                    w["value"].clone(),
+                )
+            })
+            .collect();
+        v.sort_by_key(|x| format!("{x:?}"));
+        v
+    };
+    let dedicated = vec![
+        (
+            "ServiceMapping sm-http".to_string(),
+            "spec.type".to_string(),
+            json!("HTTP"),
+        ),
+        (
+            "ServiceMapping sm-no-port".into(),
+            "spec.internalAddress".into(),
+            json!("erp.onprem.example"),
+        ),
+        (
+            "ServiceMapping sm-no-spec".into(),
+            "spec".into(),
+            Value::Null,
+        ),
+        (
+            "ServiceMapping sm-port-0".into(),
+            "spec.internalAddress".into(),
+            json!("db.onprem.example:0"),
+        ),
+    ];
+    assert_eq!(objects_and_fields(&report), dedicated, "{report:#}");
+    assert!(
+        report["notes"]
+            .as_array()
+            .expect("notes")
+            .iter()
+            .any(|n| n.as_str().is_some_and(|n| n.starts_with(
+                "4 of 8 ServiceMappings would be refused by the module's ServiceMapping schema \
+                 (tenant mode dedicated)"
+            ))),
+        "{report:#}"
+    );
+    let text = check_unchanged(&c, &c.kubeconfig, &[]).await;
+    assert!(
+        text.stdout
+            .contains("  - ServiceMapping sm-http spec.type = \"HTTP\": Unsupported value: "),
+        "{}",
+        text.stdout
+    );
+    apply_modules_mapping_schema(&c, false).await;
+    assert_eq!(refused_by_the_server(&c, &all).await, warned(&report));
+
+    // Shared: the legacy configuration says so, and migrate carries it into the CR.
+    c.apply_dir(&fixture_dir(LEGACY_SHARED)).await;
+    let r = check_unchanged(&c, &c.kubeconfig, &["-o", "json"]).await;
+    r.assert_ok();
+    let report = json_report(&r);
+    let mut shared = dedicated.clone();
+    shared.push((
+        "ServiceMapping sm-no-subaccount".into(),
+        "spec.subaccountId".into(),
+        Value::Null,
+    ));
+    shared.sort_by_key(|x| format!("{x:?}"));
+    assert_eq!(objects_and_fields(&report), shared, "{report:#}");
+    apply_modules_mapping_schema(&c, true).await;
+    assert_eq!(refused_by_the_server(&c, &all).await, warned(&report));
 }

@@ -4,8 +4,8 @@
 //! refuses, is a row with its error and never the end of the command.
 //!
 //! Three clusters are started once for the whole file and shared by its tests (they only read
-//! them): `legacy` (the legacy installation alone), `migrated` (after `run`) and `bad-port` (the
-//! legacy installation with a port that is no port). Beside them, in the same merged kubeconfig,
+//! them): `legacy` (the legacy installation alone), `migrated` (after `run`, the module
+//! reporting `Ready`) and `bad-port` (the legacy installation with a port that is no port). Beside them, in the same merged kubeconfig,
 //! `gone` points at a closed port and `forbidden` at `legacy`'s server with the token of a
 //! ServiceAccount that has no binding at all.
 
@@ -62,6 +62,7 @@ async fn start_fleet() -> Fleet {
         TestCluster::with(&[LEGACY]),
     );
     migrated.run(&["run"]).assert_ok();
+    module::report_state(&migrated, "Ready").await;
     set_port(&bad_port.client, PORT_KEY, BAD_PORT).await;
     let token = legacy.token_for("default", "may-read-nothing").await;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -160,11 +161,13 @@ fn status_of_all_contexts_gives_each_cluster_a_row_with_its_phase() {
     assert_eq!(legacy["backup"], "none");
     assert!(legacy["legacy_objects_left"].as_u64().expect("count") > 0);
     assert_eq!(legacy["operator_ready"], Value::Null);
+    assert_eq!(legacy["module_state"], Value::Null, "no CR");
     assert_eq!(legacy["error"], Value::Null);
     assert!(legacy.get("ready").is_none(), "status rows have no verdict");
 
     let migrated = row(&json, "migrated");
     assert_eq!(migrated["phase"], "done", "{migrated:#}");
+    assert_eq!(migrated["module_state"], "Ready", "{migrated:#}");
     assert_eq!(migrated["legacy_installed"], false);
     assert_eq!(migrated["legacy_version"], Value::Null);
     assert_eq!(
@@ -193,7 +196,13 @@ fn status_of_all_contexts_gives_each_cluster_a_row_with_its_phase() {
         "{gone:#}"
     );
     assert!(gone["error"].as_str().is_some_and(|e| !e.is_empty()));
-    for field in ["markers", "backup", "legacy_objects_left", "legacy_version"] {
+    for field in [
+        "markers",
+        "backup",
+        "legacy_objects_left",
+        "legacy_version",
+        "module_state",
+    ] {
         assert_eq!(gone[field], Value::Null, "{field}: {gone:#}");
     }
 
@@ -292,6 +301,7 @@ fn status_of_all_contexts_as_text_is_one_aligned_row_per_cluster() {
     assert_eq!(lines.len(), 7, "{}", r.stdout);
     assert!(lines[0].starts_with("CONTEXT "), "{}", r.stdout);
     let phase_at = lines[0].find("PHASE").expect("PHASE");
+    let module_at = lines[0].find("MODULE").expect("MODULE");
     let reason_at = lines[0].find("REASON").expect("REASON");
     let expected = [
         ("bad-port", "not-started"),
@@ -309,6 +319,11 @@ fn status_of_all_contexts_as_text_is_one_aligned_row_per_cluster() {
         );
         assert!(line.len() > reason_at, "a reason: {line}");
     }
+    let modules: Vec<&str> = lines[1..6]
+        .iter()
+        .map(|l| l[module_at..].split(' ').next().unwrap_or_default())
+        .collect();
+    assert_eq!(modules, ["-", "?", "?", "-", "Ready"], "{}", r.stdout);
     assert!(
         lines[4].contains("connectivity-proxy-2.9.3"),
         "{}",

@@ -665,10 +665,10 @@ async fn clean_deletes_nothing_without_a_verified_backup() {
     assert_eq!(remaining_legacy_objects(&c).await, Vec::<String>::new());
 }
 
-#[tokio::test]
-async fn clean_works_without_istio_or_gardener_and_keeps_the_operators_objects() {
+/// The legacy installation without the Istio and Gardener kinds and their objects (the BTP
+/// operator's CRDs are there), and the module.
+async fn legacy_without_istio_or_gardener() -> TestCluster {
     let c = TestCluster::start().await;
-    // The legacy installation without the Istio and Gardener kinds and their objects.
     let mut files: Vec<_> = std::fs::read_dir(fixture_dir(LEGACY))
         .expect("dir")
         .map(|e| e.expect("entry").path())
@@ -693,6 +693,123 @@ async fn clean_works_without_istio_or_gardener_and_keeps_the_operators_objects()
         c.apply_yaml(&text).await;
     }
     c.apply_dir(&fixture_dir(MODULE)).await;
+    c
+}
+
+/// The CRDs the module's operator needs to start (OPERATOR.md) that a cluster without Istio
+/// and Gardener lacks.
+const ISTIO_AND_GARDENER_CRDS: [&str; 6] = [
+    "gateways.networking.istio.io",
+    "virtualservices.networking.istio.io",
+    "destinationrules.networking.istio.io",
+    "envoyfilters.networking.istio.io",
+    "peerauthentications.security.istio.io",
+    "certificates.cert.gardener.cloud",
+];
+
+/// Never tear down what cannot be replaced: without Istio and Gardener the module's operator
+/// exits at start, so clean refuses, naming each missing CRD, before its archive: no archive
+/// Secret, no marker, no object deleted or adopted; its reason is the termination message.
+/// check is not ready and names them; with `--skip-operator-prerequisites` (or its environment
+/// variable) check is ready and clean runs, and status says the operator does not start.
+#[tokio::test]
+async fn clean_refuses_while_a_crd_the_modules_operator_needs_is_not_served() {
+    let c = legacy_without_istio_or_gardener().await;
+    let check = c.run(&["check", "-o", "json"]);
+    assert_eq!(check.output.status.code(), Some(1), "{}", check.stderr);
+    let report: Value = serde_json::from_str(&check.stdout).expect("check JSON");
+    assert_eq!(report["ready"], false, "{report:#}");
+    let named: Vec<&str> = report["reasons"]
+        .as_array()
+        .expect("reasons")
+        .iter()
+        .map(|r| r["object"].as_str().expect("object"))
+        .collect();
+    let expected: Vec<String> = ISTIO_AND_GARDENER_CRDS
+        .iter()
+        .map(|crd| format!("CustomResourceDefinition {crd}"))
+        .collect();
+    assert_eq!(named, expected, "{report:#}");
+    let verdict = report["verdict"].as_str().expect("verdict");
+    assert!(
+        verdict.starts_with("refusing to delete the legacy installation: "),
+        "{verdict}"
+    );
+    for crd in ISTIO_AND_GARDENER_CRDS {
+        assert!(verdict.contains(crd), "{verdict} lacks {crd}");
+    }
+
+    c.run(&["migrate"]).assert_ok();
+    c.run(&["backup"]).assert_ok();
+    let before = c.snapshot().await;
+    let log = c.dir().join("termination-log");
+    std::fs::write(&log, "").expect("termination log");
+    let refused = run_tool_with_env(
+        &c.kubeconfig,
+        &["clean"],
+        &[(termination::PATH_ENV, log.to_str().expect("path"))],
+    );
+    let mut needles = vec![
+        "refusing to delete the legacy installation: the module's operator does not start while",
+        "--skip-operator-prerequisites",
+    ];
+    needles.extend(ISTIO_AND_GARDENER_CRDS);
+    refused.assert_failed_with(&needles);
+    assert_eq!(
+        std::fs::read_to_string(&log).expect("termination log"),
+        refused.reason()
+    );
+    // Nothing written: no archive, no marker, nothing adopted or deleted.
+    assert_eq!(
+        state_diff(&before, &c.snapshot().await),
+        Vec::<String>::new()
+    );
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(c.client.clone(), names::BACKUP_NAMESPACE);
+    assert!(
+        secrets
+            .get_opt(names::archive::SECRET)
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert_eq!(
+        c.cr()
+            .await
+            .annotations()
+            .get("migrator.kyma-project.io/cleaned"),
+        None
+    );
+
+    let skip = [("CP_MIGRATOR_SKIP_OPERATOR_PREREQUISITES", "true")];
+    let check = run_tool_with_env(&c.kubeconfig, &["check", "-o", "json"], &skip);
+    check.assert_ok();
+    let check = c.run(&["check", "--skip-operator-prerequisites"]);
+    check.assert_ok();
+    run_tool_with_env(&c.kubeconfig, &["clean"], &skip).assert_ok();
+    assert_eq!(remaining_legacy_objects(&c).await, Vec::<String>::new());
+
+    let status = c.run(&["status", "-o", "json"]);
+    status.assert_ok();
+    let status: Value = serde_json::from_str(&status.stdout).expect("status JSON");
+    assert_eq!(
+        status["operator_prerequisites_missing"],
+        json!(ISTIO_AND_GARDENER_CRDS),
+        "{status:#}"
+    );
+    assert_eq!(status["phase"], "needs-attention", "{status:#}");
+    assert_eq!(
+        status["phase_reason"],
+        format!(
+            "the module's operator does not start while {} are not served",
+            ISTIO_AND_GARDENER_CRDS.join(", ")
+        )
+    );
+}
+
+#[tokio::test]
+async fn clean_works_without_istio_or_gardener_and_keeps_the_operators_objects() {
+    let c = legacy_without_istio_or_gardener().await;
     // An object of the new operator under a legacy name.
     let services: Api<k8s_openapi::api::core::v1::Service> =
         Api::namespaced(c.client.clone(), "kyma-system");
@@ -700,7 +817,7 @@ async fn clean_works_without_istio_or_gardener_and_keeps_the_operators_objects()
         .patch("connectivity-proxy", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": "sap.connectivity.proxy.operator"}}})))
         .await
         .expect("label");
-    let out = c.run(&["run"]);
+    let out = c.run(&["run", "--skip-operator-prerequisites"]);
     out.assert_ok();
     assert!(
         out.stderr

@@ -348,8 +348,9 @@ impl Scenario<'_> {
         )?;
 
         // The operator Deployment as the module installs it: status reads its Pods (none here:
-        // no controller runs), by its selector.
+        // no controller runs), by its selector; the module reports Ready.
         support::module::install_operator(c).await;
+        support::module::report_state(c, "Ready").await;
         let r = self.cmd(&["status", "-o", "json"])?;
         let status: Value = serde_json::from_str(&r.stdout).expect("status JSON");
         Self::check(
@@ -365,7 +366,8 @@ impl Scenario<'_> {
                     .is_some_and(|b| b.iter().all(|c| c["copy_exists"] == true))
                 && status["legacy_objects_remaining"] == json!([])
                 && status["service_mappings"]
-                    == json!({"total": 3, "adopted": 3, "crd_adopted": true})
+                    == json!({"total": 3, "adopted": 3, "crd_adopted": true,
+                              "refused_by_module_schema": 0})
                 && status["operator"]["replicas"] == 1,
             || status.to_string(),
         )?;

@@ -295,7 +295,8 @@ async fn mappings_made_after_the_migration_come_back_too() {
     );
     let text = c.run(&["status"]);
     assert!(
-        text.stdout.contains("7 ServiceMappings differ from the archive")
+        text.stdout
+            .contains("7 ServiceMappings differ from the archive")
             && text.stdout.contains("rollback --prepare"),
         "{}",
         text.stdout
@@ -329,12 +330,12 @@ async fn mappings_made_after_the_migration_come_back_too() {
         .await
         .map(|m| serde_json::to_value(m).expect("json"))
         .expect("get sm-erp");
-    let new_ones: Vec<Value> = futures::future::join_all(
-        (0..5).map(|i| {
-            let api = api.clone();
-            async move { serde_json::to_value(api.get(&format!("after-{i}")).await.expect("get")).expect("json") }
-        }),
-    )
+    let new_ones: Vec<Value> = futures::future::join_all((0..5).map(|i| {
+        let api = api.clone();
+        async move {
+            serde_json::to_value(api.get(&format!("after-{i}")).await.expect("get")).expect("json")
+        }
+    }))
     .await;
 
     operator::uninstall(&c).await;
@@ -368,10 +369,16 @@ async fn mappings_made_after_the_migration_come_back_too() {
         }
         v
     };
-    for (name, want) in std::iter::once(("sm-erp".to_string(), recorded))
-        .chain(new_ones.into_iter().enumerate().map(|(i, v)| (format!("after-{i}"), v)))
-    {
-        let got = api.get(&name).await.unwrap_or_else(|e| panic!("{name} is back: {e}"));
+    for (name, want) in std::iter::once(("sm-erp".to_string(), recorded)).chain(
+        new_ones
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| (format!("after-{i}"), v)),
+    ) {
+        let got = api
+            .get(&name)
+            .await
+            .unwrap_or_else(|e| panic!("{name} is back: {e}"));
         let got = serde_json::to_value(got).expect("json");
         assert_eq!(content(&got), content(&want), "{name} as last recorded");
     }
@@ -384,7 +391,9 @@ async fn mappings_made_after_the_migration_come_back_too() {
         !is_adopted(&erp.metadata),
         "sm-erp as before clean: not adopted"
     );
-    api.get("sm-hana").await.expect("sm-hana, deleted since clean, is back from the archive");
+    api.get("sm-hana")
+        .await
+        .expect("sm-hana, deleted since clean, is back from the archive");
 }
 
 /// Two ServiceMappings carry some of the adoption's keys already: clean completes it, and

@@ -70,10 +70,23 @@ fn assert_phase(c: &TestCluster, phase: &str, reason_has: &str) -> (Value, Strin
         "operator",
         "archive",
         "failing",
+        "module",
+        "operator_prerequisites_missing",
+        "blocking_objects",
     ] {
         assert!(json.get(field).is_some(), "{field} missing: {json:#}");
     }
     (json, text)
+}
+
+/// The value of the text's row `label`.
+#[track_caller]
+fn row_value<'a>(text: &'a str, label: &str) -> &'a str {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{label}  ")))
+        .unwrap_or_else(|| panic!("no row {label:?}:\n{text}"));
+    line[label.len()..].trim()
 }
 
 fn user_config_api(c: &TestCluster, namespace: &str) -> Api<ConfigMap> {
@@ -85,8 +98,10 @@ fn user_config_api(c: &TestCluster, namespace: &str) -> Api<ConfigMap> {
 
 /// An empty cluster is `no-legacy`; with the legacy installation `not-started`; with the module
 /// enabled and while the steps run `in-progress`; a backup copy edited is `needs-attention`
-/// until it matches again; after clean `done`; a legacy object recreated after clean is
-/// `needs-attention` again.
+/// until it matches again; after clean `in-progress` while the module starts (no state yet,
+/// `Processing`, `Ready` for an older generation of the CR), `done` once it is `Ready` for the
+/// CR as it is, `needs-attention` while it reports `Error`; a legacy object recreated after
+/// clean is `needs-attention` again.
 #[tokio::test]
 async fn status_follows_a_cluster_through_the_phases_of_its_migration() {
     let c = TestCluster::start().await;
@@ -144,12 +159,70 @@ async fn status_follows_a_cluster_through_the_phases_of_its_migration() {
     assert_phase(&c, "in-progress", "next: clean");
 
     c.run(&["clean"]).assert_ok();
-    let (json, _) = assert_phase(
+    let (json, text) = assert_phase(
         &c,
-        "done",
-        "migrated, backed up and cleaned; no legacy object left; 3 of 3 ServiceMappings adopted",
+        "in-progress",
+        "migrated, backed up and cleaned; the module is starting (no state yet)",
     );
     assert_eq!(json["legacy_objects_remaining"], json!([]));
+    let generation = c.cr().await.metadata.generation.expect("generation");
+    assert_eq!(
+        json["module"],
+        json!({"state": null, "observed_generation": null, "generation": generation})
+    );
+    assert_eq!(json["operator_prerequisites_missing"], json!([]));
+    assert_eq!(json["blocking_objects"], json!([]));
+    assert_eq!(row_value(&text, "module state"), "none yet", "{text}");
+
+    module::report_state(&c, "Processing").await;
+    assert_phase(
+        &c,
+        "in-progress",
+        "migrated, backed up and cleaned; the module is starting (state Processing)",
+    );
+    module::report_state(&c, "Ready").await;
+    let (json, text) = assert_phase(
+        &c,
+        "done",
+        "migrated, backed up and cleaned; no legacy object left; 3 of 3 ServiceMappings \
+         adopted; the module is Ready",
+    );
+    assert_eq!(
+        json["module"],
+        json!({"state": "Ready", "observed_generation": generation, "generation": generation})
+    );
+    assert_eq!(
+        row_value(&text, "module state"),
+        format!("Ready (generation {generation})"),
+        "{text}"
+    );
+
+    // A change of the CR's spec: its Ready is about the generation before.
+    cp_mod_migrator::cr::api(&c.client)
+        .patch(
+            names::cr::NAME,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"deployment": {"replicaCount": 2}}})),
+        )
+        .await
+        .expect("change the CR's spec");
+    assert_phase(
+        &c,
+        "in-progress",
+        &format!(
+            "the module is starting (state Ready for generation {generation} of the CR, which \
+             is at {})",
+            generation + 1
+        ),
+    );
+    module::report_state(&c, "Error").await;
+    assert_phase(
+        &c,
+        "needs-attention",
+        "the module reports Error (status.state of the CR): its operator's log says why",
+    );
+    module::report_state(&c, "Ready").await;
+    assert_phase(&c, "done", "the module is Ready");
 
     // The control plane brings one legacy object back after clean.
     let text = std::fs::read_to_string(fixture_dir(LEGACY).join("20-priorityclass.yaml"))
@@ -159,6 +232,149 @@ async fn status_follows_a_cluster_through_the_phases_of_its_migration() {
         &c,
         "needs-attention",
         "marked cleaned, but 1 legacy object remains (PriorityClass connectivity-proxy-priority-class)",
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The module's operator
+
+/// The ConfigMap `kyma-system/connectivity-proxy-region-configurations`: one of the operator's
+/// names (OPERATOR.md) that the legacy installation does not have and clean does not remove.
+const REGION_CONFIGURATIONS: &str = "connectivity-proxy-region-configurations";
+
+/// An object at one of the operator's names without its label and both annotations, which
+/// clean leaves, stops the operator with 409 Conflict: status says `needs-attention` and names
+/// it, before and after the migration; with the module in `Error`, it is the reason given. The
+/// label alone does not make it the operator's; the label and both annotations do. The legacy
+/// installation's own objects at the operator's names are clean's to remove: they block nothing.
+#[tokio::test]
+async fn an_object_at_an_operator_name_that_clean_leaves_needs_attention_and_is_named() {
+    let c = TestCluster::legacy_and_module().await;
+    let (json, _) = assert_phase(&c, "in-progress", "no step done yet; next: migrate");
+    assert_eq!(json["blocking_objects"], json!([]));
+
+    let cms = user_config_api(&c, names::KYMA_SYSTEM);
+    let mut extra = ConfigMap::default();
+    extra.metadata.name = Some(REGION_CONFIGURATIONS.into());
+    extra.data = Some([("regions".to_string(), "eu10".to_string())].into());
+    cms.create(&Default::default(), &extra)
+        .await
+        .expect("create the ConfigMap");
+    let blocked = "ConfigMap kyma-system/connectivity-proxy-region-configurations exists at one \
+                   of the module operator's names without its label and annotations: the \
+                   operator's create there fails with 409 Conflict";
+    let (json, text) = assert_phase(&c, "needs-attention", blocked);
+    assert_eq!(
+        json["blocking_objects"],
+        json!(["ConfigMap kyma-system/connectivity-proxy-region-configurations"])
+    );
+    assert_eq!(row_value(&text, "blocking the operator"), "1", "{text}");
+    let below = text
+        .lines()
+        .skip_while(|l| !l.starts_with("blocking the operator"))
+        .nth(1)
+        .unwrap_or_default();
+    assert_eq!(
+        below.trim(),
+        "ConfigMap kyma-system/connectivity-proxy-region-configurations",
+        "{text}"
+    );
+
+    // The migration itself does not stop at it; the module does.
+    c.run(&["run"]).assert_ok();
+    assert_phase(&c, "needs-attention", blocked);
+    module::report_state(&c, "Error").await;
+    assert_phase(
+        &c,
+        "needs-attention",
+        &format!("the module reports Error: {blocked}"),
+    );
+
+    let label = json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": "sap.connectivity.proxy.operator"}}});
+    cms.patch(
+        REGION_CONFIGURATIONS,
+        &PatchParams::default(),
+        &Patch::Merge(&label),
+    )
+    .await
+    .expect("label");
+    assert_phase(&c, "needs-attention", blocked);
+    let annotations = json!({"metadata": {"annotations": {
+        "io.javaoperatorsdk/primary-name": "connectivity-proxy",
+        "io.javaoperatorsdk/primary-namespace": "kyma-system",
+    }}});
+    cms.patch(
+        REGION_CONFIGURATIONS,
+        &PatchParams::default(),
+        &Patch::Merge(&annotations),
+    )
+    .await
+    .expect("annotate");
+    let (json, _) = assert_phase(
+        &c,
+        "needs-attention",
+        "the module reports Error (status.state of the CR)",
+    );
+    assert_eq!(json["blocking_objects"], json!([]));
+    module::report_state(&c, "Ready").await;
+    assert_phase(&c, "done", "the module is Ready");
+}
+
+/// The ServiceMappings that the module's schema would refuse (OPERATOR.md: `type` one of RFC,
+/// JDBC, TCP; `internalAddress` `host:port`; `type`, `serviceId`, `internalAddress` required,
+/// and `subaccountId` too in the shared tenant mode) are counted, in the tenant mode of the
+/// legacy configuration before migrate and of the CR after it.
+#[tokio::test]
+async fn service_mappings_the_modules_schema_refuses_are_counted_in_the_tenant_mode() {
+    let c = TestCluster::legacy_and_module().await;
+    for (name, spec) in [
+        (
+            "sm-http",
+            json!({"type": "HTTP", "serviceId": "s", "subaccountId": "a",
+                   "internalAddress": "erp.onprem.example:3300"}),
+        ),
+        (
+            "sm-no-port",
+            json!({"type": "RFC", "serviceId": "s", "subaccountId": "a",
+                   "internalAddress": "erp.onprem.example"}),
+        ),
+        (
+            "sm-no-subaccount",
+            json!({"type": "TCP", "serviceId": "s", "internalAddress": "hana.onprem.example:30015"}),
+        ),
+    ] {
+        c.apply_yaml(&to_yaml(&json!({
+            "apiVersion": "connectivityproxy.sap.com/v1",
+            "kind": "ServiceMapping",
+            "metadata": {"name": name},
+            "spec": spec,
+        })))
+        .await;
+    }
+    let (json, text) = status_of(&c.kubeconfig);
+    assert_eq!(
+        json["service_mappings"],
+        json!({"total": 6, "adopted": 0, "crd_adopted": false, "refused_by_module_schema": 2}),
+        "dedicated"
+    );
+    assert_eq!(
+        row_value(&text, "ServiceMappings"),
+        "0 of 6 adopted; CRD not adopted; 2 REFUSED by the module's schema (check names them)",
+        "{text}"
+    );
+
+    c.apply_dir(&fixture_dir(LEGACY_SHARED)).await;
+    let (json, _) = status_of(&c.kubeconfig);
+    assert_eq!(
+        json["service_mappings"]["refused_by_module_schema"], 3,
+        "shared, from the legacy configuration: {json:#}"
+    );
+    c.run(&["run"]).assert_ok();
+    let (json, _) = status_of(&c.kubeconfig);
+    assert_eq!(
+        json["service_mappings"],
+        json!({"total": 6, "adopted": 6, "crd_adopted": true, "refused_by_module_schema": 3}),
+        "shared, from the CR"
     );
 }
 

@@ -34,7 +34,7 @@ pub struct Report {
 }
 
 /// Four clusters, one at each stage: no legacy installation, legacy only, the module
-/// enabled (in progress), migrated (done).
+/// enabled (in progress), migrated with the module reporting `Ready` (done).
 async fn clusters(tool: &Path) -> Vec<(TestCluster, &'static str)> {
     let (empty, legacy, enabled, migrated) = tokio::join!(
         TestCluster::start(),
@@ -45,6 +45,7 @@ async fn clusters(tool: &Path) -> Vec<(TestCluster, &'static str)> {
     super::measure(tool, &migrated.kubeconfig, &["run"])
         .await
         .expect_done("run");
+    super::support::module::report_state(&migrated, "Ready").await;
     vec![
         (empty, "no-legacy"),
         (legacy, "not-started"),

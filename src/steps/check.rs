@@ -16,7 +16,8 @@ use super::migrate;
 use crate::cli::OutputFormat;
 use crate::cr::{self, Lookup, Marker};
 use crate::error::{Context, Error, Result, Source};
-use crate::legacy::{self, LegacyInstall};
+use crate::legacy::{self, LegacyInstall, Served};
+use crate::module::{self, JudgedMappings};
 use crate::names::{self, config_maps};
 use crate::schema::{self, CrdSchema, Violation};
 use crate::translate::{self, Lost};
@@ -40,6 +41,12 @@ pub struct CheckReport {
     pub would_write: Option<WouldWrite>,
     /// What the reader should know about how the answer was reached.
     pub notes: Vec<String>,
+    /// What does not stop the migration but fails later: each field of an existing
+    /// ServiceMapping that the module's ServiceMapping schema refuses (once the module runs, a
+    /// write that changes that field fails; for a missing required field, any change of the
+    /// spec), shaped like `reasons` (`key`: the field from the object's root).
+    #[serde(default)]
+    pub warnings: Vec<Reason>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,11 +127,18 @@ pub struct CheckOptions {
     pub crd: Option<Arc<CrdSchema>>,
     /// As migrate's --allow-field-loss.
     pub allow_field_loss: Vec<String>,
+    /// As clean's --skip-operator-prerequisites: the CRDs the module's operator needs are not
+    /// judged.
+    pub skip_operator_prerequisites: bool,
 }
 
 impl CheckOptions {
     /// The options of the command line: the CRD of `--crd`, read once (for every cluster).
-    pub fn new(crd_file: Option<&std::path::Path>, allow_field_loss: &[String]) -> Result<Self> {
+    pub fn new(
+        crd_file: Option<&std::path::Path>,
+        allow_field_loss: &[String],
+        skip_operator_prerequisites: bool,
+    ) -> Result<Self> {
         let crd = match crd_file {
             Some(path) => {
                 let origin = path.display().to_string();
@@ -139,6 +153,7 @@ impl CheckOptions {
         Ok(CheckOptions {
             crd,
             allow_field_loss: allow_field_loss.to_vec(),
+            skip_operator_prerequisites,
         })
     }
 }
@@ -147,10 +162,138 @@ impl CheckOptions {
 const MAX_CONFLICTS: u32 = 5;
 
 /// Checks one cluster. `Err` only when the cluster could not be asked (or --crd is unusable):
-/// a configuration migrate would refuse is an `Ok` report that is not ready.
+/// a configuration migrate would refuse is an `Ok` report that is not ready. Besides migrate's
+/// verdict: whether clean would refuse for lack of a CRD the module's operator needs, and
+/// whether an object at one of the operator's names would stop it (either makes it not
+/// ready); and the ServiceMappings the module's schema refuses (warnings).
 pub async fn check(client: &Client, options: &CheckOptions) -> Result<CheckReport> {
-    let lookup = cr::lookup(client).await?;
-    let install = legacy::detect(client).await?;
+    let (lookup, install) = futures::try_join!(cr::lookup(client), legacy::detect(client))?;
+    let found = match &lookup {
+        Lookup::Found(cr) => Some(cr.as_ref()),
+        _ => None,
+    };
+    let cleaned = found.is_some_and(|cr| cr::marked(cr, Marker::Cleaned).is_some());
+    let cr_tenant_mode = found.and_then(module::tenant_mode_of).cloned();
+    // Clean has the legacy installation still to remove: it needs the operator's CRDs served.
+    let judge_prerequisites = install.is_some() && !cleaned && !options.skip_operator_prerequisites;
+    let (mut report, found) = futures::try_join!(
+        check_migrate(client, options, lookup, install),
+        inspect_module(client)
+    )?;
+    add_module_findings(&mut report, found, judge_prerequisites, cr_tenant_mode);
+    Ok(report)
+}
+
+/// What check learns of the module's side: what the cluster serves, the objects at the
+/// operator's names, and every ServiceMapping judged against the module's schema.
+struct ModuleFindings {
+    served: Served,
+    blocking: Vec<String>,
+    mappings: Option<JudgedMappings>,
+}
+
+async fn inspect_module(client: &Client) -> Result<ModuleFindings> {
+    let names = async {
+        let served = legacy::discover(client).await?;
+        let blocking = module::blocking_objects(client, &served).await?;
+        Ok::<_, Error>((served, blocking))
+    };
+    let ((served, blocking), mappings) = futures::try_join!(names, module::judge_mappings(client))?;
+    Ok(ModuleFindings {
+        served,
+        blocking,
+        mappings,
+    })
+}
+
+/// Adds what stops the module (not ready) and what the module's schema refuses (warnings) to
+/// migrate's report. A verdict of migrate's that is not ready stays the verdict.
+fn add_module_findings(
+    report: &mut CheckReport,
+    found: ModuleFindings,
+    judge_prerequisites: bool,
+    cr_tenant_mode: Option<Value>,
+) {
+    let missing = if judge_prerequisites {
+        module::prerequisites_missing(&found.served, false)
+    } else {
+        Vec::new()
+    };
+    let mut stops: Vec<Reason> = missing
+        .iter()
+        .map(|crd| Reason {
+            object: format!("CustomResourceDefinition {crd}"),
+            key: None,
+            value: None,
+            message: "not served: the module's operator does not start without it, so clean \
+                      refuses to delete the legacy installation"
+                .into(),
+            origin: None,
+        })
+        .collect();
+    stops.extend(found.blocking.iter().map(|object| Reason {
+        object: object.clone(),
+        key: None,
+        value: None,
+        message: module::blocking_message(),
+        origin: None,
+    }));
+    if !stops.is_empty() && report.ready {
+        report.ready = false;
+        report.verdict = if missing.is_empty() {
+            module::blocked_verdict(&found.blocking)
+        } else {
+            Error::CleanGate {
+                reason: module::prerequisites_refusal(&missing),
+            }
+            .to_string()
+        };
+    }
+    report.reasons.extend(stops);
+    let Some(mappings) = found.mappings else {
+        return;
+    };
+    // The tenant mode the CR will have: what migrate would write, else the CR's own.
+    let tenant_mode = report
+        .would_write
+        .as_ref()
+        .and_then(|w| w.spec_config.get(names::TENANT_MODE_FIELD).cloned())
+        .or(cr_tenant_mode);
+    let shared = module::is_shared_tenant(tenant_mode.as_ref());
+    let refused = mappings.refused.in_mode(shared);
+    if refused > 0 {
+        report.notes.push(format!(
+            "{refused} of {} ServiceMappings would be refused by the module's ServiceMapping \
+             schema (tenant mode {}): the migration is not affected (it writes their metadata \
+             only), but once the module runs a write that changes a refused field fails (for a \
+             missing required field: any change of the spec); each field is named under warnings",
+            mappings.total,
+            if shared {
+                names::TENANT_SHARED
+            } else {
+                names::TENANT_DEDICATED
+            }
+        ));
+    }
+    report.warnings = mappings
+        .refusals_in(shared)
+        .map(|r| Reason {
+            object: r.object.clone(),
+            key: Some(r.field.clone()),
+            value: r.value.clone(),
+            message: r.message.clone(),
+            origin: None,
+        })
+        .collect();
+}
+
+/// migrate's side of the check: whether it would succeed, and what it would write.
+async fn check_migrate(
+    client: &Client,
+    options: &CheckOptions,
+    lookup: Lookup,
+    install: Option<LegacyInstall>,
+) -> Result<CheckReport> {
     let mut report = CheckReport {
         ready: true,
         verdict: String::new(),
@@ -160,6 +303,7 @@ pub async fn check(client: &Client, options: &CheckOptions) -> Result<CheckRepor
         accepted_losses: Vec::new(),
         would_write: None,
         notes: Vec::new(),
+        warnings: Vec::new(),
     };
     if let Lookup::Found(current) = &lookup
         && let Some(key) = cr::marked(current, Marker::Migrated)
@@ -292,9 +436,10 @@ pub async fn run(
     client: &Client,
     crd_file: Option<&std::path::Path>,
     allow_field_loss: &[String],
+    skip_operator_prerequisites: bool,
     output: OutputFormat,
 ) -> Result<Outcome> {
-    let options = CheckOptions::new(crd_file, allow_field_loss)?;
+    let options = CheckOptions::new(crd_file, allow_field_loss, skip_operator_prerequisites)?;
     let report = check(client, &options).await?;
     match output {
         OutputFormat::Json => println!(
@@ -534,14 +679,7 @@ pub fn render_text(r: &CheckReport) -> String {
         );
     }
     line("verdict", if r.ready { "ready" } else { "not ready" });
-    line(
-        if r.ready {
-            "because"
-        } else {
-            "migrate would fail"
-        },
-        &r.verdict,
-    );
+    line(if r.ready { "because" } else { "why not" }, &r.verdict);
     let mut list = |title: &str, reasons: &[Reason]| {
         if reasons.is_empty() {
             return;
@@ -559,6 +697,10 @@ pub fn render_text(r: &CheckReport) -> String {
     };
     list("reasons", &r.reasons);
     list("accepted losses (--allow-field-loss)", &r.accepted_losses);
+    list(
+        "warnings (ServiceMappings the module's schema refuses; the migration is not affected)",
+        &r.warnings,
+    );
     for note in &r.notes {
         out.push_str(&format!("note: {note}\n"));
     }
@@ -690,6 +832,7 @@ mod tests {
         shareable(&CheckOptions {
             crd: Some(built_in_crd().expect("built-in CRD")),
             allow_field_loss: Vec::new(),
+            skip_operator_prerequisites: false,
         });
     }
 
@@ -721,6 +864,7 @@ mod tests {
             accepted_losses: Vec::new(),
             would_write: None,
             notes: Vec::new(),
+            warnings: Vec::new(),
         };
         let text = serde_json::to_string(&report).expect("json");
         assert!(text.contains("\"method\":\"server-dry-run\""), "{text}");

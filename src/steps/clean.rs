@@ -1,6 +1,7 @@
 //! Step 3: an archive of what clean changes, then the ServiceMappings handed to the new
 //! operator and the legacy installation deleted, but only once a verified copy of the user
-//! configuration and a verified archive exist.
+//! configuration and a verified archive exist, and while the CRDs the new operator needs to
+//! start are served (or `--skip-operator-prerequisites`).
 
 use std::collections::BTreeMap;
 
@@ -19,6 +20,7 @@ use crate::configmaps;
 use crate::cr::{self, Marker};
 use crate::error::{Context, Error, Result, is_conflict, is_not_found};
 use crate::legacy;
+use crate::module;
 use crate::names::{self, config_maps, service_mappings as sm};
 use crate::service_mappings;
 
@@ -44,6 +46,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     // The gate and the survey only read: they go out together, and nothing is written unless
     // the gate passes.
     let (checked, survey) = futures::try_join!(check_backup(ctx, &current), survey(ctx))?;
+    check_operator_prerequisites(ctx, &survey.served)?;
     let archived =
         archive_legacy(ctx, &current.uid().unwrap_or_default(), &checked, &survey).await?;
 
@@ -139,6 +142,25 @@ async fn check_backup(ctx: &Ctx, current: &DynamicObject) -> Result<BackupCheck>
         .collect())
 }
 
+/// Never tear down what cannot be replaced: fails while a CRD the module's operator needs to
+/// start is not served (it would exit, and nothing would replace the legacy proxy), unless
+/// `--skip-operator-prerequisites`.
+fn check_operator_prerequisites(ctx: &Ctx, served: &legacy::Served) -> Result<()> {
+    if ctx.skip_operator_prerequisites {
+        tracing::info!(
+            "--skip-operator-prerequisites: the CRDs the module's operator needs are not checked"
+        );
+        return Ok(());
+    }
+    let missing = module::prerequisites_missing(served, true);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::CleanGate {
+        reason: module::prerequisites_refusal(&missing),
+    })
+}
+
 /// Fails unless the backup namespace holds a copy of `source` with equal data.
 fn check_copy(name: &str, source: &ConfigMap, copy: Option<ConfigMap>) -> Result<()> {
     let gate = |reason: String| Err(Error::CleanGate { reason });
@@ -175,6 +197,8 @@ struct Survey {
     /// check reads).
     objects: Vec<(legacy::LegacyObject, Option<DynamicObject>)>,
     unserved: Vec<String>,
+    /// What the cluster serves.
+    served: legacy::Served,
     mappings: Mappings,
     stored: Option<archive::Stored>,
 }
@@ -199,7 +223,8 @@ impl Mappings {
 
 async fn survey(ctx: &Ctx) -> Result<Survey> {
     let objects = async {
-        let (objects, unserved) = legacy::objects(&ctx.client).await?;
+        let served = legacy::discover(&ctx.client).await?;
+        let (objects, unserved) = legacy::objects_of(&ctx.client, &served, names::LEGACY_OBJECTS);
         let read: Vec<(legacy::LegacyObject, Option<DynamicObject>)> = stream::iter(objects)
             .map(|o| async move {
                 if o.is_user_config() {
@@ -215,9 +240,9 @@ async fn survey(ctx: &Ctx) -> Result<Survey> {
             .buffered(LEGACY_CONCURRENCY)
             .try_collect()
             .await?;
-        Ok::<_, Error>((read, unserved))
+        Ok::<_, Error>((read, unserved, served))
     };
-    let ((objects, unserved), mappings, stored) = futures::try_join!(
+    let ((objects, unserved, served), mappings, stored) = futures::try_join!(
         objects,
         list_service_mappings(ctx),
         archive::read_stored(&ctx.client)
@@ -225,6 +250,7 @@ async fn survey(ctx: &Ctx) -> Result<Survey> {
     Ok(Survey {
         objects,
         unserved,
+        served,
         mappings,
         stored,
     })

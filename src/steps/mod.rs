@@ -73,6 +73,9 @@ pub struct Ctx {
     pub deadline: tokio::time::Instant,
     /// Compressed bytes per Secret of clean's archive (smaller only to test the split).
     pub archive_part_bytes: usize,
+    /// clean deletes the legacy installation even while a CRD the module's operator needs to
+    /// start is not served (`--skip-operator-prerequisites`).
+    pub skip_operator_prerequisites: bool,
 }
 
 impl Ctx {
@@ -99,6 +102,7 @@ impl Ctx {
             handed_on: Mutex::default(),
             deadline,
             archive_part_bytes: names::archive::PART_BYTES,
+            skip_operator_prerequisites: false,
         }
     }
 

@@ -172,9 +172,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         }
     }
     // Names only for what needs a look: objects left as found, kinds skipped, mappings changed.
-    let would = |done: &str, planned: &str| {
-        if ctx.dry_run { planned } else { done }.to_string()
-    };
+    let would = |done: &str, planned: &str| if ctx.dry_run { planned } else { done }.to_string();
     let summary = format!(
         "{} {} legacy objects; {} left as they were{}; {} skipped as not served{}; {}; {} {}",
         would("recreated", "would recreate"),

@@ -15,9 +15,11 @@ use crate::archive;
 use crate::configmaps;
 use crate::cr::{self, Lookup, Marker};
 use crate::error::{Context, Result};
-use crate::legacy::{self, LegacyInstall};
+use crate::legacy::{self, LegacyInstall, Served};
+use crate::module::{self, ModuleState, RefusedCount};
 use crate::names::{self, config_maps};
 use crate::service_mappings::{Listed, is_adopted};
+use crate::translate;
 use operator_pods::Failing;
 use phase::Phase;
 
@@ -90,6 +92,14 @@ pub struct Status {
     pub archive: ArchiveStatus,
     /// The operator Pod's init container that keeps failing, if any.
     pub failing: Option<Failing>,
+    /// The module's own state on the CR (`None`: no CR).
+    pub module: Option<ModuleState>,
+    /// CRDs the module's operator needs to start that the cluster does not serve (the CR's own
+    /// aside, which the module brings).
+    pub operator_prerequisites_missing: Vec<String>,
+    /// Objects at the operator's names that would stop it with 409 Conflict: without its label
+    /// and both annotations, and not removed by clean.
+    pub blocking_objects: Vec<String>,
 }
 
 /// clean's archive, for `rollback`: counts and ownership only, never its content.
@@ -143,6 +153,12 @@ pub struct ServiceMappings {
     pub total: usize,
     pub adopted: usize,
     pub crd_adopted: bool,
+    /// How many the module's ServiceMapping schema refuses (in the tenant mode the CR has or
+    /// migrate gives it): once the module runs, a write that changes a refused field fails.
+    pub refused_by_module_schema: usize,
+    /// How many it refuses in each tenant mode, until the mode is known.
+    #[serde(skip)]
+    refused: RefusedCount,
     /// Each mapping's content (as the archive keeps it), as a digest, by namespace and name:
     /// compared with the archive, never shown.
     #[serde(skip)]
@@ -163,14 +179,14 @@ pub async fn collect(client: &Client) -> Result<Report> {
     // The reads that do not depend on each other go out together: a distant API server costs a
     // handful of round trips, not one per read.
     let (
-        legacy,
+        (legacy, blocking, served),
         lookup,
         (backup_namespace_exists, copies),
         (deployment, failing),
-        service_mappings,
+        mut service_mappings,
         archive,
     ) = futures::try_join!(
-        legacy_objects(client),
+        at_known_names(client),
         cr::lookup(client),
         backup_copies(client),
         operator_and_failing(client),
@@ -204,6 +220,10 @@ pub async fn collect(client: &Client) -> Result<Report> {
             }
         })
         .collect();
+    if let Some(m) = &mut service_mappings {
+        let shared = shared_tenant(&lookup, legacy.user_config.get(config_maps::CONFIG));
+        m.refused_by_module_schema = m.refused.in_mode(shared);
+    }
     Ok(Report::new(Status {
         legacy_installation: legacy.installation,
         crd_installed: !matches!(lookup, Lookup::CrdMissing),
@@ -217,7 +237,51 @@ pub async fn collect(client: &Client) -> Result<Report> {
         archive: archive_status(archive, &lookup, service_mappings.as_ref()),
         service_mappings,
         failing,
+        module: match &lookup {
+            Lookup::Found(cr) => Some(ModuleState::of(cr)),
+            _ => None,
+        },
+        operator_prerequisites_missing: module::prerequisites_missing(&served, false),
+        blocking_objects: blocking,
     }))
+}
+
+/// What the cluster serves (one discovery request), then the legacy table's objects and those
+/// at the operator's names, all read at once.
+async fn at_known_names(client: &Client) -> Result<(LegacyRead, Vec<String>, Served)> {
+    let served = legacy::discover(client).await?;
+    let (read, blocking) = futures::try_join!(
+        legacy_objects(client, &served),
+        module::blocking_objects(client, &served)
+    )?;
+    Ok((read, blocking, served))
+}
+
+/// Whether the module's ServiceMappings are judged in the shared tenant mode: the CR's once
+/// migrated (or with no legacy configuration to migrate), else the legacy configuration's
+/// `tenantMode` that migrate will carry over (the CR's when it has none).
+fn shared_tenant(lookup: &Lookup, legacy_config: Option<&ConfigMap>) -> bool {
+    let cr = match lookup {
+        Lookup::Found(cr) => Some(cr.as_ref()),
+        _ => None,
+    };
+    let migrated = cr.is_some_and(|c| cr::marked(c, Marker::Migrated).is_some());
+    let legacy_mode = legacy_config
+        .filter(|_| !migrated)
+        .and_then(|cm| cm.data.as_ref()?.get(config_maps::CONFIG_KEY).cloned())
+        .and_then(|text| {
+            let source = crate::error::Source {
+                namespace: names::KYMA_SYSTEM.into(),
+                name: config_maps::CONFIG.into(),
+                key: Some(config_maps::CONFIG_KEY.into()),
+            };
+            translate::parse_legacy_document(&source, &text).ok()
+        })
+        .and_then(|mut doc| doc.remove(names::TENANT_MODE_FIELD));
+    match legacy_mode {
+        Some(mode) => module::is_shared_tenant(Some(&mode)),
+        None => module::is_shared_tenant(cr.and_then(module::tenant_mode_of)),
+    }
 }
 
 /// Whether the backup namespace exists, and the copy of each user-configuration ConfigMap (in
@@ -301,11 +365,18 @@ fn drift(archive: &archive::Archive, now: &ServiceMappings) -> MappingsDrift {
     let mut drift = MappingsDrift::default();
     let mut archived = 0;
     for entry in &archive.service_mappings.items {
-        match now.digests.get(&(entry.namespace.clone(), entry.name.clone())) {
+        match now
+            .digests
+            .get(&(entry.namespace.clone(), entry.name.clone()))
+        {
             None => drift.deleted += 1,
             Some(d) => {
                 archived += 1;
-                if entry.object.as_ref().is_some_and(|o| archive::digest(o) != *d) {
+                if entry
+                    .object
+                    .as_ref()
+                    .is_some_and(|o| archive::digest(o) != *d)
+                {
                     drift.changed += 1;
                 }
             }
@@ -328,8 +399,8 @@ struct LegacyRead {
     user_config: BTreeMap<&'static str, ConfigMap>,
 }
 
-async fn legacy_objects(client: &Client) -> Result<LegacyRead> {
-    let (objects, not_served) = legacy::objects(client).await?;
+async fn legacy_objects(client: &Client, served: &Served) -> Result<LegacyRead> {
+    let (objects, not_served) = legacy::objects_of(client, served, names::LEGACY_OBJECTS);
     // Every object at once: one round trip for all of them. The user ConfigMaps are read whole,
     // the rest as metadata only (Secrets among them: status never needs their data).
     let reads = futures::future::try_join_all(objects.iter().map(|o| async move {
@@ -376,23 +447,37 @@ async fn service_mappings(client: &Client) -> Result<Option<ServiceMappings>> {
         return Ok(None);
     };
     let namespaced = crd.spec.scope == "Namespaced";
-    let (mut adopted, mut digests) = (0, BTreeMap::new());
+    let (mut adopted, mut digests, mut refused) = (0, BTreeMap::new(), RefusedCount::default());
+    let mut failed = None;
     crate::service_mappings::list(client, &ar, |listed| match listed {
-        Listed::Restart => (adopted, digests) = (0, BTreeMap::new()),
+        Listed::Restart => {
+            (adopted, digests, refused) = (0, BTreeMap::new(), RefusedCount::default());
+        }
         Listed::Page(page) => {
             adopted += page.iter().filter(|m| is_adopted(&m.metadata)).count();
             for m in &page {
                 let content = archive::archival(m).map(archive::without_adoption);
                 let key = (if namespaced { m.namespace() } else { None }, m.name_any());
                 digests.insert(key, content.map_or(0, |c| archive::digest(&c)));
+                match module::refusals(m) {
+                    Ok(r) => refused.add(&r),
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                    }
+                }
             }
         }
     })
     .await?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
     Ok(Some(ServiceMappings {
         total: digests.len(),
         adopted,
         crd_adopted: is_adopted(&crd.metadata),
+        refused_by_module_schema: 0,
+        refused,
         digests,
     }))
 }
@@ -492,18 +577,59 @@ pub fn render_text(report: &Report) -> String {
         "ServiceMappings",
         match &s.service_mappings {
             Some(m) => format!(
-                "{} of {} adopted; CRD {}",
+                "{} of {} adopted; CRD {}{}",
                 m.adopted,
                 m.total,
                 if m.crd_adopted {
                     "adopted"
                 } else {
                     "not adopted"
+                },
+                match m.refused_by_module_schema {
+                    0 => String::new(),
+                    n => format!("; {n} REFUSED by the module's schema (check names them)"),
                 }
             ),
             None => "CRD not installed".into(),
         },
     );
+    line(
+        "module state",
+        match &s.module {
+            None => "no CR".into(),
+            Some(m) => match (&m.state, m.is_current()) {
+                (None, _) => "none yet".into(),
+                (Some(state), true) => {
+                    format!("{state} (generation {})", m.generation.unwrap_or(0))
+                }
+                (Some(state), false) => format!(
+                    "{state} (for generation {}; the CR is at {})",
+                    m.observed_generation
+                        .map(|g| g.to_string())
+                        .unwrap_or_else(|| "none".into()),
+                    m.generation.unwrap_or(0)
+                ),
+            },
+        },
+    );
+    line(
+        "operator prerequisites",
+        if s.operator_prerequisites_missing.is_empty() {
+            "served".into()
+        } else {
+            format!(
+                "NOT SERVED: {}",
+                s.operator_prerequisites_missing.join(", ")
+            )
+        },
+    );
+    line(
+        "blocking the operator",
+        s.blocking_objects.len().to_string(),
+    );
+    for o in &s.blocking_objects {
+        line("", o.clone());
+    }
     line(
         "operator Deployment",
         match &s.operator {

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, PodStatus, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use serde_json::json;
 
 use cp_mod_migrator::names;
 
@@ -114,4 +115,29 @@ pub async fn write_pod_status(c: &TestCluster, name: &str, status: PodStatus) ->
     pods.replace_status(name, &PostParams::default(), &pod)
         .await
         .unwrap_or_else(|e| panic!("write the status of Pod {name}: {e}"))
+}
+
+/// Writes the CR's status as the module's operator reports it (OPERATOR.md, "Its status"),
+/// through the CR's `/status` subresource: `state`, for the CR's current generation.
+pub async fn report_state(c: &TestCluster, state: &str) -> DynamicObject {
+    let generation = c
+        .cr()
+        .await
+        .metadata
+        .generation
+        .expect("the CR's generation");
+    report_state_for(c, state, generation).await
+}
+
+/// [`report_state`] for generation `observed` of the CR (an older one: the operator has not
+/// caught up yet).
+pub async fn report_state_for(c: &TestCluster, state: &str, observed: i64) -> DynamicObject {
+    cp_mod_migrator::cr::api(&c.client)
+        .patch_status(
+            names::cr::NAME,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"state": state, "observedGeneration": observed}})),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("write the CR's status {state}: {e}"))
 }

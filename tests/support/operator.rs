@@ -1495,7 +1495,9 @@ async fn discoverable(client: &Client, group_version: &str, plural: &str) -> boo
 async fn cleanup(client: &Client, cr: &Cr, how: Cleanup) -> bool {
     let mut sm_crd = false;
     let spared = |d: &&Dependent| {
-        how == Cleanup::SparingTheServiceMappingCrd && d.kind == CRD && d.name == SERVICE_MAPPING_CRD
+        how == Cleanup::SparingTheServiceMappingCrd
+            && d.kind == CRD
+            && d.name == SERVICE_MAPPING_CRD
     };
     for d in dependents(cr)
         .iter()

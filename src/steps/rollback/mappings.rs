@@ -79,16 +79,18 @@ pub async fn restore(
     let namespaced = crd.spec.scope == "Namespaced";
     let seen = unadopt_present(ctx, archived, &ar, namespaced, &mut restored).await?;
     let missing = archived.items.iter().zip(&seen).filter(|(_, s)| !**s);
-    let (recreatable, gone): (Vec<_>, Vec<_>) = missing
-        .map(|(m, _)| m)
-        .partition(|m| m.object.is_some());
+    let (recreatable, gone): (Vec<_>, Vec<_>) =
+        missing.map(|(m, _)| m).partition(|m| m.object.is_some());
     restored.names_only = names_only(gone.into_iter());
-    let settling = (restored.crd != CrdAction::Unchanged)
-        .then(|| tokio::time::Instant::now() + CRD_SETTLING);
+    let settling =
+        (restored.crd != CrdAction::Unchanged).then(|| tokio::time::Instant::now() + CRD_SETTLING);
     restored.recreated = stream::iter(recreatable)
         .map(|m| recreate(ctx, &ar, m, settling))
         .buffer_unordered(service_mappings::CONCURRENCY)
-        .try_fold(0usize, |n, created| async move { Ok(n + usize::from(created)) })
+        .try_fold(
+            0usize,
+            |n, created| async move { Ok(n + usize::from(created)) },
+        )
         .await?;
     Ok(restored)
 }
@@ -159,7 +161,10 @@ async fn restore_crd(
                 {
                     Ok(written) => {
                         if !ctx.dry_run {
-                            tracing::info!(crd = sm::CRD_NAME, "spec and adoption put back as before clean");
+                            tracing::info!(
+                                crd = sm::CRD_NAME,
+                                "spec and adoption put back as before clean"
+                            );
                         }
                         Some(written)
                     }
@@ -176,7 +181,10 @@ async fn restore_crd(
             };
             return Ok((Some(crd), CrdAction::PutBack));
         }
-        current = api.get_opt(sm::CRD_NAME).await.context(|| format!("reading {}", what()))?;
+        current = api
+            .get_opt(sm::CRD_NAME)
+            .await
+            .context(|| format!("reading {}", what()))?;
     }
     Err(Error::TooManyConflicts {
         object: what(),

@@ -51,7 +51,9 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         ));
         let summary = summary(before, &merged, fresh.items.len());
         if merged == *before {
-            return Ok(Outcome::Done(format!("{summary}; the archive held them already")));
+            return Ok(Outcome::Done(format!(
+                "{summary}; the archive held them already"
+            )));
         }
         let written = archive::write(
             &ctx.client,
@@ -63,11 +65,12 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         .await?;
         match written {
             WriteOutcome::Conflict => {
-                stored = archive::read_stored(&ctx.client)
-                    .await?
-                    .ok_or_else(|| Error::NoArchive {
-                        location: archive::location(),
-                    })?;
+                stored =
+                    archive::read_stored(&ctx.client)
+                        .await?
+                        .ok_or_else(|| Error::NoArchive {
+                            location: archive::location(),
+                        })?;
             }
             WriteOutcome::Written { .. } if ctx.dry_run => {
                 print_plan(

@@ -5,9 +5,12 @@
 //! 2. `failing`: an init container of the operator Pod keeps failing. It comes before the
 //!    contradictions: the Pod does not start, and its termination message is the step's own
 //!    reason (which usually names the contradiction).
-//! 3. `needs-attention`: the state contradicts itself; the first contradiction found is the
-//!    reason.
-//! 4. `done`: all three markers, no legacy object left, both copies present.
+//! 3. `needs-attention`: the state contradicts itself, or the module cannot come up (it
+//!    reports `Error`, an object at one of its operator's names stops it, or its operator
+//!    cannot start); the first such finding is the reason.
+//! 4. `done`: all three markers, no legacy object left, both copies present, and the module
+//!    `Ready` for the CR's current generation (until then `in-progress`: the module is
+//!    starting).
 //! 5. `no-legacy`: no legacy object, no marker, no copy, no archive.
 //! 6. `not-started`: legacy objects present, module not enabled (no CR, no operator Deployment).
 //! 7. `in-progress`: the rest: the module is enabled and the steps are under way.
@@ -16,7 +19,8 @@ use serde::Serialize;
 
 use super::{BackupCopy, Status};
 use crate::cr::Marker;
-use crate::names;
+use crate::module::ModuleState;
+use crate::names::{self, operator};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -81,6 +85,16 @@ pub fn decide(s: &Status) -> (Phase, String) {
     let any_marked = Marker::ALL.into_iter().any(marked);
     let legacy_left = legacy_left(s);
     if all_marked && legacy_left == 0 && s.backup.iter().all(|b| b.copy_exists) {
+        let module = s.module.clone().unwrap_or_default();
+        if !module.is_ready() {
+            return (
+                Phase::InProgress,
+                format!(
+                    "migrated, backed up and cleaned; the module is starting ({})",
+                    starting(&module)
+                ),
+            );
+        }
         let adopted = s
             .service_mappings
             .as_ref()
@@ -88,7 +102,10 @@ pub fn decide(s: &Status) -> (Phase, String) {
             .unwrap_or_default();
         return (
             Phase::Done,
-            format!("migrated, backed up and cleaned; no legacy object left{adopted}"),
+            format!(
+                "migrated, backed up and cleaned; no legacy object left{adopted}; the module is {}",
+                operator::STATE_READY
+            ),
         );
     }
     let module_enabled = s.cr_exists || s.operator.is_some();
@@ -190,6 +207,9 @@ fn contradiction(s: &Status) -> Option<String> {
             copy(b)
         ));
     }
+    if let Some(why) = module_cannot_come_up(s) {
+        return Some(why);
+    }
     let any_marked = Marker::ALL.into_iter().any(marked);
     if legacy_left == 0 && !any_marked && left_by_a_migration(s) {
         return Some(format!(
@@ -204,6 +224,65 @@ fn contradiction(s: &Status) -> Option<String> {
         ));
     }
     None
+}
+
+/// Why the module cannot reach `Ready` as things are, if it cannot: it reports `Error` (the
+/// object that stops its operator named, when one is found), an object at one of its
+/// operator's names would stop it, or its operator cannot start (it has written no state, and
+/// a CRD it needs is not served).
+fn module_cannot_come_up(s: &Status) -> Option<String> {
+    let blocker = s.blocking_objects.first().map(|b| {
+        let more = match s.blocking_objects.len() {
+            1 => String::new(),
+            n => format!(", and {} more", n - 1),
+        };
+        format!(
+            "{b} exists at one of the module operator's names without its label and \
+             annotations: the operator's create there fails with 409 Conflict{more}"
+        )
+    });
+    let module = s.module.as_ref();
+    if module.is_some_and(ModuleState::is_error) {
+        return Some(match blocker {
+            Some(b) => format!("the module reports {}: {b}", operator::STATE_ERROR),
+            None => format!(
+                "the module reports {} (status.state of the CR): its operator's log says why",
+                operator::STATE_ERROR
+            ),
+        });
+    }
+    if blocker.is_some() {
+        return blocker;
+    }
+    if module.is_some_and(|m| m.state.is_none()) && !s.operator_prerequisites_missing.is_empty() {
+        return Some(format!(
+            "the module's operator does not start while {} {} not served",
+            s.operator_prerequisites_missing.join(", "),
+            if s.operator_prerequisites_missing.len() == 1 {
+                "is"
+            } else {
+                "are"
+            }
+        ));
+    }
+    None
+}
+
+/// How far the module is while it starts: its state, and for which generation of the CR.
+fn starting(m: &ModuleState) -> String {
+    match (&m.state, m.is_current()) {
+        (None, _) => "no state yet".into(),
+        (Some(state), true) => format!("state {state}"),
+        (Some(state), false) => format!(
+            "state {state} for generation {} of the CR, which is at {}",
+            m.observed_generation
+                .map(|g| g.to_string())
+                .unwrap_or_else(|| "none".into()),
+            m.generation
+                .map(|g| g.to_string())
+                .unwrap_or_else(|| "none".into())
+        ),
+    }
 }
 
 /// Legacy objects still there (the StatefulSet that marks the installation among them).
@@ -291,7 +370,19 @@ mod tests {
             operator: None,
             archive: ArchiveStatus::default(),
             failing: None,
+            module: None,
+            operator_prerequisites_missing: vec![],
+            blocking_objects: vec![],
         }
+    }
+
+    /// The module's state on the CR, at generation 2 of it.
+    fn module(state: Option<&str>, observed_generation: Option<i64>) -> Option<ModuleState> {
+        Some(ModuleState {
+            state: state.map(str::to_string),
+            observed_generation,
+            generation: Some(2),
+        })
     }
 
     /// The module enabled, the CR without markers.
@@ -304,6 +395,7 @@ mod tests {
                 ready_replicas: 0,
                 ready: false,
             }),
+            module: module(None, None),
             ..legacy_only()
         }
     }
@@ -320,6 +412,8 @@ mod tests {
                 total: 3,
                 adopted: 3,
                 crd_adopted: true,
+                refused_by_module_schema: 0,
+                refused: Default::default(),
                 digests: Default::default(),
             }),
             archive: ArchiveStatus {
@@ -328,6 +422,7 @@ mod tests {
                 belongs_to_current_cr: Some(true),
                 ..Default::default()
             },
+            module: module(Some("Ready"), Some(2)),
             ..enabled()
         }
     }
@@ -450,6 +545,98 @@ mod tests {
             ..done()
         };
         assert_eq!(phase(&no_archive), Phase::Done);
+    }
+
+    #[test]
+    fn done_needs_the_module_ready_for_the_current_generation() {
+        assert_phase(&done(), Phase::Done, "; the module is Ready");
+        for (state, observed, reason) in [
+            (None, None, "the module is starting (no state yet)"),
+            (
+                Some("Processing"),
+                Some(2),
+                "the module is starting (state Processing)",
+            ),
+            (
+                Some("Ready"),
+                Some(1),
+                "the module is starting (state Ready for generation 1 of the CR, which is at 2)",
+            ),
+            (
+                Some("Ready"),
+                None,
+                "(state Ready for generation none of the CR, which is at 2)",
+            ),
+        ] {
+            let starting = Status {
+                module: module(state, observed),
+                ..done()
+            };
+            assert_phase(&starting, Phase::InProgress, reason);
+        }
+    }
+
+    #[test]
+    fn a_module_that_cannot_come_up_needs_attention() {
+        let error = Status {
+            module: module(Some("Error"), Some(2)),
+            ..done()
+        };
+        assert_phase(
+            &error,
+            Phase::NeedsAttention,
+            "the module reports Error (status.state of the CR): its operator's log says why",
+        );
+        let blocked = Status {
+            blocking_objects: vec![
+                "ConfigMap kyma-system/connectivity-proxy-region-configurations".into(),
+                "Gateway kyma-system/connectivity-proxy-tunnel".into(),
+            ],
+            ..error
+        };
+        assert_phase(
+            &blocked,
+            Phase::NeedsAttention,
+            "the module reports Error: ConfigMap kyma-system/connectivity-proxy-region-configurations \
+             exists at one of the module operator's names without its label and annotations: the \
+             operator's create there fails with 409 Conflict, and 1 more",
+        );
+        // Before the module is enabled, and before it reports anything.
+        let ahead = Status {
+            blocking_objects: vec!["Role kyma-system/connectivity-proxy-startup".into()],
+            ..legacy_only()
+        };
+        assert_phase(
+            &ahead,
+            Phase::NeedsAttention,
+            "Role kyma-system/connectivity-proxy-startup exists at one of the module operator's names",
+        );
+        let no_istio = Status {
+            operator_prerequisites_missing: vec![
+                "gateways.networking.istio.io".into(),
+                "certificates.cert.gardener.cloud".into(),
+            ],
+            module: module(None, None),
+            ..done()
+        };
+        assert_phase(
+            &no_istio,
+            Phase::NeedsAttention,
+            "the module's operator does not start while gateways.networking.istio.io, \
+             certificates.cert.gardener.cloud are not served",
+        );
+        // An operator that writes a state runs: it needed fewer.
+        let started = Status {
+            module: module(Some("Processing"), Some(2)),
+            ..no_istio
+        };
+        assert_eq!(phase(&started), Phase::InProgress);
+        // Not enabled yet: the operator has not been asked to start.
+        let not_enabled = Status {
+            operator_prerequisites_missing: vec!["gateways.networking.istio.io".into()],
+            ..legacy_only()
+        };
+        assert_eq!(phase(&not_enabled), Phase::NotStarted);
     }
 
     #[test]

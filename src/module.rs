@@ -1,0 +1,496 @@
+//! The module's operator as the migration must expect it (reference/module/OPERATOR.md): the
+//! CRDs it needs to start, the objects at its names that would stop it, the state it reports on
+//! the CR, and the ServiceMapping schema it applies over the CRD that clean adopted.
+
+use std::sync::OnceLock;
+
+use futures::{StreamExt, TryStreamExt, stream};
+use kube::api::DynamicObject;
+use kube::core::ObjectMeta;
+use kube::{Client, ResourceExt};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::error::{Context, Error, Result};
+use crate::legacy::{self, LegacyObject, Served};
+use crate::names::{self, OPERATOR_OBJECTS, operator, service_mappings as sm};
+use crate::schema::{CrdSchema, Violation};
+use crate::service_mappings::{self, Listed, is_adopted};
+
+/// The module's own state, as its operator reports it on the CR.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ModuleState {
+    /// `status.state` of the CR (`Processing`, `Ready`, `Error`), `None` before the operator
+    /// wrote one.
+    pub state: Option<String>,
+    /// `status.observedGeneration`: the generation of the CR that state is about.
+    pub observed_generation: Option<i64>,
+    /// `metadata.generation` of the CR.
+    pub generation: Option<i64>,
+}
+
+impl ModuleState {
+    /// The state on `cr`.
+    pub fn of(cr: &DynamicObject) -> ModuleState {
+        let status = cr.data.get("status");
+        ModuleState {
+            state: status
+                .and_then(|s| s.get("state"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            observed_generation: status
+                .and_then(|s| s.get("observedGeneration"))
+                .and_then(Value::as_i64),
+            generation: cr.metadata.generation,
+        }
+    }
+
+    /// `Ready`, for the CR as it is now (`observedGeneration` equal to `generation`).
+    pub fn is_ready(&self) -> bool {
+        self.is(operator::STATE_READY) && self.is_current()
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.is(operator::STATE_ERROR)
+    }
+
+    /// Whether the state is about the CR's current generation.
+    pub fn is_current(&self) -> bool {
+        self.observed_generation.is_some() && self.observed_generation == self.generation
+    }
+
+    fn is(&self, state: &str) -> bool {
+        self.state.as_deref() == Some(state)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the operator needs to start
+
+/// The CRDs of [`operator::PREREQUISITE_CRDS`] that `served` lacks. Without `with_own`, the CR's
+/// own CRD is left out: before the module is enabled it is missing, and the module brings it.
+pub fn prerequisites_missing(served: &Served, with_own: bool) -> Vec<String> {
+    operator::PREREQUISITE_CRDS
+        .into_iter()
+        .filter(|crd| with_own || *crd != names::cr::CRD_NAME)
+        .filter(|crd| !served.serves(crd))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Why clean refuses while `missing` CRDs are not served (the reason of its gate).
+pub fn prerequisites_refusal(missing: &[String]) -> String {
+    format!(
+        "the module's operator does not start while {} {} not served, and nothing would replace \
+         the legacy Connectivity Proxy; nothing was written. Install {}, or, for an operator \
+         build that needs fewer, run with --skip-operator-prerequisites \
+         (CP_MIGRATOR_SKIP_OPERATOR_PREREQUISITES=true)",
+        crds(missing),
+        if missing.len() == 1 { "is" } else { "are" },
+        if missing.len() == 1 { "it" } else { "them" },
+    )
+}
+
+/// `CustomResourceDefinition a` or `CustomResourceDefinitions a, b`.
+fn crds(names: &[String]) -> String {
+    format!(
+        "CustomResourceDefinition{} {}",
+        if names.len() == 1 { "" } else { "s" },
+        names.join(", ")
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Objects at the operator's names
+
+/// Requests in flight at once for the objects at the operator's names (19 on a full table).
+const NAMES_CONCURRENCY: usize = 32;
+
+/// Reads, as metadata and all at once, every object at the operator's names that clean leaves
+/// (kinds the cluster does not serve skipped), and names, in the operator's order, each that
+/// would stop it: without the operator's label or one of its two annotations, its create
+/// there fails with 409 Conflict and the module stays in `Error`. Each as `Kind namespace/name`.
+pub async fn blocking_objects(client: &Client, served: &Served) -> Result<Vec<String>> {
+    let (objects, _) = legacy::objects_of(client, served, OPERATOR_OBJECTS);
+    let reads: Vec<(LegacyObject, Option<ObjectMeta>)> =
+        stream::iter(objects.into_iter().filter(|o| left_by_clean(o.row, o.name)))
+            .map(|o| async move {
+                let meta = o
+                    .api
+                    .get_metadata_opt(o.name)
+                    .await
+                    .context(|| format!("reading {}", o.display))?;
+                Ok::<_, Error>((o, meta.map(|m| m.metadata)))
+            })
+            .buffered(NAMES_CONCURRENCY)
+            .try_collect()
+            .await?;
+    Ok(reads
+        .into_iter()
+        .filter(|(_, meta)| meta.as_ref().is_some_and(|m| !is_adopted(m)))
+        .map(|(o, _)| o.display)
+        .collect())
+}
+
+/// Whether clean leaves the object `name` of `row` (a row of the operator's table) to the
+/// operator: it is not in the legacy table that clean deletes, and not the ServiceMapping CRD
+/// that clean adopts.
+fn left_by_clean(row: &names::LegacyObjects, name: &str) -> bool {
+    let adopted_crd = row.kind == "CustomResourceDefinition" && name == sm::CRD_NAME;
+    !adopted_crd && !legacy::in_legacy_table(row, name)
+}
+
+/// Why an object at one of the operator's names stops it: the message beside each one named.
+pub fn blocking_message() -> String {
+    format!(
+        "exists without the module operator's label {}={} and annotations {}={}, {}={}: the \
+         operator's create there fails with 409 Conflict and the module stays in Error. Delete \
+         it, or give it that label and both annotations for the operator to adopt",
+        names::OPERATOR_LABEL,
+        names::OPERATOR_LABEL_VALUE,
+        sm::PRIMARY_NAME_ANNOTATION,
+        names::cr::NAME,
+        sm::PRIMARY_NAMESPACE_ANNOTATION,
+        names::KYMA_SYSTEM,
+    )
+}
+
+/// The verdict while objects block the operator: the first one (where the operator stops) and
+/// how many more.
+pub fn blocked_verdict(blocking: &[String]) -> String {
+    let more = match blocking.len() {
+        0 | 1 => String::new(),
+        n => format!(
+            " ({} more object{} likewise)",
+            n - 1,
+            if n == 2 { "" } else { "s" }
+        ),
+    };
+    format!(
+        "the module's operator would stop at {}{more}: it {}",
+        blocking.first().map(String::as_str).unwrap_or_default(),
+        blocking_message()
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// ServiceMappings the operator's schema refuses
+
+/// `internalAddress` as the operator's schema requires it: `host:port`, the port 1–65535 (the
+/// pattern word for word, so that the message is the API server's).
+const INTERNAL_ADDRESS_PATTERN: &str = r"[^\:]+:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$";
+
+/// The spec field that the shared tenant mode adds to the required ones.
+const SHARED_ONLY_REQUIRED: &str = "spec.subaccountId";
+
+/// The `openAPIV3Schema` the operator applies over the ServiceMapping CRD, in the shared
+/// tenant mode (its strictest: `subaccountId` required too). The mappings' `status` is the
+/// module's to write, and not judged.
+fn module_mapping_schema() -> Value {
+    let string = || json!({"type": "string"});
+    json!({
+        "type": "object",
+        "required": ["spec"],
+        "properties": {
+            "spec": {
+                "type": "object",
+                "required": ["type", "serviceId", "internalAddress", "subaccountId"],
+                "properties": {
+                    "type": {"type": "string", "enum": ["RFC", "JDBC", "TCP"]},
+                    "subaccountId": string(),
+                    "serviceId": string(),
+                    "tenantId": string(),
+                    "internalAddress": {"type": "string", "pattern": INTERNAL_ADDRESS_PATTERN},
+                    "locationIds": {"type": "array", "items": string()},
+                },
+            },
+        },
+    })
+}
+
+/// The schema of [`module_mapping_schema`], compiled once per process.
+fn module_schema() -> Result<&'static CrdSchema> {
+    static SCHEMA: OnceLock<CrdSchema> = OnceLock::new();
+    if let Some(s) = SCHEMA.get() {
+        return Ok(s);
+    }
+    let compiled = CrdSchema::from_openapi(&module_mapping_schema(), "the module's operator")?;
+    Ok(SCHEMA.get_or_init(|| compiled))
+}
+
+/// One field of a ServiceMapping that the module's schema refuses.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Refusal {
+    /// `ServiceMapping name` (`ServiceMapping namespace/name` for a namespaced CRD).
+    pub object: String,
+    /// The field, from the object's root: `spec.internalAddress`.
+    pub field: String,
+    /// Its value, when it has one.
+    pub value: Option<Value>,
+    /// The API server's message.
+    pub message: String,
+    /// Refused only in the shared tenant mode (`subaccountId` missing).
+    pub shared_only: bool,
+}
+
+/// What the module's schema refuses of `mapping`, in either tenant mode.
+pub fn refusals(mapping: &DynamicObject) -> Result<Vec<Refusal>> {
+    // Its fields besides the metadata, which the schema does not judge; nor `status`.
+    let mut judged = mapping.data.clone();
+    if let Some(o) = judged.as_object_mut() {
+        o.remove("status");
+    }
+    let Err(violations) = module_schema()?.admit(&judged) else {
+        return Ok(Vec::new());
+    };
+    let object = format!(
+        "{} {}{}",
+        sm::KIND,
+        mapping
+            .namespace()
+            .map(|n| format!("{n}/"))
+            .unwrap_or_default(),
+        mapping.name_any()
+    );
+    Ok(violations
+        .into_iter()
+        .map(|v| refusal(&object, &judged, v))
+        .collect())
+}
+
+fn refusal(object: &str, judged: &Value, v: Violation) -> Refusal {
+    let required = v.reason == "FieldValueRequired";
+    let pointer = format!("/{}", v.field.replace('.', "/"));
+    Refusal {
+        object: object.to_string(),
+        value: (!required)
+            .then(|| judged.pointer(&pointer).cloned())
+            .flatten(),
+        shared_only: required && v.field == SHARED_ONLY_REQUIRED,
+        field: v.field,
+        message: v.message,
+    }
+}
+
+/// Whether `tenant_mode` (of a CR's `spec.config`, or of the legacy configuration) is the
+/// shared tenant mode, in which the operator's schema requires `subaccountId` too.
+pub fn is_shared_tenant(tenant_mode: Option<&Value>) -> bool {
+    tenant_mode.and_then(Value::as_str) == Some(operator::SHARED_TENANT)
+}
+
+/// The `tenantMode` of a CR's `spec.config`.
+pub fn tenant_mode_of(cr: &DynamicObject) -> Option<&Value> {
+    cr.data
+        .pointer("/spec/config")
+        .and_then(|c| c.get(names::TENANT_MODE_FIELD))
+}
+
+/// How many ServiceMappings the module's schema refuses, in each tenant mode.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RefusedCount {
+    /// Refused in the dedicated tenant mode.
+    pub dedicated: usize,
+    /// Refused in the shared tenant mode (the dedicated ones among them).
+    pub shared: usize,
+}
+
+impl RefusedCount {
+    /// Counts one mapping with what the schema refuses of it ([`refusals`]).
+    pub fn add(&mut self, refused: &[Refusal]) {
+        self.shared += usize::from(!refused.is_empty());
+        self.dedicated += usize::from(refused.iter().any(|r| !r.shared_only));
+    }
+
+    /// How many are refused in the given tenant mode.
+    pub fn in_mode(&self, shared: bool) -> usize {
+        if shared { self.shared } else { self.dedicated }
+    }
+}
+
+/// Every ServiceMapping, judged: how many, how many the module's schema refuses in each tenant
+/// mode, and each refused field.
+#[derive(Debug, Default)]
+pub struct JudgedMappings {
+    pub total: usize,
+    pub refused: RefusedCount,
+    pub refusals: Vec<Refusal>,
+}
+
+impl JudgedMappings {
+    /// The refused fields of the given tenant mode.
+    pub fn refusals_in(&self, shared: bool) -> impl Iterator<Item = &Refusal> {
+        self.refusals
+            .iter()
+            .filter(move |r| shared || !r.shared_only)
+    }
+
+    fn count(&mut self, page: &[DynamicObject]) -> Result<()> {
+        for m in page {
+            let refused = refusals(m)?;
+            self.total += 1;
+            self.refused.add(&refused);
+            self.refusals.extend(refused);
+        }
+        Ok(())
+    }
+}
+
+/// Lists every ServiceMapping, a page at a time, and judges each against the module's schema;
+/// `None` when their CRD is not installed or serves no version.
+pub async fn judge_mappings(client: &Client) -> Result<Option<JudgedMappings>> {
+    let Some(crd) = service_mappings::crd(client).await? else {
+        return Ok(None);
+    };
+    let Some(ar) = service_mappings::resource(&crd) else {
+        return Ok(None);
+    };
+    let mut judged = JudgedMappings::default();
+    let mut failed = None;
+    service_mappings::list(client, &ar, |listed| match listed {
+        Listed::Restart => judged = JudgedMappings::default(),
+        Listed::Page(page) => {
+            if let Err(e) = judged.count(&page) {
+                failed.get_or_insert(e);
+            }
+        }
+    })
+    .await?;
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(Some(judged)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapping(spec: Value) -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "connectivityproxy.sap.com/v1",
+            "kind": "ServiceMapping",
+            "metadata": {"name": "sm-x"},
+            "spec": spec,
+            "status": {"anything": 1},
+        }))
+        .expect("mapping")
+    }
+
+    fn fields(spec: Value) -> Vec<(String, Option<Value>, bool)> {
+        refusals(&mapping(spec))
+            .expect("judged")
+            .into_iter()
+            .map(|r| (r.field, r.value, r.shared_only))
+            .collect()
+    }
+
+    #[test]
+    fn a_complete_mapping_passes_in_both_modes() {
+        for address in [
+            "erp.onprem.example:3300",
+            "10.0.0.1:1",
+            "h:65535",
+            "a:b:443",
+        ] {
+            assert_eq!(
+                fields(json!({"type": "TCP", "serviceId": "s", "subaccountId": "a",
+                              "internalAddress": address, "locationIds": ["l"]})),
+                vec![],
+                "{address}"
+            );
+        }
+    }
+
+    #[test]
+    fn type_address_and_required_fields_are_refused_with_their_values() {
+        assert_eq!(
+            fields(
+                json!({"type": "HTTP", "serviceId": "s", "subaccountId": "a",
+                          "internalAddress": "host"})
+            ),
+            vec![
+                ("spec.internalAddress".into(), Some(json!("host")), false),
+                ("spec.type".into(), Some(json!("HTTP")), false),
+            ]
+        );
+        for port in ["0", "65536", "080", "x", ""] {
+            let found = fields(json!({"type": "RFC", "serviceId": "s", "subaccountId": "a",
+                                      "internalAddress": format!("h:{port}")}));
+            assert_eq!(found.len(), 1, "{port}: {found:?}");
+            assert_eq!(found[0].0, "spec.internalAddress");
+        }
+        assert_eq!(
+            fields(json!({"type": "JDBC"})),
+            vec![
+                ("spec.internalAddress".into(), None, false),
+                ("spec.serviceId".into(), None, false),
+                ("spec.subaccountId".into(), None, true),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_mapping_without_spec_is_refused() {
+        let mut m = mapping(json!({}));
+        m.data.as_object_mut().expect("object").remove("spec");
+        let found = refusals(&m).expect("judged");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].field, "spec");
+        assert_eq!(found[0].object, "ServiceMapping sm-x");
+    }
+
+    #[test]
+    fn the_module_state_is_ready_only_for_the_current_generation() {
+        let cr = |status: Value, generation: i64| -> DynamicObject {
+            serde_json::from_value(json!({
+                "apiVersion": "connectivityproxy.sap.com/v1", "kind": "ConnectivityProxy",
+                "metadata": {"name": "connectivity-proxy", "generation": generation},
+                "status": status,
+            }))
+            .expect("cr")
+        };
+        assert!(
+            ModuleState::of(&cr(json!({"state": "Ready", "observedGeneration": 2}), 2)).is_ready()
+        );
+        assert!(
+            !ModuleState::of(&cr(json!({"state": "Ready", "observedGeneration": 1}), 2)).is_ready()
+        );
+        assert!(!ModuleState::of(&cr(json!({"state": "Ready"}), 2)).is_ready());
+        assert!(
+            !ModuleState::of(&cr(
+                json!({"state": "Processing", "observedGeneration": 2}),
+                2
+            ))
+            .is_ready()
+        );
+        assert!(
+            ModuleState::of(&cr(json!({"state": "Error", "observedGeneration": 2}), 2)).is_error()
+        );
+        assert_eq!(ModuleState::of(&cr(json!(null), 1)).state, None);
+    }
+
+    #[test]
+    fn clean_leaves_the_operator_names_outside_the_legacy_table_but_the_adopted_crd() {
+        let left: Vec<String> = OPERATOR_OBJECTS
+            .iter()
+            .flat_map(|r| r.names.iter().map(move |n| (r, *n)))
+            .filter(|(r, n)| left_by_clean(r, n))
+            .map(|(r, n)| format!("{} {n}", r.kind))
+            .collect();
+        assert!(left.contains(&"ConfigMap connectivity-proxy-region-configurations".to_string()));
+        assert!(left.contains(&"Gateway connectivity-proxy-tunnel".to_string()));
+        for legacy_or_adopted in [
+            "ConfigMap connectivity-proxy",
+            "StatefulSet connectivity-proxy",
+            "Service connectivity-proxy-tunnel",
+            "ClusterRole connectivity-proxy-service-mappings-kyma-system",
+            "DestinationRule connectivity-proxy",
+            "CustomResourceDefinition servicemappings.connectivityproxy.sap.com",
+        ] {
+            assert!(
+                !left.contains(&legacy_or_adopted.to_string()),
+                "{legacy_or_adopted}"
+            );
+        }
+    }
+}
