@@ -118,6 +118,17 @@ pub enum Error {
     )]
     RollbackRefused { blockers: String },
 
+    /// rollback without the permissions of its own manifest (asked before anything is written).
+    #[error(
+        "rollback needs the permissions of {manifest}, and this identity lacks {missing}; nothing \
+         was written. Apply {manifest} for the rollback (`kubectl apply -f {manifest}`) and delete \
+         it right after (`kubectl delete -f {manifest}`): it amounts to cluster-admin"
+    )]
+    RollbackNotPermitted {
+        missing: String,
+        manifest: &'static str,
+    },
+
     #[error("{object} does not hold what rollback wrote after writing it: {difference}")]
     RollbackMismatch { object: String, difference: String },
 

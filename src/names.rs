@@ -200,6 +200,123 @@ pub mod operator {
     pub const SHARED_TENANT: &str = super::TENANT_SHARED;
 }
 
+/// The RBAC manifests of the repository, named in messages that ask for one to be applied.
+pub mod rbac {
+    /// What the init containers and the everyday commands need.
+    pub const MANIFEST: &str = "deploy/rbac.yaml";
+    /// What only `rollback` needs (it amounts to cluster-admin): applied for a rollback and
+    /// deleted after it.
+    pub const ROLLBACK_MANIFEST: &str = "deploy/rbac-rollback.yaml";
+
+    /// A request the API server authorizes: `verb` on `resource` of `group`, in `namespace`
+    /// (`None`: cluster-scoped), on the object `name` (`None`: any, as for a create).
+    #[derive(Debug, Clone, Copy)]
+    pub struct Permission {
+        pub verb: &'static str,
+        pub group: &'static str,
+        pub resource: &'static str,
+        pub namespace: Option<&'static str>,
+        pub name: Option<&'static str>,
+    }
+
+    const fn may(
+        verb: &'static str,
+        group: &'static str,
+        resource: &'static str,
+        namespace: Option<&'static str>,
+        name: Option<&'static str>,
+    ) -> Permission {
+        Permission {
+            verb,
+            group,
+            resource,
+            namespace,
+            name,
+        }
+    }
+
+    use super::{IS, KS};
+    const RBAC: &str = "rbac.authorization.k8s.io";
+    const ISTIO: &str = "networking.istio.io";
+
+    /// What `rollback` needs beyond [`MANIFEST`], which [`ROLLBACK_MANIFEST`] grants: the
+    /// ServiceMapping CRD recreated or put back and the ServiceMappings recreated (the module's
+    /// uninstall deletes them), the creates of the legacy kinds it recreates, `escalate` to
+    /// create ClusterRoles with rules it does not hold, and `bind` of the ClusterRoles the legacy
+    /// ClusterRoleBindings refer to.
+    pub const ROLLBACK_NEEDS: &[Permission] = &[
+        may(
+            "create",
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            None,
+            None,
+        ),
+        may(
+            "update",
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            None,
+            Some(super::service_mappings::CRD_NAME),
+        ),
+        may(
+            "create",
+            super::service_mappings::GROUP,
+            super::service_mappings::PLURAL,
+            None,
+            None,
+        ),
+        may("create", "scheduling.k8s.io", "priorityclasses", None, None),
+        may("create", "", "serviceaccounts", KS, None),
+        may("create", RBAC, "clusterroles", None, None),
+        may("escalate", RBAC, "clusterroles", None, None),
+        may("create", RBAC, "clusterrolebindings", None, None),
+        may(
+            "bind",
+            RBAC,
+            "clusterroles",
+            None,
+            Some("connectivity-proxy-restart-watcher"),
+        ),
+        may(
+            "bind",
+            RBAC,
+            "clusterroles",
+            None,
+            Some("connectivity-proxy-service-mappings"),
+        ),
+        may(
+            "bind",
+            RBAC,
+            "clusterroles",
+            None,
+            Some("connectivity-proxy-service-mappings-kyma-system"),
+        ),
+        may("create", "", "services", KS, None),
+        may("create", ISTIO, "envoyfilters", IS, None),
+        may("create", ISTIO, "gateways", KS, None),
+        may("create", ISTIO, "virtualservices", KS, None),
+        may("create", ISTIO, "destinationrules", KS, None),
+        may(
+            "create",
+            "security.istio.io",
+            "peerauthentications",
+            KS,
+            None,
+        ),
+        may("create", "cert.gardener.cloud", "certificates", IS, None),
+        may("create", "apps", "statefulsets", KS, None),
+        may("create", "apps", "deployments", KS, None),
+        may(
+            "create",
+            "admissionregistration.k8s.io",
+            "validatingwebhookconfigurations",
+            None,
+            None,
+        ),
+    ];
+}
+
 /// Name this tool reports Events and field ownership under.
 pub const FIELD_MANAGER: &str = "cp-mod-migrator";
 

@@ -1,6 +1,7 @@
-//! Operating the tool: the RBAC manifest (deploy/rbac.yaml) proven sufficient and minimal on the
-//! RBAC-enforcing test API server, the restore drill, and the container images with the example
-//! Deployment's init containers run against a test cluster.
+//! Operating the tool: the RBAC manifests (deploy/rbac.yaml, and deploy/rbac-rollback.yaml for a
+//! rollback only) proven sufficient and minimal on the RBAC-enforcing test API server, the restore
+//! drill, and the container images with the example Deployment's init containers run against a
+//! test cluster.
 
 mod support;
 
@@ -10,7 +11,8 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::authorization::v1::ResourceAttributes;
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{
     Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
@@ -29,10 +31,16 @@ use cp_mod_migrator::{cr, legacy, termination};
 // ---------------------------------------------------------------------------------------------
 // The manifest and its rules
 
-/// deploy/rbac.yaml as a list of objects.
+/// The everyday permissions: the init containers and the hand-run commands.
+const EVERYDAY: &str = "deploy/rbac.yaml";
+/// What only `rollback` needs: applied for a rollback and deleted after it.
+const ROLLBACK: &str = "deploy/rbac-rollback.yaml";
+
+/// Both manifests as one list of objects, each with the file it comes from.
 #[derive(Clone)]
 struct Manifest {
     docs: Vec<Value>,
+    files: Vec<&'static str>,
 }
 
 /// A rule: (document index, index in its `rules`).
@@ -40,10 +48,31 @@ type RuleId = (usize, usize);
 
 impl Manifest {
     fn load() -> Manifest {
-        let text =
-            std::fs::read_to_string(repo_root().join("deploy/rbac.yaml")).expect("rbac.yaml");
-        let docs = yaml_documents(&text);
-        Manifest { docs }
+        let mut m = Manifest {
+            docs: Vec::new(),
+            files: Vec::new(),
+        };
+        for file in [EVERYDAY, ROLLBACK] {
+            let text = std::fs::read_to_string(repo_root().join(file)).expect(file);
+            for doc in yaml_documents(&text) {
+                m.docs.push(doc);
+                m.files.push(file);
+            }
+        }
+        m
+    }
+
+    /// The documents of one file.
+    fn of(&self, file: &str) -> impl Iterator<Item = &Value> {
+        self.docs
+            .iter()
+            .zip(&self.files)
+            .filter(move |(_, f)| **f == file)
+            .map(|(d, _)| d)
+    }
+
+    fn file_of(&self, (d, _): RuleId) -> &'static str {
+        self.files[d]
     }
 
     fn rules(&self) -> Vec<RuleId> {
@@ -66,7 +95,8 @@ impl Manifest {
         m
     }
 
-    /// "Role kyma-system/cp-mod-migrator: get,delete apps/statefulsets [connectivity-proxy]".
+    /// "deploy/rbac.yaml Role kyma-system/cp-mod-migrator: get,delete apps/statefulsets
+    /// [connectivity-proxy]".
     fn describe(&self, id: RuleId) -> String {
         let doc = &self.docs[id.0];
         let rule = self.rule(id);
@@ -82,7 +112,8 @@ impl Manifest {
         };
         let names = list(&rule["resourceNames"]);
         format!(
-            "{} {}{}: {} {}/{}{}",
+            "{} {} {}{}: {} {}/{}{}",
+            self.file_of(id),
             str_of(&doc["kind"]),
             doc["metadata"]["namespace"]
                 .as_str()
@@ -100,8 +131,9 @@ impl Manifest {
         )
     }
 
-    async fn apply(&self, c: &TestCluster) {
-        for doc in &self.docs {
+    /// Applies the objects of one file, in order.
+    async fn apply(&self, c: &TestCluster, file: &str) {
+        for doc in self.of(file) {
             let obj: DynamicObject = serde_json::from_value(doc.clone()).expect("object");
             c.apply(&obj).await;
         }
@@ -129,8 +161,8 @@ impl Manifest {
     /// Waits until the API server's authorizer sees every Role and ClusterRole of the manifest
     /// that is bound to `user`, with its binding (RBAC reaches the authorizer through informers,
     /// a moment after the write). Without this, a missing permission could be mere lag.
-    async fn wait_effective(&self, c: &TestCluster, user: &str) {
-        for doc in self.docs.iter().filter(|d| self.bound_to(d, user)) {
+    async fn wait_effective(&self, c: &TestCluster, user: &str, file: &str) {
+        for doc in self.of(file).filter(|d| self.bound_to(d, user)) {
             support::rbac::wait_until_in_effect(c, user, doc).await;
         }
     }
@@ -144,13 +176,15 @@ fn sa_user(name: &str) -> String {
     format!("system:serviceaccount:{SA_NAMESPACE}:{name}")
 }
 
-/// A cluster with the legacy installation, the module and `manifest`, and a kubeconfig that
-/// authenticates as the manifest's ServiceAccount (a TokenRequest token).
+/// A cluster with the legacy installation, the module and the everyday manifest, and a
+/// kubeconfig that authenticates as the manifest's ServiceAccount (a TokenRequest token).
 async fn cluster_as_sa(manifest: &Manifest) -> (TestCluster, PathBuf) {
     let c = TestCluster::legacy_and_module().await;
-    manifest.apply(&c).await;
+    manifest.apply(&c, EVERYDAY).await;
     let token = c.token_for(SA_NAMESPACE, SA_NAME).await;
-    manifest.wait_effective(&c, &sa_user(SA_NAME)).await;
+    manifest
+        .wait_effective(&c, &sa_user(SA_NAME), EVERYDAY)
+        .await;
     let kubeconfig = c.kubeconfig_with_token(&token, "sa.kubeconfig");
     (c, kubeconfig)
 }
@@ -196,8 +230,22 @@ struct Stop {
 }
 
 impl Stop {
+    /// The API server refused a request.
     fn forbidden(&self) -> bool {
         self.evidence.contains("forbidden")
+    }
+
+    /// `rollback` refused before writing anything, for want of exactly `permissions`
+    /// ("create apps/deployments in kyma-system"), naming the manifest that grants them.
+    fn rollback_refused_for(&self, permissions: &[String]) -> bool {
+        self.step == "rollback"
+            && self
+                .evidence
+                .contains(&format!("rollback needs the permissions of {ROLLBACK}"))
+            && self.evidence.contains("nothing was written")
+            && permissions
+                .iter()
+                .all(|p| self.evidence.contains(p.as_str()))
     }
 }
 
@@ -275,7 +323,10 @@ async fn reinstall_changed_priority_class(c: &TestCluster) {
 struct Scenario<'a> {
     c: &'a TestCluster,
     kubeconfig: &'a Path,
-    runs: Vec<RunResult>,
+    /// Applied with its deploy/rbac-rollback.yaml part only for the rollback.
+    manifest: &'a Manifest,
+    /// Each command's arguments and result.
+    runs: Vec<(String, RunResult)>,
 }
 
 impl Scenario<'_> {
@@ -293,7 +344,7 @@ impl Scenario<'_> {
             .collect();
         let refusal = problems.iter().find(|p| p.contains("forbidden")).cloned();
         let failed = !r.success() || refusal.is_some();
-        self.runs.push(r);
+        self.runs.push((step.clone(), r));
         if failed {
             return Err(Stop {
                 step,
@@ -302,7 +353,25 @@ impl Scenario<'_> {
                     .unwrap_or_else(|| "exit code non-zero".into()),
             });
         }
-        Ok(self.runs.last().expect("just pushed"))
+        Ok(&self.runs.last().expect("just pushed").1)
+    }
+
+    /// Runs `rollback` (with `extra` arguments) as the SA without deploy/rbac-rollback.yaml: it
+    /// must refuse, naming that manifest, and write nothing.
+    async fn rollback_refused(&mut self, extra: &[&str]) -> Result<(), Stop> {
+        let mut args = vec!["rollback"];
+        args.extend_from_slice(extra);
+        let step = format!("{} without {ROLLBACK}", args.join(" "));
+        let before = self.c.snapshot().await;
+        let r = run_logged(self.kubeconfig, &args);
+        let reason = r.reason();
+        let refused = !r.success()
+            && reason.contains(&format!("rollback needs the permissions of {ROLLBACK}"))
+            && reason.contains("nothing was written");
+        self.runs.push((step.clone(), r));
+        Self::check(&step, refused, || reason.clone())?;
+        let diff = state_diff(&before, &self.c.snapshot().await);
+        Self::check(&step, diff.is_empty(), || format!("it wrote: {diff:?}"))
     }
 
     fn check(step: &str, ok: bool, what: impl FnOnce() -> String) -> Result<(), Stop> {
@@ -448,6 +517,15 @@ impl Scenario<'_> {
             || reason.clone(),
         )?;
 
+        // The runbook's first step, with the module still there: the mappings into the archive.
+        let r = self.cmd(&["rollback", "--prepare"])?;
+        let reason = r.reason();
+        Self::check(
+            "rollback --prepare",
+            reason.starts_with("recorded 3 ServiceMappings (0 new since the archive was written"),
+            || reason.clone(),
+        )?;
+
         // Without the CR, the commands ask for the CRD to tell which of the two is missing. The
         // module disabled: its operator Deployment goes first.
         Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(
@@ -469,16 +547,24 @@ impl Scenario<'_> {
             || status.to_string(),
         )?;
 
-        // The module disabled: rollback brings the legacy installation back from the archive.
-        // The check below wants the 3 ServiceMappings un-adopted: they must survive.
-        // TODO(issue 17): emulated uninstall once rollback recreates ServiceMappings
-        module::disable(c).await;
+        // The module disabled (its operator's cleanup deletes the ServiceMapping CRD that clean
+        // adopted, and every mapping with it): rollback brings the legacy installation and the
+        // mappings back from the archive, once deploy/rbac-rollback.yaml is applied; without
+        // it, it refuses and writes nothing.
+        operator::uninstall(c).await;
+        self.rollback_refused(&[]).await?;
+        self.manifest.apply(c, ROLLBACK).await;
+        self.manifest
+            .wait_effective(c, &sa_user(SA_NAME), ROLLBACK)
+            .await;
         let r = self.cmd(&["rollback"])?;
         let reason = r.reason();
         Self::check(
             "rollback",
             reason.starts_with("recreated 33 legacy objects; 0 left as they were")
-                && reason.contains("un-adopted 3 ServiceMappings and their CRD"),
+                && reason.contains(
+                    "un-adopted 0 ServiceMappings, recreated 3 ServiceMappings and their CRD",
+                ),
             || reason.clone(),
         )?;
         Self::check(
@@ -489,10 +575,15 @@ impl Scenario<'_> {
         Ok(())
     }
 
-    fn requests(&self) -> Vec<Request> {
+    /// Each request, with the command that made it.
+    fn requests(&self) -> Vec<(&str, Request)> {
         self.runs
             .iter()
-            .flat_map(|r| requests_in(&r.stderr))
+            .flat_map(|(step, r)| {
+                requests_in(&r.stderr)
+                    .into_iter()
+                    .map(move |q| (step.as_str(), q))
+            })
             .collect()
     }
 }
@@ -565,7 +656,7 @@ async fn the_rbac_manifest_suffices_for_every_command() {
     let (reference, (c, kubeconfig)) = tokio::join!(
         async {
             let a = TestCluster::legacy_and_module().await;
-            manifest.apply(&a).await;
+            manifest.apply(&a, EVERYDAY).await;
             a.run(&["run"]).assert_ok();
             normalized(a.snapshot().await)
         },
@@ -574,10 +665,11 @@ async fn the_rbac_manifest_suffices_for_every_command() {
     let mut scenario = Scenario {
         c: &c,
         kubeconfig: &kubeconfig,
+        manifest: &manifest,
         runs: Vec::new(),
     };
     if let Err(stop) = scenario.play(Some(&reference)).await {
-        let last = scenario.runs.last().map(|r| r.stderr.clone());
+        let last = scenario.runs.last().map(|(_, r)| r.stderr.clone());
         panic!(
             "as {SA_NAME}: {} failed: {}\n{}",
             stop.step,
@@ -587,13 +679,15 @@ async fn the_rbac_manifest_suffices_for_every_command() {
     }
 
     let mut used: BTreeSet<(RuleId, String, Option<String>)> = BTreeSet::new();
+    // The rules that a command other than `rollback` used.
+    let mut used_everyday: BTreeSet<RuleId> = BTreeSet::new();
     let requests = scenario.requests();
     assert!(
         requests.len() > 100,
         "request log: {} requests",
         requests.len()
     );
-    for req in &requests {
+    for (step, req) in &requests {
         let allowing = rules_allowing(&manifest, req);
         assert_eq!(
             allowing.len(),
@@ -605,6 +699,9 @@ async fn the_rbac_manifest_suffices_for_every_command() {
                 .collect::<Vec<_>>()
         );
         let id = allowing[0];
+        if !step.starts_with("rollback") {
+            used_everyday.insert(id);
+        }
         let named = manifest.rule(id)["resourceNames"]
             .as_array()
             .is_some_and(|n| !n.is_empty());
@@ -619,7 +716,7 @@ async fn the_rbac_manifest_suffices_for_every_command() {
     let created = |resource: &str| {
         requests
             .iter()
-            .any(|r| r.verb == "create" && r.resource == resource)
+            .any(|(_, r)| r.verb == "create" && r.resource == resource)
     };
     let implicit = |verb: &str, name: Option<String>| {
         let req = Request {
@@ -684,9 +781,31 @@ async fn the_rbac_manifest_suffices_for_every_command() {
         "granted but never used:\n{}",
         unused.join("\n")
     );
-    // Every Role and ClusterRole is bound to the ServiceAccount, by a binding of its scope.
-    for doc in &manifest.docs {
+    // The everyday manifest holds nothing that only rollback uses (the everyday commands ran
+    // before deploy/rbac-rollback.yaml was applied, so they need nothing of it).
+    let rollback_only: Vec<String> = manifest
+        .rules()
+        .into_iter()
+        .filter(|&id| manifest.file_of(id) == EVERYDAY && !used_everyday.contains(&id))
+        .map(|id| manifest.describe(id))
+        .collect();
+    assert!(
+        rollback_only.is_empty(),
+        "used by rollback alone, so it belongs in {ROLLBACK}:\n{}",
+        rollback_only.join("\n")
+    );
+    // Every Role and ClusterRole is bound to the ServiceAccount, by a binding of its scope in
+    // its own file; the rollback's only to it, never to the operator's ServiceAccount.
+    for (doc, file) in manifest.docs.iter().zip(&manifest.files) {
         let kind = str_of(&doc["kind"]);
+        if *file == ROLLBACK && doc["subjects"].is_array() {
+            assert_eq!(
+                doc["subjects"],
+                json!([{"kind": "ServiceAccount", "name": SA_NAME, "namespace": SA_NAMESPACE}]),
+                "{ROLLBACK}: {kind} {}",
+                str_of(&doc["metadata"]["name"])
+            );
+        }
         if kind != "Role" && kind != "ClusterRole" {
             continue;
         }
@@ -696,7 +815,7 @@ async fn the_rbac_manifest_suffices_for_every_command() {
             "ClusterRoleBinding"
         };
         assert!(
-            manifest.docs.iter().any(|b| str_of(&b["kind"]) == binding
+            manifest.of(file).any(|b| str_of(&b["kind"]) == binding
                 && b["metadata"]["namespace"] == doc["metadata"]["namespace"]
                 && b["roleRef"]["kind"] == kind
                 && b["roleRef"]["name"] == doc["metadata"]["name"]
@@ -748,43 +867,99 @@ fn the_rbac_manifest_has_no_wildcards_and_names_what_it_can() {
     }
 }
 
-/// Creates that RBAC cannot limit by name are limited by the manifest's admission policy: the
-/// ServiceAccount creates no Secret but the legacy ones and the archive's, no ServiceAccount
-/// token even at those names, and no ClusterRole but the legacy ones. The operator's own
-/// ServiceAccount, bound to the same ClusterRole, is not held to that.
+/// The ServiceAccount cannot make itself cluster-admin. On a cluster that clean has cleaned (the
+/// normal state after a migration), as that ServiceAccount:
+/// - with deploy/rbac.yaml alone, the four creates that together would make it cluster-admin
+///   are refused: the legacy ClusterRole `connectivity-proxy-restart-watcher` with `*` on
+///   everything, its binding to the legacy ServiceAccount of that name, that ServiceAccount,
+///   and a Deployment of any name running as it; `rollback`, also with `--dry-run`, refuses
+///   before writing anything and names deploy/rbac-rollback.yaml;
+/// - the admission policy refuses the creates that RBAC cannot limit by name at other names:
+///   Secrets only at the legacy names and the archive's (never a ServiceAccount token),
+///   ConfigMaps and the namespace only at the legacy and backup names;
+/// - with deploy/rbac-rollback.yaml too, the admission policy still refuses a Deployment at a
+///   name that is not legacy, a legacy workload running as a ServiceAccount that is not legacy,
+///   a ClusterRole at a name that is not legacy, and a legacy ClusterRoleBinding to a
+///   ServiceAccount that is not legacy (itself); and `rollback --dry-run` goes through.
+///
+/// The operator's own ServiceAccount, bound to the same everyday roles, is not held to the
+/// policy.
 #[tokio::test]
-async fn the_service_account_creates_no_other_secret_no_token_and_no_other_cluster_role() {
+async fn the_service_account_cannot_make_itself_cluster_admin() {
     let manifest = Manifest::load();
     let (c, kubeconfig) = cluster_as_sa(&manifest).await;
+    c.run(&["run"]).assert_ok();
     let as_sa = client_for(&kubeconfig).await;
-    let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(c.client.clone());
-    ns.create(
-        &PostParams::default(),
-        &serde_json::from_value(json!({"metadata": {"name": names::BACKUP_NAMESPACE}}))
-            .expect("namespace"),
-    )
-    .await
-    .expect("create the backup namespace");
-    let secret = |name: &str, type_: &str| -> Secret {
-        serde_json::from_value(json!({
-            "metadata": {"name": name, "annotations": {"kubernetes.io/service-account.name": SA_NAME}},
-            "type": type_,
-        }))
-        .expect("Secret")
+    let legacy_sa = "connectivity-proxy-restart-watcher";
+
+    // With deploy/rbac.yaml alone: RBAC refuses each create.
+    let escalation = [
+        (
+            "ClusterRole",
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                "metadata": {"name": "connectivity-proxy-restart-watcher"},
+                "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]}),
+        ),
+        (
+            "ClusterRoleBinding",
+            cluster_role_binding("connectivity-proxy-restart-watcher", legacy_sa),
+        ),
+        (
+            "ServiceAccount",
+            json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                "metadata": {"name": legacy_sa, "namespace": names::KYMA_SYSTEM}}),
+        ),
+        (
+            "Deployment",
+            workload("Deployment", "anything-i-like", Some(legacy_sa)),
+        ),
+    ];
+    for (kind, object) in &escalation {
+        let e = refused_create(&c, &as_sa, object).await;
+        assert!(
+            e.code == 403 && e.message.contains("cannot create resource"),
+            "{kind}: {}",
+            e.message
+        );
+    }
+    // `kubectl auth can-i '*' '*' --as=system:serviceaccount:kyma-system:LEGACY_SA`
+    let everything = ResourceAttributes {
+        verb: Some("*".into()),
+        group: Some("*".into()),
+        resource: Some("*".into()),
+        ..Default::default()
     };
-    let create = |client: &kube::Client, namespace: &str, s: Secret, dry_run: bool| {
-        let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-        async move {
-            let pp = PostParams {
-                dry_run,
-                ..Default::default()
-            };
-            api.create(&pp, &s).await
-        }
+    assert!(
+        !support::rbac::allows(&c, &sa_user(legacy_sa), &everything).await,
+        "{legacy_sa} holds everything"
+    );
+    for args in [&["rollback"][..], &["rollback", "--dry-run"]] {
+        let before = c.snapshot().await;
+        let r = run_tool(&kubeconfig, args);
+        assert!(!r.success(), "{args:?} without {ROLLBACK}");
+        let reason = r.reason();
+        assert!(
+            reason.contains(&format!("rollback needs the permissions of {ROLLBACK}"))
+                && reason.contains("create apps/deployments in kyma-system")
+                && reason.contains("escalate rbac.authorization.k8s.io/clusterroles")
+                && reason.contains(&format!("kubectl apply -f {ROLLBACK}"))
+                && reason.contains("nothing was written"),
+            "{args:?}: {reason}"
+        );
+        let diff = state_diff(&before, &c.snapshot().await);
+        assert!(diff.is_empty(), "{args:?} wrote: {diff:?}");
+    }
+
+    // Secrets: the policy reaches the admission chain through an informer; wait until it
+    // refuses.
+    let secret = |namespace: &str, name: &str, type_: &str| {
+        json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "namespace": namespace,
+                "annotations": {"kubernetes.io/service-account.name": SA_NAME}},
+            "type": type_})
     };
-    // The policy reaches the admission chain through an informer: wait until it refuses.
     let started = Instant::now();
-    while create(&as_sa, names::KYMA_SYSTEM, secret("probe", "Opaque"), true)
+    while create(&as_sa, &secret(names::KYMA_SYSTEM, "probe", "Opaque"), true)
         .await
         .is_ok()
     {
@@ -794,76 +969,119 @@ async fn the_service_account_creates_no_other_secret_no_token_and_no_other_clust
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-
+    let only_legacy =
+        "may write only the objects of the legacy installation, its backup and its archive";
+    let token = "kubernetes.io/service-account-token";
     let refused = [
         (
-            names::KYMA_SYSTEM,
-            "not-a-legacy-secret",
-            "Opaque",
-            "may write only the legacy Secrets",
+            secret(names::KYMA_SYSTEM, "not-a-legacy-secret", "Opaque"),
+            only_legacy,
+        ),
+        (secret("default", "anything", "Opaque"), only_legacy),
+        (
+            secret(
+                names::BACKUP_NAMESPACE,
+                "connectivity-proxy-legacy-archive-b4",
+                token,
+            ),
+            token,
         ),
         (
-            "default",
-            "anything",
-            "Opaque",
-            "may write only the legacy Secrets",
+            secret(
+                names::KYMA_SYSTEM,
+                "connectivity-sm-operator-secrets-tls",
+                token,
+            ),
+            token,
+        ),
+        // The other creates RBAC cannot limit by name: a ConfigMap that a cluster's DNS reads,
+        // a namespace of any name.
+        (
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "coredns-custom", "namespace": "kube-system"}}),
+            only_legacy,
         ),
         (
-            names::BACKUP_NAMESPACE,
-            names::archive::SECRET,
-            "kubernetes.io/service-account-token",
-            "kubernetes.io/service-account-token",
-        ),
-        (
-            names::KYMA_SYSTEM,
-            "connectivity-sm-operator-secrets-tls",
-            "kubernetes.io/service-account-token",
-            "kubernetes.io/service-account-token",
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "anything"}}),
+            only_legacy,
         ),
     ];
-    for (namespace, name, type_, why) in refused {
-        let api: Api<Secret> = Api::namespaced(c.client.clone(), namespace);
-        let version = |s: Option<Secret>| s.and_then(|s| s.metadata.resource_version);
-        let before = version(api.get_opt(name).await.expect("get"));
-        match create(&as_sa, namespace, secret(name, type_), false).await {
-            Err(kube::Error::Api(e)) => assert!(
-                e.message.contains(why) && e.message.contains("denied"),
-                "Secret {namespace}/{name} of type {type_}: {}",
-                e.message
-            ),
-            other => panic!(
-                "Secret {namespace}/{name} of type {type_}: expected a refusal, got {other:?}"
-            ),
-        }
-        assert_eq!(
-            version(api.get_opt(name).await.expect("get")),
-            before,
-            "Secret {namespace}/{name} unchanged"
+    for (object, why) in &refused {
+        let e = refused_create(&c, &as_sa, object).await;
+        assert!(
+            e.code == 403 && e.message.contains(why) && e.message.contains("denied"),
+            "{} {}/{}: {}",
+            object["kind"],
+            object["metadata"]["namespace"],
+            object["metadata"]["name"],
+            e.message
         );
     }
-    let roles: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(as_sa.clone());
-    let role: k8s_openapi::api::rbac::v1::ClusterRole =
-        serde_json::from_value(json!({"metadata": {"name": "not-a-legacy-role"}, "rules": []}))
-            .expect("ClusterRole");
-    match roles.create(&PostParams::default(), &role).await {
-        Err(kube::Error::Api(e)) => assert!(
-            e.message
-                .contains("may create only the legacy ClusterRoles"),
-            "{}",
-            e.message
-        ),
-        other => panic!("ClusterRole not-a-legacy-role: expected a refusal, got {other:?}"),
-    }
-
     // What the tool writes is allowed.
     create(
         &as_sa,
-        names::BACKUP_NAMESPACE,
-        secret(names::archive::SECRET, "Opaque"),
-        false,
+        &secret(
+            names::BACKUP_NAMESPACE,
+            "connectivity-proxy-legacy-archive-b4",
+            "Opaque",
+        ),
+        true,
     )
     .await
-    .expect("the archive");
+    .expect("a part of the archive");
+
+    // With deploy/rbac-rollback.yaml too: the policy refuses what is not the legacy
+    // installation.
+    manifest.apply(&c, ROLLBACK).await;
+    manifest
+        .wait_effective(&c, &sa_user(SA_NAME), ROLLBACK)
+        .await;
+    let as_workload = "may run a workload only as a legacy ServiceAccount";
+    let refused = [
+        (
+            workload("Deployment", "anything-i-like", Some(legacy_sa)),
+            only_legacy,
+        ),
+        (
+            workload(
+                "Deployment",
+                "connectivity-proxy-restart-watcher",
+                Some("connectivity-proxy-operator"),
+            ),
+            as_workload,
+        ),
+        (
+            workload("StatefulSet", "connectivity-proxy", Some(SA_NAME)),
+            as_workload,
+        ),
+        (
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                "metadata": {"name": "not-a-legacy-role"}, "rules": []}),
+            only_legacy,
+        ),
+        (
+            cluster_role_binding("connectivity-proxy-restart-watcher", SA_NAME),
+            "may bind only the legacy ClusterRoles to the legacy ServiceAccounts of kyma-system",
+        ),
+    ];
+    for (object, why) in &refused {
+        let e = refused_create(&c, &as_sa, object).await;
+        assert!(
+            e.code == 403 && e.message.contains(why) && e.message.contains("denied"),
+            "{} {}: {} {}",
+            object["kind"],
+            object["metadata"]["name"],
+            e.code,
+            e.message
+        );
+    }
+    let r = run_tool(&kubeconfig, &["rollback", "--dry-run"]);
+    assert!(
+        r.success() && r.reason().starts_with("would recreate 33 legacy objects"),
+        "rollback --dry-run with {ROLLBACK}: {}",
+        r.stderr
+    );
+
     // The operator's own ServiceAccount is bound to the same ClusterRole, not to the policy.
     let token = c
         .token_for(SA_NAMESPACE, "connectivity-proxy-operator")
@@ -871,12 +1089,102 @@ async fn the_service_account_creates_no_other_secret_no_token_and_no_other_clust
     let as_operator = client_for(&c.kubeconfig_with_token(&token, "operator.kubeconfig")).await;
     create(
         &as_operator,
-        names::KYMA_SYSTEM,
-        secret("operators-own", "Opaque"),
+        &secret(names::KYMA_SYSTEM, "operators-own", "Opaque"),
         false,
     )
     .await
     .expect("the operator's ServiceAccount creates a Secret of its own");
+}
+
+/// A ClusterRoleBinding `name` of the ClusterRole of the same name to ServiceAccount
+/// kyma-system/`service_account`.
+fn cluster_role_binding(name: &str, service_account: &str) -> Value {
+    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": service_account,
+            "namespace": names::KYMA_SYSTEM}]})
+}
+
+/// A StatefulSet or Deployment in kyma-system whose Pods run any image as `service_account`.
+fn workload(kind: &str, name: &str, service_account: Option<&str>) -> Value {
+    let mut spec = json!({
+        "selector": {"matchLabels": {"app": name}},
+        "template": {
+            "metadata": {"labels": {"app": name}},
+            "spec": {"containers": [{"name": "any", "image": "registry.example/anything:latest"}]},
+        },
+    });
+    if let Some(sa) = service_account {
+        spec["template"]["spec"]["serviceAccountName"] = json!(sa);
+    }
+    if kind == "StatefulSet" {
+        spec["serviceName"] = json!(name);
+    }
+    json!({"apiVersion": "apps/v1", "kind": kind,
+        "metadata": {"name": name, "namespace": names::KYMA_SYSTEM}, "spec": spec})
+}
+
+/// Where `object`'s kind is served, for `client`.
+async fn api_of(client: &kube::Client, object: &Value) -> Api<DynamicObject> {
+    let (group, version) = match str_of(&object["apiVersion"]).split_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", str_of(&object["apiVersion"])),
+    };
+    let gvk = kube::core::GroupVersionKind::gvk(group, version, str_of(&object["kind"]));
+    let (ar, caps) = kube::discovery::pinned_kind(client, &gvk)
+        .await
+        .expect("discovery");
+    match (caps.scope, object["metadata"]["namespace"].as_str()) {
+        (kube::discovery::Scope::Namespaced, Some(ns)) => {
+            Api::namespaced_with(client.clone(), ns, &ar)
+        }
+        _ => Api::all_with(client.clone(), &ar),
+    }
+}
+
+async fn create(
+    client: &kube::Client,
+    object: &Value,
+    dry_run: bool,
+) -> kube::Result<DynamicObject> {
+    let pp = PostParams {
+        dry_run,
+        ..Default::default()
+    };
+    let api = api_of(client, object).await;
+    api.create(
+        &pp,
+        &serde_json::from_value(object.clone()).expect("object"),
+    )
+    .await
+}
+
+/// Creates `object` as `client`, which must be refused; the admin then finds it as it was
+/// before (absent, or unchanged). Returns the refusal.
+async fn refused_create(
+    c: &TestCluster,
+    client: &kube::Client,
+    object: &Value,
+) -> Box<kube::core::Status> {
+    let admin = api_of(&c.client, object).await;
+    let name = str_of(&object["metadata"]["name"]);
+    let version = |o: Option<DynamicObject>| o.and_then(|o| o.metadata.resource_version);
+    let before = version(admin.get_opt(name).await.expect("get"));
+    let refusal = match create(client, object, false).await {
+        Err(kube::Error::Api(e)) => e,
+        other => panic!(
+            "{} {name}: expected a refusal, got {other:?}",
+            object["kind"]
+        ),
+    };
+    assert_eq!(
+        version(admin.get_opt(name).await.expect("get")),
+        before,
+        "{} {name} unchanged",
+        object["kind"]
+    );
+    refusal
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -885,8 +1193,46 @@ async fn the_service_account_creates_no_other_secret_no_token_and_no_other_clust
 /// Clusters run in parallel, each in a thread of its own; the API servers take most of the time.
 const WORKERS: usize = 3;
 
-/// For every rule of the manifest: the same scenario, on a fresh cluster whose RBAC lacks only
-/// that rule, is refused ("forbidden") somewhere. So no rule is there without need.
+/// What a rule grants, as rollback names a permission it lacks: "create apps/deployments in
+/// kyma-system", "bind rbac.authorization.k8s.io/clusterroles NAME".
+fn permissions_of(m: &Manifest, id: RuleId) -> Vec<String> {
+    let rule = m.rule(id);
+    let list = |k: &str| {
+        rule[k]
+            .as_array()
+            .map(|a| a.iter().map(|x| str_of(x).to_string()).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    let names = match list("resourceNames") {
+        n if n.is_empty() => vec![String::new()],
+        n => n.into_iter().map(|n| format!(" {n}")).collect(),
+    };
+    let namespace = m.docs[id.0]["metadata"]["namespace"]
+        .as_str()
+        .map(|n| format!(" in {n}"))
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for verb in list("verbs") {
+        for group in list("apiGroups") {
+            for resource in list("resources") {
+                let group = if group.is_empty() {
+                    String::new()
+                } else {
+                    format!("{group}/")
+                };
+                for name in &names {
+                    out.push(format!("{verb} {group}{resource}{name}{namespace}"));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// For every rule of both manifests: the same scenario, on a fresh cluster whose RBAC lacks only
+/// that rule, is refused somewhere: by the API server ("forbidden"), or, for a rule of
+/// deploy/rbac-rollback.yaml, by rollback itself before it writes anything, naming exactly what
+/// the rule grants. So no rule is there without need.
 #[test]
 fn every_rbac_rule_is_necessary() {
     let manifest = Manifest::load();
@@ -917,6 +1263,7 @@ fn every_rbac_rule_is_necessary() {
                         let mut scenario = Scenario {
                             c: &c,
                             kubeconfig: &kubeconfig,
+                            manifest: &reduced,
                             runs: Vec::new(),
                         };
                         match scenario.play(None).await {
@@ -940,13 +1287,25 @@ fn every_rbac_rule_is_necessary() {
     let mut report = String::new();
     let mut wrong = Vec::new();
     for (id, outcome, setup, took) in &results {
+        let in_rollback = manifest.file_of(*id) == ROLLBACK;
         let line = match outcome {
-            Ok(stop) if stop.forbidden() => format!("refused in `{}`", stop.step),
+            Ok(stop)
+                if in_rollback && stop.rollback_refused_for(&permissions_of(&manifest, *id)) =>
+            {
+                "rollback refused, naming it, before writing anything".to_string()
+            }
+            Ok(stop) if !in_rollback && stop.forbidden() => format!("refused in `{}`", stop.step),
             Ok(stop) => {
                 wrong.push(id);
                 format!(
-                    "stopped in `{}` but not by RBAC: {}",
-                    stop.step, stop.evidence
+                    "stopped in `{}` but not {}: {}",
+                    stop.step,
+                    if in_rollback {
+                        "by rollback's check of its permissions"
+                    } else {
+                        "by RBAC"
+                    },
+                    stop.evidence
                 )
             }
             Err(e) => {
@@ -1405,7 +1764,7 @@ async fn images_run_the_example_deployment_init_containers() {
     // The init containers run as the Pod's ServiceAccount, which the manifest binds.
     let mut pods = Vec::new();
     for c in [&three, &single] {
-        manifest.apply(c).await;
+        manifest.apply(c, EVERYDAY).await;
         pods.push(
             Pod::new(
                 c,
@@ -1414,7 +1773,9 @@ async fn images_run_the_example_deployment_init_containers() {
             )
             .await,
         );
-        manifest.wait_effective(c, &sa_user(&service_account)).await;
+        manifest
+            .wait_effective(c, &sa_user(&service_account), EVERYDAY)
+            .await;
     }
 
     // Not root: a file only root may read is out of reach for the image's user. Read-only: the

@@ -5,7 +5,10 @@ use std::collections::BTreeSet;
 
 use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Api, DynamicObject};
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
+use kube::api::{Api, DynamicObject, PostParams};
 use serde_json::Value;
 
 mod mappings;
@@ -17,6 +20,7 @@ use crate::archive;
 use crate::client::post_params;
 use crate::error::{Context, Error, Result, is_already_exists};
 use crate::legacy;
+use crate::names::rbac::{self, Permission};
 use crate::names::{self, LEGACY_OBJECTS, ROLLBACK_ORDER, config_maps};
 use crate::service_mappings;
 
@@ -37,6 +41,9 @@ struct Target {
 }
 
 pub async fn run(ctx: &Ctx) -> Result<Outcome> {
+    // Before anything is read or written (a dry run too: the API server authorizes its
+    // server-side dry runs like real writes).
+    permitted(ctx, rbac::ROLLBACK_NEEDS).await?;
     // The archive and discovery are independent reads: one round trip for both.
     let (archived, served) = futures::try_join!(
         archive::read(&ctx.client),
@@ -237,6 +244,65 @@ fn first_few(items: &[String]) -> Vec<String> {
         few.push(format!("{} more", items.len() - SHOWN));
     }
     few
+}
+
+/// Fails, naming the manifest that grants them, unless this identity holds every permission of
+/// `needs`: one SelfSubjectAccessReview each, all at once.
+async fn permitted(ctx: &Ctx, needs: &[Permission]) -> Result<()> {
+    let reviews: Api<SelfSubjectAccessReview> = Api::all(ctx.client.clone());
+    let allowed = futures::future::try_join_all(needs.iter().map(|p| {
+        let reviews = &reviews;
+        async move {
+            let review = reviews
+                .create(&PostParams::default(), &access_review(p))
+                .await
+                .context(|| format!("asking whether this identity may {}", describe(p)))?;
+            Ok::<_, Error>(review.status.is_some_and(|s| s.allowed))
+        }
+    }))
+    .await?;
+    let missing: Vec<String> = needs
+        .iter()
+        .zip(allowed)
+        .filter(|(_, allowed)| !allowed)
+        .map(|(p, _)| describe(p))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::RollbackNotPermitted {
+        missing: missing.join(", "),
+        manifest: rbac::ROLLBACK_MANIFEST,
+    })
+}
+
+fn access_review(p: &Permission) -> SelfSubjectAccessReview {
+    SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                verb: Some(p.verb.into()),
+                group: Some(p.group.into()),
+                resource: Some(p.resource.into()),
+                namespace: p.namespace.map(Into::into),
+                name: p.name.map(Into::into),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// `create apps/deployments in kyma-system`, `bind rbac.authorization.k8s.io/clusterroles NAME`.
+fn describe(p: &Permission) -> String {
+    let group = if p.group.is_empty() {
+        String::new()
+    } else {
+        format!("{}/", p.group)
+    };
+    let name = p.name.map(|n| format!(" {n}")).unwrap_or_default();
+    let namespace = p.namespace.map(|n| format!(" in {n}")).unwrap_or_default();
+    format!("{} {group}{}{name}{namespace}", p.verb, p.resource)
 }
 
 /// ` (a, b)` for a non-empty list.

@@ -40,6 +40,28 @@ pub async fn wait_until_in_effect(c: &TestCluster, user: &str, doc: &Value) {
         return;
     };
     let first = |k: &str| rule[k][0].as_str().map(str::to_string);
+    let attributes = ResourceAttributes {
+        namespace: doc["metadata"]["namespace"].as_str().map(str::to_string),
+        verb: first("verbs"),
+        group: first("apiGroups"),
+        resource: first("resources"),
+        name: first("resourceNames"),
+        ..Default::default()
+    };
+    let started = Instant::now();
+    while !allows(c, user, &attributes).await {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{kind} {} not in effect for {user} after 30s",
+            doc["metadata"]["name"]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether the authorizer lets `user`, a ServiceAccount of kyma-system, make a request of
+/// these attributes (as `kubectl auth can-i --as` asks it).
+pub async fn allows(c: &TestCluster, user: &str, attributes: &ResourceAttributes) -> bool {
     let review = SubjectAccessReview {
         spec: SubjectAccessReviewSpec {
             user: Some(user.into()),
@@ -48,32 +70,16 @@ pub async fn wait_until_in_effect(c: &TestCluster, user: &str, doc: &Value) {
                 format!("system:serviceaccounts:{SA_NAMESPACE}"),
                 "system:authenticated".into(),
             ]),
-            resource_attributes: Some(ResourceAttributes {
-                namespace: doc["metadata"]["namespace"].as_str().map(str::to_string),
-                verb: first("verbs"),
-                group: first("apiGroups"),
-                resource: first("resources"),
-                name: first("resourceNames"),
-                ..Default::default()
-            }),
+            resource_attributes: Some(attributes.clone()),
             ..Default::default()
         },
         ..Default::default()
     };
     let reviews: Api<SubjectAccessReview> = Api::all(c.client.clone());
-    let started = Instant::now();
-    while !reviews
+    reviews
         .create(&PostParams::default(), &review)
         .await
         .expect("SubjectAccessReview")
         .status
         .is_some_and(|s| s.allowed)
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{kind} {} not in effect for {user} after 30s",
-            doc["metadata"]["name"]
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
