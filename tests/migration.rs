@@ -789,6 +789,14 @@ async fn clean_refuses_while_a_crd_the_modules_operator_needs_is_not_served() {
     run_tool_with_env(&c.kubeconfig, &["clean"], &skip).assert_ok();
     assert_eq!(remaining_legacy_objects(&c).await, Vec::<String>::new());
 
+    // The module's operator (this one needs them all) does not start; status says why.
+    assert_eq!(
+        operator::reconcile(&c).await,
+        operator::Outcome::RefusedToStart {
+            missing_crds: ISTIO_AND_GARDENER_CRDS.map(String::from).to_vec()
+        }
+    );
+
     let status = c.run(&["status", "-o", "json"]);
     status.assert_ok();
     let status: Value = serde_json::from_str(&status.stdout).expect("status JSON");

@@ -9,6 +9,7 @@ use std::path::Path;
 use k8s_openapi::api::core::v1::{ConfigMap, PodStatus};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
+use support::operator::{self, Outcome, Workloads};
 use support::*;
 
 use cp_mod_migrator::names::{self, config_maps};
@@ -376,6 +377,95 @@ async fn service_mappings_the_modules_schema_refuses_are_counted_in_the_tenant_m
         json!({"total": 6, "adopted": 6, "crd_adopted": true, "refused_by_module_schema": 3}),
         "shared, from the CR"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// With the module's operator (emulated from OPERATOR.md: tests/support/operator.rs)
+
+/// After `run` the module starts: status is `in-progress` while the CR has no state and while
+/// the operator reports `Processing`, and `done` once it has reconciled to `Ready`, on both
+/// tenant variants. The operator's own objects at its names (and at legacy names) are neither
+/// legacy objects left nor in its way.
+#[tokio::test]
+async fn after_run_status_is_done_once_the_operator_has_reconciled_to_ready() {
+    for tenant in [Tenant::Dedicated, Tenant::Shared] {
+        let c = TestCluster::with(tenant.fixtures()).await;
+        c.run(&["run"]).assert_ok();
+        assert_phase(&c, "in-progress", "the module is starting (no state yet)");
+        assert_eq!(
+            operator::reconcile_with(&c, Workloads::NotReady).await,
+            Outcome::Processing,
+            "{tenant:?}"
+        );
+        assert_phase(
+            &c,
+            "in-progress",
+            "the module is starting (state Processing)",
+        );
+        assert_eq!(operator::reconcile(&c).await, Outcome::Ready, "{tenant:?}");
+        let (json, _) = assert_phase(
+            &c,
+            "done",
+            "migrated, backed up and cleaned; no legacy object left; 3 of 3 ServiceMappings \
+             adopted; the module is Ready",
+        );
+        assert_eq!(json["blocking_objects"], json!([]), "{tenant:?}");
+        assert_eq!(json["legacy_objects_remaining"], json!([]), "{tenant:?}");
+        assert_eq!(
+            json["service_mappings"]["refused_by_module_schema"], 0,
+            "{tenant:?}"
+        );
+    }
+}
+
+/// An object at one of the operator's names that it does not own, there before the module is
+/// enabled: check names it and status says `needs-attention` naming it; the migration runs, the
+/// operator then stops there with 409 Conflict and reports `Error`, and status names it as the
+/// reason. Once it is gone, the operator reaches `Ready` and status says `done`.
+#[tokio::test]
+async fn an_unowned_object_at_an_operator_name_is_named_before_and_stops_the_operator_after() {
+    let c = TestCluster::with(&[LEGACY]).await;
+    let cms = user_config_api(&c, names::KYMA_SYSTEM);
+    let mut extra = ConfigMap::default();
+    extra.metadata.name = Some(REGION_CONFIGURATIONS.into());
+    cms.create(&Default::default(), &extra)
+        .await
+        .expect("create the ConfigMap");
+    let object = "ConfigMap kyma-system/connectivity-proxy-region-configurations";
+
+    let check = c.run(&["check", "-o", "json"]);
+    assert_eq!(check.output.status.code(), Some(1), "{}", check.stderr);
+    let report: Value = serde_json::from_str(&check.stdout).expect("check JSON");
+    assert_eq!(report["reasons"][0]["object"], object, "{report:#}");
+    let blocked = format!(
+        "{object} exists at one of the module operator's names without its label and \
+         annotations: the operator's create there fails with 409 Conflict"
+    );
+    assert_phase(&c, "needs-attention", &blocked);
+
+    operator::enable(&c).await;
+    c.run(&["run"]).assert_ok();
+    let outcome = operator::reconcile(&c).await;
+    let Outcome::Error {
+        object: stopped_at,
+        code,
+        ..
+    } = &outcome
+    else {
+        panic!("{outcome:?}");
+    };
+    assert_eq!((stopped_at.as_str(), *code), (object, Some(409)));
+    assert_phase(
+        &c,
+        "needs-attention",
+        &format!("the module reports Error: {blocked}"),
+    );
+
+    cms.delete(REGION_CONFIGURATIONS, &Default::default())
+        .await
+        .expect("delete the ConfigMap");
+    assert_eq!(operator::reconcile(&c).await, Outcome::Ready);
+    assert_phase(&c, "done", "the module is Ready");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -394,8 +394,8 @@ struct LegacyRead {
     remaining: Vec<String>,
     /// Kinds of the table that the cluster does not serve, as `Kind.group`.
     not_served: Vec<String>,
-    /// The user-configuration ConfigMaps that exist, read whole: their copies are compared
-    /// with them.
+    /// The user-configuration ConfigMaps that exist and are not the module operator's, read
+    /// whole: their copies are compared with them.
     user_config: BTreeMap<&'static str, ConfigMap>,
 }
 
@@ -429,9 +429,12 @@ async fn legacy_objects(client: &Client, served: &Served) -> Result<LegacyRead> 
         if o.is_marker() {
             read.installation = legacy::installation(&meta);
         }
-        if !legacy::is_operators(&meta) {
-            read.remaining.push(o.display.clone());
+        // The module's operator makes ConfigMaps of the same names (its own): they are not the
+        // legacy sources of the copies.
+        if legacy::is_operators(&meta) {
+            continue;
         }
+        read.remaining.push(o.display.clone());
         if let Some(cm) = whole {
             read.user_config.insert(o.name, cm);
         }
