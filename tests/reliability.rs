@@ -10,7 +10,7 @@
 
 mod support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -44,8 +44,13 @@ const CRASH_WORKERS: usize = 3;
 enum Command {
     /// `run` on the legacy installation with the module enabled.
     Migration,
-    /// `rollback` after `run`, with the module disabled.
+    /// `rollback` as the runbook has it: after `run`, the module's operator at `Ready`,
+    /// `rollback --prepare`, and the module disabled (its uninstall deleted the ServiceMapping
+    /// CRD that clean adopted, and so every ServiceMapping).
     Rollback,
+    /// `rollback --prepare` after `run`, with the module's operator at `Ready`, ServiceMappings
+    /// created since and one changed since.
+    Prepare,
 }
 
 impl Command {
@@ -53,6 +58,7 @@ impl Command {
         match self {
             Command::Migration => &["run"],
             Command::Rollback => &["rollback"],
+            Command::Prepare => &["rollback", "--prepare"],
         }
     }
 
@@ -60,17 +66,116 @@ impl Command {
     fn user_config_namespace(self) -> &'static str {
         match self {
             Command::Migration => names::KYMA_SYSTEM,
-            Command::Rollback => names::BACKUP_NAMESPACE,
+            Command::Rollback | Command::Prepare => names::BACKUP_NAMESPACE,
         }
     }
 
-    /// The compared state: rollback creates Services anew, with addresses of their own.
+    /// The compared state: rollback creates Services and the ServiceMapping CRD anew, with
+    /// addresses and condition times of their own; prepare's archive is compared as it decodes
+    /// (its Secret says when it was written).
     fn state(self, s: &Snap) -> State {
         match self {
             Command::Migration => state_of(s),
             Command::Rollback => state_across_recreation(s),
+            Command::Prepare => with_archive_decoded(state_of(s)),
         }
     }
+
+    /// How many requests an uninterrupted run may make more or fewer than another: rollback
+    /// waits until the ServiceMapping CRD it recreated is Established, reading it again until
+    /// then.
+    fn request_spread(self) -> u64 {
+        match self {
+            Command::Migration | Command::Prepare => 0,
+            Command::Rollback => 3,
+        }
+    }
+
+    /// Workers of its crash matrix, each with a cluster of its own: `--prepare` makes a handful
+    /// of requests, fewer than it takes to make a rig.
+    fn crash_workers(self) -> usize {
+        match self {
+            Command::Migration | Command::Rollback => CRASH_WORKERS,
+            Command::Prepare => 1,
+        }
+    }
+}
+
+/// Snapshot key of the archive's Secret (it holds the archive inline at this size).
+fn archive_key() -> String {
+    format!(
+        "/Secret {}/{}",
+        names::BACKUP_NAMESPACE,
+        names::archive::SECRET
+    )
+}
+
+/// `state` with the inline archive's data as the archive it decodes to.
+fn with_archive_decoded(mut state: State) -> State {
+    if let Some(secret) = state.get_mut(&archive_key())
+        && secret["data"].get(names::archive::DATA_KEY).is_some()
+    {
+        let archive = serde_json::to_value(decoded_archive(secret)).expect("archive as JSON");
+        secret["data"] = json!({ "(decoded)": archive });
+    }
+    state
+}
+
+/// Snapshot key of the ServiceMapping CRD.
+fn service_mapping_crd_key() -> String {
+    format!(
+        "apiextensions.k8s.io/CustomResourceDefinition /{}",
+        names::service_mappings::CRD_NAME
+    )
+}
+
+/// Whether a snapshot key is a ServiceMapping's.
+fn is_service_mapping(key: &str) -> bool {
+    key.starts_with(&format!(
+        "{}/{} ",
+        names::service_mappings::GROUP,
+        names::service_mappings::KIND
+    ))
+}
+
+/// The ServiceMappings and their CRD in a state.
+fn service_mappings_in(state: &State) -> State {
+    state
+        .iter()
+        .filter(|(k, _)| is_service_mapping(k) || **k == service_mapping_crd_key())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// After `run`, the module's operator reconciles to `Ready`.
+async fn migrated_with_the_module_running(cluster: &TestCluster) {
+    cluster.run(&["run"]).assert_ok();
+    assert_eq!(operator::reconcile(cluster).await, operator::Outcome::Ready);
+}
+
+/// ServiceMappings made while the module ran, for `--prepare` to record: created since clean.
+const MADE_AFTER_THE_MIGRATION: usize = 3;
+/// A legacy ServiceMapping changed while the module ran, and its new address.
+const CHANGED_MAPPING: &str = "sm-erp";
+const CHANGED_ADDRESS: &str = "erp-new.onprem.example:3300";
+
+/// What users do while the module runs: create ServiceMappings, change one.
+async fn mappings_changed_while_the_module_ran(cluster: &TestCluster) {
+    service_mappings::create(
+        &cluster.client,
+        "after-migration",
+        MADE_AFTER_THE_MIGRATION,
+        |_| false,
+    )
+    .await;
+    service_mappings::api(&cluster.client)
+        .patch(
+            CHANGED_MAPPING,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"internalAddress": CHANGED_ADDRESS}})),
+        )
+        .await
+        .expect("change a ServiceMapping");
 }
 
 /// The legacy objects of a snapshot, by snapshot key and by archive key.
@@ -106,6 +211,8 @@ struct Rig {
     command: Command,
     /// The legacy installation's objects, before the migration.
     legacy: Vec<(String, archive::ObjectKey)>,
+    /// The ServiceMappings and their CRD before the migration (as compared across recreation).
+    mappings_before: State,
     cluster: TestCluster,
     proxy: FaultProxy,
     kinds: Kinds,
@@ -127,16 +234,23 @@ impl Rig {
         let permit = CLUSTERS.acquire().await.expect("semaphore");
         let cluster = TestCluster::with(tenant.fixtures()).await;
         let proxy = FaultProxy::start(&cluster.kubeconfig, cluster.dir());
-        let legacy = legacy_objects(&snap(&cluster.client, &discover(&cluster.client).await).await);
+        let before = snap(&cluster.client, &discover(&cluster.client).await).await;
+        let legacy = legacy_objects(&before);
         assert_eq!(legacy.len(), 35, "the legacy fixture");
-        if command == Command::Rollback {
-            cluster.run(&["run"]).assert_ok();
-            // The golden rollback un-adopts the ServiceMappings; the crash matrix covers that.
-            // TODO(issue 17): emulated uninstall once rollback recreates ServiceMappings
-            module::disable(&cluster).await;
+        let mappings_before = service_mappings_in(&state_across_recreation(&before));
+        match command {
+            Command::Migration => {}
+            Command::Rollback => {
+                migrated_with_the_module_running(&cluster).await;
+                cluster.run(&["rollback", "--prepare"]).assert_ok();
+                operator::uninstall(&cluster).await;
+            }
+            Command::Prepare => {
+                migrated_with_the_module_running(&cluster).await;
+                mappings_changed_while_the_module_ran(&cluster).await;
+            }
         }
-        let kinds = discover(&cluster.client).await;
-        let pristine = snap(&cluster.client, &kinds).await;
+        let pristine = snap(&cluster.client, &discover(&cluster.client).await).await;
         let user_config = config_maps::USER_CONFIG
             .iter()
             .map(|name| {
@@ -164,12 +278,23 @@ impl Rig {
             r.api_requests(),
             "the proxy and the tool count the same requests"
         );
+        if command == Command::Rollback {
+            // Discovery offers the recreated ServiceMappings a moment after their CRD is
+            // Established.
+            cluster
+                .wait_established(names::service_mappings::CRD_NAME)
+                .await;
+        }
+        // Discovered now: the kinds of the golden state, the ServiceMappings that rollback
+        // brings back included (their CRD is gone before it).
+        let kinds = discover(&cluster.client).await;
         let after = snap(&cluster.client, &kinds).await;
         let rig = Rig {
             _permit: permit,
             tenant,
             command,
             legacy,
+            mappings_before,
             cluster,
             proxy,
             kinds,
@@ -182,16 +307,24 @@ impl Rig {
         match command {
             Command::Migration => rig.check_golden_is_a_migration().await,
             Command::Rollback => rig.check_golden_is_a_rollback(&r),
+            Command::Prepare => rig.check_golden_is_a_prepare(&r),
         }
         rig.restore().await;
         rig
     }
 
-    /// The golden state of a rollback is the legacy installation back, whole.
+    /// The golden state of a rollback is the legacy installation back, whole, with every
+    /// ServiceMapping and their CRD as before the migration.
     fn check_golden_is_a_rollback(&self, r: &RunResult) {
         assert!(
             r.reason()
                 .starts_with("recreated 33 legacy objects; 0 left as they were"),
+            "{}",
+            r.reason()
+        );
+        assert!(
+            r.reason()
+                .contains("un-adopted 0 ServiceMappings, recreated 3 and their CRD;"),
             "{}",
             r.reason()
         );
@@ -202,21 +335,102 @@ impl Rig {
             .filter(|key| !self.golden.contains_key(*key))
             .collect();
         assert!(missing.is_empty(), "not back after rollback: {missing:?}");
+        assert_eq!(
+            self.mappings_before.len(),
+            4,
+            "three ServiceMappings and their CRD"
+        );
+        let diff = state_diff(&self.mappings_before, &service_mappings_in(&self.golden));
+        assert!(
+            diff.is_empty(),
+            "the ServiceMappings and their CRD not as before the migration:\n{}",
+            diff.join("\n")
+        );
     }
 
-    /// Legacy objects that exist neither in the cluster nor in clean's archive (read whole).
-    async fn legacy_objects_nowhere(&self) -> Vec<String> {
+    /// The golden state of `--prepare`: the archive, and nothing else, changed; it holds every
+    /// ServiceMapping as it is now.
+    fn check_golden_is_a_prepare(&self, r: &RunResult) {
+        assert_eq!(
+            r.reason(),
+            "recorded 6 ServiceMappings (3 new since the archive was written, 1 changed); \
+             0 deleted since and kept in the archive"
+        );
+        let pristine = self.command.state(&self.pristine);
+        let written: BTreeSet<&String> = pristine
+            .keys()
+            .chain(self.golden.keys())
+            .filter(|k| pristine.get(*k) != self.golden.get(*k))
+            .collect();
+        assert_eq!(
+            written.into_iter().collect::<Vec<_>>(),
+            [&archive_key()],
+            "--prepare wrote its archive, and only it"
+        );
+        let archived = &self.golden[&archive_key()]["data"]["(decoded)"]["serviceMappings"];
+        let spec_of = |name: &str| {
+            archived["items"]
+                .as_array()
+                .expect("archived ServiceMappings")
+                .iter()
+                .find(|m| m["name"] == name)
+                .map(|m| m["object"]["spec"].clone())
+                .unwrap_or_else(|| panic!("{name} is not in the archive"))
+        };
+        assert_eq!(spec_of(CHANGED_MAPPING)["internalAddress"], CHANGED_ADDRESS);
+        for i in 0..MADE_AFTER_THE_MIGRATION {
+            let key = format!(
+                "{}/{} /after-migration-{i}",
+                names::service_mappings::GROUP,
+                names::service_mappings::KIND
+            );
+            assert_eq!(
+                spec_of(&format!("after-migration-{i}")),
+                pristine[&key]["spec"]
+            );
+        }
+    }
+
+    /// Legacy objects, and ServiceMappings of the pristine state or from before the migration,
+    /// that exist neither in the cluster nor in clean's archive (read whole; a ServiceMapping
+    /// counts as archived with its content).
+    async fn objects_nowhere(&self) -> Vec<String> {
         let now = snap(&self.cluster.client, &self.kinds).await;
-        let archived: Vec<archive::ObjectKey> = archive::read(&self.cluster.client)
+        let archive = archive::read(&self.cluster.client)
             .await
-            .unwrap_or_else(|e| panic!("the archive does not read back whole: {e}"))
-            .map(|a| a.objects.iter().map(archive::key_of).collect())
-            .unwrap_or_default();
-        self.legacy
+            .unwrap_or_else(|e| panic!("the archive does not read back whole: {e}"));
+        let archived: Vec<archive::ObjectKey> = archive
+            .iter()
+            .flat_map(|a| a.objects.iter().map(archive::key_of))
+            .collect();
+        let archived_mappings: Vec<String> = archive
+            .iter()
+            .flat_map(|a| &a.service_mappings.items)
+            .filter(|m| m.object.is_some())
+            .map(|m| m.name.clone())
+            .collect();
+        let legacy = self
+            .legacy
             .iter()
             .filter(|(key, archive_key)| !now.contains_key(key) && !archived.contains(archive_key))
-            .map(|(key, _)| key.clone())
-            .collect()
+            .map(|(key, _)| key.clone());
+        let pristine = self.pristine.iter().map(|(key, o)| (key, &o.value));
+        let mappings = self
+            .mappings_before
+            .iter()
+            .chain(pristine)
+            .filter(|(key, v)| {
+                is_service_mapping(key)
+                    && !now.contains_key(*key)
+                    && !archived_mappings
+                        .iter()
+                        .any(|m| v["metadata"]["name"] == *m)
+            })
+            .map(|(key, _)| key.clone());
+        let mut nowhere: Vec<String> = legacy.chain(mappings).collect();
+        nowhere.sort();
+        nowhere.dedup();
+        nowhere
     }
 
     /// The golden state is the contract's end state, not merely whatever the tool left.
@@ -363,6 +577,10 @@ fn is_dry_run(seen: &Seen) -> bool {
 
 struct CrashCase {
     k: u64,
+    /// Runs that ended on their own before request k (a run that waits makes a number of
+    /// requests of its own), each followed by a restore and another try; at most
+    /// [`CRASH_ATTEMPTS`] - 1, and then the case had no kill.
+    ended_before_k: u32,
     /// User configuration, and legacy objects, found nowhere right after the kill (a legacy
     /// object counts as kept when the verified archive holds it).
     lost: Vec<String>,
@@ -375,31 +593,47 @@ struct CrashCase {
     phases: [Duration; 4],
 }
 
-async fn crash_case(rig: &Rig, k: u64) -> CrashCase {
+/// Tries of a crash point whose run may end before it (see [`Command::request_spread`]).
+const CRASH_ATTEMPTS: u32 = 3;
+
+/// The command killed after its request `k` (of `n` in the first uninterrupted run), then run
+/// again, compared with the golden state; the cluster restored after.
+async fn crash_case(rig: &Rig, k: u64, n: u64) -> CrashCase {
     let t = Instant::now();
-    rig.proxy.reset();
-    rig.proxy.kill_after(k);
-    let child = spawn_tool(
-        rig.proxy.kubeconfig(),
-        &["--deadline", "60s"],
-        rig.command.args(),
-    );
-    rig.proxy.set_pid(child.id());
-    let killed = finish(child, RUN_LIMIT).await;
-    assert_eq!(
-        rig.proxy.killed_at(),
-        Some(k),
-        "crash point {k}: the run ended before its request {k} ({} requests):\n{}",
-        rig.proxy.requests(),
-        killed.stderr
-    );
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&killed.output.status),
-        Some(libc::SIGKILL),
-        "crash point {k}: killed by SIGKILL"
-    );
+    let mut ended_before_k = 0;
+    loop {
+        rig.proxy.reset();
+        rig.proxy.kill_after(k);
+        let child = spawn_tool(
+            rig.proxy.kubeconfig(),
+            &["--deadline", "60s"],
+            rig.command.args(),
+        );
+        rig.proxy.set_pid(child.id());
+        let killed = finish(child, RUN_LIMIT).await;
+        if rig.proxy.killed_at() == Some(k) {
+            assert_eq!(
+                std::os::unix::process::ExitStatusExt::signal(&killed.output.status),
+                Some(libc::SIGKILL),
+                "crash point {k}: killed by SIGKILL"
+            );
+            break;
+        }
+        // Only a run that waits may make fewer requests than another, and only by its waits.
+        assert!(
+            killed.success() && k + rig.command.request_spread() > n,
+            "crash point {k}: the run ended before its request {k} ({} requests):\n{}",
+            rig.proxy.requests(),
+            killed.stderr
+        );
+        ended_before_k += 1;
+        if ended_before_k == CRASH_ATTEMPTS {
+            break;
+        }
+        rig.restore().await;
+    }
     let mut lost = rig.lost_user_config().await;
-    lost.extend(rig.legacy_objects_nowhere().await);
+    lost.extend(rig.objects_nowhere().await);
     let killed_run = t.elapsed();
 
     let t = Instant::now();
@@ -425,6 +659,7 @@ async fn crash_case(rig: &Rig, k: u64) -> CrashCase {
     rig.restore_from(Some(after)).await;
     CrashCase {
         k,
+        ended_before_k,
         lost,
         diff,
         rerun_requests,
@@ -437,6 +672,73 @@ async fn crash_case(rig: &Rig, k: u64) -> CrashCase {
 impl Rig {
     async fn state_diff_from_golden(&self) -> Vec<String> {
         state_diff(&self.golden, &self.state().await)
+    }
+
+    /// The rig's command, run once through the proxy without a fault; the state after it.
+    async fn run_uninterrupted(&self) -> State {
+        self.proxy.reset();
+        finish(
+            spawn_tool(
+                self.proxy.kubeconfig(),
+                &["--deadline", "60s"],
+                self.command.args(),
+            ),
+            RUN_LIMIT,
+        )
+        .await
+        .assert_ok();
+        self.state().await
+    }
+
+    /// After `--prepare`: the module's uninstall deletes every ServiceMapping, and `rollback`
+    /// brings each back as it was at `--prepare` (without clean's adoption), their CRD as before
+    /// the migration.
+    async fn mappings_made_after_the_migration_come_back(&self) {
+        operator::uninstall(&self.cluster).await;
+        let client = &self.cluster.client;
+        assert!(
+            service_mappings::api(client)
+                .list(&ListParams::default())
+                .await
+                .is_err(),
+            "the uninstall deleted the ServiceMapping CRD, and so every ServiceMapping"
+        );
+        let r = self.cluster.run(&["rollback"]);
+        r.assert_ok();
+        assert!(
+            r.reason()
+                .contains("un-adopted 0 ServiceMappings, recreated 6 and their CRD;"),
+            "{}",
+            r.reason()
+        );
+        self.cluster
+            .wait_established(names::service_mappings::CRD_NAME)
+            .await;
+        let after = state_across_recreation(&snap(client, &self.kinds).await);
+
+        let mut expected = self.mappings_before.clone();
+        let key = |name: &str| {
+            format!(
+                "{}/{} /{name}",
+                names::service_mappings::GROUP,
+                names::service_mappings::KIND
+            )
+        };
+        expected
+            .get_mut(&key(CHANGED_MAPPING))
+            .expect("the changed mapping")["spec"]["internalAddress"] = json!(CHANGED_ADDRESS);
+        let pristine = state_across_recreation(&self.pristine);
+        for i in 0..MADE_AFTER_THE_MIGRATION {
+            let made = key(&format!("after-migration-{i}"));
+            expected.insert(made.clone(), pristine[&made].clone());
+        }
+        assert_eq!(expected.len(), 7, "six ServiceMappings and their CRD");
+        let diff = state_diff(&expected, &service_mappings_in(&after));
+        assert!(
+            diff.is_empty(),
+            "not every ServiceMapping came back as it was at --prepare:\n{}",
+            diff.join("\n")
+        );
     }
 }
 
@@ -456,34 +758,39 @@ fn crash_options() -> (bool, Option<(u64, u64)>) {
     (fresh, range)
 }
 
-async fn crash_matrix(tenant: Tenant, command: Command) {
+/// Kills `command` after each of its requests and runs it again; returns one of the rigs, in
+/// its pristine state, for the caller's own checks.
+async fn crash_matrix(tenant: Tenant, command: Command) -> Rig {
     let started = Instant::now();
     let (fresh, range) = crash_options();
     let first = range.map_or(1, |r| r.0);
     let next = Arc::new(AtomicU64::new(first));
     let total = Arc::new(std::sync::OnceLock::<u64>::new());
+    let workers_n = command.crash_workers();
     let mut workers = Vec::new();
-    for _ in 0..CRASH_WORKERS {
+    for _ in 0..workers_n {
         let next = next.clone();
         let total = total.clone();
         workers.push(async move {
             let mut rig = Some(Rig::for_command(tenant, command).await);
-            let mut golden_ms = vec![rig.as_ref().expect("rig").golden_ms];
+            let first_rig = rig.as_ref().expect("rig");
+            let mut golden = vec![(first_rig.golden_ms, first_rig.golden_requests)];
             let mut cases = Vec::new();
             let mut busy = Duration::ZERO;
             loop {
                 let current = rig.as_ref().expect("rig");
                 let n = *total.get_or_init(|| current.golden_requests);
-                assert_eq!(
-                    current.golden_requests, n,
-                    "uninterrupted runs make the same number of requests"
+                assert!(
+                    current.golden_requests.abs_diff(n) <= command.request_spread(),
+                    "uninterrupted runs make the same number of requests (but for waits): {} and {n}",
+                    current.golden_requests
                 );
                 let k = next.fetch_add(1, Ordering::SeqCst);
                 if k > range.map_or(n, |r| r.1.min(n)) {
                     break;
                 }
                 let t = Instant::now();
-                cases.push(crash_case(current, k).await);
+                cases.push(crash_case(current, k, n).await);
                 busy += t.elapsed();
                 if fresh {
                     // Its permit goes back before the next cluster starts.
@@ -491,22 +798,26 @@ async fn crash_matrix(tenant: Tenant, command: Command) {
                     let t = Instant::now();
                     let next_rig = Rig::for_command(tenant, command).await;
                     busy += t.elapsed();
-                    golden_ms.push(next_rig.golden_ms);
+                    golden.push((next_rig.golden_ms, next_rig.golden_requests));
                     rig = Some(next_rig);
                 }
             }
-            (golden_ms, cases, busy)
+            (golden, cases, busy, rig.expect("rig"))
         });
     }
     let mut cases = Vec::new();
-    let mut golden_ms = Vec::new();
+    let mut golden = Vec::new();
     let mut busy = Duration::ZERO;
+    let mut rigs = Vec::new();
     // One task: the cluster helpers are not Send; the work is waiting on processes and the API.
-    for (ms, c, b) in futures::future::join_all(workers).await {
-        golden_ms.extend(ms);
+    for (g, c, b, rig) in futures::future::join_all(workers).await {
+        golden.extend(g);
         cases.extend(c);
         busy += b;
+        rigs.push(rig);
     }
+    // The others' clusters (and permits) go now.
+    rigs.truncate(1);
     cases.sort_by_key(|c| c.k);
     let n = *total.get().expect("N");
     let lost: Vec<&CrashCase> = cases.iter().filter(|c| !c.lost.is_empty()).collect();
@@ -515,14 +826,25 @@ async fn crash_matrix(tenant: Tenant, command: Command) {
         .filter(|c| !c.rerun_ok || !c.diff.is_empty())
         .collect();
     let rerun_requests: Vec<u64> = cases.iter().map(|c| c.rerun_requests).collect();
+    let golden_ms: Vec<u128> = golden.iter().map(|g| g.0).collect();
+    let golden_requests: Vec<u64> = golden.iter().map(|g| g.1).collect();
+    let tried_again = cases.iter().filter(|c| c.ended_before_k > 0).count();
+    let never_killed: Vec<u64> = cases
+        .iter()
+        .filter(|c| c.ended_before_k == CRASH_ATTEMPTS)
+        .map(|c| c.k)
+        .collect();
     let mean = |i: usize| {
         cases.iter().map(|c| c.phases[i].as_secs_f64()).sum::<f64>() / cases.len().max(1) as f64
     };
     eprintln!(
-        "crash matrix {command:?} {tenant:?}: {n} requests in an uninterrupted run ({}-{} ms){}; {} crash points tried, \
-         {} lost user configuration or legacy objects, {} did not converge to the golden state; requests of the run after the crash: \
-         min {} max {}; wall {:.1}s with {CRASH_WORKERS} {} clusters at a time, {:.2}s per crash point (killed run {:.2}s, \
+        "crash matrix {command:?} {tenant:?}: {n} requests in an uninterrupted run ({}-{} requests, {}-{} ms){}; {} crash points tried \
+         ({tried_again} tried again after a run that ended before it, {never_killed:?} never reached in {CRASH_ATTEMPTS} runs), \
+         {} lost user configuration, legacy objects or ServiceMappings, {} did not converge to the golden state; requests of the run after the crash: \
+         min {} max {}; wall {:.1}s with {workers_n} {} clusters at a time, {:.2}s per crash point (killed run {:.2}s, \
          next run {:.2}s, compare {:.2}s, restore {:.2}s)",
+        golden_requests.iter().min().unwrap_or(&0),
+        golden_requests.iter().max().unwrap_or(&0),
         golden_ms.iter().min().unwrap_or(&0),
         golden_ms.iter().max().unwrap_or(&0),
         match range {
@@ -562,6 +884,7 @@ async fn crash_matrix(tenant: Tenant, command: Command) {
         }))
         .collect();
     assert!(report.is_empty(), "{}", report.join("\n"));
+    rigs.pop().expect("a rig")
 }
 
 /// `run` killed after each of its requests, then run again: the golden state every time, and
@@ -576,11 +899,25 @@ async fn crash_at_every_request_shared_tenant() {
     crash_matrix(Tenant::Shared, Command::Migration).await;
 }
 
-/// `rollback` killed after each of its requests, then run again: the state of an uninterrupted
-/// rollback every time.
+/// `rollback` after the module's real uninstall killed after each of its requests, then run
+/// again: the state of an uninterrupted rollback every time, which is the legacy installation
+/// with every ServiceMapping and their CRD as before the migration.
 #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
 async fn crash_at_every_request_of_rollback() {
     crash_matrix(Tenant::Dedicated, Command::Rollback).await;
+}
+
+/// `rollback --prepare` killed after each of its requests, then run again: the archive of an
+/// uninterrupted `--prepare` every time, and nothing else written. Then the module is disabled
+/// and `rollback` brings back every ServiceMapping as it was then: those made after the
+/// migration, and the one changed since, too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn crash_at_every_request_of_rollback_prepare() {
+    let rig = crash_matrix(Tenant::Dedicated, Command::Prepare).await;
+    let prepared = rig.run_uninterrupted().await;
+    let diff = state_diff(&rig.golden, &prepared);
+    assert!(diff.is_empty(), "{}", diff.join("\n"));
+    rig.mappings_made_after_the_migration_come_back().await;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -525,6 +525,7 @@ async fn handle_now(
     copy_headers(&parts.headers, up.headers_mut());
     let resp = match upstream.send(up).await {
         Ok(r) => r,
+        Err(_) if kill_after == Some(seq) => return killed_without_answer(&shared, seen).await,
         Err(e) => {
             record(&seen);
             let mut r = status_response(StatusCode::BAD_GATEWAY, None);
@@ -533,11 +534,11 @@ async fn handle_now(
         }
     };
     let (rparts, rbody) = resp.into_parts();
-    let rbytes = rbody
-        .collect()
-        .await
-        .map_err(std::io::Error::other)?
-        .to_bytes();
+    let rbytes = match rbody.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) if kill_after == Some(seq) => return killed_without_answer(&shared, seen).await,
+        Err(e) => return Err(std::io::Error::other(e)),
+    };
     seen.upstream_status = Some(rparts.status.as_u16());
 
     if kill_after == Some(seq) {
@@ -578,6 +579,17 @@ async fn handle_now(
     *out.status_mut() = rparts.status;
     *out.headers_mut() = out_headers;
     Ok(out)
+}
+
+/// The crash point's request, when the server's answer was lost on the way (a busy machine):
+/// the tool is killed there all the same, not knowing whether the request was executed.
+async fn killed_without_answer(
+    shared: &Shared,
+    seen: Seen,
+) -> Result<Response<RespBody>, std::io::Error> {
+    kill_process(shared, seen.seq).await;
+    shared.log.lock().expect("log").push(seen);
+    Err(io_error("process killed"))
 }
 
 /// SIGKILL to the tool, once its pid is known (it is given right after the spawn).

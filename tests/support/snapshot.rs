@@ -2,10 +2,11 @@
 //! field, and written back to put a cluster into an earlier state.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::core::ApiResource;
 use kube::{Client, ResourceExt};
@@ -13,6 +14,7 @@ use serde_json::{Value, json};
 
 use cp_mod_migrator::names::{self, backup};
 
+use super::operator::wait_undiscoverable;
 use super::{drop_server_owned, listable_kinds, object_key};
 
 /// Every listable kind of the cluster except the ones the server itself keeps writing.
@@ -35,18 +37,20 @@ pub struct Obj {
 pub type Snap = BTreeMap<String, Obj>;
 
 /// Every object of `kinds`, as stored (managedFields aside: they change only with the
-/// resourceVersion).
+/// resourceVersion). A kind that is not served (its CRD deleted since, or not yet made again)
+/// has no objects.
 pub async fn snap(client: &Client, kinds: &Kinds) -> Snap {
     let lists: Vec<Vec<(String, Obj)>> = futures::stream::iter(kinds.0.clone())
         .map(|(ar, namespaced)| {
             let client = client.clone();
             async move {
                 let api: Api<DynamicObject> = Api::all_with(client, &ar);
-                let list = api
-                    .list(&ListParams::default())
-                    .await
-                    .unwrap_or_else(|e| panic!("list {}: {e}", ar.plural));
-                list.items
+                let items = match api.list(&ListParams::default()).await {
+                    Ok(list) => list.items,
+                    Err(kube::Error::Api(s)) if s.code == 404 => Vec::new(),
+                    Err(e) => panic!("list {}: {e}", ar.plural),
+                };
+                items
                     .into_iter()
                     .map(|mut o| {
                         o.metadata.managed_fields = None;
@@ -110,32 +114,32 @@ pub fn state_of(s: &Snap) -> State {
 
 /// [`state_of`], without what differs when an object is created again from a copy: a
 /// Service's addresses that the API server allocated (clusterIP and clusterIPs unless headless,
-/// node ports, the health check node port), and when the server's own status conditions of a
-/// CRD (and of the APIService it derives from it) last changed.
+/// node ports, the health check node port), and when the conditions in a status last changed
+/// (a recreated CRD's, and the APIService that the API server makes again for its group).
 pub fn state_across_recreation(s: &Snap) -> State {
     let mut state = state_of(s);
     for (k, o) in s {
-        if matches!(
-            (o.ar.group.as_str(), o.ar.kind.as_str()),
-            ("apiextensions.k8s.io", "CustomResourceDefinition")
-                | ("apiregistration.k8s.io", "APIService")
-        ) && let Some(conditions) = state
-            .get_mut(k)
-            .and_then(|v| v.pointer_mut("/status/conditions"))
-            .and_then(Value::as_array_mut)
-        {
-            for c in conditions.iter_mut().filter_map(Value::as_object_mut) {
-                c.remove("lastTransitionTime");
-            }
-        }
-        if o.ar.kind == "Service"
-            && o.ar.group.is_empty()
-            && let Some(v) = state.get_mut(k)
-        {
+        let Some(v) = state.get_mut(k) else { continue };
+        if o.ar.kind == "Service" && o.ar.group.is_empty() {
             drop_allocated_addresses(v);
         }
+        drop_condition_times(v);
     }
     state
+}
+
+/// See [`state_across_recreation`]: the server sets a condition's `lastTransitionTime`.
+pub fn drop_condition_times(object: &mut Value) {
+    for condition in object
+        .pointer_mut("/status/conditions")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(c) = condition.as_object_mut() {
+            c.remove("lastTransitionTime");
+        }
+    }
 }
 
 /// See [`state_across_recreation`].
@@ -224,7 +228,8 @@ pub fn writable(o: &Obj, resource_version: Option<String>) -> DynamicObject {
 }
 
 /// Puts the cluster back into `pristine`: deletes what is new, creates what is gone, replaces
-/// what changed (a namespace is finalized by hand: this cluster runs no controllers). Then
+/// what changed (a namespace is finalized by hand: this cluster runs no controllers; a new CRD
+/// goes after its objects, and is waited for until it is gone and no longer discovered). Then
 /// deletes the Events of kyma-system, so that a case can count its own.
 pub async fn restore(client: &Client, kinds: &Kinds, pristine: &Snap, current: Option<Snap>) {
     let current = match current {
@@ -240,8 +245,12 @@ pub async fn restore(client: &Client, kinds: &Kinds, pristine: &Snap, current: O
         .map(|(_, o)| o)
         .filter(|o| !derived(o))
         .collect();
-    // Contents before their namespace.
-    extra.sort_by_key(|o| o.ar.kind == "Namespace");
+    // Contents before their CRD or namespace.
+    extra.sort_by_key(|o| match o.ar.kind.as_str() {
+        "CustomResourceDefinition" => 1,
+        "Namespace" => 2,
+        _ => 0,
+    });
     for o in extra {
         let api = api_for(client, o);
         let name = o.value["metadata"]["name"].as_str().expect("name");
@@ -250,8 +259,10 @@ pub async fn restore(client: &Client, kinds: &Kinds, pristine: &Snap, current: O
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => panic!("restore: delete {} {name}: {e}", o.ar.kind),
         }
-        if o.ar.kind == "Namespace" {
-            finalize_namespace(client, name).await;
+        match o.ar.kind.as_str() {
+            "Namespace" => finalize_namespace(client, name).await,
+            "CustomResourceDefinition" => wait_crd_gone(client, &o.value).await,
+            _ => {}
         }
     }
     let mut missing: Vec<&Obj> = pristine
@@ -335,6 +346,27 @@ pub async fn release_orphaned_ips(client: &Client) {
         if services.get_opt(name).await.expect("get Service").is_none() {
             let _ = ips.delete(&ip.name_any(), &DeleteParams::default()).await;
         }
+    }
+}
+
+/// Waits until a deleted CRD (its objects deleted with it) is gone and none of its versions is
+/// discovered any more, so that a discovery or a run right after meets no trace of it.
+pub async fn wait_crd_gone(client: &Client, crd: &Value) {
+    let name = crd["metadata"]["name"].as_str().expect("CRD name");
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let started = Instant::now();
+    while crds.get_opt(name).await.expect("get CRD").is_some() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "CRD {name} not gone after 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let group = crd["spec"]["group"].as_str().expect("CRD group");
+    let plural = crd["spec"]["names"]["plural"].as_str().expect("CRD plural");
+    for version in crd["spec"]["versions"].as_array().into_iter().flatten() {
+        let version = version["name"].as_str().expect("CRD version");
+        wait_undiscoverable(client, &format!("{group}/{version}"), plural).await;
     }
 }
 
