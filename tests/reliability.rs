@@ -323,8 +323,9 @@ impl Rig {
             r.reason()
         );
         assert!(
-            r.reason()
-                .contains("un-adopted 0 ServiceMappings, recreated 3 and their CRD;"),
+            r.reason().contains(
+                "un-adopted 0 ServiceMappings, recreated 3 ServiceMappings and their CRD;"
+            ),
             "{}",
             r.reason()
         );
@@ -706,8 +707,9 @@ impl Rig {
         let r = self.cluster.run(&["rollback"]);
         r.assert_ok();
         assert!(
-            r.reason()
-                .contains("un-adopted 0 ServiceMappings, recreated 6 and their CRD;"),
+            r.reason().contains(
+                "un-adopted 0 ServiceMappings, recreated 6 ServiceMappings and their CRD;"
+            ),
             "{}",
             r.reason()
         );

@@ -153,6 +153,10 @@ async fn restore_crd(
             }
             Some(crd) => {
                 let Some(wanted) = put_back(crd, object, &prior, &what)? else {
+                    // An earlier rollback may have stopped right after creating it.
+                    if !ctx.dry_run && !is_established(crd) {
+                        return Ok((Some(established(ctx, &api).await?), CrdAction::Unchanged));
+                    }
                     return Ok((current, CrdAction::Unchanged));
                 };
                 match api
