@@ -240,8 +240,8 @@ pub mod rbac {
     const ISTIO: &str = "networking.istio.io";
 
     /// What `rollback` needs beyond [`MANIFEST`], which [`ROLLBACK_MANIFEST`] grants: the
-    /// ServiceMapping CRD recreated or put back and the ServiceMappings recreated (the module's
-    /// uninstall deletes them), the creates of the legacy kinds it recreates, `escalate` to
+    /// ServiceMapping CRD and the ServiceMappings recreated (the module's uninstall deletes them;
+    /// putting back a CRD that it spared is an update left to a cluster-admin), the creates of the legacy kinds it recreates, `escalate` to
     /// create ClusterRoles with rules it does not hold, and `bind` of the ClusterRoles the legacy
     /// ClusterRoleBindings refer to.
     pub const ROLLBACK_NEEDS: &[Permission] = &[
@@ -251,13 +251,6 @@ pub mod rbac {
             "customresourcedefinitions",
             None,
             None,
-        ),
-        may(
-            "update",
-            "apiextensions.k8s.io",
-            "customresourcedefinitions",
-            None,
-            Some(super::service_mappings::CRD_NAME),
         ),
         may(
             "create",
