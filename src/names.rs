@@ -241,7 +241,7 @@ pub mod rbac {
 
     /// What `rollback` needs beyond [`MANIFEST`], which [`ROLLBACK_MANIFEST`] grants: the
     /// ServiceMapping CRD and the ServiceMappings recreated (the module's uninstall deletes them;
-    /// putting back a CRD that it spared is an update left to a cluster-admin), the creates of the legacy kinds it recreates, `escalate` to
+    /// a CRD that it spared is put back with the patch that deploy/rbac.yaml grants), the creates of the legacy kinds it recreates, `escalate` to
     /// create ClusterRoles with rules it does not hold, and `bind` of the ClusterRoles the legacy
     /// ClusterRoleBindings refer to.
     pub const ROLLBACK_NEEDS: &[Permission] = &[

@@ -160,7 +160,11 @@ async fn restore_crd(
                     return Ok((current, CrdAction::Unchanged));
                 };
                 match api
-                    .replace(sm::CRD_NAME, &post_params(ctx.dry_run), &wanted)
+                    .patch(
+                        sm::CRD_NAME,
+                        &patch_params(ctx.dry_run),
+                        &Patch::Merge(&wanted),
+                    )
                     .await
                 {
                     Ok(written) => {
@@ -196,14 +200,16 @@ async fn restore_crd(
     })
 }
 
-/// `current` as it was before clean: the archived spec, labels and annotations (the adoption's
-/// keys as they were), or `None` when it is so already. The server's own fields are kept.
+/// The merge patch that makes `current` as it was before clean: the archived spec, labels and
+/// annotations (the adoption's keys as they were), guarded by its resourceVersion; `None` when
+/// it is so already. The server's own fields are kept. A patch, not an update: the everyday
+/// RBAC manifest lets clean patch this CRD already.
 fn put_back(
     current: &CustomResourceDefinition,
     archived: &Value,
     prior: &Prior,
     what: &impl Fn() -> String,
-) -> Result<Option<CustomResourceDefinition>> {
+) -> Result<Option<Value>> {
     let encode = |e: serde_json::Error| Error::Archive {
         reason: format!("encoding {}: {e}", what()),
     };
@@ -224,7 +230,35 @@ fn put_back(
     if wanted == now {
         return Ok(None);
     }
-    decode(wanted, what).map(Some)
+    let mut patch = merge_diff(&now, &wanted);
+    patch["metadata"]["resourceVersion"] = now["metadata"]["resourceVersion"].clone();
+    Ok(Some(patch))
+}
+
+/// The JSON merge patch (RFC 7386) that turns `from` into `to`: changed keys set, missing ones
+/// null, lists replaced whole.
+fn merge_diff(from: &Value, to: &Value) -> Value {
+    match (from, to) {
+        (Value::Object(f), Value::Object(t)) => {
+            let mut patch = serde_json::Map::new();
+            for (k, tv) in t {
+                match f.get(k) {
+                    Some(fv) if fv == tv => {}
+                    Some(fv) => {
+                        patch.insert(k.clone(), merge_diff(fv, tv));
+                    }
+                    None => {
+                        patch.insert(k.clone(), tv.clone());
+                    }
+                }
+            }
+            for k in f.keys().filter(|k| !t.contains_key(*k)) {
+                patch.insert(k.clone(), Value::Null);
+            }
+            Value::Object(patch)
+        }
+        _ => to.clone(),
+    }
 }
 
 fn decode<T: serde::de::DeserializeOwned>(value: Value, what: &impl Fn() -> String) -> Result<T> {
