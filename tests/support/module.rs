@@ -2,12 +2,9 @@
 //! the operator Deployment, and a Pod of it with the status a kubelet would write). Its
 //! operator's reconcile and the module's uninstall are in [`super::operator`].
 
-use std::time::{Duration, Instant};
-
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, PodStatus, ServiceAccount};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use cp_mod_migrator::names;
@@ -25,46 +22,6 @@ pub async fn install_operator(c: &TestCluster) {
 /// The module's CRD and a fresh default CR (a new uid if there was one before).
 pub async fn enable(c: &TestCluster) {
     c.apply_dir(&fixture_dir(MODULE)).await;
-}
-
-/// The operator Deployment, the CR and its CRD deleted, and nothing else: a guess at disabling
-/// the module that the real module does not match (its operator's cleanup deletes its own
-/// objects too, the ServiceMapping CRD that clean adopted among them, and with it every
-/// ServiceMapping). Use [`super::operator::uninstall`]; this stays only where a test's rollback
-/// still needs the ServiceMappings to survive (marked `TODO(issue 17)`). Returns when they are
-/// gone.
-pub async fn disable(c: &TestCluster) {
-    let deployments: Api<Deployment> = Api::namespaced(c.client.clone(), names::KYMA_SYSTEM);
-    delete_if_present(&deployments, names::OPERATOR_DEPLOYMENT).await;
-    delete_if_present(&cp_mod_migrator::cr::api(&c.client), names::cr::NAME).await;
-    let crds: Api<CustomResourceDefinition> = Api::all(c.client.clone());
-    delete_if_present(&crds, names::cr::CRD_NAME).await;
-    // The CRD goes once the API server has removed its objects.
-    let started = Instant::now();
-    while crds
-        .get_opt(names::cr::CRD_NAME)
-        .await
-        .expect("get CRD")
-        .is_some()
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "CRD {} not deleted after 60 s",
-            names::cr::CRD_NAME
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn delete_if_present<K>(api: &Api<K>, name: &str)
-where
-    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    match api.delete(name, &DeleteParams::default()).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 404 => {}
-        Err(e) => panic!("delete {name}: {e}"),
-    }
 }
 
 /// A Pod of the operator Deployment as its ReplicaSet would make it: the Deployment's template
