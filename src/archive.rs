@@ -14,13 +14,14 @@ use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DynamicObject, ObjectMeta};
+use kube::api::{Api, ApiResource, DynamicObject, ObjectMeta};
 use kube::{Client, ResourceExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Context, Error, Result, is_already_exists, is_conflict};
 use crate::names::{self, LEGACY_OBJECTS, archive as names_archive, backup};
+use crate::service_mappings;
 
 /// The archive's format. Format 1 held the ServiceMappings' names only (rollback can un-adopt
 /// those, not recreate them): it is still read, and rewritten as format 2 by the next write.
@@ -164,7 +165,7 @@ impl Prior {
 
     /// Whether this is the adoption itself: the object was adopted already when it was read.
     pub fn is_adoption(&self) -> bool {
-        crate::service_mappings::is_adopted(&ObjectMeta {
+        service_mappings::is_adopted(&ObjectMeta {
             annotations: Some(self.annotations.clone()),
             labels: Some(self.labels.clone()),
             ..Default::default()
@@ -739,6 +740,34 @@ async fn put(api: &Api<Secret>, part: &Secret, pp: &kube::api::PostParams) -> Re
         attempts: ATTEMPTS,
     })
 }
+
+/// Every ServiceMapping as the archive keeps it (see [`MappingEntry::of`]).
+pub async fn list_mappings(
+    client: &Client,
+    ar: &ApiResource,
+    namespaced: bool,
+) -> Result<Vec<MappingEntry>> {
+    let mut listed = Vec::new();
+    let mut failed = None;
+    service_mappings::list(client, ar, |page| match page {
+        service_mappings::Listed::Restart => listed.clear(),
+        service_mappings::Listed::Page(page) => {
+            for m in &page {
+                match MappingEntry::of(m, namespaced) {
+                    Ok(entry) => listed.push(entry),
+                    Err(e) if failed.is_none() => failed = Some(e),
+                    Err(_) => {}
+                }
+            }
+        }
+    })
+    .await?;
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(listed),
+    }
+}
+
 
 #[cfg(test)]
 mod tests {

@@ -234,6 +234,7 @@ pub async fn execute(cli: Cli) -> ExitCode {
     let limit = deadline_for + cli.global.request_timeout;
     let work = async {
         let result = dispatch(&ctx, &cli.command, started, &stats).await;
+        show_plans(&ctx);
         // The Events went out beside the work; the closing line counts their requests too.
         ctx.events_sent().await;
         result
@@ -284,11 +285,9 @@ async fn execute_fleet(cli: &Cli, started: Instant) -> ExitCode {
         request_timeout: cli.global.request_timeout,
         parallel: usize::from(cli.global.parallel),
     };
-    let output = match output {
-        OutputFormat::Text => fleet::Output::Text,
-        OutputFormat::Json => fleet::Output::Json,
-    };
-    let (result, stats) = fleet::run(&kubeconfig, contexts, &opts, output).await;
+    let (fleet, stats) = fleet::ask(&kubeconfig, contexts, &opts).await;
+    show(output, &fleet, fleet::Fleet::render_text);
+    let result = fleet::verdict(&fleet, &opts.question, started);
     finish(name, result, started, Some(&stats))
 }
 
@@ -298,13 +297,25 @@ fn show_unreachable(command: &Command, e: &Error, retries: u64) {
     let Command::Status(args) = command else {
         return;
     };
-    let unreachable = steps::status::Unreachable::new(describe_failure(e, retries), e.is_refusal());
-    match args.output {
+    let unreachable = steps::status::Unreachable::new(e.describe(retries), e.is_refusal());
+    show(args.output, &unreachable, steps::status::Unreachable::render_text);
+}
+
+/// Prints a report on stdout (logs go to stderr): the one place that renders text or JSON.
+fn show<T: serde::Serialize>(format: OutputFormat, report: &T, text: impl FnOnce(&T) -> String) {
+    match format {
         OutputFormat::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&unreachable).unwrap_or_default()
+            serde_json::to_string_pretty(report).unwrap_or_default()
         ),
-        OutputFormat::Text => print!("{}", unreachable.render_text()),
+        OutputFormat::Text => print!("{}", text(report)),
+    }
+}
+
+/// Prints the dry-run plans the steps recorded so far, on stdout, so they can be piped apart.
+fn show_plans(ctx: &Ctx) {
+    for line in ctx.take_plans() {
+        println!("{line}");
     }
 }
 
@@ -324,34 +335,30 @@ async fn dispatch(
         Command::MarkDone => steps::mark_done::run(ctx).await,
         Command::Status(args) => {
             let report = steps::status::collect(&ctx.client).await?;
-            match args.output {
-                OutputFormat::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).unwrap_or_default()
-                ),
-                OutputFormat::Text => print!("{}", steps::status::render_text(&report)),
-            }
+            show(args.output, &report, steps::status::render_text);
             Ok(Outcome::Done(format!(
                 "status shown: {}",
                 report.phase.name()
             )))
         }
         Command::Check(args) => {
-            steps::check::run(
-                &ctx.client,
+            let options = steps::check::CheckOptions::new(
                 args.crd.as_deref(),
                 &args.migrate.allow_field_loss,
                 args.prerequisites.skip_operator_prerequisites,
-                args.output,
-            )
-            .await
+            )?;
+            let report = steps::check::check(&ctx.client, &options).await?;
+            show(args.output, &report, steps::check::render_text);
+            report.outcome()
         }
         Command::Run(_) => {
             // Strictly in order, and nothing after a failure: backup and clean must never run
             // when the step before them did not finish.
             let mut parts = Vec::new();
             for step in Step::IN_ORDER {
-                let outcome = step.run(ctx).await.map_err(|e| Error::InStep {
+                let outcome = step.run(ctx).await;
+                show_plans(ctx);
+                let outcome = outcome.map_err(|e| Error::InStep {
                     step: step.name(),
                     source: Box::new(e),
                 })?;
@@ -387,29 +394,10 @@ fn log_step(
             tracing::info!(step, outcome = "skipped", reason = %why, duration_ms, api_requests = requests, retries, "{step} skipped")
         }
         Err(e) => {
-            let reason = describe_failure(e, retries);
+            let reason = e.describe(retries);
             tracing::error!(step, outcome = "failed", %reason, duration_ms, api_requests = requests, retries, "{step} failed")
         }
     }
-}
-
-/// The error, its root cause when the message does not show it yet, and the retries it survived.
-pub(crate) fn describe_failure(e: &Error, retries: u64) -> String {
-    let mut msg = e.to_string();
-    let mut root: &dyn std::error::Error = e;
-    while let Some(next) = root.source() {
-        root = next;
-    }
-    let root = root.to_string();
-    if !msg.contains(&root) {
-        msg = format!("{msg}: {root}");
-    }
-    if retries > 0 {
-        msg.push_str(&format!(
-            " (after {retries} retries of transient API failures)"
-        ));
-    }
-    msg
 }
 
 fn finish(
@@ -424,7 +412,7 @@ fn finish(
         Err(e) => {
             // The same reason as the closing line, for `kubectl describe pod` and `status`.
             let retries = stats.map(|s| s.retries()).unwrap_or(0);
-            termination::write(&describe_failure(e, retries));
+            termination::write(&e.describe(retries));
             ExitCode::FAILURE
         }
     }

@@ -2,6 +2,21 @@
 
 use std::time::Duration;
 
+/// One reason the API server would reject a write, as it reports it: the field (dotted, from the
+/// object's root, e.g. `spec.config.tenantMode`), the cause's reason and its message.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct Violation {
+    pub field: String,
+    pub reason: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
 /// Where a piece of user configuration came from, for error messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Source {
@@ -73,7 +88,7 @@ pub enum Error {
         object: String,
         message: String,
         /// The server's causes, each naming a field (empty when it gave none).
-        violations: Vec<crate::schema::Violation>,
+        violations: Vec<Violation>,
     },
 
     /// check: migrate would fail now; the verdict is the error it would end with.
@@ -217,6 +232,26 @@ pub fn is_already_exists(err: &kube::Error) -> bool {
 }
 
 impl Error {
+    /// The message, its root cause when the message does not show it yet, and the retries it
+    /// survived: the closing line's reason and the container's termination message.
+    pub fn describe(&self, retries: u64) -> String {
+        let mut msg = self.to_string();
+        let mut root: &dyn std::error::Error = self;
+        while let Some(next) = root.source() {
+            root = next;
+        }
+        let root = root.to_string();
+        if !msg.contains(&root) {
+            msg = format!("{msg}: {root}");
+        }
+        if retries > 0 {
+            msg.push_str(&format!(
+                " (after {retries} retries of transient API failures)"
+            ));
+        }
+        msg
+    }
+
     /// The API server answered and refused: the credentials (401) or the permission (403).
     pub fn is_refusal(&self) -> bool {
         match self {

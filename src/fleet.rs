@@ -19,6 +19,7 @@ use tracing::Instrument;
 use crate::client::{self, ApiStats, ClientOptions, Reads};
 use crate::cr::Marker;
 use crate::error::{Error, Result};
+use crate::steps::Outcome;
 use crate::steps::check::{self, CheckOptions, CheckReport, Reason};
 use crate::steps::status::phase::Phase;
 use crate::steps::status::{self, BackupCopy, Report, Unreachable};
@@ -143,7 +144,7 @@ pub struct Row {
 
 impl Row {
     fn unreachable(context: String, cluster: Option<String>, error: &Error, retries: u64) -> Row {
-        let described = crate::cli::describe_failure(error, retries);
+        let described = error.describe(retries);
         let u = Unreachable::new(described, error.is_refusal());
         Row {
             context,
@@ -563,41 +564,20 @@ pub async fn ask(
     (Fleet::new(rows), total)
 }
 
-/// How the fleet is printed.
-#[derive(Debug, Clone, Copy)]
-pub enum Output {
-    Text,
-    Json,
-}
-
-/// The fleet command: asks, prints, and says how it went. `Ok` when every cluster was asked
-/// (for check: and every one is ready).
-pub async fn run(
-    kubeconfig: &Kubeconfig,
-    contexts: Vec<String>,
-    opts: &Options,
-    output: Output,
-) -> (Result<crate::steps::Outcome>, Arc<ApiStats>) {
-    let started = Instant::now();
-    let (fleet, stats) = ask(kubeconfig, contexts, opts).await;
-    match output {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&fleet).unwrap_or_default()
-        ),
-        Output::Text => print!("{}", fleet.render_text()),
-    }
+/// How a fleet's command went, from its rows: `Ok` when every cluster was asked (for check:
+/// and every one is ready); the summary names the time it took since `started`.
+pub fn verdict(fleet: &Fleet, question: &Question, started: Instant) -> Result<Outcome> {
     let summary = format!(
         "{} in {:.1} s",
         fleet.summary_line(),
         started.elapsed().as_secs_f64()
     );
     let total = fleet.clusters.len();
-    let result = match &opts.question {
+    match question {
         Question::Check(_) => {
             let not_ready = fleet.clusters.iter().filter(|r| !r.ready()).count();
             if not_ready == 0 {
-                Ok(crate::steps::Outcome::Done(summary))
+                Ok(Outcome::Done(summary))
             } else {
                 Err(Error::FleetNotReady {
                     not_ready,
@@ -607,15 +587,14 @@ pub async fn run(
             }
         }
         Question::Status => match fleet.unreachable() {
-            0 => Ok(crate::steps::Outcome::Done(summary)),
+            0 => Ok(Outcome::Done(summary)),
             unreachable => Err(Error::FleetUnreachable {
                 unreachable,
                 total,
                 summary,
             }),
         },
-    };
-    (result, stats)
+    }
 }
 
 #[cfg(test)]

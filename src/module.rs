@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 use crate::error::{Context, Error, Result};
 use crate::legacy::{self, LegacyObject, Served};
 use crate::names::{self, OPERATOR_OBJECTS, operator, service_mappings as sm};
-use crate::schema::{CrdSchema, Violation};
+use crate::error::Violation;
+use crate::schema::CrdSchema;
 use crate::service_mappings::{self, Listed, is_adopted};
 
 /// The module's own state, as its operator reports it on the CR.

@@ -14,28 +14,13 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Map, Number, Value};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Violation};
 use crate::names;
 
 /// The ConnectivityProxy CRD this tool was built with.
 pub const BUILT_IN_CRD: &str = include_str!("../fixtures/module/connectivityproxy-crd.yaml");
 /// The default CR the module creates, which migrate starts from when the module is enabled.
 pub const BUILT_IN_CR: &str = include_str!("../fixtures/module/default-cr.yaml");
-
-/// One reason the API server would reject a write, as it reports it: the field (dotted, from the
-/// object's root, e.g. `spec.config.tenantMode`), the cause's reason and its message.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-pub struct Violation {
-    pub field: String,
-    pub reason: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for Violation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
-    }
-}
 
 /// The server's own message for a rejected write, from its causes:
 /// `Kind.group "name" is invalid: [field: message, ...]`.

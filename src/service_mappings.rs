@@ -119,33 +119,6 @@ fn pages<'a>(client: &'a Client, ar: &'a ApiResource) -> impl Stream<Item = Resu
     })
 }
 
-/// Every ServiceMapping as the archive keeps it (see [`crate::archive::MappingEntry::of`]).
-pub async fn list_entries(
-    client: &Client,
-    ar: &ApiResource,
-    namespaced: bool,
-) -> Result<Vec<crate::archive::MappingEntry>> {
-    let mut listed = Vec::new();
-    let mut failed = None;
-    list(client, ar, |page| match page {
-        Listed::Restart => listed.clear(),
-        Listed::Page(page) => {
-            for m in &page {
-                match crate::archive::MappingEntry::of(m, namespaced) {
-                    Ok(entry) => listed.push(entry),
-                    Err(e) if failed.is_none() => failed = Some(e),
-                    Err(_) => {}
-                }
-            }
-        }
-    })
-    .await?;
-    match failed {
-        Some(e) => Err(e),
-        None => Ok(listed),
-    }
-}
-
 /// One ServiceMapping to write: namespace (for a namespaced CRD), name, merge patch.
 pub type Write = (Option<String>, String, Value);
 

@@ -4,7 +4,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::ResourceExt;
 use kube::api::Api;
 
-use super::{Ctx, Outcome, print_plan};
+use super::{Ctx, Outcome};
 use crate::configmaps;
 use crate::cr::{self, Marker};
 use crate::error::{Context, Error, Result, is_already_exists};
@@ -57,7 +57,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
             .await?;
         }
         for (name, _) in &present {
-            print_plan(
+            ctx.plan(
                 "backup",
                 &format!(
                     "would copy ConfigMap {}/{name} to {}",
@@ -82,7 +82,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         format!("copied and verified {}", copied.join(", "))
     };
     if ctx.dry_run {
-        print_plan(
+        ctx.plan(
             "backup",
             &format!(
                 "would set {}=true on {}",
@@ -138,7 +138,7 @@ async fn ensure_namespace(ctx: &Ctx) -> Result<bool> {
     let pp = crate::client::post_params(ctx.dry_run);
     match api.create(&pp, &ns).await {
         Ok(_) if ctx.dry_run => {
-            print_plan(
+            ctx.plan(
                 "backup",
                 &format!("would create namespace {}", names::BACKUP_NAMESPACE),
             );

@@ -13,13 +13,13 @@ use serde_json::Value;
 
 use super::Outcome;
 use super::migrate;
-use crate::cli::OutputFormat;
 use crate::cr::{self, Lookup, Marker};
 use crate::error::{Context, Error, Result, Source};
 use crate::legacy::{self, LegacyInstall, Served};
 use crate::module::{self, JudgedMappings};
 use crate::names::{self, config_maps};
-use crate::schema::{self, CrdSchema, Violation};
+use crate::error::Violation;
+use crate::schema::{self, CrdSchema};
 use crate::translate::{self, Lost};
 
 /// The answer for one cluster. Serializable, so that many clusters' answers can be gathered.
@@ -431,29 +431,16 @@ async fn check_migrate(
     Ok(report)
 }
 
-/// The `check` command: judges the cluster, prints the report, and fails when not ready.
-pub async fn run(
-    client: &Client,
-    crd_file: Option<&std::path::Path>,
-    allow_field_loss: &[String],
-    skip_operator_prerequisites: bool,
-    output: OutputFormat,
-) -> Result<Outcome> {
-    let options = CheckOptions::new(crd_file, allow_field_loss, skip_operator_prerequisites)?;
-    let report = check(client, &options).await?;
-    match output {
-        OutputFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
-        ),
-        OutputFormat::Text => print!("{}", render_text(&report)),
-    }
-    if report.ready {
-        Ok(Outcome::Done(format!("ready: {}", report.verdict)))
-    } else {
-        Err(Error::NotReady {
-            verdict: report.verdict,
-        })
+impl CheckReport {
+    /// How check ends: done when migrate would succeed, else the verdict as its error.
+    pub fn outcome(&self) -> Result<Outcome> {
+        if self.ready {
+            Ok(Outcome::Done(format!("ready: {}", self.verdict)))
+        } else {
+            Err(Error::NotReady {
+                verdict: self.verdict.clone(),
+            })
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, Patch, Preconditions};
 use kube::core::{ApiResource, ObjectMeta};
 use serde_json::Value;
 
-use super::{Ctx, Outcome, print_plan};
+use super::{Ctx, Outcome};
 use crate::archive::{self, Archive, MappingEntry, MappingsArchive, Prior, WriteOutcome};
 use crate::client::patch_params;
 use crate::configmaps;
@@ -75,7 +75,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         },
     );
     if ctx.dry_run {
-        print_plan(
+        ctx.plan(
             "clean",
             &format!(
                 "would set {}=true on {}",
@@ -281,7 +281,7 @@ async fn list_service_mappings(ctx: &Ctx) -> Result<Mappings> {
         resource: Some(ar.clone()),
         ..Default::default()
     };
-    let listed = service_mappings::list_entries(&ctx.client, &ar, namespaced).await?;
+    let listed = archive::list_mappings(&ctx.client, &ar, namespaced).await?;
     mappings.examined = listed.len();
     mappings.listed = listed;
     Ok(mappings)
@@ -352,7 +352,7 @@ async fn archive_legacy(
         )
         .await;
         let plan = || {
-            print_plan(
+            ctx.plan(
                 "clean",
                 &format!(
                     "would archive {} legacy objects and {} ServiceMappings in {}",
@@ -452,7 +452,7 @@ async fn adopt_crd(
         adoption.crd_adopted = true;
     }
     if ctx.dry_run {
-        print_plan(
+        ctx.plan(
             "clean",
             &format!(
                 "would adopt {} of {} ServiceMappings{}",
@@ -543,7 +543,7 @@ async fn delete_legacy_objects(
         }
     }
     if ctx.dry_run {
-        print_plan(
+        ctx.plan(
             "clean",
             &format!(
                 "would delete {} legacy objects: {}",

@@ -1,6 +1,6 @@
 //! mark-done: all three step markers on the CR, so the init containers do nothing next time.
 
-use super::{Ctx, Outcome, print_plan};
+use super::{Ctx, Outcome};
 use crate::cr::{self, Marker};
 use crate::error::Result;
 
@@ -16,7 +16,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     let keys: Vec<&str> = missing.iter().map(|m| m.key()).collect();
     let marked = cr::set_markers(&ctx.client, &missing, ctx.dry_run).await?;
     if ctx.dry_run {
-        print_plan(
+        ctx.plan(
             "mark-done",
             &format!("would set {} on {}", keys.join(", "), cr::display()),
         );

@@ -4,12 +4,12 @@ use kube::api::DynamicObject;
 use kube::{Client, ResourceExt};
 use serde_json::Value;
 
-use super::{Ctx, Outcome, print_plan};
+use super::{Ctx, Outcome};
 use crate::configmaps;
 use crate::cr::{self, Marker};
 use crate::error::{Error, Result, Source};
 use crate::names::{self, config_maps};
-use crate::schema::Violation;
+use crate::error::Violation;
 use crate::{diff, legacy, translate};
 
 pub async fn run(ctx: &Ctx) -> Result<Outcome> {
@@ -120,7 +120,7 @@ async fn attempt_once(ctx: &Ctx, input: &mut Option<LegacyInput>) -> Result<Atte
 
     let summary = summary(&plan, ports, &accepted);
     if ctx.dry_run {
-        print_plan(
+        ctx.plan(
             "migrate",
             &format!(
                 "{summary}\n{} spec.config would change as follows:\n{}",

@@ -67,6 +67,8 @@ pub struct Ctx {
     /// not read it again. Steps are idempotent, so a concurrent change it misses is harmless.
     handed_on: Mutex<Option<DynamicObject>>,
     recorder: Recorder,
+    /// Dry-run plans, in the order the steps made them, for the command line to show.
+    plans: Mutex<Vec<String>>,
     /// Events on their way: nothing waits for them but the end of the command.
     events: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// When the command must be finished; retries after conflicts stop here.
@@ -95,6 +97,7 @@ impl Ctx {
         Ctx {
             recorder: Recorder::new(client.clone(), reporter),
             events: Mutex::default(),
+            plans: Mutex::default(),
             client,
             dry_run,
             allow_field_loss,
@@ -126,6 +129,21 @@ impl Ctx {
         if let Ok(mut s) = self.assumed.lock() {
             s.insert(marker);
         }
+    }
+
+    /// Records a line of a dry run's plan: what `step` would write.
+    pub fn plan(&self, step: &str, text: &str) {
+        if let Ok(mut plans) = self.plans.lock() {
+            plans.push(format!("--- {step} (dry run): {text}"));
+        }
+    }
+
+    /// The plan lines recorded since the last call.
+    pub fn take_plans(&self) -> Vec<String> {
+        self.plans
+            .lock()
+            .map(|mut plans| std::mem::take(&mut *plans))
+            .unwrap_or_default()
     }
 
     /// Keeps the CR a step has just written for the next step of this run.
@@ -218,9 +236,4 @@ pub async fn cr_or_skip(ctx: &Ctx) -> crate::Result<Result<DynamicObject, Outcom
             cr::display()
         ))),
     })
-}
-
-/// Prints a dry-run plan on stdout (logs go to stderr), so it can be read or piped apart.
-pub fn print_plan(step: &str, text: &str) {
-    println!("--- {step} (dry run): {text}");
 }

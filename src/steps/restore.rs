@@ -1,6 +1,6 @@
 //! restore: the user-configuration ConfigMaps from the backup namespace back into kyma-system.
 
-use super::{Ctx, Outcome, print_plan};
+use super::{Ctx, Outcome};
 use crate::configmaps;
 use crate::error::{Error, Result};
 use crate::names::{self, config_maps};
@@ -35,7 +35,7 @@ pub async fn restore_one(ctx: &Ctx, name: &str) -> Result<Option<String>> {
     let target = format!("{}/{name}", names::KYMA_SYSTEM);
     configmaps::put(&ctx.client, &original, ctx.dry_run).await?;
     if ctx.dry_run {
-        print_plan(
+        ctx.plan(
             "restore",
             &format!(
                 "would write ConfigMap {target} from the copy {}/{name}",

@@ -15,7 +15,7 @@ mod mappings;
 pub mod prepare;
 
 use super::restore::restore_one;
-use super::{Ctx, Outcome, print_plan};
+use super::{Ctx, Outcome};
 use crate::archive;
 use crate::client::post_params;
 use crate::error::{Context, Error, Result, is_already_exists};
@@ -175,7 +175,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     }
     if ctx.dry_run {
         for what in &recreated {
-            print_plan("rollback", &format!("would recreate {what}"));
+            ctx.plan("rollback", &format!("would recreate {what}"));
         }
     }
     // Names only for what needs a look: objects left as found, kinds skipped, mappings changed.
@@ -197,7 +197,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         },
     );
     if ctx.dry_run {
-        print_plan("rollback", &summary);
+        ctx.plan("rollback", &summary);
     }
     Ok(Outcome::Done(summary))
 }

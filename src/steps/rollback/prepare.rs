@@ -7,7 +7,7 @@ use crate::archive::{self, Archive, MappingEntry, MappingsArchive, WriteOutcome}
 use crate::error::{Error, Result};
 use crate::names::service_mappings as sm;
 use crate::service_mappings;
-use crate::steps::{Ctx, Outcome, print_plan};
+use crate::steps::{Ctx, Outcome};
 
 /// Conflicting writes of the archive (a concurrent run) after which prepare gives up for now.
 const ATTEMPTS: u32 = 10;
@@ -73,7 +73,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
                         })?;
             }
             WriteOutcome::Written { .. } if ctx.dry_run => {
-                print_plan(
+                ctx.plan(
                     "rollback",
                     &format!("would record in {}: {summary}", archive::location()),
                 );
@@ -108,7 +108,7 @@ async fn list(
     let Some(ar) = service_mappings::resource(crd) else {
         return Ok(Vec::new());
     };
-    service_mappings::list_entries(&ctx.client, &ar, crd.spec.scope == "Namespaced").await
+    archive::list_mappings(&ctx.client, &ar, crd.spec.scope == "Namespaced").await
 }
 
 /// `recorded N ServiceMappings (a new since clean, b changed since the archive); c deleted since
