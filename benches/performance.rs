@@ -46,8 +46,8 @@ use kube::Client;
 use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
-use cp_mod_migrator::cr::Marker;
 use cp_mod_migrator::names;
+use cp_mod_migrator::step::Step;
 use support::faultproxy::FaultProxy;
 use support::{TestCluster, module, operator, service_mappings};
 
@@ -823,7 +823,7 @@ async fn bench_clean(
 /// clean once more on the same cluster after removing the cleaned marker: then every mapping
 /// is adopted already and may cost list pages only.
 async fn clean_again(tool: &Path, c: &TestCluster, n: usize) -> Measured {
-    let unmark = json!({"metadata": {"annotations": {Marker::Cleaned.key(): null}}});
+    let unmark = json!({"metadata": {"annotations": {Step::Clean.marker_key(): null}}});
     cp_mod_migrator::cr::api(&c.client)
         .patch(
             names::cr::NAME,

@@ -312,8 +312,15 @@ fn kind_of(object: &DynamicObject) -> &str {
     object.types.as_ref().map_or("", |t| t.kind.as_str())
 }
 
-/// `(group, kind, namespace, name)` of an archived object.
-pub type ObjectKey = (String, String, String, String);
+/// Which object an archived one is: what the contract's table names it by.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ObjectKey {
+    pub group: String,
+    pub kind: String,
+    /// Empty for a cluster-scoped object.
+    pub namespace: String,
+    pub name: String,
+}
 
 pub fn key_of(object: &Value) -> ObjectKey {
     let s = |p: &str| {
@@ -327,17 +334,22 @@ pub fn key_of(object: &Value) -> ObjectKey {
     let group = api_version
         .rsplit_once('/')
         .map_or(String::new(), |(g, _)| g.to_string());
-    (
+    ObjectKey {
         group,
-        s("/kind"),
-        s("/metadata/namespace"),
-        s("/metadata/name"),
-    )
+        kind: s("/kind"),
+        namespace: s("/metadata/namespace"),
+        name: s("/metadata/name"),
+    }
 }
 
 /// `Kind namespace/name` of an archived object, for messages.
 pub fn display(object: &Value) -> String {
-    let (_, kind, namespace, name) = key_of(object);
+    let ObjectKey {
+        kind,
+        namespace,
+        name,
+        ..
+    } = key_of(object);
     if namespace.is_empty() {
         format!("{kind} {name}")
     } else {
@@ -347,7 +359,12 @@ pub fn display(object: &Value) -> String {
 
 /// Position of an object in the contract's table, so that an archive has one order.
 fn table_position(object: &Value) -> (usize, usize) {
-    let (group, kind, namespace, name) = key_of(object);
+    let ObjectKey {
+        group,
+        kind,
+        namespace,
+        name,
+    } = key_of(object);
     LEGACY_OBJECTS
         .iter()
         .enumerate()
@@ -767,7 +784,6 @@ pub async fn list_mappings(
         None => Ok(listed),
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -9,10 +9,11 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use tokio::time::Instant;
 
 use crate::client::{self, ApiStats, ClientOptions, Reads};
+use crate::commands::{self, Ctx, Outcome, run_step};
 use crate::error::{Error, Result};
 use crate::fleet;
 use crate::logging::LogFormat;
-use crate::steps::{self, Ctx, Outcome, Step};
+use crate::step::Step;
 use crate::termination;
 
 #[derive(Debug, Parser)]
@@ -177,9 +178,9 @@ impl Cli {
 impl Command {
     fn name(&self) -> &'static str {
         match self {
-            Command::Migrate(_) => "migrate",
-            Command::Backup => "backup",
-            Command::Clean(_) => "clean",
+            Command::Migrate(_) => Step::Migrate.name(),
+            Command::Backup => Step::Backup.name(),
+            Command::Clean(_) => Step::Clean.name(),
             Command::Run(_) => "run",
             Command::Restore => "restore",
             Command::Rollback(_) => "rollback",
@@ -259,7 +260,7 @@ async fn execute_fleet(cli: &Cli, started: Instant) -> ExitCode {
     let (question, output) = match &cli.command {
         Command::Status(args) => (fleet::Question::Status, args.output),
         Command::Check(args) => {
-            match steps::check::CheckOptions::new(
+            match commands::check::CheckOptions::new(
                 args.crd.as_deref(),
                 &args.migrate.allow_field_loss,
                 args.prerequisites.skip_operator_prerequisites,
@@ -297,8 +298,12 @@ fn show_unreachable(command: &Command, e: &Error, retries: u64) {
     let Command::Status(args) = command else {
         return;
     };
-    let unreachable = steps::status::Unreachable::new(e.describe(retries), e.is_refusal());
-    show(args.output, &unreachable, steps::status::Unreachable::render_text);
+    let unreachable = commands::status::Unreachable::new(e.describe(retries), e.is_refusal());
+    show(
+        args.output,
+        &unreachable,
+        commands::status::Unreachable::render_text,
+    );
 }
 
 /// Prints a report on stdout (logs go to stderr): the one place that renders text or JSON.
@@ -326,29 +331,29 @@ async fn dispatch(
     stats: &ApiStats,
 ) -> Result<Outcome> {
     match command {
-        Command::Migrate(_) => Step::Migrate.run(ctx).await,
-        Command::Backup => Step::Backup.run(ctx).await,
-        Command::Clean(_) => Step::Clean.run(ctx).await,
-        Command::Restore => steps::restore::run(ctx).await,
-        Command::Rollback(args) if args.prepare => steps::rollback::prepare::run(ctx).await,
-        Command::Rollback(_) => steps::rollback::run(ctx).await,
-        Command::MarkDone => steps::mark_done::run(ctx).await,
+        Command::Migrate(_) => run_step(Step::Migrate, ctx).await,
+        Command::Backup => run_step(Step::Backup, ctx).await,
+        Command::Clean(_) => run_step(Step::Clean, ctx).await,
+        Command::Restore => commands::restore::run(ctx).await,
+        Command::Rollback(args) if args.prepare => commands::rollback::prepare::run(ctx).await,
+        Command::Rollback(_) => commands::rollback::run(ctx).await,
+        Command::MarkDone => commands::mark_done::run(ctx).await,
         Command::Status(args) => {
-            let report = steps::status::collect(&ctx.client).await?;
-            show(args.output, &report, steps::status::render_text);
+            let report = commands::status::collect(&ctx.client).await?;
+            show(args.output, &report, commands::status::render_text);
             Ok(Outcome::Done(format!(
                 "status shown: {}",
                 report.phase.name()
             )))
         }
         Command::Check(args) => {
-            let options = steps::check::CheckOptions::new(
+            let options = commands::check::CheckOptions::new(
                 args.crd.as_deref(),
                 &args.migrate.allow_field_loss,
                 args.prerequisites.skip_operator_prerequisites,
             )?;
-            let report = steps::check::check(&ctx.client, &options).await?;
-            show(args.output, &report, steps::check::render_text);
+            let report = commands::check::check(&ctx.client, &options).await?;
+            show(args.output, &report, commands::check::render_text);
             report.outcome()
         }
         Command::Run(_) => {
@@ -356,7 +361,7 @@ async fn dispatch(
             // when the step before them did not finish.
             let mut parts = Vec::new();
             for step in Step::IN_ORDER {
-                let outcome = step.run(ctx).await;
+                let outcome = run_step(step, ctx).await;
                 show_plans(ctx);
                 let outcome = outcome.map_err(|e| Error::InStep {
                     step: step.name(),

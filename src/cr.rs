@@ -1,7 +1,5 @@
 //! The ConnectivityProxy CR: finding it, and reading and writing the step markers on it.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, Patch};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -10,44 +8,7 @@ use serde_json::json;
 
 use crate::error::{Context, Error, Result, is_not_found};
 use crate::names::{self, markers};
-
-/// A migration step, as marked on the CR.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Marker {
-    Migrated,
-    BackedUp,
-    Cleaned,
-}
-
-impl Marker {
-    pub const ALL: [Marker; 3] = [Marker::Migrated, Marker::BackedUp, Marker::Cleaned];
-
-    /// The key this tool writes.
-    pub fn key(self) -> &'static str {
-        match self {
-            Marker::Migrated => markers::MIGRATED,
-            Marker::BackedUp => markers::BACKED_UP,
-            Marker::Cleaned => markers::CLEANED,
-        }
-    }
-
-    /// Keys of earlier tools and hand-run instructions that count as well.
-    pub fn alternative_keys(self) -> &'static [&'static str] {
-        match self {
-            Marker::Migrated => markers::MIGRATED_ALT,
-            Marker::BackedUp => markers::BACKED_UP_ALT,
-            Marker::Cleaned => markers::CLEANED_ALT,
-        }
-    }
-
-    /// The key that marks this step done on `annotations`, if any.
-    pub fn found_in(self, annotations: &BTreeMap<String, String>) -> Option<&'static str> {
-        std::iter::once(self.key())
-            .chain(self.alternative_keys().iter().copied())
-            .find(|k| annotations.get(*k).is_some_and(|v| v == markers::TRUE))
-    }
-}
+use crate::step::Step;
 
 pub fn api_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
@@ -118,16 +79,16 @@ pub async fn lookup(client: &Client) -> Result<Lookup> {
     }
 }
 
-/// The key that marks `marker` done on the CR, if any.
-pub fn marked(cr: &DynamicObject, marker: Marker) -> Option<&'static str> {
-    marker.found_in(cr.annotations())
+/// The key that marks `step` done on the CR, if any.
+pub fn marked(cr: &DynamicObject, step: Step) -> Option<&'static str> {
+    step.marker_in(cr.annotations())
 }
 
 /// Sets markers with a merge patch of the annotations alone: it cannot undo anyone else's change.
-pub async fn set_markers(client: &Client, set: &[Marker], dry_run: bool) -> Result<DynamicObject> {
+pub async fn set_markers(client: &Client, set: &[Step], dry_run: bool) -> Result<DynamicObject> {
     let annotations: serde_json::Map<String, serde_json::Value> = set
         .iter()
-        .map(|m| (m.key().to_string(), json!(markers::TRUE)))
+        .map(|m| (m.marker_key().to_string(), json!(markers::TRUE)))
         .collect();
     let patch = json!({ "metadata": { "annotations": annotations } });
     api(client)
@@ -140,7 +101,10 @@ pub async fn set_markers(client: &Client, set: &[Marker], dry_run: bool) -> Resu
         .context(|| {
             format!(
                 "setting {} on {}",
-                set.iter().map(|m| m.key()).collect::<Vec<_>>().join(", "),
+                set.iter()
+                    .map(|m| m.marker_key())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 display()
             )
         })

@@ -17,12 +17,12 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::client::{self, ApiStats, ClientOptions, Reads};
-use crate::cr::Marker;
+use crate::commands::Outcome;
+use crate::commands::check::{self, CheckOptions, CheckReport, Reason};
+use crate::commands::status::phase::Phase;
+use crate::commands::status::{self, BackupCopy, Report, Unreachable};
 use crate::error::{Error, Result};
-use crate::steps::Outcome;
-use crate::steps::check::{self, CheckOptions, CheckReport, Reason};
-use crate::steps::status::phase::Phase;
-use crate::steps::status::{self, BackupCopy, Report, Unreachable};
+use crate::step::Step;
 
 /// Each cluster's deadline when `--deadline` is not given.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
@@ -111,7 +111,7 @@ pub struct Readiness {
     pub warnings: Vec<Reason>,
 }
 
-/// One cluster. The fields are documented in the README (status, "Many clusters at once");
+/// One cluster. The fields are documented in docs/many-clusters.md;
 /// scripts depend on them.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
@@ -167,7 +167,7 @@ impl Row {
 
     fn of(context: String, cluster: Option<String>, report: &Report) -> Row {
         let s = &report.status;
-        let marked = |m: Marker| s.markers.get(&m).is_some_and(Option::is_some);
+        let marked = |m: Step| s.markers.get(&m).is_some_and(Option::is_some);
         Row {
             context,
             cluster,
@@ -176,9 +176,9 @@ impl Row {
             legacy_installed: Some(s.legacy_installation.is_some()),
             legacy_version: s.legacy_installation.as_ref().and_then(|l| l.chart.clone()),
             markers: Some(Markers {
-                migrated: marked(Marker::Migrated),
-                backed_up: marked(Marker::BackedUp),
-                cleaned: marked(Marker::Cleaned),
+                migrated: marked(Step::Migrate),
+                backed_up: marked(Step::Backup),
+                cleaned: marked(Step::Clean),
             }),
             backup: Some(backup_word(&s.backup)),
             legacy_objects_left: Some(s.legacy_objects_remaining.len()),
@@ -239,7 +239,7 @@ impl Fleet {
             .unwrap_or(0)
     }
 
-    /// `12 clusters: 3 done, 1 unreachable` (phases in the README's order); for check also
+    /// `12 clusters: 3 done, 1 unreachable` (phases in the order of docs/status.md); for check also
     /// `; 10 ready, 2 not ready`.
     pub fn summary_line(&self) -> String {
         let counts: Vec<String> = Phase::ALL

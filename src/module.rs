@@ -11,10 +11,10 @@ use kube::{Client, ResourceExt};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::error::Violation;
 use crate::error::{Context, Error, Result};
 use crate::legacy::{self, LegacyObject, Served};
 use crate::names::{self, OPERATOR_OBJECTS, operator, service_mappings as sm};
-use crate::error::Violation;
 use crate::schema::CrdSchema;
 use crate::service_mappings::{self, Listed, is_adopted};
 

@@ -89,6 +89,12 @@ pub mod images {
     pub const BACKUP: &str = "cp-mod-backup";
     pub const CLEAN: &str = "cp-mod-cleaner";
 }
+/// The init containers of the example Deployment (deploy/operator-deployment-example.yaml).
+pub mod init_containers {
+    pub const MIGRATE: &str = "init-migrator";
+    pub const BACKUP: &str = "init-backup";
+    pub const CLEAN: &str = "init-cleaner";
+}
 /// The kubelet's reason for a container that it starts again only after a growing delay.
 pub const CRASH_LOOP_BACK_OFF: &str = "CrashLoopBackOff";
 /// Where the kubelet reads a container's termination message (the default

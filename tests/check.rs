@@ -16,8 +16,8 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
+use cp_mod_migrator::commands::check::{CheckReport, Method, Reason};
 use cp_mod_migrator::names::{self, config_maps, markers};
-use cp_mod_migrator::steps::check::{CheckReport, Method, Reason};
 use support::generators::{document, sample, schema_shaped_document};
 use support::legacy_cases::*;
 use support::rbac::as_migrator_service_account;

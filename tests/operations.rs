@@ -1871,8 +1871,8 @@ async fn images_run_the_example_deployment_init_containers() {
         t.elapsed().as_secs_f64()
     );
     let cr_now = three.cr().await;
-    for m in cr::Marker::ALL {
-        assert_eq!(cr::marked(&cr_now, m), Some(m.key()));
+    for m in cp_mod_migrator::step::Step::IN_ORDER {
+        assert_eq!(cr::marked(&cr_now, m), Some(m.marker_key()));
     }
     assert!(
         legacy::detect(&three.client)

@@ -193,12 +193,12 @@ fn legacy_objects(s: &Snap) -> Vec<(String, archive::ObjectKey)> {
                         && r.names.contains(&name)
                 })
                 .then(|| {
-                    let archived = (
-                        o.ar.group.clone(),
-                        o.ar.kind.clone(),
-                        namespace.to_string(),
-                        name.to_string(),
-                    );
+                    let archived = archive::ObjectKey {
+                        group: o.ar.group.clone(),
+                        kind: o.ar.kind.clone(),
+                        namespace: namespace.to_string(),
+                        name: name.to_string(),
+                    };
                     (key.clone(), archived)
                 })
         })

@@ -17,28 +17,29 @@ use super::{Ctx, Outcome};
 use crate::archive::{self, Archive, MappingEntry, MappingsArchive, Prior, WriteOutcome};
 use crate::client::patch_params;
 use crate::configmaps;
-use crate::cr::{self, Marker};
+use crate::cr;
 use crate::error::{Context, Error, Result, is_conflict, is_not_found};
 use crate::legacy;
 use crate::module;
 use crate::names::{self, config_maps, service_mappings as sm};
 use crate::service_mappings;
+use crate::step::Step;
 
 /// Requests in flight at once for the objects of the legacy table (35 on a full installation):
 /// each is read, and deleted, in one round trip with all the others.
 const LEGACY_CONCURRENCY: usize = 64;
 
 pub async fn run(ctx: &Ctx) -> Result<Outcome> {
-    let current = match super::cr_or_skip(ctx).await? {
-        Ok(cr) => cr,
-        Err(skipped) => return Ok(skipped),
+    let current = match super::target(ctx).await? {
+        super::Target::Cr(cr) => *cr,
+        super::Target::Skip(skipped) => return Ok(skipped),
     };
-    if ctx.marked(&current, Marker::Migrated).is_none() {
+    if ctx.marked(&current, Step::Migrate).is_none() {
         return Ok(Outcome::Skipped(
             "the CR is not marked migrated; the legacy installation stays".into(),
         ));
     }
-    if let Some(key) = cr::marked(&current, Marker::Cleaned) {
+    if let Some(key) = cr::marked(&current, Step::Clean) {
         return Ok(Outcome::Skipped(format!(
             "already cleaned ({key}=true on the CR)"
         )));
@@ -79,7 +80,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
             "clean",
             &format!(
                 "would set {}=true on {}",
-                Marker::Cleaned.key(),
+                Step::Clean.marker_key(),
                 cr::display()
             ),
         );
@@ -93,7 +94,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         "Clean",
         format!("Removed the legacy Connectivity Proxy: {summary}"),
     );
-    cr::set_markers(&ctx.client, &[Marker::Cleaned], false).await?;
+    cr::set_markers(&ctx.client, &[Step::Clean], false).await?;
     Ok(Outcome::Done(summary))
 }
 
@@ -105,17 +106,17 @@ type BackupCheck = BTreeMap<&'static str, Option<ConfigMap>>;
 /// The safety gate: nothing is deleted unless the backup is marked done and each user
 /// ConfigMap that still exists has a copy with equal data in the backup namespace.
 async fn check_backup(ctx: &Ctx, current: &DynamicObject) -> Result<BackupCheck> {
-    if ctx.marked(current, Marker::BackedUp).is_none() {
+    if ctx.marked(current, Step::Backup).is_none() {
         return Err(Error::CleanGate {
             reason: format!(
                 "{} is not marked backed up ({}=true); run the backup step first",
                 cr::display(),
-                Marker::BackedUp.key()
+                Step::Backup.marker_key()
             ),
         });
     }
     // In `run --dry-run` the backup was not really made; it would copy exactly the sources.
-    let backup_assumed = cr::marked(current, Marker::BackedUp).is_none();
+    let backup_assumed = cr::marked(current, Step::Backup).is_none();
     // Each source and its copy are independent reads: all four go out together, and each
     // copy is judged against its source once both answered.
     let checks = config_maps::USER_CONFIG.map(|name| async move {
@@ -170,14 +171,14 @@ fn check_copy(name: &str, source: &ConfigMap, copy: Option<ConfigMap>) -> Result
              (remove {} from the CR first)",
             names::KYMA_SYSTEM,
             names::BACKUP_NAMESPACE,
-            Marker::BackedUp.key()
+            Step::Backup.marker_key()
         )),
         Some(copy) if !configmaps::same_data(&copy, source) => gate(format!(
             "the copy {}/{name} differs from ConfigMap {}/{name}: the configuration changed after the backup; \
              remove {} from the CR and run the backup step again",
             names::BACKUP_NAMESPACE,
             names::KYMA_SYSTEM,
-            Marker::BackedUp.key()
+            Step::Backup.marker_key()
         )),
         Some(_) => Ok(()),
     }
@@ -519,12 +520,12 @@ async fn delete_legacy_objects(
                         .map(|c| Box::new(c.metadata)),
                 )
             } else {
-                let key = (
-                    o.row.group.to_string(),
-                    o.row.kind.to_string(),
-                    o.row.namespace.unwrap_or("").to_string(),
-                    o.name.to_string(),
-                );
+                let key = archive::ObjectKey {
+                    group: o.row.group.to_string(),
+                    kind: o.row.kind.to_string(),
+                    namespace: o.row.namespace.unwrap_or("").to_string(),
+                    name: o.name.to_string(),
+                };
                 Against::Archived {
                     read: read.map(Box::new),
                     entry: entries.get(&key).copied(),

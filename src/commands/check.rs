@@ -12,14 +12,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Outcome;
-use super::migrate;
-use crate::cr::{self, Lookup, Marker};
+use crate::cr::{self, Lookup};
+use crate::error::Violation;
 use crate::error::{Context, Error, Result, Source};
 use crate::legacy::{self, LegacyInstall, Served};
+use crate::migration;
 use crate::module::{self, JudgedMappings};
 use crate::names::{self, config_maps};
-use crate::error::Violation;
 use crate::schema::{self, CrdSchema};
+use crate::step::Step;
 use crate::translate::{self, Lost};
 
 /// The answer for one cluster. Serializable, so that many clusters' answers can be gathered.
@@ -172,7 +173,7 @@ pub async fn check(client: &Client, options: &CheckOptions) -> Result<CheckRepor
         Lookup::Found(cr) => Some(cr.as_ref()),
         _ => None,
     };
-    let cleaned = found.is_some_and(|cr| cr::marked(cr, Marker::Cleaned).is_some());
+    let cleaned = found.is_some_and(|cr| cr::marked(cr, Step::Clean).is_some());
     let cr_tenant_mode = found.and_then(module::tenant_mode_of).cloned();
     // Clean has the legacy installation still to remove: it needs the operator's CRDs served.
     let judge_prerequisites = install.is_some() && !cleaned && !options.skip_operator_prerequisites;
@@ -306,17 +307,20 @@ async fn check_migrate(
         warnings: Vec::new(),
     };
     if let Lookup::Found(current) = &lookup
-        && let Some(key) = cr::marked(current, Marker::Migrated)
+        && let Some(key) = cr::marked(current, Step::Migrate)
     {
         report.verdict = already_migrated(key);
         return Ok(report);
     }
     let Some(install) = install else {
-        report.verdict = format!("nothing to migrate: {}", migrate::no_legacy_installation());
+        report.verdict = format!(
+            "nothing to migrate: {}",
+            migration::no_legacy_installation()
+        );
         return Ok(report);
     };
-    migrate::warn_on_version(&install);
-    let input = match migrate::read_legacy_configuration(client).await {
+    migration::warn_on_version(&install);
+    let input = match migration::read_legacy_configuration(client).await {
         Ok(input) => input,
         Err(e) if is_input_error(&e) => return Ok(not_ready(report, &e, input_reason(&e))),
         Err(e) => return Err(e),
@@ -350,15 +354,17 @@ async fn check_migrate(
 
     let mut conflicts = 0;
     let (plan, desired, admission) = loop {
-        let (plan, desired) = match migrate::desired(&base, &input) {
+        let (plan, desired) = match migration::desired(&base, &input) {
             Ok(prepared) => prepared,
             Err(e) if is_input_error(&e) => return Ok(not_ready(report, &e, input_reason(&e))),
             Err(e) => return Err(e),
         };
         let admission = match &judge {
-            Judge::Server => match migrate::write(client, &desired, true).await {
-                Ok(Ok(stored)) => Ok(stored.data.get("spec").cloned().unwrap_or(Value::Null)),
-                Ok(Err(conflict)) => {
+            Judge::Server => match migration::write(client, &desired, true).await {
+                Ok(migration::Replaced::Stored(stored)) => {
+                    Ok(stored.data.get("spec").cloned().unwrap_or(Value::Null))
+                }
+                Ok(migration::Replaced::Conflict(conflict)) => {
                     conflicts += 1;
                     tracing::info!(conflict = %conflict, "the CR changed since it was read; reading it again");
                     if conflicts >= MAX_CONFLICTS {
@@ -369,7 +375,7 @@ async fn check_migrate(
                     }
                     base = cr::lookup(client).await?.required()?;
                     // A concurrent migrate may be what changed it.
-                    if let Some(key) = cr::marked(&base, Marker::Migrated) {
+                    if let Some(key) = cr::marked(&base, Step::Migrate) {
                         report.verdict = already_migrated(key);
                         report.validation = None;
                         return Ok(report);
@@ -404,14 +410,15 @@ async fn check_migrate(
             return Ok(not_ready(report, &e, reasons));
         }
     };
-    let (refused, accepted) = migrate::judge_losses(&plan, &stored_spec, &options.allow_field_loss);
+    let (refused, accepted) =
+        migration::judge_losses(&plan, &stored_spec, &options.allow_field_loss);
     report.accepted_losses = accepted.iter().map(lost_reason).collect();
     if !refused.is_empty() {
         let reasons = refused.iter().map(lost_reason).collect();
-        return Ok(not_ready(report, &migrate::field_loss(&refused), reasons));
+        return Ok(not_ready(report, &migration::field_loss(&refused), reasons));
     }
     let accepted: Vec<String> = accepted.iter().map(Lost::to_string).collect();
-    let summary = migrate::summary(&plan, input.ports, &accepted);
+    let summary = migration::summary(&plan, input.ports, &accepted);
     report.verdict = format!("migrate would write {}: {summary}", cr::display());
     let diff = crate::diff::diff(
         "config",

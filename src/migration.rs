@@ -1,159 +1,27 @@
-//! Step 1: the user configuration from the legacy ConfigMaps into the ConnectivityProxy CR.
+//! What migrate writes and check judges, from the same reads: the legacy user configuration
+//! read and validated, the CR it becomes, the guarded write, and the migrated fields the API
+//! server would drop or change. Neither command calls into the other; both use this.
 
 use kube::api::DynamicObject;
 use kube::{Client, ResourceExt};
 use serde_json::Value;
 
-use super::{Ctx, Outcome};
 use crate::configmaps;
-use crate::cr::{self, Marker};
-use crate::error::{Error, Result, Source};
+use crate::cr;
+use crate::error::{Error, Result, Source, Violation};
 use crate::names::{self, config_maps};
-use crate::error::Violation;
-use crate::{diff, legacy, translate};
-
-pub async fn run(ctx: &Ctx) -> Result<Outcome> {
-    // The legacy input is read once per run; after a conflict only the CR is read again, which
-    // keeps the read-to-write window short against a busy concurrent writer.
-    let mut input = None;
-    let mut attempt = 0u32;
-    loop {
-        attempt += 1;
-        match attempt_once(ctx, &mut input).await? {
-            Attempt::Finished(outcome) => return Ok(outcome),
-            Attempt::Conflict(message) => {
-                tracing::info!(attempt, conflict = %message, "the CR changed since it was read; reading it again");
-                // Conflicts are retried for as long as the run may take: a busy writer delays
-                // the migration, it does not fail it.
-                let pause = conflict_pause(attempt);
-                if tokio::time::Instant::now() + pause > ctx.deadline {
-                    return Err(Error::TooManyConflicts {
-                        object: cr::display(),
-                        attempts: attempt,
-                    });
-                }
-                tokio::time::sleep(pause).await;
-            }
-        }
-    }
-}
-
-/// A short, growing, jittered pause, so that a writer on a fixed rhythm does not win every time.
-fn conflict_pause(attempt: u32) -> std::time::Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    std::time::Duration::from_millis(u64::from(attempt.min(20)) * 10 + u64::from(nanos % 50))
-}
-
-enum Attempt {
-    Finished(Outcome),
-    /// The server's message about the conflict.
-    Conflict(String),
-}
+use crate::step::Step;
+use crate::{legacy, translate};
 
 /// The user configuration of the legacy installation, read and validated: what migrate (and
 /// check, which must say the same about the same input) reads.
-pub(crate) struct LegacyInput {
+pub struct LegacyInput {
     pub document: translate::Document,
     pub ports: [u16; 3],
 }
 
-async fn attempt_once(ctx: &Ctx, input: &mut Option<LegacyInput>) -> Result<Attempt> {
-    let client = &ctx.client;
-    // The first attempt reads the CR and the legacy installation together: they are
-    // independent reads. The CR's answer is judged first, so a CR that is missing or marked
-    // migrated still decides the outcome; the legacy reads are then merely unused.
-    let (lookup, legacy_read) = if input.is_some() {
-        (cr::lookup(client).await, None)
-    } else {
-        let (lookup, legacy_read) = futures::join!(cr::lookup(client), read_legacy_input(client));
-        (lookup, Some(legacy_read))
-    };
-    let current = lookup?.required()?;
-    if let Some(key) = cr::marked(&current, Marker::Migrated) {
-        return Ok(Attempt::Finished(Outcome::Skipped(format!(
-            "already migrated ({key}=true on the CR)"
-        ))));
-    }
-    let read = match legacy_read {
-        Some(legacy_read) => {
-            let Some((install, read)) = legacy_read? else {
-                return Ok(Attempt::Finished(
-                    Outcome::Skipped(no_legacy_installation()),
-                ));
-            };
-            warn_on_version(&install);
-            input.insert(read)
-        }
-        // A later attempt: the legacy input was read by the first.
-        None => match input {
-            Some(read) => read,
-            None => {
-                return Ok(Attempt::Finished(
-                    Outcome::Skipped(no_legacy_installation()),
-                ));
-            }
-        },
-    };
-    let ports = read.ports;
-    let (plan, desired) = desired(&current, read)?;
-
-    // Ask the server what it would store, and refuse if it would drop or change anything.
-    let stored = match write(client, &desired, true).await? {
-        Ok(stored) => stored,
-        Err(conflict) => return Ok(Attempt::Conflict(conflict)),
-    };
-    let (refused, accepted) = judge_losses(
-        &plan,
-        stored.data.get("spec").unwrap_or(&Value::Null),
-        &ctx.allow_field_loss,
-    );
-    if !refused.is_empty() {
-        return Err(field_loss(&refused));
-    }
-    let accepted: Vec<String> = accepted.iter().map(|l| l.to_string()).collect();
-    for line in &accepted {
-        tracing::warn!(field = %line, "accepted loss of a migrated field (--allow-field-loss)");
-    }
-
-    let summary = summary(&plan, ports, &accepted);
-    if ctx.dry_run {
-        ctx.plan(
-            "migrate",
-            &format!(
-                "{summary}\n{} spec.config would change as follows:\n{}",
-                cr::display(),
-                diff::diff(
-                    "config",
-                    current.data.pointer("/spec/config").unwrap_or(&Value::Null),
-                    &plan.config
-                )
-            ),
-        );
-        ctx.assume(Marker::Migrated);
-        return Ok(Attempt::Finished(Outcome::Done(format!(
-            "would migrate: {summary}"
-        ))));
-    }
-    let written = match write(client, &desired, false).await? {
-        Ok(written) => written,
-        Err(conflict) => return Ok(Attempt::Conflict(conflict)),
-    };
-    ctx.hand_on(&written);
-    ctx.event(
-        &written,
-        false,
-        "Migrated",
-        "Migrate",
-        format!("Migrated the legacy Connectivity Proxy configuration: {summary}"),
-    );
-    Ok(Attempt::Finished(Outcome::Done(summary)))
-}
-
 /// Why migrate (and check) have nothing to do without a legacy installation.
-pub(crate) fn no_legacy_installation() -> String {
+pub fn no_legacy_installation() -> String {
     format!(
         "no legacy installation: StatefulSet {}/{} is absent or not managed by the reconciler",
         names::KYMA_SYSTEM,
@@ -162,7 +30,7 @@ pub(crate) fn no_legacy_installation() -> String {
 }
 
 /// The CR as migrate writes it: `current` with the plan applied and the migrated marker set.
-pub(crate) fn desired(
+pub fn desired(
     current: &DynamicObject,
     input: &LegacyInput,
 ) -> Result<(translate::Plan, DynamicObject)> {
@@ -188,15 +56,16 @@ pub(crate) fn desired(
         message: format!("spec field {field} is not a mapping"),
         violations: Vec::new(),
     })?;
-    desired
-        .annotations_mut()
-        .insert(Marker::Migrated.key().into(), names::markers::TRUE.into());
+    desired.annotations_mut().insert(
+        Step::Migrate.marker_key().into(),
+        names::markers::TRUE.into(),
+    );
     Ok((plan, desired))
 }
 
 /// The migrated fields that `stored_spec` (what the server would store) lacks or changes: those
 /// migrate refuses to lose, and those the user accepted with --allow-field-loss.
-pub(crate) fn judge_losses(
+pub fn judge_losses(
     plan: &translate::Plan,
     stored_spec: &Value,
     allow_field_loss: &[String],
@@ -217,7 +86,7 @@ fn loss_allowed(allow_field_loss: &[String], field: &str) -> bool {
 }
 
 /// Migrate's error for fields the server would drop or change.
-pub(crate) fn field_loss(refused: &[translate::Lost]) -> Error {
+pub fn field_loss(refused: &[translate::Lost]) -> Error {
     let lines: Vec<String> = refused.iter().map(|l| l.to_string()).collect();
     Error::FieldLoss {
         object: cr::display(),
@@ -225,7 +94,7 @@ pub(crate) fn field_loss(refused: &[translate::Lost]) -> Error {
     }
 }
 
-pub(crate) fn warn_on_version(install: &legacy::LegacyInstall) {
+pub fn warn_on_version(install: &legacy::LegacyInstall) {
     match &install.chart {
         Some(chart) if install.is_expected_version() => {
             tracing::info!(%chart, "legacy Connectivity Proxy found")
@@ -238,10 +107,9 @@ pub(crate) fn warn_on_version(install: &legacy::LegacyInstall) {
     }
 }
 
-/// Reads and validates the two legacy ConfigMaps.
 /// The legacy installation and its configuration, read together; `None` when there is no
 /// legacy installation (then whatever the ConfigMaps hold does not matter).
-async fn read_legacy_input(
+pub async fn read_legacy_input(
     client: &Client,
 ) -> Result<Option<(legacy::LegacyInstall, LegacyInput)>> {
     let (install, configuration) =
@@ -252,7 +120,8 @@ async fn read_legacy_input(
     Ok(Some((install, configuration?)))
 }
 
-pub(crate) async fn read_legacy_configuration(client: &Client) -> Result<LegacyInput> {
+/// Reads and validates the two legacy ConfigMaps.
+pub async fn read_legacy_configuration(client: &Client) -> Result<LegacyInput> {
     let missing = |name: &str| Error::ConfigMapMissing {
         namespace: names::KYMA_SYSTEM.into(),
         name: name.into(),
@@ -331,17 +200,22 @@ fn describe_binary(bytes: &[u8]) -> String {
     )
 }
 
-/// Replaces the CR, guarded by the resourceVersion it was read with; `Err(message)` on a conflict.
-pub(crate) async fn write(
-    client: &Client,
-    desired: &DynamicObject,
-    dry_run: bool,
-) -> Result<std::result::Result<DynamicObject, String>> {
+/// How a replace of the CR guarded by its resourceVersion ended, when the server took it or
+/// answered with a conflict (every other answer is an error).
+pub enum Replaced {
+    /// What the server stored (or, in a dry run, would store).
+    Stored(Box<DynamicObject>),
+    /// The CR changed since it was read: the server's message.
+    Conflict(String),
+}
+
+/// Replaces the CR, guarded by the resourceVersion it was read with.
+pub async fn write(client: &Client, desired: &DynamicObject, dry_run: bool) -> Result<Replaced> {
     let pp = crate::client::post_params(dry_run);
     match cr::api(client).replace(names::cr::NAME, &pp, desired).await {
-        Ok(stored) => Ok(Ok(stored)),
+        Ok(stored) => Ok(Replaced::Stored(Box::new(stored))),
         Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "Conflict" => {
-            Ok(Err(s.message.clone()))
+            Ok(Replaced::Conflict(s.message.clone()))
         }
         Err(kube::Error::Api(s)) if s.code == 422 || s.code == 400 => Err(Error::Rejected {
             object: cr::display(),
@@ -371,7 +245,7 @@ fn violations(status: &kube::core::Status) -> Vec<Violation> {
     out
 }
 
-pub(crate) fn summary(plan: &translate::Plan, ports: [u16; 3], accepted: &[String]) -> String {
+pub fn summary(plan: &translate::Plan, ports: [u16; 3], accepted: &[String]) -> String {
     let leaves = count_leaves(plan.expected_spec.get("config").unwrap_or(&Value::Null));
     let mut s = format!(
         "{leaves} fields into spec.config (ports: http {}, rfcAndLdap {}, socks5 {}), tenant mode {}",

@@ -13,12 +13,13 @@ use serde::Serialize;
 
 use crate::archive;
 use crate::configmaps;
-use crate::cr::{self, Lookup, Marker};
+use crate::cr::{self, Lookup};
 use crate::error::{Context, Result};
 use crate::legacy::{self, LegacyInstall, Served};
 use crate::module::{self, ModuleState, RefusedCount};
 use crate::names::{self, config_maps};
 use crate::service_mappings::{Listed, is_adopted};
+use crate::step::Step;
 use crate::translate;
 use operator_pods::Failing;
 use phase::Phase;
@@ -82,7 +83,8 @@ pub struct Status {
     pub crd_installed: bool,
     pub cr_exists: bool,
     /// For each step, the annotation key that marks it done, if any.
-    pub markers: std::collections::BTreeMap<Marker, Option<String>>,
+    #[serde(serialize_with = "crate::step::serialize_markers")]
+    pub markers: std::collections::BTreeMap<Step, Option<String>>,
     pub backup_namespace_exists: bool,
     pub backup: Vec<BackupCopy>,
     pub legacy_objects_remaining: Vec<String>,
@@ -194,7 +196,7 @@ pub async fn collect(client: &Client) -> Result<Report> {
         // Its problem is a row of its own, never the end of status.
         async { Ok(archive::read_stored(client).await) },
     )?;
-    let markers = Marker::ALL
+    let markers = Step::IN_ORDER
         .into_iter()
         .map(|m| {
             let key = match &lookup {
@@ -265,7 +267,7 @@ fn shared_tenant(lookup: &Lookup, legacy_config: Option<&ConfigMap>) -> bool {
         Lookup::Found(cr) => Some(cr.as_ref()),
         _ => None,
     };
-    let migrated = cr.is_some_and(|c| cr::marked(c, Marker::Migrated).is_some());
+    let migrated = cr.is_some_and(|c| cr::marked(c, Step::Migrate).is_some());
     let legacy_mode = legacy_config
         .filter(|_| !migrated)
         .and_then(|cm| cm.data.as_ref()?.get(config_maps::CONFIG_KEY).cloned())

@@ -15,42 +15,40 @@ use serde::Serialize;
 
 use crate::error::{Context, Result};
 use crate::names;
+use crate::step::Step;
 
-/// What an init container of the operator Pod runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum InitStep {
-    Migrate,
-    Backup,
-    Clean,
+/// What an init container of the operator Pod runs: one step, or `run` (all three in one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitCommand {
+    Step(Step),
     Run,
 }
 
-impl InitStep {
-    const ALL: [InitStep; 4] = [
-        InitStep::Migrate,
-        InitStep::Backup,
-        InitStep::Clean,
-        InitStep::Run,
-    ];
-
-    /// The subcommand that runs this step.
+impl InitCommand {
+    /// The subcommand it runs.
     pub fn name(self) -> &'static str {
         match self {
-            InitStep::Migrate => "migrate",
-            InitStep::Backup => "backup",
-            InitStep::Clean => "clean",
-            InitStep::Run => "run",
+            InitCommand::Step(step) => step.name(),
+            InitCommand::Run => "run",
         }
     }
 
-    fn from_image(image: &str) -> Option<InitStep> {
-        match image_name(image) {
-            names::images::MIGRATE => Some(InitStep::Migrate),
-            names::images::BACKUP => Some(InitStep::Backup),
-            names::images::CLEAN => Some(InitStep::Clean),
-            _ => None,
+    fn named(word: &str) -> Option<InitCommand> {
+        match word {
+            "run" => Some(InitCommand::Run),
+            _ => Step::named(word).map(InitCommand::Step),
         }
+    }
+
+    fn from_image(image: &str) -> Option<InitCommand> {
+        Step::with_image(image_name(image)).map(InitCommand::Step)
+    }
+}
+
+/// In a report, the subcommand's name.
+impl Serialize for InitCommand {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
     }
 }
 
@@ -60,7 +58,7 @@ pub struct Failing {
     pub pod: String,
     pub container: String,
     /// `None` when neither its command, its arguments nor its image tell.
-    pub step: Option<InitStep>,
+    pub step: Option<InitCommand>,
     pub restarts: i32,
     /// Its last termination message (`lastState.terminated.message`): the step's own closing
     /// reason. Nothing else of the Pod is shown.
@@ -114,7 +112,7 @@ pub fn failing_in(pod: &Pod) -> Option<Failing> {
             container: s.name.clone(),
             step: spec
                 .and_then(step_of)
-                .or_else(|| InitStep::from_image(&s.image)),
+                .or_else(|| InitCommand::from_image(&s.image)),
             restarts: s.restart_count,
             message: s
                 .last_state
@@ -144,13 +142,13 @@ fn keeps_failing(s: &ContainerStatus) -> bool {
 }
 
 /// The step a container runs: a subcommand in its command or arguments, else its image.
-pub fn step_of(c: &Container) -> Option<InitStep> {
+pub fn step_of(c: &Container) -> Option<InitCommand> {
     c.command
         .iter()
         .flatten()
         .chain(c.args.iter().flatten())
-        .find_map(|word| InitStep::ALL.into_iter().find(|s| s.name() == word))
-        .or_else(|| c.image.as_deref().and_then(InitStep::from_image))
+        .find_map(|word| InitCommand::named(word))
+        .or_else(|| c.image.as_deref().and_then(InitCommand::from_image))
 }
 
 /// `registry/path/cp-mod-cleaner:0.1.0@sha256:…` → `cp-mod-cleaner`.
@@ -204,21 +202,24 @@ mod tests {
         let by_image = |image: &str| step_of(&container(json!({"name": "c", "image": image})));
         assert_eq!(
             by_image("reg.example/a/cp-mod-migrator:0.1.0"),
-            Some(InitStep::Migrate)
+            Some(InitCommand::Step(Step::Migrate))
         );
-        assert_eq!(by_image("cp-mod-backup"), Some(InitStep::Backup));
+        assert_eq!(
+            by_image("cp-mod-backup"),
+            Some(InitCommand::Step(Step::Backup))
+        );
         assert_eq!(
             by_image("reg.example:5000/cp-mod-cleaner:1@sha256:0123"),
-            Some(InitStep::Clean)
+            Some(InitCommand::Step(Step::Clean))
         );
         assert_eq!(by_image("reg.example/other:1"), None);
         // The single-container alternative: the migrator image, running `run`.
         let run = container(json!({"name": "c", "image": "x/cp-mod-migrator:0.1.0",
             "command": ["/cp-mod-migrator", "run"]}));
-        assert_eq!(step_of(&run), Some(InitStep::Run));
+        assert_eq!(step_of(&run), Some(InitCommand::Run));
         let args = container(json!({"name": "c", "image": "x/cp-mod-migrator:0.1.0",
             "args": ["--deadline", "60s", "clean"]}));
-        assert_eq!(step_of(&args), Some(InitStep::Clean));
+        assert_eq!(step_of(&args), Some(InitCommand::Step(Step::Clean)));
     }
 
     #[test]
@@ -241,7 +242,7 @@ mod tests {
             Some(Failing {
                 pod: "op-1".into(),
                 container: "init-cleaner".into(),
-                step: Some(InitStep::Clean),
+                step: Some(InitCommand::Step(Step::Clean)),
                 restarts: 4,
                 message: Some("clean failed: no".into()),
             })
@@ -254,7 +255,7 @@ mod tests {
         let running = status("init-migrator", 1, json!({"running": {}}), failed.clone());
         assert_eq!(
             failing_in(&pod("p", json!([running]))).map(|f| (f.step, f.restarts, f.message)),
-            Some((Some(InitStep::Migrate), 1, None))
+            Some((Some(InitCommand::Step(Step::Migrate)), 1, None))
         );
         let finished = status(
             "init-migrator",
@@ -302,7 +303,7 @@ mod tests {
         let w = worst(pods.iter().filter_map(failing_in)).unwrap();
         assert_eq!(
             (w.pod.as_str(), w.restarts, w.step),
-            ("a", 5, Some(InitStep::Backup))
+            ("a", 5, Some(InitCommand::Step(Step::Backup)))
         );
         assert_eq!(worst(std::iter::empty()), None);
     }

@@ -323,7 +323,12 @@ fn resolve(
     let mut targets = Vec::new();
     let mut unserved = Vec::new();
     for object in objects {
-        let (group, kind, namespace, name) = archive::key_of(object);
+        let archive::ObjectKey {
+            group,
+            kind,
+            namespace,
+            name,
+        } = archive::key_of(object);
         let what = archive::display(object);
         let row = LEGACY_OBJECTS.iter().zip(served).find(|(r, _)| {
             r.group == group

@@ -1,6 +1,6 @@
 //! The one phase that sums a cluster up, and why: a pure function of what status read.
 //!
-//! Precedence, first match wins (README, "status"):
+//! Precedence, first match wins (docs/status.md, "The phase"):
 //! 1. `unreachable`: nothing could be read (decided by the caller, not here).
 //! 2. `failing`: an init container of the operator Pod keeps failing. It comes before the
 //!    contradictions: the Pod does not start, and its termination message is the step's own
@@ -18,9 +18,9 @@
 use serde::Serialize;
 
 use super::{BackupCopy, Status};
-use crate::cr::Marker;
 use crate::module::ModuleState;
 use crate::names::{self, operator};
+use crate::step::Step;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -35,7 +35,7 @@ pub enum Phase {
 }
 
 impl Phase {
-    /// Every phase, in the order of the README's table of phases (as a fleet's summary line
+    /// Every phase, in the order of the table of phases in docs/status.md (as a fleet's summary line
     /// lists them).
     pub const ALL: [Phase; 7] = [
         Phase::NoLegacy,
@@ -80,9 +80,9 @@ pub fn decide(s: &Status) -> (Phase, String) {
     if let Some(why) = contradiction(s) {
         return (Phase::NeedsAttention, why);
     }
-    let marked = |m: Marker| s.markers.get(&m).is_some_and(Option::is_some);
-    let all_marked = Marker::ALL.into_iter().all(marked);
-    let any_marked = Marker::ALL.into_iter().any(marked);
+    let marked = |m: Step| s.markers.get(&m).is_some_and(Option::is_some);
+    let all_marked = Step::IN_ORDER.into_iter().all(marked);
+    let any_marked = Step::IN_ORDER.into_iter().any(marked);
     let legacy_left = legacy_left(s);
     if all_marked && legacy_left == 0 && s.backup.iter().all(|b| b.copy_exists) {
         let module = s.module.clone().unwrap_or_default();
@@ -130,15 +130,15 @@ pub fn decide(s: &Status) -> (Phase, String) {
         };
         return (Phase::NotStarted, format!("{what}; {module}"));
     }
-    let done: Vec<&str> = Marker::ALL
+    let done: Vec<&str> = Step::IN_ORDER
         .into_iter()
         .filter(|m| marked(*m))
-        .map(step_name)
+        .map(Step::name)
         .collect();
-    let next = Marker::ALL
+    let next = Step::IN_ORDER
         .into_iter()
         .find(|m| !marked(*m))
-        .map(step_name)
+        .map(Step::name)
         .unwrap_or("none");
     let reason = if !s.cr_exists {
         "the operator Deployment exists, the ConnectivityProxy CR does not yet".to_string()
@@ -152,10 +152,10 @@ pub fn decide(s: &Status) -> (Phase, String) {
 
 /// The first thing that contradicts the rest, if any.
 fn contradiction(s: &Status) -> Option<String> {
-    let marked = |m: Marker| s.markers.get(&m).is_some_and(Option::is_some);
+    let marked = |m: Step| s.markers.get(&m).is_some_and(Option::is_some);
     let copy = |b: &BackupCopy| format!("{}/{}", names::BACKUP_NAMESPACE, b.name);
     let legacy_left = legacy_left(s);
-    if marked(Marker::Cleaned) && legacy_left > 0 {
+    if marked(Step::Clean) && legacy_left > 0 {
         let first = s
             .legacy_objects_remaining
             .first()
@@ -182,24 +182,24 @@ fn contradiction(s: &Status) -> Option<String> {
     if let Some(e) = &s.archive.error {
         return Some(format!("clean's archive cannot be read: {e}"));
     }
-    if marked(Marker::Cleaned) && s.archive.belongs_to_current_cr == Some(false) {
+    if marked(Step::Clean) && s.archive.belongs_to_current_cr == Some(false) {
         return Some(format!(
             "marked cleaned, but clean's archive belongs to another CR (uid {})",
             s.archive.cr_uid.as_deref().unwrap_or_default()
         ));
     }
-    for (i, later) in Marker::ALL.into_iter().enumerate() {
-        if let Some(earlier) = Marker::ALL[..i].iter().find(|m| !marked(**m))
+    for (i, later) in Step::IN_ORDER.into_iter().enumerate() {
+        if let Some(earlier) = Step::IN_ORDER[..i].iter().find(|m| !marked(**m))
             && marked(later)
         {
             return Some(format!(
                 "marked {} but not {}: the steps run in order",
-                marker_name(later),
-                marker_name(*earlier)
+                later.marker_name(),
+                earlier.marker_name()
             ));
         }
     }
-    if marked(Marker::BackedUp)
+    if marked(Step::Backup)
         && let Some(b) = s.backup.iter().find(|b| !b.copy_exists)
     {
         return Some(format!(
@@ -210,7 +210,7 @@ fn contradiction(s: &Status) -> Option<String> {
     if let Some(why) = module_cannot_come_up(s) {
         return Some(why);
     }
-    let any_marked = Marker::ALL.into_iter().any(marked);
+    let any_marked = Step::IN_ORDER.into_iter().any(marked);
     if legacy_left == 0 && !any_marked && left_by_a_migration(s) {
         return Some(format!(
             "no legacy installation and no marker on a CR, but an earlier migration left {} in \
@@ -302,25 +302,9 @@ fn left_by_a_migration(s: &Status) -> bool {
     s.archive.present || s.backup.iter().any(|b| b.copy_exists)
 }
 
-fn marker_name(m: Marker) -> &'static str {
-    match m {
-        Marker::Migrated => "migrated",
-        Marker::BackedUp => "backed-up",
-        Marker::Cleaned => "cleaned",
-    }
-}
-
-fn step_name(m: Marker) -> &'static str {
-    match m {
-        Marker::Migrated => "migrate",
-        Marker::BackedUp => "backup",
-        Marker::Cleaned => "clean",
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::operator_pods::{Failing, InitStep};
+    use super::super::operator_pods::{Failing, InitCommand};
     use super::super::{ArchiveStatus, Operator, ServiceMappings};
     use super::*;
     use crate::legacy::LegacyInstall;
@@ -337,10 +321,10 @@ mod tests {
             .collect()
     }
 
-    fn markers(set: &[Marker]) -> std::collections::BTreeMap<Marker, Option<String>> {
-        Marker::ALL
+    fn markers(set: &[Step]) -> std::collections::BTreeMap<Step, Option<String>> {
+        Step::IN_ORDER
             .into_iter()
-            .map(|m| (m, set.contains(&m).then(|| m.key().to_string())))
+            .map(|m| (m, set.contains(&m).then(|| m.marker_key().to_string())))
             .collect()
     }
 
@@ -404,7 +388,7 @@ mod tests {
     fn done() -> Status {
         Status {
             legacy_installation: None,
-            markers: markers(&Marker::ALL),
+            markers: markers(&Step::IN_ORDER),
             backup_namespace_exists: true,
             backup: copies(true),
             legacy_objects_remaining: vec![],
@@ -440,7 +424,7 @@ mod tests {
         Failing {
             pod: "connectivity-proxy-operator-1".into(),
             container: "init-cleaner".into(),
-            step: Some(InitStep::Clean),
+            step: Some(InitCommand::Step(Step::Clean)),
             restarts: 4,
             message: Some("clean failed: refusing to delete".into()),
         }
@@ -501,12 +485,12 @@ mod tests {
             "no step done yet; next: migrate",
         );
         let migrated = Status {
-            markers: markers(&[Marker::Migrated]),
+            markers: markers(&[Step::Migrate]),
             ..enabled()
         };
         assert_phase(&migrated, Phase::InProgress, "done: migrate; next: backup");
         let backed_up = Status {
-            markers: markers(&[Marker::Migrated, Marker::BackedUp]),
+            markers: markers(&[Step::Migrate, Step::Backup]),
             backup: copies(true)
                 .into_iter()
                 .map(|mut b| {
@@ -524,7 +508,7 @@ mod tests {
         );
         // clean deleted everything but was stopped before its marker.
         let cleaned_unmarked = Status {
-            markers: markers(&[Marker::Migrated, Marker::BackedUp]),
+            markers: markers(&[Step::Migrate, Step::Backup]),
             ..done()
         };
         assert_phase(&cleaned_unmarked, Phase::InProgress, "next: clean");
@@ -665,7 +649,7 @@ mod tests {
             "marked cleaned, but 2 legacy objects remain (Service kyma-system/a, …)",
         );
         let mut differs = enabled();
-        differs.markers = markers(&[Marker::Migrated, Marker::BackedUp]);
+        differs.markers = markers(&[Step::Migrate, Step::Backup]);
         differs.backup = copies(true);
         for b in &mut differs.backup {
             b.source_exists = true;
@@ -688,7 +672,7 @@ mod tests {
         other_cr.archive.cr_uid = Some("uid-0".into());
         assert_phase(&other_cr, Phase::NeedsAttention, "another CR (uid uid-0)");
         let out_of_order = Status {
-            markers: markers(&[Marker::Migrated, Marker::Cleaned]),
+            markers: markers(&[Step::Migrate, Step::Clean]),
             ..done()
         };
         assert_phase(
@@ -727,7 +711,7 @@ mod tests {
     fn an_archive_of_another_cr_before_clean_is_no_contradiction() {
         // The module was enabled again (a new CR) and clean has not run for it yet.
         let mut s = enabled();
-        s.markers = markers(&[Marker::Migrated]);
+        s.markers = markers(&[Step::Migrate]);
         s.archive = ArchiveStatus {
             present: true,
             belongs_to_current_cr: Some(false),

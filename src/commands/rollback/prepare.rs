@@ -4,10 +4,10 @@
 //! since clean stays in the archive. Nothing else in the cluster changes.
 
 use crate::archive::{self, Archive, MappingEntry, MappingsArchive, WriteOutcome};
+use crate::commands::{Ctx, Outcome};
 use crate::error::{Error, Result};
 use crate::names::service_mappings as sm;
 use crate::service_mappings;
-use crate::steps::{Ctx, Outcome};
 
 /// Conflicting writes of the archive (a concurrent run) after which prepare gives up for now.
 const ATTEMPTS: u32 = 10;

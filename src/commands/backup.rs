@@ -6,22 +6,23 @@ use kube::api::Api;
 
 use super::{Ctx, Outcome};
 use crate::configmaps;
-use crate::cr::{self, Marker};
+use crate::cr;
 use crate::error::{Context, Error, Result, is_already_exists};
 use crate::names::{self, config_maps};
+use crate::step::Step;
 
 pub async fn run(ctx: &Ctx) -> Result<Outcome> {
-    let current = match super::cr_or_skip(ctx).await? {
-        Ok(cr) => cr,
-        Err(skipped) => return Ok(skipped),
+    let current = match super::target(ctx).await? {
+        super::Target::Cr(cr) => *cr,
+        super::Target::Skip(skipped) => return Ok(skipped),
     };
-    if ctx.marked(&current, Marker::Migrated).is_none() {
+    if ctx.marked(&current, Step::Migrate).is_none() {
         return Ok(Outcome::Skipped(
             "the CR is not marked migrated, so there is no migrated configuration to protect"
                 .into(),
         ));
     }
-    if let Some(key) = cr::marked(&current, Marker::BackedUp) {
+    if let Some(key) = cr::marked(&current, Step::Backup) {
         return Ok(Outcome::Skipped(format!(
             "already backed up ({key}=true on the CR)"
         )));
@@ -86,11 +87,11 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
             "backup",
             &format!(
                 "would set {}=true on {}",
-                Marker::BackedUp.key(),
+                Step::Backup.marker_key(),
                 cr::display()
             ),
         );
-        ctx.assume(Marker::BackedUp);
+        ctx.assume(Step::Backup);
         return Ok(Outcome::Done(format!("would have {summary}")));
     }
     // The Event tells of the verified copies, which the marker does not change: both go out
@@ -102,7 +103,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         "Backup",
         format!("Backed up the user configuration: {summary}"),
     );
-    let marked = cr::set_markers(&ctx.client, &[Marker::BackedUp], false).await?;
+    let marked = cr::set_markers(&ctx.client, &[Step::Backup], false).await?;
     ctx.hand_on(&marked);
     Ok(Outcome::Done(summary))
 }

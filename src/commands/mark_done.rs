@@ -1,19 +1,20 @@
 //! mark-done: all three step markers on the CR, so the init containers do nothing next time.
 
 use super::{Ctx, Outcome};
-use crate::cr::{self, Marker};
+use crate::cr;
 use crate::error::Result;
+use crate::step::Step;
 
 pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     let current = cr::lookup(&ctx.client).await?.required()?;
-    let missing: Vec<Marker> = Marker::ALL
+    let missing: Vec<Step> = Step::IN_ORDER
         .into_iter()
-        .filter(|m| cr::marked(&current, *m) != Some(m.key()))
+        .filter(|m| cr::marked(&current, *m) != Some(m.marker_key()))
         .collect();
     if missing.is_empty() {
         return Ok(Outcome::Skipped("all three markers are set already".into()));
     }
-    let keys: Vec<&str> = missing.iter().map(|m| m.key()).collect();
+    let keys: Vec<&str> = missing.iter().map(|m| m.marker_key()).collect();
     let marked = cr::set_markers(&ctx.client, &missing, ctx.dry_run).await?;
     if ctx.dry_run {
         ctx.plan(

@@ -1,4 +1,6 @@
-//! The commands: each step reads the cluster, decides, and (unless dry-run) writes.
+//! The commands: the three steps, and restore, rollback, mark-done, status and check. Each reads
+//! the cluster, decides, and (unless dry-run) writes; it returns what it did, and the command line
+//! shows it.
 
 pub mod backup;
 pub mod check;
@@ -16,34 +18,16 @@ use kube::Client;
 use kube::api::DynamicObject;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
-use crate::cr::{self, Marker};
+use crate::cr;
 use crate::names;
+use crate::step::Step;
 
-/// The three migration steps, in the order the init containers run them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    Migrate,
-    Backup,
-    Clean,
-}
-
-impl Step {
-    pub const IN_ORDER: [Step; 3] = [Step::Migrate, Step::Backup, Step::Clean];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Step::Migrate => "migrate",
-            Step::Backup => "backup",
-            Step::Clean => "clean",
-        }
-    }
-
-    pub async fn run(self, ctx: &Ctx) -> crate::Result<Outcome> {
-        match self {
-            Step::Migrate => migrate::run(ctx).await,
-            Step::Backup => backup::run(ctx).await,
-            Step::Clean => clean::run(ctx).await,
-        }
+/// Runs one migration step.
+pub async fn run_step(step: Step, ctx: &Ctx) -> crate::Result<Outcome> {
+    match step {
+        Step::Migrate => migrate::run(ctx).await,
+        Step::Backup => backup::run(ctx).await,
+        Step::Clean => clean::run(ctx).await,
     }
 }
 
@@ -62,7 +46,7 @@ pub struct Ctx {
     pub allow_field_loss: Vec<String>,
     /// With `run --dry-run`: markers that the earlier steps would have set, so that each step's
     /// plan is shown as if they had been done.
-    assumed: Mutex<BTreeSet<Marker>>,
+    assumed: Mutex<BTreeSet<Step>>,
     /// In `run`: the CR as the last step's own write returned it, so that the next step does
     /// not read it again. Steps are idempotent, so a concurrent change it misses is harmless.
     handed_on: Mutex<Option<DynamicObject>>,
@@ -110,14 +94,14 @@ impl Ctx {
     }
 
     /// The key marking `marker` done on the CR, or (dry-run of `run`) that an earlier step would set it.
-    pub fn marked(&self, cr: &DynamicObject, marker: Marker) -> Option<&'static str> {
+    pub fn marked(&self, cr: &DynamicObject, marker: Step) -> Option<&'static str> {
         cr::marked(cr, marker).or_else(|| {
             self.is_assumed(marker)
                 .then_some("(set by the earlier steps of this dry run)")
         })
     }
 
-    pub fn is_assumed(&self, marker: Marker) -> bool {
+    pub fn is_assumed(&self, marker: Step) -> bool {
         self.assumed
             .lock()
             .map(|s| s.contains(&marker))
@@ -125,7 +109,7 @@ impl Ctx {
     }
 
     /// Records that a dry-run step would have set `marker`.
-    pub fn assume(&self, marker: Marker) {
+    pub fn assume(&self, marker: Step) {
         if let Ok(mut s) = self.assumed.lock() {
             s.insert(marker);
         }
@@ -219,19 +203,26 @@ impl Ctx {
     }
 }
 
+/// The CR that backup and clean work on, or why they have nothing to do.
+pub enum Target {
+    Cr(Box<DynamicObject>),
+    /// The CRD or the CR is missing: the step is skipped (unlike migrate, which fails).
+    Skip(Outcome),
+}
+
 /// The CR for backup and clean (within `run`, the one the step before wrote), or the skip they
-/// report when the CRD or the CR is missing (unlike migrate, for which both must exist).
-pub async fn cr_or_skip(ctx: &Ctx) -> crate::Result<Result<DynamicObject, Outcome>> {
+/// report when the CRD or the CR is missing.
+pub async fn target(ctx: &Ctx) -> crate::Result<Target> {
     if let Some(written) = ctx.take_handed_on() {
-        return Ok(Ok(written));
+        return Ok(Target::Cr(Box::new(written)));
     }
     Ok(match cr::lookup(&ctx.client).await? {
-        cr::Lookup::Found(cr) => Ok(*cr),
-        cr::Lookup::CrdMissing => Err(Outcome::Skipped(format!(
+        cr::Lookup::Found(cr) => Target::Cr(cr),
+        cr::Lookup::CrdMissing => Target::Skip(Outcome::Skipped(format!(
             "CRD {} is not installed",
             names::cr::CRD_NAME
         ))),
-        cr::Lookup::CrMissing => Err(Outcome::Skipped(format!(
+        cr::Lookup::CrMissing => Target::Skip(Outcome::Skipped(format!(
             "{} does not exist",
             cr::display()
         ))),

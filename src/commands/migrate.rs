@@ -1,0 +1,146 @@
+//! Step 1: the user configuration from the legacy ConfigMaps into the ConnectivityProxy CR.
+
+use serde_json::Value;
+
+use super::{Ctx, Outcome};
+use crate::cr;
+use crate::diff;
+use crate::error::{Error, Result};
+use crate::migration::{
+    LegacyInput, Replaced, desired, field_loss, judge_losses, no_legacy_installation,
+    read_legacy_input, summary, warn_on_version, write,
+};
+use crate::step::Step;
+
+pub async fn run(ctx: &Ctx) -> Result<Outcome> {
+    // The legacy input is read once per run; after a conflict only the CR is read again, which
+    // keeps the read-to-write window short against a busy concurrent writer.
+    let mut input = None;
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        match attempt_once(ctx, &mut input).await? {
+            Attempt::Finished(outcome) => return Ok(outcome),
+            Attempt::Conflict(message) => {
+                tracing::info!(attempt, conflict = %message, "the CR changed since it was read; reading it again");
+                // Conflicts are retried for as long as the run may take: a busy writer delays
+                // the migration, it does not fail it.
+                let pause = conflict_pause(attempt);
+                if tokio::time::Instant::now() + pause > ctx.deadline {
+                    return Err(Error::TooManyConflicts {
+                        object: cr::display(),
+                        attempts: attempt,
+                    });
+                }
+                tokio::time::sleep(pause).await;
+            }
+        }
+    }
+}
+
+/// A short, growing, jittered pause, so that a writer on a fixed rhythm does not win every time.
+fn conflict_pause(attempt: u32) -> std::time::Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    std::time::Duration::from_millis(u64::from(attempt.min(20)) * 10 + u64::from(nanos % 50))
+}
+
+enum Attempt {
+    Finished(Outcome),
+    /// The server's message about the conflict.
+    Conflict(String),
+}
+
+async fn attempt_once(ctx: &Ctx, input: &mut Option<LegacyInput>) -> Result<Attempt> {
+    let client = &ctx.client;
+    // The first attempt reads the CR and the legacy installation together: they are
+    // independent reads. The CR's answer is judged first, so a CR that is missing or marked
+    // migrated still decides the outcome; the legacy reads are then merely unused.
+    let (lookup, legacy_read) = if input.is_some() {
+        (cr::lookup(client).await, None)
+    } else {
+        let (lookup, legacy_read) = futures::join!(cr::lookup(client), read_legacy_input(client));
+        (lookup, Some(legacy_read))
+    };
+    let current = lookup?.required()?;
+    if let Some(key) = cr::marked(&current, Step::Migrate) {
+        return Ok(Attempt::Finished(Outcome::Skipped(format!(
+            "already migrated ({key}=true on the CR)"
+        ))));
+    }
+    let read = match legacy_read {
+        Some(legacy_read) => {
+            let Some((install, read)) = legacy_read? else {
+                return Ok(Attempt::Finished(
+                    Outcome::Skipped(no_legacy_installation()),
+                ));
+            };
+            warn_on_version(&install);
+            input.insert(read)
+        }
+        // A later attempt: the legacy input was read by the first.
+        None => match input {
+            Some(read) => read,
+            None => {
+                return Ok(Attempt::Finished(
+                    Outcome::Skipped(no_legacy_installation()),
+                ));
+            }
+        },
+    };
+    let ports = read.ports;
+    let (plan, desired) = desired(&current, read)?;
+
+    // Ask the server what it would store, and refuse if it would drop or change anything.
+    let stored = match write(client, &desired, true).await? {
+        Replaced::Stored(stored) => *stored,
+        Replaced::Conflict(conflict) => return Ok(Attempt::Conflict(conflict)),
+    };
+    let (refused, accepted) = judge_losses(
+        &plan,
+        stored.data.get("spec").unwrap_or(&Value::Null),
+        &ctx.allow_field_loss,
+    );
+    if !refused.is_empty() {
+        return Err(field_loss(&refused));
+    }
+    let accepted: Vec<String> = accepted.iter().map(|l| l.to_string()).collect();
+    for line in &accepted {
+        tracing::warn!(field = %line, "accepted loss of a migrated field (--allow-field-loss)");
+    }
+
+    let summary = summary(&plan, ports, &accepted);
+    if ctx.dry_run {
+        ctx.plan(
+            "migrate",
+            &format!(
+                "{summary}\n{} spec.config would change as follows:\n{}",
+                cr::display(),
+                diff::diff(
+                    "config",
+                    current.data.pointer("/spec/config").unwrap_or(&Value::Null),
+                    &plan.config
+                )
+            ),
+        );
+        ctx.assume(Step::Migrate);
+        return Ok(Attempt::Finished(Outcome::Done(format!(
+            "would migrate: {summary}"
+        ))));
+    }
+    let written = match write(client, &desired, false).await? {
+        Replaced::Stored(written) => *written,
+        Replaced::Conflict(conflict) => return Ok(Attempt::Conflict(conflict)),
+    };
+    ctx.hand_on(&written);
+    ctx.event(
+        &written,
+        false,
+        "Migrated",
+        "Migrate",
+        format!("Migrated the legacy Connectivity Proxy configuration: {summary}"),
+    );
+    Ok(Attempt::Finished(Outcome::Done(summary)))
+}

@@ -1,0 +1,144 @@
+//! The three migration steps: what each is called, the marker that says it is done, and the
+//! image and init container that run it. Everything that names a step asks it here.
+
+use std::collections::BTreeMap;
+
+use serde::{Serialize, Serializer};
+
+use crate::names::{images, init_containers, markers};
+
+/// A migration step, in the order the init containers run them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Step {
+    Migrate,
+    Backup,
+    Clean,
+}
+
+impl Step {
+    pub const IN_ORDER: [Step; 3] = [Step::Migrate, Step::Backup, Step::Clean];
+
+    /// The subcommand that runs it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Migrate => "migrate",
+            Step::Backup => "backup",
+            Step::Clean => "clean",
+        }
+    }
+
+    /// What status calls its marker: the state the step leaves.
+    pub fn marker_name(self) -> &'static str {
+        match self {
+            Step::Migrate => "migrated",
+            Step::Backup => "backed-up",
+            Step::Clean => "cleaned",
+        }
+    }
+
+    /// The marker key this tool writes on the CR once the step is done.
+    pub fn marker_key(self) -> &'static str {
+        match self {
+            Step::Migrate => markers::MIGRATED,
+            Step::Backup => markers::BACKED_UP,
+            Step::Clean => markers::CLEANED,
+        }
+    }
+
+    /// Keys of earlier tools and hand-run instructions that count as done as well.
+    pub fn alternative_marker_keys(self) -> &'static [&'static str] {
+        match self {
+            Step::Migrate => markers::MIGRATED_ALT,
+            Step::Backup => markers::BACKED_UP_ALT,
+            Step::Clean => markers::CLEANED_ALT,
+        }
+    }
+
+    /// The key that marks this step done among `annotations`, if any.
+    pub fn marker_in(self, annotations: &BTreeMap<String, String>) -> Option<&'static str> {
+        std::iter::once(self.marker_key())
+            .chain(self.alternative_marker_keys().iter().copied())
+            .find(|k| annotations.get(*k).is_some_and(|v| v == markers::TRUE))
+    }
+
+    /// Its image's name (the last segment of the reference, without tag or digest).
+    pub fn image(self) -> &'static str {
+        match self {
+            Step::Migrate => images::MIGRATE,
+            Step::Backup => images::BACKUP,
+            Step::Clean => images::CLEAN,
+        }
+    }
+
+    /// Its init container in the example Deployment.
+    pub fn init_container(self) -> &'static str {
+        match self {
+            Step::Migrate => init_containers::MIGRATE,
+            Step::Backup => init_containers::BACKUP,
+            Step::Clean => init_containers::CLEAN,
+        }
+    }
+
+    /// The step whose subcommand is `name`.
+    pub fn named(name: &str) -> Option<Step> {
+        Step::IN_ORDER.into_iter().find(|s| s.name() == name)
+    }
+
+    /// The step whose image is `image` (its name alone).
+    pub fn with_image(image: &str) -> Option<Step> {
+        Step::IN_ORDER.into_iter().find(|s| s.image() == image)
+    }
+}
+
+/// A step in a report is its subcommand's name.
+impl Serialize for Step {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+/// The steps' markers in a report, by their marker names (`migrated`, `backed-up`, `cleaned`).
+pub fn serialize_markers<S: Serializer, V: Serialize>(
+    markers: &BTreeMap<Step, V>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(markers.iter().map(|(step, v)| (step.marker_name(), v)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example Deployment runs the steps in order, each in its own init container and image.
+    #[test]
+    fn the_example_deployment_runs_each_step_in_its_init_container() {
+        let text = include_str!("../deploy/operator-deployment-example.yaml");
+        let deployment = crate::yaml::manifest(text).expect("example Deployment");
+        let containers = deployment["spec"]["template"]["spec"]["initContainers"]
+            .as_array()
+            .expect("initContainers");
+        let found: Vec<(&str, &str)> = containers
+            .iter()
+            .map(|c| {
+                let image = c["image"].as_str().unwrap_or_default();
+                let name = image.rsplit('/').next().unwrap_or(image);
+                let name = name.split(':').next().unwrap_or(name);
+                (c["name"].as_str().unwrap_or_default(), name)
+            })
+            .collect();
+        let expected: Vec<(&str, &str)> = Step::IN_ORDER
+            .iter()
+            .map(|s| (s.init_container(), s.image()))
+            .collect();
+        assert_eq!(found, expected);
+    }
+
+    #[test]
+    fn a_step_is_found_by_its_name_and_by_its_image() {
+        for step in Step::IN_ORDER {
+            assert_eq!(Step::named(step.name()), Some(step));
+            assert_eq!(Step::with_image(step.image()), Some(step));
+        }
+        assert_eq!(Step::named("run"), None);
+    }
+}
