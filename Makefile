@@ -18,6 +18,7 @@ test: deps lint testenv
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
+	scripts/module-cycles
 	cd testenv && test -z "$$(gofmt -l .)" && go vet ./...
 
 ## The test API server (built once, then cached outside the repository).

@@ -9,7 +9,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use tokio::time::Instant;
 
 use crate::client::{self, ApiStats, ClientOptions, Reads};
-use crate::commands::{self, Ctx, Outcome, run_step};
+use crate::commands::{self, Ctx, Outcome};
 use crate::error::{Error, Result};
 use crate::fleet;
 use crate::logging::LogFormat;
@@ -321,6 +321,15 @@ fn show<T: serde::Serialize>(format: OutputFormat, report: &T, text: impl FnOnce
 fn show_plans(ctx: &Ctx) {
     for line in ctx.take_plans() {
         println!("{line}");
+    }
+}
+
+/// Runs one migration step.
+async fn run_step(step: Step, ctx: &Ctx) -> Result<Outcome> {
+    match step {
+        Step::Migrate => commands::migrate::run(ctx).await,
+        Step::Backup => commands::backup::run(ctx).await,
+        Step::Clean => commands::clean::run(ctx).await,
     }
 }
 

@@ -152,6 +152,30 @@ impl fmt::Display for Diff {
     }
 }
 
+/// The first field of `want` that `got` lacks or holds otherwise (fields the server added
+/// count as equal), by path; never the values, which may be Secret data.
+pub fn first_difference(path: &str, want: &Value, got: &Value) -> Option<String> {
+    match (want, got) {
+        (Value::Object(w), Value::Object(g)) => w.iter().find_map(|(k, v)| {
+            let p = format!("{path}.{k}");
+            match g.get(k) {
+                Some(gv) => first_difference(&p, v, gv),
+                None => Some(format!("{p} is missing")),
+            }
+        }),
+        (Value::Array(w), Value::Array(g)) if w.len() == g.len() => w
+            .iter()
+            .zip(g)
+            .enumerate()
+            .find_map(|(i, (a, b))| first_difference(&format!("{path}[{i}]"), a, b)),
+        _ if want == got => None,
+        _ => Some(format!(
+            "{} differs",
+            if path.is_empty() { "the object" } else { path }
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

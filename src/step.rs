@@ -133,6 +133,22 @@ mod tests {
         assert_eq!(found, expected);
     }
 
+    /// status's JSON names each marker by the state its step leaves (docs/status.md).
+    #[test]
+    fn markers_in_a_report_are_named_by_the_state_they_mark() {
+        #[derive(Serialize)]
+        struct Report {
+            #[serde(serialize_with = "serialize_markers")]
+            markers: BTreeMap<Step, Option<&'static str>>,
+        }
+        let markers = Step::IN_ORDER.into_iter().map(|s| (s, None)).collect();
+        let json = serde_json::to_value(Report { markers }).expect("report");
+        assert_eq!(
+            json,
+            serde_json::json!({"markers": {"migrated": null, "backed-up": null, "cleaned": null}})
+        );
+    }
+
     #[test]
     fn a_step_is_found_by_its_name_and_by_its_image() {
         for step in Step::IN_ORDER {

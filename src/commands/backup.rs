@@ -59,7 +59,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         }
         for (name, _) in &present {
             ctx.plan(
-                "backup",
+                Step::Backup.name(),
                 &format!(
                     "would copy ConfigMap {}/{name} to {}",
                     names::KYMA_SYSTEM,
@@ -84,7 +84,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     };
     if ctx.dry_run {
         ctx.plan(
-            "backup",
+            Step::Backup.name(),
             &format!(
                 "would set {}=true on {}",
                 Step::Backup.marker_key(),
@@ -140,7 +140,7 @@ async fn ensure_namespace(ctx: &Ctx) -> Result<bool> {
     match api.create(&pp, &ns).await {
         Ok(_) if ctx.dry_run => {
             ctx.plan(
-                "backup",
+                Step::Backup.name(),
                 &format!("would create namespace {}", names::BACKUP_NAMESPACE),
             );
             Ok(false)

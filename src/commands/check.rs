@@ -288,7 +288,9 @@ fn add_module_findings(
         .collect();
 }
 
-/// migrate's side of the check: whether it would succeed, and what it would write.
+/// migrate's side of the check: whether it would succeed, and what it would write. It reads
+/// and judges as migrate does: the CR's marker, the legacy installation, its configuration,
+/// then the write the server (or the CRD offline) would take, and the fields it would lose.
 async fn check_migrate(
     client: &Client,
     options: &CheckOptions,
@@ -325,12 +327,37 @@ async fn check_migrate(
         Err(e) if is_input_error(&e) => return Ok(not_ready(report, &e, input_reason(&e))),
         Err(e) => return Err(e),
     };
+    let (base, judge) = base_and_judge(client, options, lookup, &mut report.notes).await?;
+    report.validation = Some(judge.validation());
+    match judge_write(client, &judge, base, &input).await? {
+        Judged::AlreadyMigrated(key) => {
+            report.verdict = already_migrated(key);
+            report.validation = None;
+            Ok(report)
+        }
+        Judged::InputError(e) => Ok(not_ready(report, &e, input_reason(&e))),
+        Judged::Rejected(e, desired) => {
+            let reasons = rejection_reasons(&e, &desired);
+            Ok(not_ready(report, &e, reasons))
+        }
+        Judged::Admitted(admitted) => Ok(judge_losses(report, options, &input, *admitted)),
+    }
+}
 
-    let (mut base, judge) = match (lookup, &options.crd) {
+/// The CR migrate would start from, and how its write is judged: the server's dry run of the
+/// cluster's CR, or offline against a CRD (the one given, the cluster's, or the built-in one)
+/// when the CR or its CRD does not exist yet.
+async fn base_and_judge(
+    client: &Client,
+    options: &CheckOptions,
+    lookup: Lookup,
+    notes: &mut Vec<String>,
+) -> Result<(DynamicObject, Judge)> {
+    let (base, judge) = match (lookup, &options.crd) {
         (Lookup::Found(current), None) => (*current, Judge::Server),
         (Lookup::Found(current), Some(crd)) => (*current, Judge::Offline(crd.clone())),
         (missing, crd) => {
-            report.notes.push(format!(
+            notes.push(format!(
                 "{} does not exist yet: judged as migrate would write it into the module's default CR (built in)",
                 cr::display()
             ));
@@ -342,24 +369,51 @@ async fn check_migrate(
             (default_cr()?, judge)
         }
     };
-    report.validation = Some(judge.validation());
     if let Judge::Offline(crd) = &judge
         && crd.has_cel_rules
     {
-        report.notes.push(format!(
+        notes.push(format!(
             "the CRD from {} has CEL rules (x-kubernetes-validations), which an offline check does not evaluate",
             crd.origin
         ));
     }
+    Ok((base, judge))
+}
 
+/// How the write migrate would make was judged.
+enum Judged {
+    /// A concurrent migrate marked the CR while check was judging.
+    AlreadyMigrated(&'static str),
+    /// The legacy configuration cannot become a CR.
+    InputError(Error),
+    /// The server (or the CRD offline) refuses the CR migrate would write.
+    Rejected(Error, Box<DynamicObject>),
+    Admitted(Box<Admitted>),
+}
+
+/// A write the server would take: the CR it started from, the plan, and the spec it would store.
+struct Admitted {
+    base: DynamicObject,
+    plan: translate::Plan,
+    stored_spec: Value,
+}
+
+/// Judges the CR migrate would write; a conflict of the server's dry run reads the CR again, as
+/// migrate would.
+async fn judge_write(
+    client: &Client,
+    judge: &Judge,
+    mut base: DynamicObject,
+    input: &migration::LegacyInput,
+) -> Result<Judged> {
     let mut conflicts = 0;
-    let (plan, desired, admission) = loop {
-        let (plan, desired) = match migration::desired(&base, &input) {
+    loop {
+        let (plan, desired) = match migration::desired(&base, input) {
             Ok(prepared) => prepared,
-            Err(e) if is_input_error(&e) => return Ok(not_ready(report, &e, input_reason(&e))),
+            Err(e) if is_input_error(&e) => return Ok(Judged::InputError(e)),
             Err(e) => return Err(e),
         };
-        let admission = match &judge {
+        let admission = match judge {
             Judge::Server => match migration::write(client, &desired, true).await {
                 Ok(migration::Replaced::Stored(stored)) => {
                     Ok(stored.data.get("spec").cloned().unwrap_or(Value::Null))
@@ -376,46 +430,62 @@ async fn check_migrate(
                     base = cr::lookup(client).await?.required()?;
                     // A concurrent migrate may be what changed it.
                     if let Some(key) = cr::marked(&base, Step::Migrate) {
-                        report.verdict = already_migrated(key);
-                        report.validation = None;
-                        return Ok(report);
+                        return Ok(Judged::AlreadyMigrated(key));
                     }
                     continue;
                 }
+                // The server's refusal is check's answer; any other failure is check's own.
                 Err(e @ Error::Rejected { .. }) => Err(e),
                 Err(e) => return Err(e),
             },
-            Judge::Offline(crd) => {
-                let object = serde_json::to_value(&desired).unwrap_or(Value::Null);
-                crd.admit(&object)
-                    .map(|stored| stored.get("spec").cloned().unwrap_or(Value::Null))
-                    .map_err(|violations| Error::Rejected {
-                        object: cr::display(),
-                        message: schema::rejection_message(
-                            &format!("{}.{}", names::cr::KIND, names::cr::GROUP),
-                            names::cr::NAME,
-                            &violations,
-                        ),
-                        violations,
-                    })
-            }
+            Judge::Offline(crd) => admit_offline(crd, &desired),
         };
-        break (plan, desired, admission);
-    };
+        return Ok(match admission {
+            Ok(stored_spec) => Judged::Admitted(Box::new(Admitted {
+                base,
+                plan,
+                stored_spec,
+            })),
+            Err(e) => Judged::Rejected(e, Box::new(desired)),
+        });
+    }
+}
 
-    let stored_spec = match admission {
-        Ok(spec) => spec,
-        Err(e) => {
-            let reasons = rejection_reasons(&e, &desired);
-            return Ok(not_ready(report, &e, reasons));
-        }
-    };
+/// The spec the API server would store for `desired`, judged offline against `crd`.
+fn admit_offline(crd: &CrdSchema, desired: &DynamicObject) -> Result<Value> {
+    let object = serde_json::to_value(desired).unwrap_or(Value::Null);
+    crd.admit(&object)
+        .map(|stored| stored.get("spec").cloned().unwrap_or(Value::Null))
+        .map_err(|violations| Error::Rejected {
+            object: cr::display(),
+            message: schema::rejection_message(
+                &format!("{}.{}", names::cr::KIND, names::cr::GROUP),
+                names::cr::NAME,
+                &violations,
+            ),
+            violations,
+        })
+}
+
+/// Ready unless the server would lose a migrated field the user did not accept; then what
+/// migrate would write.
+fn judge_losses(
+    mut report: CheckReport,
+    options: &CheckOptions,
+    input: &migration::LegacyInput,
+    admitted: Admitted,
+) -> CheckReport {
+    let Admitted {
+        base,
+        plan,
+        stored_spec,
+    } = admitted;
     let (refused, accepted) =
         migration::judge_losses(&plan, &stored_spec, &options.allow_field_loss);
     report.accepted_losses = accepted.iter().map(lost_reason).collect();
     if !refused.is_empty() {
         let reasons = refused.iter().map(lost_reason).collect();
-        return Ok(not_ready(report, &migration::field_loss(&refused), reasons));
+        return not_ready(report, &migration::field_loss(&refused), reasons);
     }
     let accepted: Vec<String> = accepted.iter().map(Lost::to_string).collect();
     let summary = migration::summary(&plan, input.ports, &accepted);
@@ -435,7 +505,7 @@ async fn check_migrate(
             .shared_tenant
             .then(|| names::SHARED_TENANT_SECRET.to_string()),
     });
-    Ok(report)
+    report
 }
 
 impl CheckReport {

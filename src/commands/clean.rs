@@ -77,7 +77,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     );
     if ctx.dry_run {
         ctx.plan(
-            "clean",
+            Step::Clean.name(),
             &format!(
                 "would set {}=true on {}",
                 Step::Clean.marker_key(),
@@ -300,6 +300,59 @@ async fn archive_legacy(
     survey: &Survey,
 ) -> Result<Archive> {
     let started = tokio::time::Instant::now();
+    let fresh = fresh_archive(cr_uid, checked, survey)?;
+    let mut stored = survey.stored.clone();
+    for _ in 0..ARCHIVE_ATTEMPTS {
+        let merged = merged_with_stored(stored.as_ref(), &fresh);
+        // Read and decoded in full, equal to what it must hold: verified, nothing to write.
+        if stored.as_ref().is_some_and(|s| s.archive == merged) {
+            tracing::info!(archive = %archive::location(), objects = merged.objects.len(), service_mappings = merged.service_mappings.items.len(), "the archive holds everything already");
+            return Ok(merged);
+        }
+        let written = archive::write(
+            &ctx.client,
+            &merged,
+            stored.as_ref(),
+            ctx.dry_run,
+            ctx.archive_part_bytes,
+        )
+        .await;
+        match written {
+            // `run --dry-run`: the backup namespace is not there yet to dry-run the write in.
+            Err(Error::Kube { source, .. }) if ctx.dry_run && is_not_found(&source) => {}
+            Err(e) => return Err(e),
+            Ok(WriteOutcome::Conflict) => {
+                stored = archive::read_stored(&ctx.client).await?;
+                continue;
+            }
+            Ok(WriteOutcome::Written { .. }) if ctx.dry_run => {}
+            Ok(WriteOutcome::Written { bytes, parts }) => {
+                verify_archive(ctx, &merged).await?;
+                tracing::info!(archive = %archive::location(), objects = merged.objects.len(), service_mappings = merged.service_mappings.items.len(), bytes, parts, archive_ms = started.elapsed().as_millis() as u64, "archived and verified");
+                return Ok(merged);
+            }
+        }
+        ctx.plan(
+            Step::Clean.name(),
+            &format!(
+                "would archive {} legacy objects and {} ServiceMappings in {}",
+                merged.objects.len(),
+                merged.service_mappings.items.len(),
+                archive::location()
+            ),
+        );
+        return Ok(merged);
+    }
+    Err(Error::TooManyConflicts {
+        object: archive::location(),
+        attempts: ARCHIVE_ATTEMPTS,
+    })
+}
+
+/// The archive of what clean is about to change, as read now: the legacy objects (without the
+/// operator's), the user ConfigMaps as the backup check read them, and the ServiceMappings and
+/// their CRD as listed before adoption.
+fn fresh_archive(cr_uid: &str, checked: &BackupCheck, survey: &Survey) -> Result<Archive> {
     let mut objects = Vec::new();
     for read in survey.objects.iter().filter_map(|(_, read)| read.as_ref()) {
         if !legacy::is_operators(&read.metadata) {
@@ -320,7 +373,7 @@ async fn archive_legacy(
         Some(c) => Some((Prior::of(&c.metadata), archive::crd_archival(c)?)),
         None => None,
     };
-    let fresh = Archive::new(
+    Ok(Archive::new(
         cr_uid.to_string(),
         objects,
         MappingsArchive {
@@ -328,73 +381,33 @@ async fn archive_legacy(
             crd_object: crd.map(|(_, object)| object),
             items: survey.mappings.listed.clone(),
         },
-    );
-    let mut stored = survey.stored.clone();
-    for _ in 0..ARCHIVE_ATTEMPTS {
-        let merged = match &stored {
-            Some(s) if s.archive.cr_uid == cr_uid => s.archive.clone().merged_with(fresh.clone()),
-            Some(s) => {
-                tracing::info!(archive = %archive::location(), previous_cr_uid = %s.archive.cr_uid, cr_uid, "the archive belongs to another CR (the module was enabled again); replacing it");
-                fresh.clone()
-            }
-            None => fresh.clone(),
-        };
-        // Read and decoded in full, equal to what it must hold: verified, nothing to write.
-        if stored.as_ref().is_some_and(|s| s.archive == merged) {
-            tracing::info!(archive = %archive::location(), objects = merged.objects.len(), service_mappings = merged.service_mappings.items.len(), "the archive holds everything already");
-            return Ok(merged);
+    ))
+}
+
+/// What the archive must hold: the stored one (an earlier, interrupted clean's) with what was
+/// read now added, or only what was read now when it belongs to another CR.
+fn merged_with_stored(stored: Option<&archive::Stored>, fresh: &Archive) -> Archive {
+    match stored {
+        Some(s) if s.archive.cr_uid == fresh.cr_uid => s.archive.clone().merged_with(fresh.clone()),
+        Some(s) => {
+            tracing::info!(archive = %archive::location(), previous_cr_uid = %s.archive.cr_uid, cr_uid = %fresh.cr_uid, "the archive belongs to another CR (the module was enabled again); replacing it");
+            fresh.clone()
         }
-        let written = archive::write(
-            &ctx.client,
-            &merged,
-            stored.as_ref(),
-            ctx.dry_run,
-            ctx.archive_part_bytes,
-        )
-        .await;
-        let plan = || {
-            ctx.plan(
-                "clean",
-                &format!(
-                    "would archive {} legacy objects and {} ServiceMappings in {}",
-                    merged.objects.len(),
-                    merged.service_mappings.items.len(),
-                    archive::location()
-                ),
-            )
-        };
-        match written {
-            // `run --dry-run`: the backup namespace is not there yet to dry-run the write in.
-            Err(Error::Kube { source, .. }) if ctx.dry_run && is_not_found(&source) => {
-                plan();
-                return Ok(merged);
-            }
-            Err(e) => return Err(e),
-            Ok(WriteOutcome::Conflict) => {
-                stored = archive::read_stored(&ctx.client).await?;
-            }
-            Ok(WriteOutcome::Written { .. }) if ctx.dry_run => {
-                plan();
-                return Ok(merged);
-            }
-            Ok(WriteOutcome::Written { bytes, parts }) => {
-                let back = archive::read_stored(&ctx.client).await?;
-                if back.as_ref().map(|b| &b.archive) != Some(&merged) {
-                    return Err(Error::Archive {
-                        reason: format!(
-                            "{} read back does not hold what was written; nothing was adopted or deleted",
-                            archive::location()
-                        ),
-                    });
-                }
-                tracing::info!(archive = %archive::location(), objects = merged.objects.len(), service_mappings = merged.service_mappings.items.len(), bytes, parts, archive_ms = started.elapsed().as_millis() as u64, "archived and verified");
-                return Ok(merged);
-            }
-        }
+        None => fresh.clone(),
     }
-    Err(Error::TooManyConflicts {
-        object: archive::location(),
-        attempts: ARCHIVE_ATTEMPTS,
+}
+
+/// Reads the archive back: nothing is adopted or deleted unless it holds what was written.
+async fn verify_archive(ctx: &Ctx, written: &Archive) -> Result<()> {
+    let back = archive::read_stored(&ctx.client).await?;
+    if back.as_ref().map(|b| &b.archive) == Some(written) {
+        return Ok(());
+    }
+    Err(Error::Archive {
+        reason: format!(
+            "{} read back does not hold what was written; nothing was adopted or deleted",
+            archive::location()
+        ),
     })
 }
 
@@ -454,7 +467,7 @@ async fn adopt_crd(
     }
     if ctx.dry_run {
         ctx.plan(
-            "clean",
+            Step::Clean.name(),
             &format!(
                 "would adopt {} of {} ServiceMappings{}",
                 adoption.adopted,
@@ -545,7 +558,7 @@ async fn delete_legacy_objects(
     }
     if ctx.dry_run {
         ctx.plan(
-            "clean",
+            Step::Clean.name(),
             &format!(
                 "would delete {} legacy objects: {}",
                 deletion.deleted.len(),

@@ -114,7 +114,7 @@ async fn attempt_once(ctx: &Ctx, input: &mut Option<LegacyInput>) -> Result<Atte
     let summary = summary(&plan, ports, &accepted);
     if ctx.dry_run {
         ctx.plan(
-            "migrate",
+            Step::Migrate.name(),
             &format!(
                 "{summary}\n{} spec.config would change as follows:\n{}",
                 cr::display(),

@@ -22,15 +22,6 @@ use crate::cr;
 use crate::names;
 use crate::step::Step;
 
-/// Runs one migration step.
-pub async fn run_step(step: Step, ctx: &Ctx) -> crate::Result<Outcome> {
-    match step {
-        Step::Migrate => migrate::run(ctx).await,
-        Step::Backup => backup::run(ctx).await,
-        Step::Clean => clean::run(ctx).await,
-    }
-}
-
 /// How a step ended when it did not fail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

@@ -8,7 +8,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
-use kube::api::{Api, DynamicObject, PostParams};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DynamicObject, PartialObjectMeta, PostParams};
 use serde_json::Value;
 
 mod mappings;
@@ -18,6 +19,7 @@ use super::restore::restore_one;
 use super::{Ctx, Outcome};
 use crate::archive;
 use crate::client::post_params;
+use crate::diff::first_difference;
 use crate::error::{Context, Error, Result, is_already_exists};
 use crate::legacy;
 use crate::names::rbac::{self, Permission};
@@ -55,8 +57,40 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         });
     };
     let (targets, unserved) = resolve(ctx, &archived.objects, &served);
+    let found = read_cluster(ctx, &targets, &archived.service_mappings).await?;
+    refuse_while_installed(&targets, &found)?;
+    // Before the legacy webhook is back: it would judge these writes before its Pods can answer.
+    let mappings = mappings::restore(ctx, &archived.service_mappings, found.crd).await?;
+    let objects = recreate_in_order(ctx, &targets, &found.existing).await?;
+    if ctx.dry_run {
+        for what in &objects.recreated {
+            ctx.plan("rollback", &format!("would recreate {what}"));
+        }
+    } else {
+        verify(&targets, &objects.recreated).await?;
+    }
+    let summary = closing_line(ctx, &objects, &unserved, &mappings);
+    if ctx.dry_run {
+        ctx.plan("rollback", &summary);
+    }
+    Ok(Outcome::Done(summary))
+}
 
-    // What is in the cluster now: the module's operator, and each archived name.
+/// What is in the cluster now: the module's operator, each archived name, and the
+/// ServiceMapping CRD.
+struct Found {
+    operator: bool,
+    /// For each target, in order: its object, if one is at its name.
+    existing: Vec<Option<PartialObjectMeta<DynamicObject>>>,
+    crd: Option<CustomResourceDefinition>,
+}
+
+/// Reads all of it in one round trip.
+async fn read_cluster(
+    ctx: &Ctx,
+    targets: &[Target],
+    mappings: &archive::MappingsArchive,
+) -> Result<Found> {
     let operator = async {
         let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), names::KYMA_SYSTEM);
         api.get_metadata_opt(names::OPERATOR_DEPLOYMENT)
@@ -69,7 +103,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
                 )
             })
     };
-    let existing = stream::iter(&targets)
+    let existing = stream::iter(targets)
         .map(|t| async move {
             t.api
                 .get_metadata_opt(&t.name)
@@ -78,8 +112,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         })
         .buffered(LEGACY_CONCURRENCY)
         .try_collect::<Vec<_>>();
-    // The ServiceMapping CRD is read beside them when there is anything to un-adopt.
-    let mappings = &archived.service_mappings;
+    // The ServiceMapping CRD only when there is anything to un-adopt.
     let crd = async {
         if mappings.items.is_empty() && mappings.crd.is_none() && mappings.crd_object.is_none() {
             return Ok(None);
@@ -87,17 +120,26 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         service_mappings::crd(&ctx.client).await
     };
     let (operator, existing, crd) = futures::try_join!(operator, existing, crd)?;
+    Ok(Found {
+        operator: operator.is_some(),
+        existing,
+        crd,
+    })
+}
 
+/// rollback refuses while the module is still installed: its operator Deployment exists, or an
+/// archived name carries the operator's label.
+fn refuse_while_installed(targets: &[Target], found: &Found) -> Result<()> {
     let mut blockers = Vec::new();
-    if operator.is_some() {
+    if found.operator {
         blockers.push(format!(
             "Deployment {}/{} (the new operator) exists",
             names::KYMA_SYSTEM,
             names::OPERATOR_DEPLOYMENT
         ));
     }
-    for (t, found) in targets.iter().zip(&existing) {
-        if found
+    for (t, object) in targets.iter().zip(&found.existing) {
+        if object
             .as_ref()
             .is_some_and(|m| legacy::is_operators(&m.metadata))
         {
@@ -109,97 +151,116 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
             ));
         }
     }
-    if !blockers.is_empty() {
-        return Err(Error::RollbackRefused {
+    if blockers.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::RollbackRefused {
             blockers: blockers.join("; "),
-        });
+        })
     }
+}
 
-    // Before the legacy webhook is back: it would judge these writes before its Pods can answer.
-    let mappings = mappings::restore(ctx, &archived.service_mappings, crd).await?;
+/// What rollback did to the legacy objects, each named as `Kind namespace/name`, sorted.
+#[derive(Default)]
+struct Objects {
+    recreated: Vec<String>,
+    /// There already, so left as they were.
+    left: Vec<String>,
+    /// The user ConfigMaps, from their backup copies.
+    restored: Vec<String>,
+}
 
-    let mut recreated = Vec::new();
-    let mut left = Vec::new();
-    let mut restored = Vec::new();
+/// Recreates the missing legacy objects stage by stage (ROLLBACK_ORDER), each stage at once.
+async fn recreate_in_order(
+    ctx: &Ctx,
+    targets: &[Target],
+    existing: &[Option<PartialObjectMeta<DynamicObject>>],
+) -> Result<Objects> {
+    let mut objects = Objects::default();
     for stage in 0..ROLLBACK_ORDER.len() {
         let in_stage: Vec<(&Target, bool)> = targets
             .iter()
-            .zip(&existing)
+            .zip(existing)
             .filter(|(t, _)| t.stage == stage)
             .map(|(t, found)| (t, found.is_some()))
             .collect();
-        // The user configuration comes back as `restore` writes it, from its verified copies;
-        // both at once.
-        let mut from_copy = BTreeSet::new();
-        let user_config: Vec<&'static str> =
-            in_stage.iter().filter_map(|(t, _)| t.user_config).collect();
-        let from_copies = futures::future::try_join_all(
-            user_config
-                .iter()
-                .map(|name| async move { restore_one(ctx, name).await }),
-        )
-        .await?;
-        for (name, target) in user_config.into_iter().zip(from_copies) {
-            if let Some(target) = target {
-                from_copy.insert(name);
-                restored.push(format!("ConfigMap {target}"));
-            }
-        }
-        let results: Vec<(String, bool)> = stream::iter(in_stage)
-            .filter(|(t, _)| {
-                futures::future::ready(t.user_config.is_none_or(|n| !from_copy.contains(n)))
-            })
-            .map(|(t, exists)| async move {
-                if exists {
-                    return Ok((t.display.clone(), false));
-                }
-                Ok((t.display.clone(), recreate(ctx, t).await?))
-            })
-            .buffer_unordered(CONCURRENCY)
-            .try_collect()
-            .await?;
-        for (what, created) in results {
-            if created {
-                recreated.push(what);
-            } else {
-                tracing::info!(object = %what, "exists already; left as it is");
-                left.push(what);
-            }
-        }
+        recreate_stage(ctx, in_stage, &mut objects).await?;
     }
-    recreated.sort();
-    left.sort();
+    objects.recreated.sort();
+    objects.left.sort();
+    Ok(objects)
+}
 
-    if !ctx.dry_run {
-        verify(&targets, &recreated).await?;
-    }
-    if ctx.dry_run {
-        for what in &recreated {
-            ctx.plan("rollback", &format!("would recreate {what}"));
+/// One stage: the user configuration as `restore` writes it, from its verified copies (both at
+/// once); every other missing object from the archive.
+async fn recreate_stage(
+    ctx: &Ctx,
+    in_stage: Vec<(&Target, bool)>,
+    objects: &mut Objects,
+) -> Result<()> {
+    let mut from_copy = BTreeSet::new();
+    let user_config: Vec<&'static str> =
+        in_stage.iter().filter_map(|(t, _)| t.user_config).collect();
+    let from_copies = futures::future::try_join_all(
+        user_config
+            .iter()
+            .map(|name| async move { restore_one(ctx, name).await }),
+    )
+    .await?;
+    for (name, target) in user_config.into_iter().zip(from_copies) {
+        if let Some(target) = target {
+            from_copy.insert(name);
+            objects.restored.push(format!("ConfigMap {target}"));
         }
     }
-    // Names only for what needs a look: objects left as found, kinds skipped, mappings changed.
+    let results: Vec<(String, bool)> = stream::iter(in_stage)
+        .filter(|(t, _)| {
+            futures::future::ready(t.user_config.is_none_or(|n| !from_copy.contains(n)))
+        })
+        .map(|(t, exists)| async move {
+            if exists {
+                return Ok((t.display.clone(), false));
+            }
+            Ok((t.display.clone(), recreate(ctx, t).await?))
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect()
+        .await?;
+    for (what, created) in results {
+        if created {
+            objects.recreated.push(what);
+        } else {
+            tracing::info!(object = %what, "exists already; left as it is");
+            objects.left.push(what);
+        }
+    }
+    Ok(())
+}
+
+/// Names only for what needs a look: objects left as found, kinds skipped, mappings changed.
+fn closing_line(
+    ctx: &Ctx,
+    objects: &Objects,
+    unserved: &[String],
+    mappings: &mappings::Restored,
+) -> String {
     let would = |done: &str, planned: &str| if ctx.dry_run { planned } else { done }.to_string();
-    let summary = format!(
+    format!(
         "{} {} legacy objects; {} left as they were{}; {} skipped as not served{}; {}; {} {}",
         would("recreated", "would recreate"),
-        recreated.len(),
-        left.len(),
-        list(&left),
+        objects.recreated.len(),
+        objects.left.len(),
+        list(&objects.left),
         unserved.len(),
-        list(&unserved),
-        mappings_summary(&mappings, &would),
+        list(unserved),
+        mappings_summary(mappings, &would),
         would("restored", "would restore"),
-        if restored.is_empty() {
+        if objects.restored.is_empty() {
             "no ConfigMap from the backup (no copy)".to_string()
         } else {
-            format!("{} from the backup", restored.join(", "))
+            format!("{} from the backup", objects.restored.join(", "))
         },
-    );
-    if ctx.dry_run {
-        ctx.plan("rollback", &summary);
-    }
-    Ok(Outcome::Done(summary))
+    )
 }
 
 /// What rollback did to the ServiceMappings and their CRD, for the closing line.
@@ -416,28 +477,4 @@ async fn verify(targets: &[Target], recreated: &[String]) -> Result<()> {
         .try_collect::<Vec<()>>()
         .await?;
     Ok(())
-}
-
-/// The first field of `want` that `got` lacks or holds otherwise (fields the server added
-/// count as equal), by path; never the values, which may be Secret data.
-fn first_difference(path: &str, want: &Value, got: &Value) -> Option<String> {
-    match (want, got) {
-        (Value::Object(w), Value::Object(g)) => w.iter().find_map(|(k, v)| {
-            let p = format!("{path}.{k}");
-            match g.get(k) {
-                Some(gv) => first_difference(&p, v, gv),
-                None => Some(format!("{p} is missing")),
-            }
-        }),
-        (Value::Array(w), Value::Array(g)) if w.len() == g.len() => w
-            .iter()
-            .zip(g)
-            .enumerate()
-            .find_map(|(i, (a, b))| first_difference(&format!("{path}[{i}]"), a, b)),
-        _ if want == got => None,
-        _ => Some(format!(
-            "{} differs",
-            if path.is_empty() { "the object" } else { path }
-        )),
-    }
 }

@@ -2,6 +2,7 @@
 
 pub mod operator_pods;
 pub mod phase;
+pub mod picture;
 
 use std::collections::BTreeMap;
 
@@ -23,6 +24,7 @@ use crate::step::Step;
 use crate::translate;
 use operator_pods::Failing;
 use phase::Phase;
+pub use picture::{ArchiveStatus, BackupCopy, MappingsDrift, Operator, ServiceMappings, Status};
 
 /// What `status` prints: the phase and its reason first, then everything it read.
 #[derive(Debug, Serialize)]
@@ -75,103 +77,6 @@ impl Unreachable {
             ("error".into(), self.error.clone()),
         ])
     }
-}
-
-#[derive(Debug, Serialize)]
-pub struct Status {
-    pub legacy_installation: Option<LegacyInstall>,
-    pub crd_installed: bool,
-    pub cr_exists: bool,
-    /// For each step, the annotation key that marks it done, if any.
-    #[serde(serialize_with = "crate::step::serialize_markers")]
-    pub markers: std::collections::BTreeMap<Step, Option<String>>,
-    pub backup_namespace_exists: bool,
-    pub backup: Vec<BackupCopy>,
-    pub legacy_objects_remaining: Vec<String>,
-    pub legacy_kinds_not_served: Vec<String>,
-    pub service_mappings: Option<ServiceMappings>,
-    pub operator: Option<Operator>,
-    pub archive: ArchiveStatus,
-    /// The operator Pod's init container that keeps failing, if any.
-    pub failing: Option<Failing>,
-    /// The module's own state on the CR (`None`: no CR).
-    pub module: Option<ModuleState>,
-    /// CRDs the module's operator needs to start that the cluster does not serve (the CR's own
-    /// aside, which the module brings).
-    pub operator_prerequisites_missing: Vec<String>,
-    /// Objects at the operator's names that would stop it with 409 Conflict: without its label
-    /// and both annotations, and not removed by clean.
-    pub blocking_objects: Vec<String>,
-}
-
-/// clean's archive, for `rollback`: counts and ownership only, never its content.
-#[derive(Debug, Default, Serialize)]
-pub struct ArchiveStatus {
-    pub present: bool,
-    pub objects: Option<usize>,
-    pub service_mappings: Option<usize>,
-    /// Whether clean adopted the ServiceMapping CRD (rollback gives it back).
-    pub crd_adopted: Option<bool>,
-    /// uid of the ConnectivityProxy CR whose clean wrote it.
-    pub cr_uid: Option<String>,
-    /// Whether that CR is the one that exists now (`None`: no CR).
-    pub belongs_to_current_cr: Option<bool>,
-    /// Size of the compressed archive, and the Secrets beside the index that hold it (0: inline).
-    pub bytes: Option<usize>,
-    pub parts: Option<usize>,
-    /// How the ServiceMappings there are now differ from the ones the archive holds (`None`:
-    /// no archive, or no ServiceMapping CRD to compare with). Nonzero before the module is
-    /// disabled: run `rollback --prepare` first.
-    pub service_mappings_differ: Option<MappingsDrift>,
-    /// Why it could not be read.
-    pub error: Option<String>,
-}
-
-/// ServiceMappings created, changed or deleted since the archive was written (or last prepared).
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
-pub struct MappingsDrift {
-    pub created: usize,
-    pub changed: usize,
-    pub deleted: usize,
-}
-
-impl MappingsDrift {
-    pub fn total(&self) -> usize {
-        self.created + self.changed + self.deleted
-    }
-}
-
-#[derive(Debug, Serialize)]
-pub struct BackupCopy {
-    pub name: String,
-    pub source_exists: bool,
-    pub copy_exists: bool,
-    /// Both exist and their data is equal.
-    pub copy_matches_source: Option<bool>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct ServiceMappings {
-    pub total: usize,
-    pub adopted: usize,
-    pub crd_adopted: bool,
-    /// How many the module's ServiceMapping schema refuses (in the tenant mode the CR has or
-    /// migrate gives it): once the module runs, a write that changes a refused field fails.
-    pub refused_by_module_schema: usize,
-    /// How many it refuses in each tenant mode, until the mode is known.
-    #[serde(skip)]
-    refused: RefusedCount,
-    /// Each mapping's content (as the archive keeps it), as a digest, by namespace and name:
-    /// compared with the archive, never shown.
-    #[serde(skip)]
-    digests: BTreeMap<(Option<String>, String), u64>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Operator {
-    pub replicas: i32,
-    pub ready_replicas: i32,
-    pub ready: bool,
 }
 
 /// Reads everything status shows; any read the API server does not answer or refuses is an
@@ -512,14 +417,39 @@ fn operator(d: &Deployment) -> Operator {
     }
 }
 
-/// The status as a person reads it: the phase first.
+/// The status as a person reads it: the phase first, then what each part of the migration
+/// left, in the order the steps leave it.
 pub fn render_text(report: &Report) -> String {
     let s = &report.status;
-    let yes = |b: bool| if b { "yes" } else { "no" };
-    let mut rows: Vec<(String, String)> = Vec::new();
-    let mut line = |k: &str, v: String| rows.push((k.to_string(), v));
-    line("phase", row_of_phase(report.phase, &report.phase_reason));
-    line(
+    let mut rows = Rows::default();
+    rows.line("phase", row_of_phase(report.phase, &report.phase_reason));
+    installation_rows(&mut rows, s);
+    backup_rows(&mut rows, s);
+    legacy_rows(&mut rows, s);
+    rows.line("ServiceMappings", service_mappings_row(s));
+    module_rows(&mut rows, s);
+    operator_rows(&mut rows, s);
+    archive_rows(&mut rows, &s.archive);
+    render_rows(&rows.0)
+}
+
+/// Label and value, one row each.
+#[derive(Default)]
+struct Rows(Vec<(String, String)>);
+
+impl Rows {
+    fn line(&mut self, label: &str, value: impl Into<String>) {
+        self.0.push((label.to_string(), value.into()));
+    }
+}
+
+fn yes(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+/// The legacy installation, the module's CRD and CR, and the steps' markers on it.
+fn installation_rows(rows: &mut Rows, s: &Status) {
+    rows.line(
         "legacy installation",
         match &s.legacy_installation {
             Some(l) => format!(
@@ -529,21 +459,21 @@ pub fn render_text(report: &Report) -> String {
             None => "absent".into(),
         },
     );
-    line("ConnectivityProxy CRD", yes(s.crd_installed).into());
-    line("ConnectivityProxy CR", yes(s.cr_exists).into());
-    for (m, key) in &s.markers {
-        let name = serde_json::to_value(m)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        line(
-            &format!("step {name}"),
+    rows.line("ConnectivityProxy CRD", yes(s.crd_installed));
+    rows.line("ConnectivityProxy CR", yes(s.cr_exists));
+    for (step, key) in &s.markers {
+        rows.line(
+            &format!("step {}", step.marker_name()),
             key.as_ref()
                 .map(|k| format!("done ({k})"))
                 .unwrap_or_else(|| "not done".into()),
         );
     }
-    line(
+}
+
+/// The backup namespace and each copy against its source.
+fn backup_rows(rows: &mut Rows, s: &Status) {
+    rows.line(
         "backup namespace",
         if s.backup_namespace_exists {
             format!("{} exists", names::BACKUP_NAMESPACE)
@@ -552,7 +482,7 @@ pub fn render_text(report: &Report) -> String {
         },
     );
     for b in &s.backup {
-        line(
+        rows.line(
             &format!("backup of {}", b.name),
             match (b.source_exists, b.copy_exists, b.copy_matches_source) {
                 (_, false, _) => format!(
@@ -565,40 +495,48 @@ pub fn render_text(report: &Report) -> String {
             },
         );
     }
-    line(
+}
+
+/// What clean has still to delete.
+fn legacy_rows(rows: &mut Rows, s: &Status) {
+    rows.line(
         "legacy objects remaining",
         s.legacy_objects_remaining.len().to_string(),
     );
     for o in &s.legacy_objects_remaining {
-        line("", o.clone());
+        rows.line("", o.clone());
     }
     if !s.legacy_kinds_not_served.is_empty() {
-        line(
+        rows.line(
             "legacy kinds not served",
             s.legacy_kinds_not_served.join(", "),
         );
     }
-    line(
-        "ServiceMappings",
-        match &s.service_mappings {
-            Some(m) => format!(
-                "{} of {} adopted; CRD {}{}",
-                m.adopted,
-                m.total,
-                if m.crd_adopted {
-                    "adopted"
-                } else {
-                    "not adopted"
-                },
-                match m.refused_by_module_schema {
-                    0 => String::new(),
-                    n => format!("; {n} REFUSED by the module's schema (check names them)"),
-                }
-            ),
-            None => "CRD not installed".into(),
+}
+
+fn service_mappings_row(s: &Status) -> String {
+    let Some(m) = &s.service_mappings else {
+        return "CRD not installed".into();
+    };
+    format!(
+        "{} of {} adopted; CRD {}{}",
+        m.adopted,
+        m.total,
+        if m.crd_adopted {
+            "adopted"
+        } else {
+            "not adopted"
         },
-    );
-    line(
+        match m.refused_by_module_schema {
+            0 => String::new(),
+            n => format!("; {n} REFUSED by the module's schema (check names them)"),
+        }
+    )
+}
+
+/// The module's own state, what it needs to start, and what stands in its way.
+fn module_rows(rows: &mut Rows, s: &Status) {
+    rows.line(
         "module state",
         match &s.module {
             None => "no CR".into(),
@@ -617,7 +555,7 @@ pub fn render_text(report: &Report) -> String {
             },
         },
     );
-    line(
+    rows.line(
         "operator prerequisites",
         if s.operator_prerequisites_missing.is_empty() {
             "served".into()
@@ -628,14 +566,18 @@ pub fn render_text(report: &Report) -> String {
             )
         },
     );
-    line(
+    rows.line(
         "blocking the operator",
         s.blocking_objects.len().to_string(),
     );
     for o in &s.blocking_objects {
-        line("", o.clone());
+        rows.line("", o.clone());
     }
-    line(
+}
+
+/// The operator Deployment, and the init container of its Pods that keeps failing.
+fn operator_rows(rows: &mut Rows, s: &Status) {
+    rows.line(
         "operator Deployment",
         match &s.operator {
             Some(o) => format!(
@@ -647,62 +589,64 @@ pub fn render_text(report: &Report) -> String {
             None => "absent".into(),
         },
     );
-    if let Some(f) = &s.failing {
-        line(
-            "failing init container",
-            format!(
-                "{} in Pod {}: step {}, {} restarts",
-                f.container,
-                f.pod,
-                f.step.map(|st| st.name()).unwrap_or("unknown"),
-                f.restarts
-            ),
-        );
-        // The step's own closing reason, on one line.
-        line(
-            "",
-            format!(
-                "message: {}",
-                f.message
-                    .as_deref()
-                    .map(|m| m.trim().replace(['\r', '\n'], " "))
-                    .unwrap_or_else(|| "(none)".into())
-            ),
-        );
-    }
-    let a = &s.archive;
-    line(
-        "archive for rollback",
-        match (&a.error, a.present) {
-            (Some(e), _) => format!("UNREADABLE: {e}"),
-            (None, false) => "absent".into(),
-            (None, true) => format!(
-                "{} objects, {} ServiceMappings{}; {} ({} bytes in {})",
-                a.objects.unwrap_or(0),
-                a.service_mappings.unwrap_or(0),
-                if a.crd_adopted == Some(true) {
-                    " and their CRD"
-                } else {
-                    ""
-                },
-                match a.belongs_to_current_cr {
-                    Some(true) => "of this CR".to_string(),
-                    Some(false) => format!(
-                        "of ANOTHER CR (uid {})",
-                        a.cr_uid.as_deref().unwrap_or_default()
-                    ),
-                    None => format!("of CR uid {}", a.cr_uid.as_deref().unwrap_or_default()),
-                },
-                a.bytes.unwrap_or(0),
-                match a.parts {
-                    Some(p) if p > 0 => format!("{p} parts"),
-                    _ => "one Secret".into(),
-                }
-            ),
-        },
+    let Some(f) = &s.failing else {
+        return;
+    };
+    rows.line(
+        "failing init container",
+        format!(
+            "{} in Pod {}: step {}, {} restarts",
+            f.container,
+            f.pod,
+            f.step.map(|st| st.name()).unwrap_or("unknown"),
+            f.restarts
+        ),
     );
+    // The step's own closing reason, on one line.
+    rows.line(
+        "",
+        format!(
+            "message: {}",
+            f.message
+                .as_deref()
+                .map(|m| m.trim().replace(['\r', '\n'], " "))
+                .unwrap_or_else(|| "(none)".into())
+        ),
+    );
+}
+
+/// clean's archive, and whether the ServiceMappings still match it.
+fn archive_rows(rows: &mut Rows, a: &ArchiveStatus) {
+    let summary = match (&a.error, a.present) {
+        (Some(e), _) => format!("UNREADABLE: {e}"),
+        (None, false) => "absent".into(),
+        (None, true) => format!(
+            "{} objects, {} ServiceMappings{}; {} ({} bytes in {})",
+            a.objects.unwrap_or(0),
+            a.service_mappings.unwrap_or(0),
+            if a.crd_adopted == Some(true) {
+                " and their CRD"
+            } else {
+                ""
+            },
+            match a.belongs_to_current_cr {
+                Some(true) => "of this CR".to_string(),
+                Some(false) => format!(
+                    "of ANOTHER CR (uid {})",
+                    a.cr_uid.as_deref().unwrap_or_default()
+                ),
+                None => format!("of CR uid {}", a.cr_uid.as_deref().unwrap_or_default()),
+            },
+            a.bytes.unwrap_or(0),
+            match a.parts {
+                Some(p) if p > 0 => format!("{p} parts"),
+                _ => "one Secret".into(),
+            }
+        ),
+    };
+    rows.line("archive for rollback", summary);
     if let Some(d) = a.service_mappings_differ.as_ref().filter(|d| d.total() > 0) {
-        line(
+        rows.line(
             "",
             format!(
                 "{} ServiceMappings differ from the archive ({} created, {} changed, {} deleted \
@@ -714,7 +658,6 @@ pub fn render_text(report: &Report) -> String {
             ),
         );
     }
-    render_rows(&rows)
 }
 
 fn row_of_phase(phase: Phase, reason: &str) -> String {

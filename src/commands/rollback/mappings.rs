@@ -11,10 +11,10 @@ use kube::api::{Api, DynamicObject, Patch};
 use kube::core::ApiResource;
 use serde_json::Value;
 
-use super::first_difference;
 use crate::archive::{self, MappingEntry, MappingsArchive, Prior};
 use crate::client::{patch_params, post_params};
 use crate::commands::Ctx;
+use crate::diff::first_difference;
 use crate::error::{Context, Error, Result, is_already_exists, is_conflict, is_not_found};
 use crate::names::service_mappings as sm;
 use crate::service_mappings;

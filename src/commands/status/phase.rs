@@ -17,7 +17,7 @@
 
 use serde::Serialize;
 
-use super::{BackupCopy, Status};
+use super::picture::{BackupCopy, Status};
 use crate::module::ModuleState;
 use crate::names::{self, operator};
 use crate::step::Step;
@@ -305,7 +305,7 @@ fn left_by_a_migration(s: &Status) -> bool {
 #[cfg(test)]
 mod tests {
     use super::super::operator_pods::{Failing, InitCommand};
-    use super::super::{ArchiveStatus, Operator, ServiceMappings};
+    use super::super::picture::{ArchiveStatus, Operator, ServiceMappings};
     use super::*;
     use crate::legacy::LegacyInstall;
 
