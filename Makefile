@@ -36,7 +36,7 @@ deps: toolchain images-deps images-runtime-deps
 	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 
 ## Benchmarks on a local real API server (a table, no pass/fail): the whole migration, adoption
-## of N ServiceMappings, and what the server takes from a minimal client. See the Performance section of README.md.
+## of N ServiceMappings, and what the server takes from a minimal client. See docs/performance.md.
 .PHONY: bench
 bench: toolchain testenv
 	cargo build --release
