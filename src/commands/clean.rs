@@ -3,6 +3,7 @@
 //! configuration and a verified archive exist, and while the CRDs the new operator needs to
 //! start are served (or `--skip-operator-prerequisites`).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use futures::{StreamExt, TryStreamExt, stream};
@@ -46,10 +47,18 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     }
     // The gate and the survey only read: they go out together, and nothing is written unless
     // the gate passes.
-    let (checked, survey) = futures::try_join!(check_backup(ctx, &current), survey(ctx))?;
+    let (checked, mut survey) = futures::try_join!(check_backup(ctx, &current), survey(ctx))?;
     check_operator_prerequisites(ctx, &survey.served)?;
-    let archived =
-        archive_legacy(ctx, &current.uid().unwrap_or_default(), &checked, &survey).await?;
+    let archived = archive_legacy(
+        ctx,
+        &current.uid().unwrap_or_default(),
+        &checked,
+        &mut survey,
+    )
+    .await?;
+    // What the deletes are guarded by; the mappings are in the verified archive now.
+    let archived_mappings = archived.service_mappings.items.len();
+    let archived = archived.objects;
 
     let adoption = adopt_service_mappings(ctx, &survey.mappings).await?;
     let deletion =
@@ -57,8 +66,8 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     let summary = format!(
         "archive of {} objects and {} ServiceMappings verified; {} of {} ServiceMappings adopted{}; \
          {} legacy objects deleted, {} absent, {} kept as the new operator's{}",
-        archived.objects.len(),
-        archived.service_mappings.items.len(),
+        archived.len(),
+        archived_mappings,
         adoption.adopted,
         adoption.examined,
         if adoption.crd_adopted {
@@ -211,15 +220,11 @@ struct Mappings {
     /// Where the mappings are served (`None`: no CRD, or it serves no version).
     resource: Option<ApiResource>,
     examined: usize,
-    /// Every mapping as listed, for the archive: the ones whose `prior` is not the adoption
-    /// are the ones to adopt.
+    /// Every mapping as listed, for the archive (which takes them: one copy is held, at
+    /// 10 000 mappings the largest thing clean holds).
     listed: Vec<MappingEntry>,
-}
-
-impl Mappings {
-    fn to_adopt(&self) -> impl Iterator<Item = &MappingEntry> {
-        self.listed.iter().filter(|m| !m.prior.is_adoption())
-    }
+    /// Namespace and name of each listed without the adoption: the ones to adopt.
+    to_adopt: Vec<(Option<String>, String)>,
 }
 
 async fn survey(ctx: &Ctx) -> Result<Survey> {
@@ -284,6 +289,11 @@ async fn list_service_mappings(ctx: &Ctx) -> Result<Mappings> {
     };
     let listed = archive::list_mappings(&ctx.client, &ar, namespaced).await?;
     mappings.examined = listed.len();
+    mappings.to_adopt = listed
+        .iter()
+        .filter(|m| !m.prior.is_adoption())
+        .map(|m| (m.namespace.clone(), m.name.clone()))
+        .collect();
     mappings.listed = listed;
     Ok(mappings)
 }
@@ -297,51 +307,24 @@ async fn archive_legacy(
     ctx: &Ctx,
     cr_uid: &str,
     checked: &BackupCheck,
-    survey: &Survey,
+    survey: &mut Survey,
 ) -> Result<Archive> {
     let started = tokio::time::Instant::now();
-    let fresh = fresh_archive(cr_uid, checked, survey)?;
-    let mut stored = survey.stored.clone();
+    let listed = std::mem::take(&mut survey.mappings.listed);
+    let fresh = fresh_archive(cr_uid, checked, survey, listed)?;
+    let mut stored = survey.stored.take();
     for _ in 0..ARCHIVE_ATTEMPTS {
         let merged = merged_with_stored(stored.as_ref(), &fresh);
-        // Read and decoded in full, equal to what it must hold: verified, nothing to write.
-        if stored.as_ref().is_some_and(|s| s.archive == merged) {
-            tracing::info!(archive = %archive::location(), objects = merged.objects.len(), service_mappings = merged.service_mappings.items.len(), "the archive holds everything already");
-            return Ok(merged);
+        if store_archive(ctx, &merged, stored.as_ref(), started).await? == Stored::Conflict {
+            stored = archive::read_stored(&ctx.client).await?;
+            continue;
         }
-        let written = archive::write(
-            &ctx.client,
-            &merged,
-            stored.as_ref(),
-            ctx.dry_run,
-            ctx.archive_part_bytes,
-        )
-        .await;
-        match written {
-            // `run --dry-run`: the backup namespace is not there yet to dry-run the write in.
-            Err(Error::Kube { source, .. }) if ctx.dry_run && is_not_found(&source) => {}
-            Err(e) => return Err(e),
-            Ok(WriteOutcome::Conflict) => {
-                stored = archive::read_stored(&ctx.client).await?;
-                continue;
-            }
-            Ok(WriteOutcome::Written { .. }) if ctx.dry_run => {}
-            Ok(WriteOutcome::Written { bytes, parts }) => {
-                verify_archive(ctx, &merged).await?;
-                tracing::info!(archive = %archive::location(), objects = merged.objects.len(), service_mappings = merged.service_mappings.items.len(), bytes, parts, archive_ms = started.elapsed().as_millis() as u64, "archived and verified");
-                return Ok(merged);
-            }
-        }
-        ctx.plan(
-            Step::Clean.name(),
-            &format!(
-                "would archive {} legacy objects and {} ServiceMappings in {}",
-                merged.objects.len(),
-                merged.service_mappings.items.len(),
-                archive::location()
-            ),
-        );
-        return Ok(merged);
+        // Without an archive of an earlier run, what was read now is the archive: no copy.
+        let merged = match merged {
+            Cow::Owned(merged) => Some(merged),
+            Cow::Borrowed(_) => None,
+        };
+        return Ok(merged.unwrap_or(fresh));
     }
     Err(Error::TooManyConflicts {
         object: archive::location(),
@@ -349,10 +332,67 @@ async fn archive_legacy(
     })
 }
 
+#[derive(PartialEq)]
+enum Stored {
+    /// Written and read back equal, held already, or (dry run) planned.
+    Verified,
+    /// The stored archive changed since it was read.
+    Conflict,
+}
+
+/// Writes `archive` over `stored` (guarded by its resourceVersions) and reads it back; nothing
+/// to write when `stored` holds it already.
+async fn store_archive(
+    ctx: &Ctx,
+    archive: &Archive,
+    stored: Option<&archive::Stored>,
+    started: tokio::time::Instant,
+) -> Result<Stored> {
+    let (objects, mappings) = (archive.objects.len(), archive.service_mappings.items.len());
+    // Read and decoded in full, equal to what it must hold: verified, nothing to write.
+    if stored.is_some_and(|s| s.archive == *archive) {
+        tracing::info!(archive = %archive::location(), objects, service_mappings = mappings, "the archive holds everything already");
+        return Ok(Stored::Verified);
+    }
+    let written = archive::write(
+        &ctx.client,
+        archive,
+        stored,
+        ctx.dry_run,
+        ctx.archive_part_bytes,
+    )
+    .await;
+    match written {
+        // `run --dry-run`: the backup namespace is not there yet to dry-run the write in.
+        Err(Error::Kube { source, .. }) if ctx.dry_run && is_not_found(&source) => {}
+        Err(e) => return Err(e),
+        Ok(WriteOutcome::Conflict) => return Ok(Stored::Conflict),
+        Ok(WriteOutcome::Written { .. }) if ctx.dry_run => {}
+        Ok(WriteOutcome::Written { bytes, parts }) => {
+            verify_archive(ctx, archive).await?;
+            tracing::info!(archive = %archive::location(), objects, service_mappings = mappings, bytes, parts, archive_ms = started.elapsed().as_millis() as u64, "archived and verified");
+            return Ok(Stored::Verified);
+        }
+    }
+    ctx.plan(
+        Step::Clean.name(),
+        &format!(
+            "would archive {objects} legacy objects and {mappings} ServiceMappings in {}",
+            archive::location()
+        ),
+    );
+    Ok(Stored::Verified)
+}
+
 /// The archive of what clean is about to change, as read now: the legacy objects (without the
 /// operator's), the user ConfigMaps as the backup check read them, and the ServiceMappings and
 /// their CRD as listed before adoption.
-fn fresh_archive(cr_uid: &str, checked: &BackupCheck, survey: &Survey) -> Result<Archive> {
+fn fresh_archive(
+    cr_uid: &str,
+    checked: &BackupCheck,
+    survey: &Survey,
+    listed: Vec<MappingEntry>,
+) -> Result<Archive> {
     let mut objects = Vec::new();
     for read in survey.objects.iter().filter_map(|(_, read)| read.as_ref()) {
         if !legacy::is_operators(&read.metadata) {
@@ -379,21 +419,26 @@ fn fresh_archive(cr_uid: &str, checked: &BackupCheck, survey: &Survey) -> Result
         MappingsArchive {
             crd: crd.as_ref().map(|(prior, _)| prior.clone()),
             crd_object: crd.map(|(_, object)| object),
-            items: survey.mappings.listed.clone(),
+            items: listed,
         },
     ))
 }
 
 /// What the archive must hold: the stored one (an earlier, interrupted clean's) with what was
 /// read now added, or only what was read now when it belongs to another CR.
-fn merged_with_stored(stored: Option<&archive::Stored>, fresh: &Archive) -> Archive {
+fn merged_with_stored<'a>(
+    stored: Option<&archive::Stored>,
+    fresh: &'a Archive,
+) -> Cow<'a, Archive> {
     match stored {
-        Some(s) if s.archive.cr_uid == fresh.cr_uid => s.archive.clone().merged_with(fresh.clone()),
+        Some(s) if s.archive.cr_uid == fresh.cr_uid => {
+            Cow::Owned(s.archive.clone().merged_with(fresh.clone()))
+        }
         Some(s) => {
             tracing::info!(archive = %archive::location(), previous_cr_uid = %s.archive.cr_uid, cr_uid = %fresh.cr_uid, "the archive belongs to another CR (the module was enabled again); replacing it");
-            fresh.clone()
+            Cow::Borrowed(fresh)
         }
-        None => fresh.clone(),
+        None => Cow::Borrowed(fresh),
     }
 }
 
@@ -423,8 +468,9 @@ async fn adopt_service_mappings(ctx: &Ctx, mappings: &Mappings) -> Result<Adopti
         Some(ar) => {
             let patch = service_mappings::adoption_patch();
             let writes = mappings
-                .to_adopt()
-                .map(|m| (m.namespace.clone(), m.name.clone(), patch.clone()));
+                .to_adopt
+                .iter()
+                .map(|(namespace, name)| (namespace.clone(), name.clone(), patch.clone()));
             service_mappings::patch_each(
                 &ctx.client,
                 ar,
@@ -504,7 +550,7 @@ async fn delete_legacy_objects(
     checked: &BackupCheck,
     objects: Vec<(legacy::LegacyObject, Option<DynamicObject>)>,
     unserved: Vec<String>,
-    archived: &Archive,
+    archived: &[Value],
 ) -> Result<Deletion> {
     for kind in &unserved {
         tracing::info!(kind = %kind, "kind not served by this cluster; skipped");
@@ -513,11 +559,8 @@ async fn delete_legacy_objects(
         unserved,
         ..Default::default()
     };
-    let entries: BTreeMap<archive::ObjectKey, &Value> = archived
-        .objects
-        .iter()
-        .map(|o| (archive::key_of(o), o))
-        .collect();
+    let entries: BTreeMap<archive::ObjectKey, &Value> =
+        archived.iter().map(|o| (archive::key_of(o), o)).collect();
     // Every delete goes out at once: each is independent of the others, guarded by the
     // preconditions of its own object. Starting the workloads' deletes a few milliseconds
     // before the rest (table order) bought nothing: a deleted workload's Pods terminate
