@@ -30,44 +30,10 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
 
     // The namespace and the sources are independent: created and read in one round trip. Then
     // both copies are written together, and read back together.
-    let (namespace_exists, sources) = futures::try_join!(
-        ensure_namespace(ctx),
-        futures::future::try_join_all(config_maps::USER_CONFIG.map(|name| configmaps::get(
-            &ctx.client,
-            names::KYMA_SYSTEM,
-            name
-        )))
-    )?;
+    let (namespace_exists, present) = namespace_and_sources(ctx).await?;
     let now = jiff::Timestamp::now();
-    let mut present = Vec::new();
-    for (name, source) in config_maps::USER_CONFIG.into_iter().zip(sources) {
-        match source {
-            Some(source) => present.push((name, source)),
-            None => {
-                tracing::warn!(configmap = %format!("{}/{name}", names::KYMA_SYSTEM), "source ConfigMap does not exist; nothing to back up for it")
-            }
-        }
-    }
-    let target = |name: &str| format!("{}/{name}", names::BACKUP_NAMESPACE);
     let copied: Vec<String> = if ctx.dry_run {
-        // A dry-run write into a namespace that does not exist yet cannot be asked of the server.
-        if namespace_exists {
-            futures::future::try_join_all(present.iter().map(|(_, source)| async move {
-                configmaps::put(&ctx.client, &configmaps::backup_copy(source, now), true).await
-            }))
-            .await?;
-        }
-        for (name, _) in &present {
-            ctx.plan(
-                Step::Backup.name(),
-                &format!(
-                    "would copy ConfigMap {}/{name} to {}",
-                    names::KYMA_SYSTEM,
-                    target(name)
-                ),
-            );
-        }
-        present.iter().map(|(name, _)| target(name)).collect()
+        plan_copies(ctx, namespace_exists, &present, now).await?
     } else {
         futures::future::try_join_all(
             present
@@ -106,6 +72,57 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     let marked = cr::set_markers(&ctx.client, &[Step::Backup], false).await?;
     ctx.hand_on(&marked);
     Ok(Outcome::Done(summary))
+}
+
+/// Creates the backup namespace (whether it existed) while it reads the user ConfigMaps; each
+/// that exists, by name.
+async fn namespace_and_sources(ctx: &Ctx) -> Result<(bool, Vec<(&'static str, ConfigMap)>)> {
+    let (namespace_exists, sources) = futures::try_join!(
+        ensure_namespace(ctx),
+        futures::future::try_join_all(config_maps::USER_CONFIG.map(|name| configmaps::get(
+            &ctx.client,
+            names::KYMA_SYSTEM,
+            name
+        )))
+    )?;
+    let mut present = Vec::new();
+    for (name, source) in config_maps::USER_CONFIG.into_iter().zip(sources) {
+        match source {
+            Some(source) => present.push((name, source)),
+            None => {
+                tracing::warn!(configmap = %format!("{}/{name}", names::KYMA_SYSTEM), "source ConfigMap does not exist; nothing to back up for it")
+            }
+        }
+    }
+    Ok((namespace_exists, present))
+}
+
+/// A dry run's copies: asked of the server where the namespace exists, and planned.
+async fn plan_copies(
+    ctx: &Ctx,
+    namespace_exists: bool,
+    present: &[(&'static str, ConfigMap)],
+    now: jiff::Timestamp,
+) -> Result<Vec<String>> {
+    // A dry-run write into a namespace that does not exist yet cannot be asked of the server.
+    if namespace_exists {
+        futures::future::try_join_all(present.iter().map(|(_, source)| async move {
+            configmaps::put(&ctx.client, &configmaps::backup_copy(source, now), true).await
+        }))
+        .await?;
+    }
+    let target = |name: &str| format!("{}/{name}", names::BACKUP_NAMESPACE);
+    for (name, _) in present {
+        ctx.plan(
+            Step::Backup.name(),
+            &format!(
+                "would copy ConfigMap {}/{name} to {}",
+                names::KYMA_SYSTEM,
+                target(name)
+            ),
+        );
+    }
+    Ok(present.iter().map(|(name, _)| target(name)).collect())
 }
 
 /// Writes the copy of one source ConfigMap, reads it back and checks its data; returns where it is.

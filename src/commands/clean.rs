@@ -63,27 +63,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     let adoption = adopt_service_mappings(ctx, &survey.mappings).await?;
     let deletion =
         delete_legacy_objects(ctx, &checked, survey.objects, survey.unserved, &archived).await?;
-    let summary = format!(
-        "archive of {} objects and {} ServiceMappings verified; {} of {} ServiceMappings adopted{}; \
-         {} legacy objects deleted, {} absent, {} kept as the new operator's{}",
-        archived.len(),
-        archived_mappings,
-        adoption.adopted,
-        adoption.examined,
-        if adoption.crd_adopted {
-            " (and their CRD)"
-        } else {
-            ""
-        },
-        deletion.deleted.len(),
-        deletion.absent,
-        deletion.protected.len(),
-        if deletion.unserved.is_empty() {
-            String::new()
-        } else {
-            format!(", kinds not served: {}", deletion.unserved.join(", "))
-        },
-    );
+    let summary = closing_line(archived.len(), archived_mappings, &adoption, &deletion);
     if ctx.dry_run {
         ctx.plan(
             Step::Clean.name(),
@@ -105,6 +85,34 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     );
     cr::set_markers(&ctx.client, &[Step::Clean], false).await?;
     Ok(Outcome::Done(summary))
+}
+
+/// What clean did, for its closing line and its Event.
+fn closing_line(
+    objects: usize,
+    mappings: usize,
+    adoption: &Adoption,
+    deletion: &Deletion,
+) -> String {
+    format!(
+        "archive of {objects} objects and {mappings} ServiceMappings verified; {} of {} ServiceMappings adopted{}; \
+         {} legacy objects deleted, {} absent, {} kept as the new operator's{}",
+        adoption.adopted,
+        adoption.examined,
+        if adoption.crd_adopted {
+            " (and their CRD)"
+        } else {
+            ""
+        },
+        deletion.deleted.len(),
+        deletion.absent,
+        deletion.protected.len(),
+        if deletion.unserved.is_empty() {
+            String::new()
+        } else {
+            format!(", kinds not served: {}", deletion.unserved.join(", "))
+        },
+    )
 }
 
 /// The user ConfigMaps as the backup check saw them: each that existed (its copy has equal
