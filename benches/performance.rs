@@ -879,7 +879,9 @@ async fn create_loop(
         .service_mappings
         .items
         .iter()
-        .map(|m| serde_json::from_value(m.restored().expect("format 2")).expect("object"))
+        .map(|m| {
+            serde_json::from_value(m.restored().expect("valid").expect("format 2")).expect("object")
+        })
         .collect();
     // A client of its own, as the tool has, with nothing in front of it.
     let client = support::client_for(&c.kubeconfig).await;

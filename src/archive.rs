@@ -68,8 +68,47 @@ pub struct MappingEntry {
     /// (`prior` holds those): with `prior`, exactly the mapping before clean. Format 1 did not
     /// hold it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub object: Option<Value>,
+    pub object: Option<Compact>,
 }
+
+/// An archived object as compact JSON text, parsed only where it is used: parsed, 10 000
+/// ServiceMappings held several times the memory (clean's peak RSS 73 MiB against 50).
+///
+/// Two are equal when their texts are: every one is written from a parsed value (keys in
+/// order, numbers as serde_json writes them) and read back as that same text.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Compact(Box<serde_json::value::RawValue>);
+
+impl Compact {
+    pub fn of(value: &Value) -> Result<Compact> {
+        serde_json::value::to_raw_value(value)
+            .map(Compact)
+            .map_err(|e| Error::Archive {
+                reason: format!("encoding an archived object: {e}"),
+            })
+    }
+
+    /// The object, parsed.
+    pub fn value(&self) -> Result<Value> {
+        serde_json::from_str(self.0.get()).map_err(|e| Error::Archive {
+            reason: format!("an archived object is not valid JSON: {e}"),
+        })
+    }
+
+    /// Whether `value` is this object.
+    pub fn holds(&self, value: &Value) -> bool {
+        serde_json::to_string(value).is_ok_and(|text| text == self.0.get())
+    }
+}
+
+impl PartialEq for Compact {
+    fn eq(&self, other: &Compact) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
+impl Eq for Compact {}
 
 impl MappingEntry {
     /// The entry of a mapping as read now: its content, and what it carries of the adoption.
@@ -78,16 +117,17 @@ impl MappingEntry {
             namespace: if namespaced { object.namespace() } else { None },
             name: object.name_any(),
             prior: Prior::of(&object.metadata),
-            object: Some(without_adoption(archival(object)?)),
+            object: Some(Compact::of(&without_adoption(archival(object)?))?),
         })
     }
 
     /// The mapping as it was before clean (its content with the adoption's keys it had then);
     /// `None` when the archive holds its name only (format 1).
-    pub fn restored(&self) -> Option<Value> {
+    pub fn restored(&self) -> Result<Option<Value>> {
         self.object
             .as_ref()
-            .map(|o| self.prior.applied_to(o.clone()))
+            .map(|o| o.value().map(|v| self.prior.applied_to(v)))
+            .transpose()
     }
 
     /// `ServiceMapping ns/name`, for messages.
@@ -960,8 +1000,11 @@ mod tests {
             name: name.into(),
             prior,
             object: Some(
-                json!({"apiVersion": "connectivityproxy.sap.com/v1", "kind": "ServiceMapping",
+                Compact::of(
+                    &json!({"apiVersion": "connectivityproxy.sap.com/v1", "kind": "ServiceMapping",
                 "metadata": {"name": name, "labels": {"team": "a"}}, "spec": spec}),
+                )
+                .unwrap(),
             ),
         }
     }
@@ -996,11 +1039,11 @@ mod tests {
             "clean's adoption is not what it carried before"
         );
         assert_eq!(
-            m.object.as_ref().unwrap()["spec"]["port"],
+            m.object.as_ref().unwrap().value().unwrap()["spec"]["port"],
             2,
             "the content is the newest"
         );
-        let restored = m.restored().unwrap();
+        let restored = m.restored().unwrap().unwrap();
         assert_eq!(
             restored["metadata"]["labels"],
             json!({"team": "a", (names::OPERATOR_LABEL): "x"})
@@ -1020,7 +1063,7 @@ mod tests {
         .unwrap();
         let entry = MappingEntry::of(&read, false).unwrap();
         assert_eq!(
-            entry.object,
+            entry.object.as_ref().map(|o| o.value().unwrap()),
             Some(
                 json!({"apiVersion": "connectivityproxy.sap.com/v1", "kind": "ServiceMapping",
                 "metadata": {"name": "m", "annotations": {"note": "kept"}}, "spec": {"type": "TCP"}})
@@ -1029,7 +1072,7 @@ mod tests {
         assert_eq!(entry.prior.labels.len(), 1);
         assert_eq!(entry.prior.annotations.len(), 1);
         assert!(!entry.prior.is_adoption(), "one annotation is missing");
-        let restored = entry.restored().unwrap();
+        let restored = entry.restored().unwrap().unwrap();
         assert_eq!(restored["metadata"]["labels"], read_labels(&read));
         assert_eq!(restored["metadata"]["annotations"]["note"], "kept");
     }
@@ -1058,7 +1101,7 @@ mod tests {
         gz.write_all(v1.to_string().as_bytes()).unwrap();
         let a = Archive::decode(&gz.finish().unwrap()).unwrap();
         assert_eq!(a.format, FORMAT, "rewritten in this tool's format");
-        assert_eq!(a.service_mappings.items[0].restored(), None);
+        assert_eq!(a.service_mappings.items[0].restored().unwrap(), None);
         assert_eq!(a.service_mappings.crd, Some(Prior::default()));
     }
 }

@@ -513,7 +513,10 @@ async fn the_archive_holds_what_clean_changed(
         .items
         .iter()
         .map(|m| {
-            let restored = m.restored().expect("format 2: each mapping in full");
+            let restored = m
+                .restored()
+                .expect("a valid archived object")
+                .expect("format 2: each mapping in full");
             (m.name.clone(), archived_form(&restored))
         })
         .collect();

@@ -282,7 +282,7 @@ fn drift(archive: &archive::Archive, now: &ServiceMappings) -> MappingsDrift {
                 if entry
                     .object
                     .as_ref()
-                    .is_some_and(|o| archive::digest(o) != *d)
+                    .is_some_and(|o| o.value().map(|o| archive::digest(&o)).ok() != Some(*d))
                 {
                     drift.changed += 1;
                 }

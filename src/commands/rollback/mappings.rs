@@ -331,7 +331,7 @@ async fn unadopt_present(
         let entry = &archived.items[i];
         if let Some(object) = &entry.object {
             let now = archive::archival(m).map(archive::without_adoption).ok();
-            if now.as_ref() != Some(object) {
+            if !now.is_some_and(|now| object.holds(&now)) {
                 tracing::warn!(object = %entry.display(), "changed since the archive was written; left as it is");
                 changed.push(entry.display());
                 return None;
@@ -363,7 +363,7 @@ async fn recreate(
     settling: Option<tokio::time::Instant>,
 ) -> Result<bool> {
     let what = entry.display();
-    let Some(wanted) = entry.restored() else {
+    let Some(wanted) = entry.restored()? else {
         return Ok(false);
     };
     let object: DynamicObject = decode(wanted.clone(), &|| what.clone())?;
