@@ -16,11 +16,14 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
-use cp_mod_migrator::names::{self, config_maps, markers};
 use cp_mod_migrator::steps::check::{CheckReport, Method, Reason};
+use support::config_maps::{cm_api, put_configmap, set_port};
+use support::contract::{self, legacy_marker, markers};
+use support::fixtures::legacy_configmap;
 use support::generators::{document, sample, schema_shaped_document};
 use support::legacy_cases::*;
 use support::rbac::as_migrator_service_account;
+use support::unchanged::assert_writes_nothing_as;
 use support::*;
 
 /// Cases drawn from each generator (CP_CHECK_GENERATED raises it for a longer run).
@@ -132,14 +135,8 @@ fn fixture_cases() -> Vec<(&'static str, String)> {
     ]
     .into_iter()
     .map(|(name, dir)| {
-        let text =
-            std::fs::read_to_string(fixture_dir(dir).join("30-configmap-connectivity-proxy.yaml"))
-                .expect("fixture");
-        let cm: ConfigMap = from_yaml(&text);
-        (
-            name,
-            cm.data.expect("data")[config_maps::CONFIG_KEY].clone(),
-        )
+        let cm = legacy_configmap(dir);
+        (name, cm.data.expect("data")[KEY].clone())
     })
     .collect()
 }
@@ -422,20 +419,12 @@ async fn set_document(client: &Client, text: &str) {
         .expect("patch ConfigMap");
 }
 
-/// Runs `check` with `args` and asserts that the cluster is exactly as before (every object,
-/// resourceVersion included).
+/// Runs `check` with `args` as the ServiceAccount of `kubeconfig`, which it may not be refused:
+/// it writes nothing at all.
 async fn check_unchanged(c: &TestCluster, kubeconfig: &Path, args: &[&str]) -> RunResult {
-    let before = c.snapshot().await;
     let mut all = vec!["check"];
     all.extend_from_slice(args);
-    let r = run_tool(kubeconfig, &all);
-    let after = c.snapshot().await;
-    let changed: Vec<&String> = before
-        .keys()
-        .chain(after.keys())
-        .filter(|k| before.get(*k) != after.get(*k))
-        .collect();
-    assert!(changed.is_empty(), "check {args:?} changed {changed:?}");
+    let r = assert_writes_nothing_as(c, kubeconfig, &all).await;
     assert!(
         !r.stderr.contains("forbidden"),
         "check {args:?} was refused:\n{}",
@@ -616,14 +605,7 @@ async fn check_changes_nothing_and_answers_as_the_service_account() {
     set_document(&c.client, &original).await;
 
     // Marked migrated: nothing to do.
-    let crs = cp_mod_migrator::cr::api(&c.client);
-    crs.patch(
-        names::cr::NAME,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"annotations": {markers::MIGRATED: "true"}}})),
-    )
-    .await
-    .expect("mark");
+    cr::annotate(&c, &[(markers::MIGRATED, "true")]).await;
     let r = check_unchanged(&c, &sa, &[]).await;
     r.assert_ok();
     assert!(
@@ -634,7 +616,8 @@ async fn check_changes_nothing_and_answers_as_the_service_account() {
     );
 
     // The CR is not there yet: judged offline with the cluster's CRD, from the default CR.
-    crs.delete(names::cr::NAME, &DeleteParams::default())
+    cr::api(&c.client)
+        .delete(contract::cr::NAME, &DeleteParams::default())
         .await
         .expect("delete CR");
     let report = json_report(&check_unchanged(&c, &sa, &["-o", "json"]).await);
@@ -660,8 +643,8 @@ async fn check_changes_nothing_and_answers_as_the_service_account() {
     );
 
     // No legacy installation: nothing to migrate, ready.
-    let sts: Api<StatefulSet> = Api::namespaced(c.client.clone(), names::KYMA_SYSTEM);
-    sts.delete(names::legacy_marker::STATEFULSET, &DeleteParams::default())
+    let sts: Api<StatefulSet> = Api::namespaced(c.client.clone(), contract::KYMA_SYSTEM);
+    sts.delete(legacy_marker::STATEFULSET, &DeleteParams::default())
         .await
         .expect("delete StatefulSet");
     let r = check_unchanged(&c, &sa, &["-o", "json"]).await;

@@ -17,9 +17,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::config_maps::set_port;
 use support::faultproxy::{FaultProxy, Seen};
 use support::kubeconfigs::{self, Kubeconfig, closed_port, joined, run_with_kubeconfig_env};
-use support::legacy_cases::set_port;
 use support::*;
 
 const PORT_KEY: &str = "onpremise_proxy_http_port";

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use super::values::str_of;
 use super::{RunResult, run_tool_with_env};
 
 /// Runs the tool with the client's request log (kube_client at debug) in its JSON log lines.
@@ -81,8 +82,4 @@ pub fn parse_request(method: &str, url: &str) -> Option<Request> {
         namespace,
         name,
     })
-}
-
-fn str_of(v: &Value) -> &str {
-    v.as_str().unwrap_or_default()
 }
