@@ -45,6 +45,9 @@ pub const OPERATOR_DEPLOYMENT: &str = "connectivity-proxy-operator";
 /// SPEC, clean step 3: clean's archive, Secret(s) of type Opaque in the backup namespace.
 pub const ARCHIVE: &str = "connectivity-proxy-legacy-archive";
 
+/// SPEC, Names and migrate step 7: the shared-tenant secret name.
+pub const SHARED_TENANT_SECRET: &str = "connectivity-proxy-service-key";
+
 /// SPEC, Names: the user configuration and the proxy ports, in kyma-system.
 pub const USER_CONFIG: [&str; 2] = ["connectivity-proxy", "connectivity-proxy-info"];
 /// SPEC, Names: the key of the user configuration.

@@ -5,6 +5,7 @@
 pub mod config_maps;
 pub mod contract;
 pub mod cr;
+pub mod crash_rig;
 pub mod events;
 pub mod faultproxy;
 pub mod fixtures;
