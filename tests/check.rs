@@ -26,12 +26,27 @@ use support::rbac::as_migrator_service_account;
 use support::unchanged::assert_writes_nothing_as;
 use support::*;
 
-/// Cases drawn from each generator (CP_CHECK_GENERATED raises it for a longer run).
+/// Cases drawn from each generator, unless CP_CHECK_GENERATED says otherwise.
+const GENERATED_PER_GENERATOR: usize = 150;
+
+/// Cases drawn from each generator (CP_CHECK_GENERATED changes it, for a longer run; .ci/run
+/// refuses to run with it).
 fn generated_per_generator() -> usize {
     std::env::var("CP_CHECK_GENERATED")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(150)
+        .unwrap_or(GENERATED_PER_GENERATOR)
+}
+
+/// What the summary and every failure add when CP_CHECK_GENERATED was in effect.
+fn generated_note() -> String {
+    match std::env::var("CP_CHECK_GENERATED") {
+        Ok(v) => format!(
+            " (CP_CHECK_GENERATED={v} was in effect: {} cases per generator instead of {GENERATED_PER_GENERATOR})",
+            generated_per_generator()
+        ),
+        Err(_) => String::new(),
+    }
 }
 
 /// Configurations of my own that reach every rule of the CRD's schema.
@@ -386,8 +401,9 @@ async fn offline_check_names_what_the_server_names_for_every_configuration() {
             failures.push(format!("{}:\n    {}", f.name, f.problems.join("\n    ")));
         }
     }
+    let note = generated_note();
     eprintln!(
-        "check agreement: {} cases ({kinds:?}), {} disagree; clusters ready in {:.1}s, cases took {:.1}s ({:.0} ms a case)",
+        "check agreement: {} cases ({kinds:?}), {} disagree; clusters ready in {:.1}s, cases took {:.1}s ({:.0} ms a case){note}",
         findings.len(),
         failures.len(),
         ready_at.as_secs_f64(),
@@ -400,9 +416,12 @@ async fn offline_check_names_what_the_server_names_for_every_configuration() {
         "not ready: fields lost",
         "not ready: rejected by the schema",
     ] {
-        assert!(kinds.contains_key(kind), "no case was {kind:?}: {kinds:?}");
+        assert!(
+            kinds.contains_key(kind),
+            "no case was {kind:?}: {kinds:?}{note}"
+        );
     }
-    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    assert!(failures.is_empty(), "\n{}{note}", failures.join("\n"));
 }
 
 // ---------------------------------------------------------------------------------------------
