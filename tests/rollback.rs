@@ -13,6 +13,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
+use support::archive::{archive_data, archived_form, delete_archive, is_archive, key_of};
 use support::contract::{
     self, BACKUP_NAMESPACE, KYMA_SYSTEM, adoption, is_adopted, legacy_keys, markers,
     service_mapping,
@@ -795,32 +796,6 @@ async fn a_reenabled_module_replaces_the_archive_and_migrates_again(
 // ---------------------------------------------------------------------------------------------
 // Comparisons
 
-/// The snapshot key of an object that carries its apiVersion and kind.
-fn key_of(o: &Value) -> String {
-    let api_version = o["apiVersion"].as_str().expect("apiVersion");
-    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
-    format!(
-        "{group}/{} {}/{}",
-        o["kind"].as_str().expect("kind"),
-        o["metadata"]["namespace"].as_str().unwrap_or_default(),
-        o["metadata"]["name"].as_str().expect("name")
-    )
-}
-
-/// An object as the archive keeps it: no server-owned metadata, no status, no allocated
-/// Service addresses; its version aside (the archive may read a kind at another one).
-fn archived_form(o: &Value) -> Value {
-    let mut v = normalize(o);
-    if let Some(m) = v.as_object_mut() {
-        m.remove("status");
-        m.remove("apiVersion");
-    }
-    if o["kind"] == "Service" {
-        drop_allocated_addresses(&mut v);
-    }
-    v
-}
-
 /// The module's CRD and CR: gone after it was disabled.
 fn is_module(key: &str) -> bool {
     key == format!(
@@ -878,52 +853,5 @@ fn as_before_the_migration(pristine: &Snap, after: &Snap, except: &[&str]) {
         diff.is_empty(),
         "not as before the migration:\n{}",
         diff.join("\n")
-    );
-}
-
-// ---------------------------------------------------------------------------------------------
-// The archive's Secrets
-
-fn is_archive(s: &Secret) -> bool {
-    s.name_any().starts_with(contract::ARCHIVE)
-}
-
-/// The archive's Secrets as stored.
-async fn archive_secrets(client: &Client) -> Vec<Secret> {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), BACKUP_NAMESPACE);
-    let listed = secrets
-        .list(&ListParams::default())
-        .await
-        .expect("list Secrets");
-    listed.items.into_iter().filter(is_archive).collect()
-}
-
-/// The stored data of the archive's Secrets (base64, as an API response carries it).
-async fn archive_data(client: &Client) -> Vec<String> {
-    let mut out = Vec::new();
-    for s in archive_secrets(client).await {
-        let v = serde_json::to_value(&s).expect("json");
-        for d in v["data"].as_object().into_iter().flat_map(|d| d.values()) {
-            out.push(d.as_str().expect("base64").to_string());
-        }
-    }
-    assert!(!out.is_empty(), "the archive has data");
-    out
-}
-
-/// What a cluster cleaned by an older tool lacks.
-async fn delete_archive(client: &Client) {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), BACKUP_NAMESPACE);
-    for s in archive_secrets(client).await {
-        secrets
-            .delete(&s.name_any(), &DeleteParams::default())
-            .await
-            .expect("delete the archive");
-    }
-    assert!(
-        cp_mod_migrator::archive::read(client)
-            .await
-            .expect("read the archive")
-            .is_none()
     );
 }

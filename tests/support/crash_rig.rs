@@ -19,18 +19,17 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 use cp_mod_migrator::archive;
-use cp_mod_migrator::names;
 
+use super::archive::{archive_key, with_archive_decoded};
 use super::contract::{
-    self, ARCHIVE, BACKUP_NAMESPACE, KYMA_SYSTEM, SHARED_TENANT_SECRET, USER_CONFIG, legacy_marker,
-    markers, service_mapping,
+    self, BACKUP_NAMESPACE, KYMA_SYSTEM, SHARED_TENANT_SECRET, USER_CONFIG, legacy_marker, markers,
+    service_mapping,
 };
 use super::events::event_reasons;
 use super::faultproxy::{FaultProxy, Hook, Schedule, Seen};
 use super::snapshot::*;
 use super::{
-    RUN_LIMIT, RunResult, Tenant, TestCluster, cr, decoded_archive, finish, operator,
-    service_mappings, spawn_tool,
+    RUN_LIMIT, RunResult, Tenant, TestCluster, cr, finish, operator, service_mappings, spawn_tool,
 };
 
 /// Clusters alive at once in this test binary: the machine has two cores, and an API server
@@ -105,22 +104,6 @@ impl Command {
     }
 }
 
-/// Snapshot key of the archive's Secret (it holds the archive inline at this size).
-pub fn archive_key() -> String {
-    format!("/Secret {}/{}", BACKUP_NAMESPACE, ARCHIVE)
-}
-
-/// `state` with the inline archive's data as the archive it decodes to.
-pub fn with_archive_decoded(mut state: State) -> State {
-    if let Some(secret) = state.get_mut(&archive_key())
-        && secret["data"].get(names::archive::DATA_KEY).is_some()
-    {
-        let archive = serde_json::to_value(decoded_archive(secret)).expect("archive as JSON");
-        secret["data"] = json!({ "(decoded)": archive });
-    }
-    state
-}
-
 /// Snapshot key of the ServiceMapping CRD.
 pub fn service_mapping_crd_key() -> String {
     format!(
@@ -179,7 +162,7 @@ pub async fn mappings_changed_while_the_module_ran(cluster: &TestCluster) {
 }
 
 /// The legacy objects of a snapshot, by snapshot key and by archive key.
-pub fn legacy_objects(s: &Snap) -> Vec<(String, archive::ObjectKey)> {
+pub fn legacy_objects_in(s: &Snap) -> Vec<(String, archive::ObjectKey)> {
     s.iter()
         .filter_map(|(key, o)| {
             let namespace = o.value["metadata"]["namespace"].as_str().unwrap_or("");
@@ -227,7 +210,7 @@ impl Rig {
         let cluster = TestCluster::with(tenant.fixtures()).await;
         let proxy = FaultProxy::start(&cluster.kubeconfig, cluster.dir());
         let before = snap(&cluster.client, &discover(&cluster.client).await).await;
-        let legacy = legacy_objects(&before);
+        let legacy = legacy_objects_in(&before);
         assert_eq!(legacy.len(), 35, "the legacy fixture");
         let mappings_before = service_mappings_in(&state_across_recreation(&before));
         match command {

@@ -2,6 +2,7 @@
 //! and running the built binary against it.
 #![allow(dead_code)]
 
+pub mod archive;
 pub mod config_maps;
 pub mod contract;
 pub mod cr;
@@ -371,14 +372,6 @@ pub fn object_key(ar: &ApiResource, obj: &DynamicObject) -> String {
         obj.namespace().unwrap_or_default(),
         obj.name_any()
     )
-}
-
-/// The archive that an inline archive Secret (as JSON, e.g. from a snapshot) holds.
-pub fn decoded_archive(secret: &Value) -> cp_mod_migrator::archive::Archive {
-    let bytes: k8s_openapi::ByteString =
-        serde_json::from_value(secret["data"][cp_mod_migrator::names::archive::DATA_KEY].clone())
-            .expect("archive data");
-    cp_mod_migrator::archive::Archive::decode(&bytes.0).expect("archive decodes")
 }
 
 /// What one run of the binary did.

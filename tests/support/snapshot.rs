@@ -14,9 +14,10 @@ use serde_json::{Value, json};
 
 use cp_mod_migrator::names::{archive, backup};
 
-use super::contract::{ARCHIVE, BACKUP_NAMESPACE, KYMA_SYSTEM};
+use super::archive::{archive_key, decoded_archive};
+use super::contract::KYMA_SYSTEM;
 use super::operator::wait_undiscoverable;
-use super::{decoded_archive, drop_server_owned, listable_kinds, object_key};
+use super::{drop_server_owned, listable_kinds, object_key};
 
 /// Every listable kind of the cluster except the ones the server itself keeps writing.
 #[derive(Clone)]
@@ -203,7 +204,7 @@ pub fn comparable_across_clusters(snapshot: State) -> State {
         })
         .map(|(k, mut v)| {
             // The archive holds the CR's uid: compare what it holds, without it.
-            if k == format!("/Secret {}/{}", BACKUP_NAMESPACE, ARCHIVE) {
+            if k == archive_key() {
                 let mut archive = serde_json::to_value(decoded_archive(&v)).expect("archive");
                 archive["crUid"] = Value::Null;
                 v["data"] = archive;
