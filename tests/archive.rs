@@ -6,19 +6,21 @@ mod support;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use serde_json::{Value, json};
 
 use cp_mod_migrator::archive;
-use cp_mod_migrator::names::{self, markers};
-use support::snapshot::state_diff;
+use cp_mod_migrator::names;
+use support::contract::{BACKUP_NAMESPACE, markers};
+use support::fixtures::legacy_priority_class_back;
+use support::unchanged::assert_writes_nothing;
 use support::*;
 
 /// The index Secret's annotations that say where the archive is.
 async fn index(c: &TestCluster) -> (Option<String>, Option<String>) {
-    let secrets: Api<Secret> = Api::namespaced(c.client.clone(), names::BACKUP_NAMESPACE);
+    let secrets: Api<Secret> = Api::namespaced(c.client.clone(), BACKUP_NAMESPACE);
     let index = secrets
-        .get(names::archive::SECRET)
+        .get(support::contract::ARCHIVE)
         .await
         .expect("the archive's index");
     let a = index.annotations();
@@ -31,23 +33,8 @@ async fn index(c: &TestCluster) -> (Option<String>, Option<String>) {
 /// clean again for the same CR: its marker removed, and the legacy PriorityClass back with a
 /// label of its own, as the control plane might bring it.
 async fn clean_again_with_a_changed_priority_class(c: &TestCluster, label: &str, part_bytes: &str) {
-    let pc: Value = json!({
-        "apiVersion": "scheduling.k8s.io/v1",
-        "kind": "PriorityClass",
-        "metadata": {"name": "connectivity-proxy-priority-class", "labels": {"changed": label}},
-        "value": 2000000,
-        "globalDefault": false,
-    });
-    c.apply(&serde_json::from_value(pc).expect("PriorityClass"))
-        .await;
-    cp_mod_migrator::cr::api(&c.client)
-        .patch(
-            names::cr::NAME,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {markers::CLEANED: null}}})),
-        )
-        .await
-        .expect("remove the cleaned marker");
+    legacy_priority_class_back(c, label).await;
+    cr::remove_annotations(c, &[markers::CLEANED]).await;
     let r = c.run(&["--archive-part-bytes", part_bytes, "clean"]);
     r.assert_ok();
     assert!(
@@ -141,23 +128,17 @@ async fn an_archive_in_parts_is_rewritten_beside_the_current_set_and_rollback_re
 }
 
 /// An archive that would need more parts than the manifest names is refused before anything
-/// is adopted or deleted.
+/// is written: nothing adopted or deleted, and no part of the archive left behind.
 #[tokio::test]
 async fn an_archive_too_large_for_its_parts_stops_clean_before_it_changes_anything() {
     let c = TestCluster::legacy_and_module().await;
     for step in ["migrate", "backup"] {
         c.run(&[step]).assert_ok();
     }
-    let before = c.snapshot().await;
-    let r = c.run(&["--archive-part-bytes", "100", "clean"]);
+    // Nothing written: no object adopted or deleted, and no part of the archive either.
+    let r = assert_writes_nothing(&c, &["--archive-part-bytes", "100", "clean"]).await;
     r.assert_failed_with(&[
         "clean's archive of the legacy installation",
         "more than 4 parts",
     ]);
-    let after = c.snapshot().await;
-    let changed: Vec<String> = state_diff(&before, &after)
-        .into_iter()
-        .filter(|d| !d.contains("/Event ") && !d.contains(names::archive::SECRET))
-        .collect();
-    assert_eq!(changed, Vec::<String>::new(), "nothing adopted or deleted");
 }

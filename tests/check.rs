@@ -17,18 +17,36 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
 use cp_mod_migrator::commands::check::{CheckReport, Method, Reason};
-use cp_mod_migrator::names::{self, config_maps, markers};
+use support::config_maps::{cm_api, put_configmap, set_port};
+use support::contract::{self, legacy_marker, markers};
+use support::fixtures::legacy_configmap;
 use support::generators::{document, sample, schema_shaped_document};
 use support::legacy_cases::*;
 use support::rbac::as_migrator_service_account;
+use support::unchanged::assert_writes_nothing_as;
 use support::*;
 
-/// Cases drawn from each generator (CP_CHECK_GENERATED raises it for a longer run).
+/// Cases drawn from each generator, unless CP_CHECK_GENERATED says otherwise.
+const GENERATED_PER_GENERATOR: usize = 150;
+
+/// Cases drawn from each generator (CP_CHECK_GENERATED changes it, for a longer run; .ci/run
+/// refuses to run with it).
 fn generated_per_generator() -> usize {
     std::env::var("CP_CHECK_GENERATED")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(150)
+        .unwrap_or(GENERATED_PER_GENERATOR)
+}
+
+/// What the summary and every failure add when CP_CHECK_GENERATED was in effect.
+fn generated_note() -> String {
+    match std::env::var("CP_CHECK_GENERATED") {
+        Ok(v) => format!(
+            " (CP_CHECK_GENERATED={v} was in effect: {} cases per generator instead of {GENERATED_PER_GENERATOR})",
+            generated_per_generator()
+        ),
+        Err(_) => String::new(),
+    }
 }
 
 /// Configurations of my own that reach every rule of the CRD's schema.
@@ -132,14 +150,8 @@ fn fixture_cases() -> Vec<(&'static str, String)> {
     ]
     .into_iter()
     .map(|(name, dir)| {
-        let text =
-            std::fs::read_to_string(fixture_dir(dir).join("30-configmap-connectivity-proxy.yaml"))
-                .expect("fixture");
-        let cm: ConfigMap = from_yaml(&text);
-        (
-            name,
-            cm.data.expect("data")[config_maps::CONFIG_KEY].clone(),
-        )
+        let cm = legacy_configmap(dir);
+        (name, cm.data.expect("data")[KEY].clone())
     })
     .collect()
 }
@@ -389,8 +401,9 @@ async fn offline_check_names_what_the_server_names_for_every_configuration() {
             failures.push(format!("{}:\n    {}", f.name, f.problems.join("\n    ")));
         }
     }
+    let note = generated_note();
     eprintln!(
-        "check agreement: {} cases ({kinds:?}), {} disagree; clusters ready in {:.1}s, cases took {:.1}s ({:.0} ms a case)",
+        "check agreement: {} cases ({kinds:?}), {} disagree; clusters ready in {:.1}s, cases took {:.1}s ({:.0} ms a case){note}",
         findings.len(),
         failures.len(),
         ready_at.as_secs_f64(),
@@ -403,9 +416,12 @@ async fn offline_check_names_what_the_server_names_for_every_configuration() {
         "not ready: fields lost",
         "not ready: rejected by the schema",
     ] {
-        assert!(kinds.contains_key(kind), "no case was {kind:?}: {kinds:?}");
+        assert!(
+            kinds.contains_key(kind),
+            "no case was {kind:?}: {kinds:?}{note}"
+        );
     }
-    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    assert!(failures.is_empty(), "\n{}{note}", failures.join("\n"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -422,20 +438,12 @@ async fn set_document(client: &Client, text: &str) {
         .expect("patch ConfigMap");
 }
 
-/// Runs `check` with `args` and asserts that the cluster is exactly as before (every object,
-/// resourceVersion included).
+/// Runs `check` with `args` as the ServiceAccount of `kubeconfig`, which it may not be refused:
+/// it writes nothing at all.
 async fn check_unchanged(c: &TestCluster, kubeconfig: &Path, args: &[&str]) -> RunResult {
-    let before = c.snapshot().await;
     let mut all = vec!["check"];
     all.extend_from_slice(args);
-    let r = run_tool(kubeconfig, &all);
-    let after = c.snapshot().await;
-    let changed: Vec<&String> = before
-        .keys()
-        .chain(after.keys())
-        .filter(|k| before.get(*k) != after.get(*k))
-        .collect();
-    assert!(changed.is_empty(), "check {args:?} changed {changed:?}");
+    let r = assert_writes_nothing_as(c, kubeconfig, &all).await;
     assert!(
         !r.stderr.contains("forbidden"),
         "check {args:?} was refused:\n{}",
@@ -616,14 +624,7 @@ async fn check_changes_nothing_and_answers_as_the_service_account() {
     set_document(&c.client, &original).await;
 
     // Marked migrated: nothing to do.
-    let crs = cp_mod_migrator::cr::api(&c.client);
-    crs.patch(
-        names::cr::NAME,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"annotations": {markers::MIGRATED: "true"}}})),
-    )
-    .await
-    .expect("mark");
+    cr::annotate(&c, &[(markers::MIGRATED, "true")]).await;
     let r = check_unchanged(&c, &sa, &[]).await;
     r.assert_ok();
     assert!(
@@ -634,7 +635,8 @@ async fn check_changes_nothing_and_answers_as_the_service_account() {
     );
 
     // The CR is not there yet: judged offline with the cluster's CRD, from the default CR.
-    crs.delete(names::cr::NAME, &DeleteParams::default())
+    cr::api(&c.client)
+        .delete(contract::cr::NAME, &DeleteParams::default())
         .await
         .expect("delete CR");
     let report = json_report(&check_unchanged(&c, &sa, &["-o", "json"]).await);
@@ -660,8 +662,8 @@ async fn check_changes_nothing_and_answers_as_the_service_account() {
     );
 
     // No legacy installation: nothing to migrate, ready.
-    let sts: Api<StatefulSet> = Api::namespaced(c.client.clone(), names::KYMA_SYSTEM);
-    sts.delete(names::legacy_marker::STATEFULSET, &DeleteParams::default())
+    let sts: Api<StatefulSet> = Api::namespaced(c.client.clone(), contract::KYMA_SYSTEM);
+    sts.delete(legacy_marker::STATEFULSET, &DeleteParams::default())
         .await
         .expect("delete StatefulSet");
     let r = check_unchanged(&c, &sa, &["-o", "json"]).await;

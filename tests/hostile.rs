@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::ConfigMap;
 use serde_json::Value;
 
+use support::config_maps::{cm_api, put_configmap};
 use support::legacy_cases::*;
-use support::snapshot::{Kinds, discover, snap, values};
+use support::snapshot::{Kinds, discover, snap, state_of, values};
 use support::*;
 
 /// Clusters at once (two shared cores).
@@ -29,17 +30,6 @@ const RSS_BOUND_KIB: i64 = 256 * 1024;
 static BASELINE_RSS_KIB: AtomicUsize = AtomicUsize::new(0);
 
 // ---------------------------------------------------------------------------------------------
-
-/// Without what the server owns, for comparing with the state before the first case.
-fn normalized(s: &BTreeMap<String, Value>) -> BTreeMap<String, Value> {
-    s.iter()
-        .map(|(k, v)| {
-            let mut v = v.clone();
-            drop_server_owned(&mut v);
-            (k.clone(), v)
-        })
-        .collect()
-}
 
 /// A finished run, with its wall time and peak memory.
 struct Measured {
@@ -201,7 +191,7 @@ async fn check_case(
     for cm in originals.values() {
         put_configmap(&c.client, cm).await;
     }
-    let now = normalized(&values(&snap(&c.client, kinds).await));
+    let now = state_of(&snap(&c.client, kinds).await);
     assert_eq!(
         &now, pristine,
         "test rig: the cluster is not back in its state before the cases (after {:?})",
@@ -234,7 +224,7 @@ async fn hostile_legacy_configurations_fail_cleanly_and_change_nothing() {
                 let cm = cm_api(&c.client).get(name).await.expect("legacy ConfigMap");
                 originals.insert(name.to_string(), cm);
             }
-            let pristine = normalized(&values(&snap(&c.client, &kinds).await));
+            let pristine = state_of(&snap(&c.client, &kinds).await);
             // The same measurement of a run that does nothing: wait4 reports the larger of the
             // tool's peak and what it inherited from this test process when it was spawned.
             let baseline = run_measured(&c.kubeconfig, &["--version"])

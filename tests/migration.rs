@@ -5,161 +5,24 @@ mod support;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::ResourceExt;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
+use support::config_maps::{configmap, set_configmap, set_legacy_config};
+use support::contract::{self, is_adopted, markers, remaining_legacy_objects};
+use support::events::event_reasons;
+use support::fixtures::{
+    default_cr_config, fixture_configmap, legacy_configmap, legacy_document,
+    legacy_without_istio_or_gardener,
+};
 use support::requests::{requests_in, run_logged};
-use support::snapshot::state_diff;
+use support::unchanged::{assert_unchanged, assert_writes_nothing};
+use support::values::{at, dotted, leaves};
 use support::*;
 
-use cp_mod_migrator::{legacy, names, termination};
-
-// ---------------------------------------------------------------------------------------------
-// helpers
-
-fn fixture_configmap(file: &str) -> ConfigMap {
-    let text = std::fs::read_to_string(fixture_dir(LEGACY).join(file)).expect("fixture");
-    from_yaml(&text)
-}
-
-/// The legacy document of a fixture, parsed independently of the tool.
-fn legacy_document(dir: &str) -> Value {
-    let text =
-        std::fs::read_to_string(fixture_dir(dir).join("30-configmap-connectivity-proxy.yaml"))
-            .expect("fixture");
-    let cm: ConfigMap = from_yaml(&text);
-    from_yaml(&cm.data.expect("data")["connectivity-proxy-config.yml"])
-}
-
-fn default_cr_config() -> Value {
-    let text =
-        std::fs::read_to_string(fixture_dir(MODULE).join("default-cr.yaml")).expect("fixture");
-    let cr: Value = from_yaml(&text);
-    cr["spec"]["config"].clone()
-}
-
-/// (dotted path, value) of every leaf; an empty mapping is a leaf.
-fn leaves(v: &Value, prefix: &str, out: &mut Vec<(String, Value)>) {
-    match v {
-        Value::Object(m) if !m.is_empty() => {
-            for (k, v) in m {
-                leaves(
-                    v,
-                    &if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    },
-                    out,
-                );
-            }
-        }
-        _ => out.push((prefix.to_string(), v.clone())),
-    }
-}
-
-fn at<'a>(v: &'a Value, dotted: &str) -> Option<&'a Value> {
-    dotted.split('.').try_fold(v, |v, k| v.get(k))
-}
-
-async fn set_configmap(c: &TestCluster, name: &str, data: BTreeMap<&str, &str>) {
-    let obj: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": name, "namespace": "kyma-system"},
-        "data": data,
-    }))
-    .expect("object");
-    c.apply(&obj).await;
-}
-
-async fn set_legacy_config(c: &TestCluster, text: &str) {
-    set_configmap(
-        c,
-        "connectivity-proxy",
-        [("connectivity-proxy-config.yml", text)].into(),
-    )
-    .await;
-}
-
-async fn annotate_cr(c: &TestCluster, annotations: &[(&str, &str)]) {
-    let ann: serde_json::Map<String, Value> = annotations
-        .iter()
-        .map(|(k, v)| (k.to_string(), json!(v)))
-        .collect();
-    cp_mod_migrator::cr::api(&c.client)
-        .patch(
-            "connectivity-proxy",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": ann}})),
-        )
-        .await
-        .expect("annotate CR");
-}
-
-async fn configmap(c: &TestCluster, ns: &str, name: &str) -> Option<ConfigMap> {
-    Api::<ConfigMap>::namespaced(c.client.clone(), ns)
-        .get_opt(name)
-        .await
-        .expect("get ConfigMap")
-}
-
-async fn remaining_legacy_objects(c: &TestCluster) -> Vec<String> {
-    let resolved = legacy::resolve(&c.client, names::LEGACY_OBJECTS)
-        .await
-        .expect("resolve");
-    let mut left = Vec::new();
-    for (row, ar) in names::LEGACY_OBJECTS.iter().zip(resolved) {
-        let Some(ar) = ar else { continue };
-        for name in row.names {
-            let api: Api<DynamicObject> = match row.namespace {
-                Some(ns) => Api::namespaced_with(c.client.clone(), ns, &ar),
-                None => Api::all_with(c.client.clone(), &ar),
-            };
-            if api.get_opt(name).await.expect("get").is_some() {
-                left.push(format!("{} {name}", row.kind));
-            }
-        }
-    }
-    left
-}
-
-fn adopted(meta: &kube::core::ObjectMeta) -> bool {
-    cp_mod_migrator::service_mappings::is_adopted(meta)
-}
-
-async fn event_reasons(c: &TestCluster) -> Vec<String> {
-    let events: Api<Event> = Api::namespaced(c.client.clone(), "kyma-system");
-    // Only the tool's Events on the CR: the server itself may report on other objects.
-    let mut reasons: Vec<String> = events
-        .list(&ListParams::default())
-        .await
-        .expect("events")
-        .items
-        .into_iter()
-        .filter(|e| {
-            e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("ConnectivityProxy")
-        })
-        .filter_map(|e| e.reason)
-        .collect();
-    reasons.sort();
-    reasons
-}
-
-/// Runs `args` and checks that it wrote nothing at all.
-async fn assert_writes_nothing(c: &TestCluster, args: &[&str]) -> RunResult {
-    let before = c.snapshot().await;
-    let out = c.run(args);
-    let after = c.snapshot().await;
-    assert_eq!(
-        state_diff(&before, &after),
-        Vec::<String>::new(),
-        "{args:?} changed the cluster:\n{}",
-        out.stderr
-    );
-    out
-}
+/// The most of a termination message the kubelet keeps.
+const TERMINATION_MESSAGE_BYTES: usize = 4096;
 
 // ---------------------------------------------------------------------------------------------
 // happy path
@@ -168,21 +31,29 @@ async fn assert_golden_state(c: &TestCluster, legacy_dir: &str, shared: bool) {
     let cr = c.cr().await;
     let config = &cr.data["spec"]["config"];
     // Every legacy leaf is present with its value.
-    let mut legacy_leaves = Vec::new();
-    leaves(&legacy_document(legacy_dir), "", &mut legacy_leaves);
+    let legacy_leaves = leaves(&legacy_document(legacy_dir));
     assert!(legacy_leaves.len() >= 10);
     for (path, value) in &legacy_leaves {
-        assert_eq!(at(config, path), Some(value), "legacy field {path}");
+        assert_eq!(
+            at(config, path),
+            Some(value),
+            "legacy field {}",
+            dotted(path)
+        );
     }
     // Every field only the CR had is kept.
-    let mut cr_leaves = Vec::new();
-    leaves(&default_cr_config(), "", &mut cr_leaves);
+    let cr_leaves = leaves(&default_cr_config());
     for (path, value) in cr_leaves
         .iter()
         .filter(|(p, _)| !legacy_leaves.iter().any(|(l, _)| l == p))
     {
-        if !path.ends_with(".port") {
-            assert_eq!(at(config, path), Some(value), "CR-only field {path}");
+        if path.last().map(String::as_str) != Some("port") {
+            assert_eq!(
+                at(config, path),
+                Some(value),
+                "CR-only field {}",
+                dotted(path)
+            );
         }
     }
     assert_eq!(config["servers"]["proxy"]["http"]["port"], json!(20003));
@@ -201,11 +72,7 @@ async fn assert_golden_state(c: &TestCluster, legacy_dir: &str, shared: bool) {
             "auto-provision"
         })
     );
-    for key in [
-        names::markers::MIGRATED,
-        names::markers::BACKED_UP,
-        names::markers::CLEANED,
-    ] {
+    for key in markers::ALL {
         assert_eq!(
             cr.annotations().get(key).map(String::as_str),
             Some("true"),
@@ -217,19 +84,17 @@ async fn assert_golden_state(c: &TestCluster, legacy_dir: &str, shared: bool) {
     let mut originals = vec![fixture_configmap(
         "31-configmap-connectivity-proxy-info.yaml",
     )];
-    let cfg_text = std::fs::read_to_string(
-        fixture_dir(legacy_dir).join("30-configmap-connectivity-proxy.yaml"),
-    )
-    .expect("fixture");
-    originals.push(from_yaml(&cfg_text));
+    originals.push(legacy_configmap(legacy_dir));
     for original in originals {
-        let copy = configmap(c, "connectivity-proxy-backup", &original.name_any())
+        let copy = configmap(c, contract::BACKUP_NAMESPACE, &original.name_any())
             .await
             .expect("backup copy");
         assert_eq!(copy.data, original.data, "{}", original.name_any());
-        assert_eq!(
-            copy.annotations().get(names::backup::SOURCE_ANNOTATION),
-            Some(&format!("kyma-system/{}", original.name_any()))
+        let source = format!("kyma-system/{}", original.name_any());
+        assert!(
+            copy.annotations().values().any(|v| *v == source),
+            "the copy records where it came from: {:?}",
+            copy.annotations()
         );
         for (k, v) in original.labels() {
             assert_eq!(copy.labels().get(k), Some(v));
@@ -242,12 +107,12 @@ async fn assert_golden_state(c: &TestCluster, legacy_dir: &str, shared: bool) {
         .await
         .expect("list");
     assert_eq!(sms.items.len(), 3);
-    assert!(sms.items.iter().all(|s| adopted(&s.metadata)));
+    assert!(sms.items.iter().all(|s| is_adopted(&s.metadata)));
     let crd = Api::<CustomResourceDefinition>::all(c.client.clone())
         .get("servicemappings.connectivityproxy.sap.com")
         .await
         .expect("crd");
-    assert!(adopted(&crd.metadata));
+    assert!(is_adopted(&crd.metadata));
     assert_eq!(
         event_reasons(c).await,
         vec!["BackedUp", "Cleaned", "Migrated"]
@@ -265,7 +130,7 @@ async fn run_migrates_dedicated_tenant_and_a_second_run_writes_nothing() {
     // Backup and clean start from the CR the step before them wrote: the run reads it once.
     let cr_reads: Vec<_> = requests_in(&out.stderr)
         .into_iter()
-        .filter(|r| r.resource == names::cr::PLURAL && r.verb == "get")
+        .filter(|r| r.resource == contract::cr::PLURAL && r.verb == "get")
         .collect();
     assert_eq!(
         cr_reads.len(),
@@ -337,12 +202,12 @@ async fn migrate_skips_without_writing() {
         "migrator.kyma-project.io/migrated",
         "connectivityproxy.sap.com/migrated",
     ] {
-        annotate_cr(&c, &[(key, "true")]).await;
+        cr::annotate(&c, &[(key, "true")]).await;
         let out = assert_writes_nothing(&c, &["migrate"]).await;
         out.assert_ok();
         assert_eq!(out.outcome(), "skipped");
         assert!(out.reason().contains(key), "{}", out.reason());
-        annotate_cr(&c, &[(key, "false")]).await;
+        cr::annotate(&c, &[(key, "false")]).await;
     }
     // A StatefulSet without the reconciler's marks is not the legacy installation.
     let sts: Api<k8s_openapi::api::apps::v1::StatefulSet> =
@@ -413,7 +278,7 @@ async fn backup_and_clean_skip_without_writing() {
         );
     }
     // Done already, under the other tool's keys too.
-    annotate_cr(
+    cr::annotate(
         &c,
         &[
             ("connectivityproxy.sap.com/migrated", "true"),
@@ -433,14 +298,14 @@ async fn backup_and_clean_skip_without_writing() {
         "connectivityproxy.sap.com/cleaned-up",
         "migrator.kyma-project.io/cleaned",
     ] {
-        annotate_cr(&c, &[(key, "true")]).await;
+        cr::annotate(&c, &[(key, "true")]).await;
         let out = assert_writes_nothing(&c, &["clean"]).await;
         assert!(
             out.reason().contains(&format!("already cleaned ({key}")),
             "{}",
             out.reason()
         );
-        annotate_cr(&c, &[(key, "no")]).await;
+        cr::annotate(&c, &[(key, "no")]).await;
     }
 }
 
@@ -659,41 +524,10 @@ async fn clean_deletes_nothing_without_a_verified_backup() {
         .await
         .assert_failed_with(&["refusing to delete", "holds no copy"]);
     // Back up again (marker removed, as the message says), then clean works.
-    annotate_cr(&c, &[("migrator.kyma-project.io/backed-up", "false")]).await;
+    cr::annotate(&c, &[("migrator.kyma-project.io/backed-up", "false")]).await;
     c.run(&["backup"]).assert_ok();
     c.run(&["clean"]).assert_ok();
     assert_eq!(remaining_legacy_objects(&c).await, Vec::<String>::new());
-}
-
-/// The legacy installation without the Istio and Gardener kinds and their objects (the BTP
-/// operator's CRDs are there), and the module.
-async fn legacy_without_istio_or_gardener() -> TestCluster {
-    let c = TestCluster::start().await;
-    let mut files: Vec<_> = std::fs::read_dir(fixture_dir(LEGACY))
-        .expect("dir")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    files.sort();
-    for f in files {
-        let name = f.file_name().expect("name").to_string_lossy().to_string();
-        if name.starts_with("80-") || name.starts_with("81-") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&f).expect("read");
-        if name.starts_with("10-") {
-            for doc in text.split("\n---") {
-                if doc.contains("servicemappings.connectivityproxy.sap.com")
-                    && doc.contains("CustomResourceDefinition")
-                {
-                    c.apply_yaml(doc).await;
-                }
-            }
-            continue;
-        }
-        c.apply_yaml(&text).await;
-    }
-    c.apply_dir(&fixture_dir(MODULE)).await;
-    c
 }
 
 /// The CRDs the module's operator needs to start (OPERATOR.md) that a cluster without Istio
@@ -747,7 +581,7 @@ async fn clean_refuses_while_a_crd_the_modules_operator_needs_is_not_served() {
     let refused = run_tool_with_env(
         &c.kubeconfig,
         &["clean"],
-        &[(termination::PATH_ENV, log.to_str().expect("path"))],
+        &[(TERMINATION_LOG_ENV, log.to_str().expect("path"))],
     );
     let mut needles = vec![
         "refusing to delete the legacy installation: the module's operator does not start while",
@@ -760,15 +594,12 @@ async fn clean_refuses_while_a_crd_the_modules_operator_needs_is_not_served() {
         refused.reason()
     );
     // Nothing written: no archive, no marker, nothing adopted or deleted.
-    assert_eq!(
-        state_diff(&before, &c.snapshot().await),
-        Vec::<String>::new()
-    );
+    assert_unchanged(&before, &c.snapshot().await, "the refused clean");
     let secrets: Api<k8s_openapi::api::core::v1::Secret> =
-        Api::namespaced(c.client.clone(), names::BACKUP_NAMESPACE);
+        Api::namespaced(c.client.clone(), contract::BACKUP_NAMESPACE);
     assert!(
         secrets
-            .get_opt(names::archive::SECRET)
+            .get_opt(contract::ARCHIVE)
             .await
             .expect("get")
             .is_none()
@@ -860,7 +691,7 @@ async fn clean_adopts_500_service_mappings_and_skips_adopted_ones() {
         service_mappings::create(&c.client, "bulk", 500, |i| i % 5 == 0)
             .await
             .into_iter()
-            .filter(|sm| adopted(&sm.metadata))
+            .filter(|sm| is_adopted(&sm.metadata))
             .map(|sm| (sm.name_any(), sm.resource_version()))
             .collect();
     assert_eq!(pre_adopted.len(), 100);
@@ -876,7 +707,7 @@ async fn clean_adopts_500_service_mappings_and_skips_adopted_ones() {
     let all = api.list(&ListParams::default()).await.expect("list");
     assert_eq!(all.items.len(), 503);
     for sm in &all.items {
-        assert!(adopted(&sm.metadata), "{} not adopted", sm.name_any());
+        assert!(is_adopted(&sm.metadata), "{} not adopted", sm.name_any());
         if let Some(rv) = pre_adopted.get(&sm.name_any()) {
             assert_eq!(
                 &sm.resource_version(),
@@ -896,7 +727,7 @@ async fn dry_run_of_each_step_changes_nothing_and_shows_the_plan() {
     let c = TestCluster::legacy_and_module().await;
     // The CR differs from what the migration makes of it: another port, and a field that only
     // the legacy document has.
-    cp_mod_migrator::cr::api(&c.client)
+    cr::api(&c.client)
         .patch(
             "connectivity-proxy",
             &PatchParams::default(),
@@ -921,8 +752,7 @@ async fn dry_run_of_each_step_changes_nothing_and_shows_the_plan() {
         "changed config.subaccountId: \"auto-provision\" -> \"00000000-0000-0000-0000-000000000000\"",
         "added   config.subaccountSubdomain: \"obfuscated-subaccount-subdomain\"",
     ];
-    let mut leaves_before = Vec::new();
-    leaves(&config_before, "", &mut leaves_before);
+    let leaves_before = leaves(&config_before);
     let unchanged = leaves_before.len() - 3;
     let plan: Vec<&str> = out
         .stdout
@@ -979,7 +809,7 @@ async fn dry_run_of_each_step_changes_nothing_and_shows_the_plan() {
 #[tokio::test]
 async fn migrate_outlasts_a_busy_concurrent_writer_and_keeps_its_changes() {
     let c = TestCluster::legacy_and_module().await;
-    let api = cp_mod_migrator::cr::api(&c.client);
+    let api = cr::api(&c.client);
     // Back-to-back writes for 1.5 s: a read-modify-write of migrate meanwhile conflicts.
     let writer = {
         let api = api.clone();
@@ -1080,8 +910,8 @@ async fn a_failed_step_leaves_its_reason_in_the_termination_message() {
     let c = TestCluster::legacy_and_module().await;
     let log = c.dir().join("termination-log");
     let absent = c.dir().join("no-termination-log");
-    let with_log = [(termination::PATH_ENV, log.to_str().expect("path"))];
-    let without = [(termination::PATH_ENV, absent.to_str().expect("path"))];
+    let with_log = [(TERMINATION_LOG_ENV, log.to_str().expect("path"))];
+    let without = [(TERMINATION_LOG_ENV, absent.to_str().expect("path"))];
     let read = || std::fs::read_to_string(&log).expect("termination log");
     async fn ports(c: &TestCluster, socks5: &str) {
         set_configmap(
@@ -1115,12 +945,12 @@ async fn a_failed_step_leaves_its_reason_in_the_termination_message() {
     out.assert_failed_with(&["onpremise_socks5_proxy_port"]);
     let message = read();
     assert!(
-        message.len() <= termination::MAX_BYTES,
+        message.len() <= TERMINATION_MESSAGE_BYTES,
         "{} bytes",
         message.len()
     );
     assert!(
-        message.len() > termination::MAX_BYTES - 8,
+        message.len() > TERMINATION_MESSAGE_BYTES - 8,
         "{} bytes",
         message.len()
     );

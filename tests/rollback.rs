@@ -13,10 +13,14 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
-use cp_mod_migrator::names::{self, markers};
-use cp_mod_migrator::service_mappings::is_adopted;
+use support::archive::{archive_data, archived_form, delete_archive, is_archive, key_of};
+use support::contract::{
+    self, BACKUP_NAMESPACE, KYMA_SYSTEM, adoption, is_adopted, legacy_keys, markers,
+    service_mapping,
+};
 use support::secrets::Transcript;
 use support::snapshot::*;
+use support::unchanged::assert_unchanged;
 use support::*;
 
 /// ServiceMappings besides the fixture's three.
@@ -136,7 +140,7 @@ async fn round_trip(tenant: Tenant, list: List, road: Road) {
     let before = c.snapshot().await;
     let dry = t.run(&c, &["rollback", "--dry-run"]);
     dry.assert_ok();
-    assert_no_write(&before, &c.snapshot().await, "rollback --dry-run");
+    assert_unchanged(&before, &c.snapshot().await, "rollback --dry-run");
     for key in [
         "StatefulSet kyma-system/connectivity-proxy",
         "ValidatingWebhookConfiguration webhook-secret",
@@ -186,7 +190,7 @@ async fn round_trip(tenant: Tenant, list: List, road: Road) {
     as_before_the_migration(&pristine, &after, &[]);
     let still_adopted: BTreeSet<String> = after
         .iter()
-        .filter(|(_, o)| o.ar.kind == names::service_mappings::KIND)
+        .filter(|(_, o)| o.ar.kind == service_mapping::KIND)
         .filter(|(_, o)| {
             let meta: kube::core::ObjectMeta =
                 serde_json::from_value(o.value["metadata"].clone()).expect("metadata");
@@ -201,8 +205,8 @@ async fn round_trip(tenant: Tenant, list: List, road: Road) {
     for name in hand_adopted.iter().filter(|_| road == Road::CrdSpared) {
         let key = format!(
             "{}/{} /{name}",
-            names::service_mappings::GROUP,
-            names::service_mappings::KIND
+            service_mapping::GROUP,
+            service_mapping::KIND
         );
         assert_eq!(
             after[&key].value["metadata"]["resourceVersion"],
@@ -210,15 +214,15 @@ async fn round_trip(tenant: Tenant, list: List, road: Road) {
             "{key}: neither clean nor rollback wrote it"
         );
     }
-    for name in names::config_maps::USER_CONFIG {
-        let key = format!("/ConfigMap {}/{name}", names::BACKUP_NAMESPACE);
+    for name in contract::USER_CONFIG {
+        let key = format!("/ConfigMap {}/{name}", BACKUP_NAMESPACE);
         assert!(after.contains_key(&key), "the backup copy {key} is kept");
     }
 
     let before = c.snapshot().await;
     let again = t.run(&c, &["rollback"]);
     again.assert_ok();
-    assert_no_write(&before, &c.snapshot().await, "a second rollback");
+    assert_unchanged(&before, &c.snapshot().await, "a second rollback");
 
     let status = t.run(&c, &["status", "-o", "json"]);
     status.assert_ok();
@@ -317,7 +321,7 @@ async fn mappings_made_after_the_migration_come_back_too() {
         .chain(before.keys().filter(|k| !after.contains_key(*k)))
         .collect();
     assert!(
-        written.iter().all(|k| k.contains(names::archive::SECRET)),
+        written.iter().all(|k| k.contains(contract::ARCHIVE)),
         "prepare writes the archive and nothing else: {written:?}"
     );
     assert_eq!(
@@ -354,9 +358,9 @@ async fn mappings_made_after_the_migration_come_back_too() {
     let content = |v: &Value| {
         let mut v = archived_form(v);
         for key in [
-            names::OPERATOR_LABEL,
-            names::service_mappings::PRIMARY_NAME_ANNOTATION,
-            names::service_mappings::PRIMARY_NAMESPACE_ANNOTATION,
+            adoption::LABEL,
+            adoption::PRIMARY_NAME,
+            adoption::PRIMARY_NAMESPACE,
         ] {
             for field in ["labels", "annotations"] {
                 if let Some(m) = v["metadata"][field].as_object_mut() {
@@ -403,11 +407,11 @@ async fn carry_part_of_the_adoption(client: &Client) {
     for (name, metadata) in [
         (
             "mapping-11",
-            json!({"labels": {names::OPERATOR_LABEL: names::OPERATOR_LABEL_VALUE}}),
+            json!({"labels": {adoption::LABEL: adoption::LABEL_VALUE}}),
         ),
         (
             "mapping-261",
-            json!({"annotations": {names::service_mappings::PRIMARY_NAME_ANNOTATION: "someone-else"}}),
+            json!({"annotations": {adoption::PRIMARY_NAME: "someone-else"}}),
         ),
     ] {
         api.patch(
@@ -433,7 +437,7 @@ async fn the_archive_holds_what_clean_changed(
         .expect("read the archive")
         .expect("clean wrote an archive");
     assert_eq!(archive.cr_uid, cr_uid, "the archive belongs to the CR");
-    let secrets: Api<Secret> = Api::namespaced(c.client.clone(), names::BACKUP_NAMESPACE);
+    let secrets: Api<Secret> = Api::namespaced(c.client.clone(), BACKUP_NAMESPACE);
     let stored: Vec<Secret> = secrets
         .list(&ListParams::default())
         .await
@@ -443,18 +447,33 @@ async fn the_archive_holds_what_clean_changed(
         .filter(is_archive)
         .collect();
     assert!(
-        stored
-            .iter()
-            .any(|s| s.name_any() == names::archive::SECRET),
+        stored.iter().any(|s| s.name_any() == contract::ARCHIVE),
         "Secret {}/{} exists",
-        names::BACKUP_NAMESPACE,
-        names::archive::SECRET
+        BACKUP_NAMESPACE,
+        contract::ARCHIVE
     );
+    // The labels the backup gave its copies: those of the copy that its source did not carry.
+    let copy = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(
+        c.client.clone(),
+        BACKUP_NAMESPACE,
+    )
+    .get(contract::USER_CONFIG[0])
+    .await
+    .expect("the backup copy");
+    let source = &pristine[&format!("/ConfigMap {KYMA_SYSTEM}/{}", contract::USER_CONFIG[0])];
+    let backup_labels: std::collections::BTreeMap<&String, &String> = copy
+        .labels()
+        .iter()
+        .filter(|(k, v)| source.value["metadata"]["labels"][k.as_str()] != json!(v))
+        .collect();
+    assert!(!backup_labels.is_empty(), "the backup labels its copies");
     for s in &stored {
         assert_eq!(s.type_.as_deref(), Some("Opaque"), "{}", s.name_any());
         assert_eq!(
-            s.labels().get(names::backup::LABEL).map(String::as_str),
-            Some("true"),
+            s.labels()
+                .iter()
+                .collect::<std::collections::BTreeMap<_, _>>(),
+            backup_labels,
             "{} is labelled like the backup copies",
             s.name_any()
         );
@@ -502,7 +521,7 @@ async fn the_archive_holds_what_clean_changed(
     // module's uninstall deletes them all), and their CRD.
     let mappings: State = pristine
         .values()
-        .filter(|o| o.ar.kind == names::service_mappings::KIND)
+        .filter(|o| o.ar.kind == service_mapping::KIND)
         .map(|o| {
             let name = o.value["metadata"]["name"].as_str().expect("name");
             (name.to_string(), archived_form(&o.value))
@@ -538,7 +557,7 @@ async fn the_archive_holds_what_clean_changed(
     }
     let crd_key = format!(
         "apiextensions.k8s.io/CustomResourceDefinition /{}",
-        names::service_mappings::CRD_NAME
+        service_mapping::CRD
     );
     let archived_crd = archive
         .service_mappings
@@ -588,7 +607,7 @@ async fn rollback_refuses_while_the_module_is_there_or_without_an_archive() {
     operator::uninstall(&c).await;
     refused(&c, &t, &[SERVICE], &[DEPLOYMENT]).await;
     let services: Api<k8s_openapi::api::core::v1::Service> =
-        Api::namespaced(c.client.clone(), names::KYMA_SYSTEM);
+        Api::namespaced(c.client.clone(), KYMA_SYSTEM);
     services
         .delete("connectivity-proxy", &DeleteParams::default())
         .await
@@ -605,11 +624,11 @@ async fn rollback_refuses_while_the_module_is_there_or_without_an_archive() {
 /// A Service of the new operator at the name of a legacy one.
 async fn create_operators_service(client: &Client) {
     let services: Api<k8s_openapi::api::core::v1::Service> =
-        Api::namespaced(client.clone(), names::KYMA_SYSTEM);
+        Api::namespaced(client.clone(), KYMA_SYSTEM);
     let service = serde_json::from_value(json!({
         "metadata": {
             "name": "connectivity-proxy",
-            "labels": {names::OPERATOR_LABEL: names::OPERATOR_LABEL_VALUE},
+            "labels": {adoption::LABEL: adoption::LABEL_VALUE},
         },
         "spec": {"ports": [{"name": "http", "port": 20003}]},
     }))
@@ -635,7 +654,7 @@ async fn refused(c: &TestCluster, t: &Transcript, named: &[&str], not_named: &[&
                 r.reason()
             );
         }
-        assert_no_write(&before, &c.snapshot().await, &format!("refused {args:?}"));
+        assert_unchanged(&before, &c.snapshot().await, &format!("refused {args:?}"));
     }
 }
 
@@ -780,68 +799,25 @@ async fn a_reenabled_module_replaces_the_archive_and_migrates_again(
 // ---------------------------------------------------------------------------------------------
 // Comparisons
 
-/// The snapshot key of every legacy object (SPEC's clean table).
-fn legacy_keys() -> Vec<String> {
-    names::LEGACY_OBJECTS
-        .iter()
-        .flat_map(|row| {
-            row.names.iter().map(move |n| {
-                format!(
-                    "{}/{} {}/{n}",
-                    row.group,
-                    row.kind,
-                    row.namespace.unwrap_or_default()
-                )
-            })
-        })
-        .collect()
-}
-
-/// The snapshot key of an object that carries its apiVersion and kind.
-fn key_of(o: &Value) -> String {
-    let api_version = o["apiVersion"].as_str().expect("apiVersion");
-    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
-    format!(
-        "{group}/{} {}/{}",
-        o["kind"].as_str().expect("kind"),
-        o["metadata"]["namespace"].as_str().unwrap_or_default(),
-        o["metadata"]["name"].as_str().expect("name")
-    )
-}
-
-/// An object as the archive keeps it: no server-owned metadata, no status, no allocated
-/// Service addresses; its version aside (the archive may read a kind at another one).
-fn archived_form(o: &Value) -> Value {
-    let mut v = normalize(o);
-    if let Some(m) = v.as_object_mut() {
-        m.remove("status");
-        m.remove("apiVersion");
-    }
-    if o["kind"] == "Service" {
-        drop_allocated_addresses(&mut v);
-    }
-    v
-}
-
 /// The module's CRD and CR: gone after it was disabled.
 fn is_module(key: &str) -> bool {
     key == format!(
         "{}/{} {}/{}",
-        names::cr::GROUP,
-        names::cr::KIND,
-        names::KYMA_SYSTEM,
-        names::cr::NAME
+        contract::cr::GROUP,
+        contract::cr::KIND,
+        KYMA_SYSTEM,
+        contract::cr::NAME
     ) || key
         == format!(
             "apiextensions.k8s.io/CustomResourceDefinition /{}",
-            names::cr::CRD_NAME
+            contract::cr::CRD
         )
 }
 
 /// The backup namespace and what it holds (the copies, the archive): kept after a rollback.
 fn is_backup(key: &str) -> bool {
-    key == format!("/Namespace /{}", names::BACKUP_NAMESPACE)
-        || key.contains(&format!(" {}/", names::BACKUP_NAMESPACE))
+    key == format!("/Namespace /{}", BACKUP_NAMESPACE)
+        || key.contains(&format!(" {}/", BACKUP_NAMESPACE))
 }
 
 /// Everything as before the migration, field by field (server-owned metadata and allocated
@@ -866,13 +842,13 @@ fn as_before_the_migration(pristine: &Snap, after: &Snap, except: &[&str]) {
     }
     let mappings = actual
         .keys()
-        .filter(|k| k.contains(&format!("/{} ", names::service_mappings::KIND)))
+        .filter(|k| k.contains(&format!("/{} ", service_mapping::KIND)))
         .count();
     assert_eq!(
         mappings,
         pristine
             .values()
-            .filter(|o| o.ar.kind == names::service_mappings::KIND)
+            .filter(|o| o.ar.kind == service_mapping::KIND)
             .count()
     );
     let diff = state_diff(&expected, &actual);
@@ -880,58 +856,5 @@ fn as_before_the_migration(pristine: &Snap, after: &Snap, except: &[&str]) {
         diff.is_empty(),
         "not as before the migration:\n{}",
         diff.join("\n")
-    );
-}
-
-/// Fails unless `after` is `before` exactly: no object written, created or deleted.
-fn assert_no_write(before: &State, after: &State, what: &str) {
-    let diff = state_diff(before, after);
-    assert!(diff.is_empty(), "{what} wrote:\n{}", diff.join("\n"));
-}
-
-// ---------------------------------------------------------------------------------------------
-// The archive's Secrets
-
-fn is_archive(s: &Secret) -> bool {
-    s.name_any().starts_with(names::archive::SECRET)
-}
-
-/// The archive's Secrets as stored.
-async fn archive_secrets(client: &Client) -> Vec<Secret> {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), names::BACKUP_NAMESPACE);
-    let listed = secrets
-        .list(&ListParams::default())
-        .await
-        .expect("list Secrets");
-    listed.items.into_iter().filter(is_archive).collect()
-}
-
-/// The stored data of the archive's Secrets (base64, as an API response carries it).
-async fn archive_data(client: &Client) -> Vec<String> {
-    let mut out = Vec::new();
-    for s in archive_secrets(client).await {
-        let v = serde_json::to_value(&s).expect("json");
-        for d in v["data"].as_object().into_iter().flat_map(|d| d.values()) {
-            out.push(d.as_str().expect("base64").to_string());
-        }
-    }
-    assert!(!out.is_empty(), "the archive has data");
-    out
-}
-
-/// What a cluster cleaned by an older tool lacks.
-async fn delete_archive(client: &Client) {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), names::BACKUP_NAMESPACE);
-    for s in archive_secrets(client).await {
-        secrets
-            .delete(&s.name_any(), &DeleteParams::default())
-            .await
-            .expect("delete the archive");
-    }
-    assert!(
-        cp_mod_migrator::archive::read(client)
-            .await
-            .expect("read the archive")
-            .is_none()
     );
 }

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use support::operator::{self, Outcome, Workloads};
 use support::*;
 
-use cp_mod_migrator::names::{self, config_maps};
+use support::contract::{self, BACKUP_NAMESPACE, KYMA_SYSTEM, USER_CONFIG};
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -132,15 +132,15 @@ async fn status_follows_a_cluster_through_the_phases_of_its_migration() {
     assert_phase(&c, "in-progress", "done: migrate, backup; next: clean");
 
     // A copy edited by hand no longer matches its source.
-    let copies = user_config_api(&c, names::BACKUP_NAMESPACE);
-    let original = copies.get(config_maps::INFO).await.expect("the copy");
+    let copies = user_config_api(&c, BACKUP_NAMESPACE);
+    let original = copies.get(USER_CONFIG[1]).await.expect("the copy");
     let port = original.data.as_ref().expect("data")["onpremise_proxy_http_port"].clone();
     let set_port = |value: String| {
         let copies = copies.clone();
         async move {
             copies
                 .patch(
-                    config_maps::INFO,
+                    USER_CONFIG[1],
                     &PatchParams::default(),
                     &Patch::Merge(json!({"data": {"onpremise_proxy_http_port": value}})),
                 )
@@ -199,9 +199,9 @@ async fn status_follows_a_cluster_through_the_phases_of_its_migration() {
     );
 
     // A change of the CR's spec: its Ready is about the generation before.
-    cp_mod_migrator::cr::api(&c.client)
+    cr::api(&c.client)
         .patch(
-            names::cr::NAME,
+            contract::cr::NAME,
             &PatchParams::default(),
             &Patch::Merge(json!({"spec": {"deployment": {"replicaCount": 2}}})),
         )
@@ -254,7 +254,7 @@ async fn an_object_at_an_operator_name_that_clean_leaves_needs_attention_and_is_
     let (json, _) = assert_phase(&c, "in-progress", "no step done yet; next: migrate");
     assert_eq!(json["blocking_objects"], json!([]));
 
-    let cms = user_config_api(&c, names::KYMA_SYSTEM);
+    let cms = user_config_api(&c, KYMA_SYSTEM);
     let mut extra = ConfigMap::default();
     extra.metadata.name = Some(REGION_CONFIGURATIONS.into());
     extra.data = Some([("regions".to_string(), "eu10".to_string())].into());
@@ -425,7 +425,7 @@ async fn after_run_status_is_done_once_the_operator_has_reconciled_to_ready() {
 #[tokio::test]
 async fn an_unowned_object_at_an_operator_name_is_named_before_and_stops_the_operator_after() {
     let c = TestCluster::with(&[LEGACY]).await;
-    let cms = user_config_api(&c, names::KYMA_SYSTEM);
+    let cms = user_config_api(&c, KYMA_SYSTEM);
     let mut extra = ConfigMap::default();
     extra.metadata.name = Some(REGION_CONFIGURATIONS.into());
     cms.create(&Default::default(), &extra)

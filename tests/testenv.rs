@@ -5,38 +5,39 @@ mod support;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
-use kube::api::{Api, DynamicObject, ListParams, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 use support::*;
 
-use cp_mod_migrator::{cr, legacy, names};
+use cp_mod_migrator::{legacy, names};
 
 #[tokio::test]
 async fn fixtures_load_completely() {
     let c = TestCluster::legacy_and_module().await;
-    // Every object of the contract's clean table exists, at the version discovery finds.
-    let resolved = legacy::resolve(&c.client, names::LEGACY_OBJECTS)
-        .await
-        .expect("resolve");
+    // Every object of the contract's clean table exists, at a version discovery finds.
+    let kinds = listable_kinds(&c.client).await;
     let mut found = 0;
-    for (row, ar) in names::LEGACY_OBJECTS.iter().zip(resolved) {
-        let ar = ar.unwrap_or_else(|| panic!("{} not served", row.kind));
-        for name in row.names {
-            let api: Api<DynamicObject> = match row.namespace {
-                Some(ns) => Api::namespaced_with(c.client.clone(), ns, &ar),
-                None => Api::all_with(c.client.clone(), &ar),
-            };
-            api.get(name)
-                .await
-                .unwrap_or_else(|e| panic!("{} {name}: {e}", row.kind));
-            found += 1;
-        }
+    for o in contract::legacy_objects() {
+        let ar = contract::served(&kinds, o.group, o.kind)
+            .unwrap_or_else(|| panic!("{} not served", o.kind));
+        contract::get(&c.client, ar, &o)
+            .await
+            .unwrap_or_else(|| panic!("{} {}/{} is missing", o.kind, o.namespace, o.name));
+        found += 1;
     }
     assert_eq!(found, 35);
-    // EnvoyFilter is served only at v1alpha3 although the group prefers v1.
-    let istio = legacy::resolve(&c.client, &names::LEGACY_OBJECTS[7..8])
-        .await
-        .expect("resolve");
+    // EnvoyFilter is served only at v1alpha3 although the group prefers v1, and the tool finds
+    // it there.
+    let envoy_filter = names::LEGACY_OBJECTS
+        .iter()
+        .position(|r| r.kind == "EnvoyFilter")
+        .expect("EnvoyFilter in the table");
+    let istio = legacy::resolve(
+        &c.client,
+        &names::LEGACY_OBJECTS[envoy_filter..=envoy_filter],
+    )
+    .await
+    .expect("resolve");
     assert_eq!(
         istio[0].as_ref().map(|a| a.version.as_str()),
         Some("v1alpha3")

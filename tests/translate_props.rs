@@ -9,6 +9,7 @@ mod support;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 use support::generators::*;
+use support::values::{at, leaves};
 
 use cp_mod_migrator::error::{Error, Source};
 use cp_mod_migrator::names;
@@ -139,23 +140,6 @@ fn yamlish_text() -> impl Strategy<Value = String> {
 // ---------------------------------------------------------------------------------------------
 // Helpers for the properties
 
-fn leaves(v: &Value, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, Value)>) {
-    match v {
-        Value::Object(m) if !m.is_empty() => {
-            for (k, v) in m {
-                path.push(k.clone());
-                leaves(v, path, out);
-                path.pop();
-            }
-        }
-        _ => out.push((path.clone(), v.clone())),
-    }
-}
-
-fn get<'a>(v: &'a Value, path: &[String]) -> Option<&'a Value> {
-    path.iter().try_fold(v, |cur, k| cur.as_object()?.get(k))
-}
-
 const PORT_PATHS: [[&str; 4]; 3] = [
     ["servers", "proxy", "http", "port"],
     ["servers", "proxy", "rfcAndLdap", "port"],
@@ -168,7 +152,7 @@ fn blocks_a_port(legacy: &Document) -> bool {
     PORT_PATHS.iter().any(|p| {
         (1..p.len()).any(|n| {
             let prefix: Vec<String> = p[..n].iter().map(|s| s.to_string()).collect();
-            get(&root, &prefix).is_some_and(|v| !v.is_object())
+            at(&root, &prefix).is_some_and(|v| !v.is_object())
         })
     })
 }
@@ -250,16 +234,15 @@ proptest! {
         let mut merged = base.clone();
         deep_merge(&mut merged, &overlay);
         prop_assert!(lost_fields(&overlay, &merged).is_empty(), "overlay lost in {merged}");
-        let mut base_leaves = Vec::new();
-        leaves(&base, &mut Vec::new(), &mut base_leaves);
+        let base_leaves = leaves(&base);
         for (path, v) in base_leaves {
             // Covered: the overlay holds something at a prefix of the path that is not a mapping,
             // or at the path itself.
             let covered = (0..=path.len()).any(|n| {
-                get(&overlay, &path[..n]).is_some_and(|o| !o.is_object() || n == path.len())
+                at(&overlay, &path[..n]).is_some_and(|o| !o.is_object() || n == path.len())
             });
             if !covered {
-                prop_assert_eq!(get(&merged, &path), Some(&v), "{:?} lost", path);
+                prop_assert_eq!(at(&merged, &path), Some(&v), "{:?} lost", path);
             }
         }
     }
@@ -304,13 +287,12 @@ proptest! {
         prop_assert_eq!(p.shared_tenant, expect_shared);
 
         // Every legacy leaf, as it was (the three ports excepted: those come from the info map).
-        let mut legacy_leaves = Vec::new();
-        leaves(&Value::Object(legacy.clone()), &mut Vec::new(), &mut legacy_leaves);
+        let legacy_leaves = leaves(&Value::Object(legacy.clone()));
         for (path, v) in legacy_leaves {
             if PORT_PATHS.iter().any(|pp| path.iter().map(String::as_str).eq(pp.iter().copied())) {
                 continue;
             }
-            let got = get(&p.config, &path);
+            let got = at(&p.config, &path);
             prop_assert!(
                 got.is_some_and(|g| numbers_equal(g, &v) || (v.as_object().is_some_and(|m| m.is_empty()) && g.is_object())),
                 "legacy {} = {} became {:?}", display_path(&path), v, got
@@ -319,15 +301,14 @@ proptest! {
         // The ports.
         for (pp, port) in PORT_PATHS.iter().zip(ports) {
             let path: Vec<String> = pp.iter().map(|s| s.to_string()).collect();
-            prop_assert_eq!(get(&p.config, &path), Some(&json!(port)));
+            prop_assert_eq!(at(&p.config, &path), Some(&json!(port)));
         }
         // CR-only leaves not covered by the legacy document stay.
         let legacy_root = Value::Object(legacy.clone());
-        let mut current_leaves = Vec::new();
-        leaves(&current, &mut Vec::new(), &mut current_leaves);
+        let current_leaves = leaves(&current);
         for (path, v) in current_leaves {
             let covered = (0..=path.len()).any(|n| {
-                get(&legacy_root, &path[..n]).is_some_and(|o| !o.is_object() || n == path.len())
+                at(&legacy_root, &path[..n]).is_some_and(|o| !o.is_object() || n == path.len())
             }) || PORT_PATHS.iter().any(|pp| {
                 // On a port's way (replaced by, or merged into, the mappings that hold it), or
                 // at or below the port itself.
@@ -335,7 +316,7 @@ proptest! {
                 path[..n].iter().map(String::as_str).eq(pp[..n].iter().copied())
             });
             if !covered {
-                prop_assert_eq!(get(&p.config, &path), Some(&v), "CR field {} lost", display_path(&path));
+                prop_assert_eq!(at(&p.config, &path), Some(&v), "CR field {} lost", display_path(&path));
             }
         }
         // What the plan expects to be stored is what applying it stores.
@@ -367,8 +348,7 @@ proptest! {
     #[test]
     fn lost_fields_sees_every_removed_leaf(v in value(), pick in any::<prop::sample::Index>()) {
         prop_assert!(lost_fields(&v, &v).is_empty());
-        let mut all = Vec::new();
-        leaves(&v, &mut Vec::new(), &mut all);
+        let all = leaves(&v);
         let (path, _) = pick.get(&all).clone();
         if path.is_empty() {
             return Ok(());

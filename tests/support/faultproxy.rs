@@ -126,6 +126,45 @@ pub struct Seen {
 /// returns the work to do there (e.g. a foreign write through the admin client), if any.
 pub type Hook = Arc<dyn Fn(&Seen, &Client) -> Option<BoxFuture<'static, ()>> + Send + Sync>;
 
+/// A hook that holds each answer until `n` answers are held at once, or until it has waited
+/// `patience`: requests that the client sends together are then in flight together however
+/// slow the machine, so that the most in flight at once ([`FaultProxy::max_in_flight`]) is the
+/// client's own limit, not an accident of timing. `n` one above a limit the client must keep
+/// makes every answer wait its patience; a client that sends more than its limit is caught with
+/// the extra request in flight.
+pub fn gather(n: usize, patience: Duration) -> Hook {
+    // (answers held in this round, the round); a round ends when `n` are held.
+    let held = Arc::new(Mutex::new((0usize, 0u64)));
+    let (release, _) = tokio::sync::watch::channel(0u64);
+    let release = Arc::new(release);
+    Arc::new(move |_: &Seen, _: &Client| {
+        let mut state = held.lock().expect("gather");
+        state.0 += 1;
+        if state.0 >= n {
+            *state = (0, state.1 + 1);
+            release.send_replace(state.1);
+            return None;
+        }
+        let round = state.1;
+        // Subscribed while the lock is held: a release after it is seen.
+        let mut released = release.subscribe();
+        drop(state);
+        let held = held.clone();
+        Some(Box::pin(async move {
+            if tokio::time::timeout(patience, released.changed())
+                .await
+                .is_err()
+            {
+                // Gave up waiting: it no longer counts as held in this round.
+                let mut state = held.lock().expect("gather");
+                if state.1 == round {
+                    state.0 -= 1;
+                }
+            }
+        }))
+    })
+}
+
 #[derive(Default)]
 struct Control {
     schedule: Schedule,

@@ -1,18 +1,19 @@
 //! The legacy ConfigMaps of a test cluster, set up case by case: the hostile and malformed
-//! configurations (each with what the one error must name), and writing a ConfigMap back.
+//! configurations, each with what the one error must name.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Client, ResourceExt};
+use kube::Client;
+use kube::api::DeleteParams;
 
-use cp_mod_migrator::names::{self, config_maps};
+use super::config_maps::{cm_api, put_configmap};
+use super::contract::{USER_CONFIG, USER_CONFIG_KEY};
 
-pub const CONFIG: &str = config_maps::CONFIG;
-pub const KEY: &str = config_maps::CONFIG_KEY;
-pub const INFO: &str = config_maps::INFO;
+pub const CONFIG: &str = USER_CONFIG[0];
+pub const KEY: &str = USER_CONFIG_KEY;
+pub const INFO: &str = USER_CONFIG[1];
 pub const OBJ: &str =
     "ConfigMap kyma-system/connectivity-proxy key \"connectivity-proxy-config.yml\"";
 pub const INFO_OBJ: &str = "ConfigMap kyma-system/connectivity-proxy-info";
@@ -298,45 +299,6 @@ pub fn port_case(name: &'static str, key: &'static str, value: &'static str) -> 
             format!("key {key:?}"),
             format!("value {value:?}"),
         ],
-    }
-}
-
-pub fn cm_api(client: &Client) -> Api<ConfigMap> {
-    Api::namespaced(client.clone(), names::KYMA_SYSTEM)
-}
-
-/// Sets one key of the legacy `connectivity-proxy-info` (a port) by a merge patch.
-pub async fn set_port(client: &Client, key: &str, value: &str) {
-    cm_api(client)
-        .patch(
-            INFO,
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"data": {key: value}})),
-        )
-        .await
-        .expect("patch ConfigMap");
-}
-
-/// Writes `cm` as the whole object of its name (created if it is gone).
-pub async fn put_configmap(client: &Client, cm: &ConfigMap) {
-    let api = cm_api(client);
-    let mut cm = cm.clone();
-    cm.metadata.uid = None;
-    cm.metadata.creation_timestamp = None;
-    cm.metadata.managed_fields = None;
-    match api.get_opt(&cm.name_any()).await.expect("get ConfigMap") {
-        Some(current) => {
-            cm.metadata.resource_version = current.resource_version();
-            api.replace(&cm.name_any(), &PostParams::default(), &cm)
-                .await
-                .expect("replace ConfigMap");
-        }
-        None => {
-            cm.metadata.resource_version = None;
-            api.create(&PostParams::default(), &cm)
-                .await
-                .expect("create ConfigMap");
-        }
     }
 }
 

@@ -2,18 +2,30 @@
 //! and running the built binary against it.
 #![allow(dead_code)]
 
+pub mod archive;
+pub mod config_maps;
+pub mod contract;
+pub mod cr;
+pub mod crash_rig;
+pub mod events;
 pub mod faultproxy;
+pub mod fixtures;
 pub mod generators;
+pub mod images;
 pub mod kubeconfigs;
 pub mod legacy_cases;
 pub mod module;
 pub mod operator;
+pub mod pod;
 pub mod podman;
 pub mod rbac;
+pub mod rbac_scenario;
 pub mod requests;
 pub mod secrets;
 pub mod service_mappings;
 pub mod snapshot;
+pub mod unchanged;
+pub mod values;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -30,6 +42,10 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::discovery::{Discovery, Scope, verbs};
 use kube::{Client, Config, ResourceExt};
 use serde_json::Value;
+
+/// The environment variable that names the file of the tool's termination message (a Pod's
+/// `/dev/termination-log` when it is not set).
+pub const TERMINATION_LOG_ENV: &str = "CP_MIGRATOR_TERMINATION_LOG";
 
 pub const MODULE: &str = "module";
 pub const LEGACY: &str = "legacy-2.9.3";
@@ -319,8 +335,8 @@ impl TestCluster {
     }
 
     pub async fn cr(&self) -> DynamicObject {
-        cp_mod_migrator::cr::api(&self.client)
-            .get("connectivity-proxy")
+        cr::api(&self.client)
+            .get(contract::cr::NAME)
             .await
             .expect("get CR")
     }
@@ -356,23 +372,6 @@ pub fn object_key(ar: &ApiResource, obj: &DynamicObject) -> String {
         obj.namespace().unwrap_or_default(),
         obj.name_any()
     )
-}
-
-/// The names that the contract's table of legacy objects lists for `kind`.
-pub fn legacy_names(kind: &str) -> Vec<&'static str> {
-    cp_mod_migrator::names::LEGACY_OBJECTS
-        .iter()
-        .filter(|r| r.kind == kind)
-        .flat_map(|r| r.names.iter().copied())
-        .collect()
-}
-
-/// The archive that an inline archive Secret (as JSON, e.g. from a snapshot) holds.
-pub fn decoded_archive(secret: &Value) -> cp_mod_migrator::archive::Archive {
-    let bytes: k8s_openapi::ByteString =
-        serde_json::from_value(secret["data"][cp_mod_migrator::names::archive::DATA_KEY].clone())
-            .expect("archive data");
-    cp_mod_migrator::archive::Archive::decode(&bytes.0).expect("archive decodes")
 }
 
 /// What one run of the binary did.
@@ -486,7 +485,7 @@ pub fn tool_base() -> Command {
     cmd.args(["--log-format", "json"])
         // Where a test itself runs in a Pod, its commands must not write that Pod's message.
         .env(
-            "CP_MIGRATOR_TERMINATION_LOG",
+            TERMINATION_LOG_ENV,
             "/nonexistent/cp-mod-migrator-termination-log",
         )
         .stdin(Stdio::null());

@@ -7,8 +7,7 @@ use k8s_openapi::api::core::v1::{Pod, PodStatus, ServiceAccount};
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use cp_mod_migrator::names;
-
+use super::contract::{KYMA_SYSTEM, OPERATOR_DEPLOYMENT, cr};
 use super::{MODULE, TestCluster, fixture_dir, repo_root};
 
 /// The operator Deployment, as the project's example gives it (the migrator's init containers
@@ -28,16 +27,16 @@ pub async fn enable(c: &TestCluster) {
 /// (its labels, its init containers) under `name`, not created yet (see [`create_pod`]). No
 /// controller runs on a test cluster to make it, and no kubelet to run it.
 pub async fn operator_pod(c: &TestCluster, name: &str) -> Pod {
-    let deployments: Api<Deployment> = Api::namespaced(c.client.clone(), names::KYMA_SYSTEM);
+    let deployments: Api<Deployment> = Api::namespaced(c.client.clone(), KYMA_SYSTEM);
     let d = deployments
-        .get(names::OPERATOR_DEPLOYMENT)
+        .get(OPERATOR_DEPLOYMENT)
         .await
         .expect("the operator Deployment (install_operator first)");
     let template = d.spec.expect("spec").template;
     // The ServiceAccount admission plugin refuses a Pod whose ServiceAccount does not exist.
     let spec = template.spec.expect("template spec");
     if let Some(sa) = &spec.service_account_name {
-        let sas: Api<ServiceAccount> = Api::namespaced(c.client.clone(), names::KYMA_SYSTEM);
+        let sas: Api<ServiceAccount> = Api::namespaced(c.client.clone(), KYMA_SYSTEM);
         let mut account = ServiceAccount::default();
         account.metadata.name = Some(sa.clone());
         match sas.create(&PostParams::default(), &account).await {
@@ -52,13 +51,13 @@ pub async fn operator_pod(c: &TestCluster, name: &str) -> Pod {
         status: None,
     };
     pod.metadata.name = Some(name.into());
-    pod.metadata.namespace = Some(names::KYMA_SYSTEM.into());
+    pod.metadata.namespace = Some(KYMA_SYSTEM.into());
     pod
 }
 
 /// Creates `pod` in kyma-system.
 pub async fn create_pod(c: &TestCluster, pod: &Pod) -> Pod {
-    Api::<Pod>::namespaced(c.client.clone(), names::KYMA_SYSTEM)
+    Api::<Pod>::namespaced(c.client.clone(), KYMA_SYSTEM)
         .create(&PostParams::default(), pod)
         .await
         .unwrap_or_else(|e| panic!("create Pod {:?}: {e}", pod.metadata.name))
@@ -66,7 +65,7 @@ pub async fn create_pod(c: &TestCluster, pod: &Pod) -> Pod {
 
 /// Writes a Pod's status through its `/status` subresource, as the kubelet would.
 pub async fn write_pod_status(c: &TestCluster, name: &str, status: PodStatus) -> Pod {
-    let pods: Api<Pod> = Api::namespaced(c.client.clone(), names::KYMA_SYSTEM);
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), KYMA_SYSTEM);
     let mut pod = pods.get(name).await.expect("get Pod");
     pod.status = Some(status);
     pods.replace_status(name, &PostParams::default(), &pod)
@@ -89,9 +88,9 @@ pub async fn report_state(c: &TestCluster, state: &str) -> DynamicObject {
 /// [`report_state`] for generation `observed` of the CR (an older one: the operator has not
 /// caught up yet).
 pub async fn report_state_for(c: &TestCluster, state: &str, observed: i64) -> DynamicObject {
-    cp_mod_migrator::cr::api(&c.client)
+    super::cr::api(&c.client)
         .patch_status(
-            names::cr::NAME,
+            cr::NAME,
             &PatchParams::default(),
             &Patch::Merge(json!({"status": {"state": state, "observedGeneration": observed}})),
         )

@@ -1,4 +1,6 @@
-//! Running the tool as the ServiceAccount of deploy/rbac.yaml, on the RBAC-enforcing test server.
+//! The project's RBAC manifests (deploy/rbac.yaml for every day, deploy/rbac-rollback.yaml for a
+//! rollback only) as a model of their rules, and the tool run as their ServiceAccount on the
+//! RBAC-enforcing test server: what the authorizer allows, and creates that it must refuse.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -6,9 +8,11 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
-use kube::api::{Api, PostParams};
+use kube::api::{Api, DynamicObject, PostParams};
 use serde_json::Value;
 
+use super::requests::Request;
+use super::values::str_of;
 use super::{TestCluster, repo_root, yaml_documents};
 
 pub const SA_NAMESPACE: &str = "kyma-system";
@@ -18,14 +22,7 @@ pub const SA_NAME: &str = "cp-mod-migrator";
 /// Applies deploy/rbac.yaml unchanged, waits until the authorizer sees each of its Roles and
 /// ClusterRoles, and returns a kubeconfig that authenticates as its ServiceAccount.
 pub async fn as_migrator_service_account(c: &TestCluster) -> PathBuf {
-    let text = std::fs::read_to_string(repo_root().join("deploy/rbac.yaml")).expect("rbac.yaml");
-    c.apply_yaml(&text).await;
-    let token = c.token_for(SA_NAMESPACE, SA_NAME).await;
-    let user = format!("system:serviceaccount:{SA_NAMESPACE}:{SA_NAME}");
-    for doc in yaml_documents(&text) {
-        wait_until_in_effect(c, &user, &doc).await;
-    }
-    c.kubeconfig_with_token(&token, "sa.kubeconfig")
+    Manifest::load().as_service_account(c).await
 }
 
 /// Waits until the authorizer allows `user` the first rule of `doc`, when `doc` is a Role or
@@ -82,4 +79,290 @@ pub async fn allows(c: &TestCluster, user: &str, attributes: &ResourceAttributes
         .expect("SubjectAccessReview")
         .status
         .is_some_and(|s| s.allowed)
+}
+
+/// The everyday permissions: the init containers and the hand-run commands.
+pub const EVERYDAY: &str = "deploy/rbac.yaml";
+/// What only `rollback` needs: applied for a rollback and deleted after it.
+pub const ROLLBACK: &str = "deploy/rbac-rollback.yaml";
+
+/// Both manifests as one list of objects, each with the file it comes from.
+#[derive(Clone)]
+pub struct Manifest {
+    pub docs: Vec<Value>,
+    pub files: Vec<&'static str>,
+}
+
+/// A rule: (document index, index in its `rules`).
+pub type RuleId = (usize, usize);
+
+impl Manifest {
+    pub fn load() -> Manifest {
+        let mut m = Manifest {
+            docs: Vec::new(),
+            files: Vec::new(),
+        };
+        for file in [EVERYDAY, ROLLBACK] {
+            let text = std::fs::read_to_string(repo_root().join(file)).expect(file);
+            for doc in yaml_documents(&text) {
+                m.docs.push(doc);
+                m.files.push(file);
+            }
+        }
+        m
+    }
+
+    /// The documents of one file.
+    pub fn of(&self, file: &str) -> impl Iterator<Item = &Value> {
+        self.docs
+            .iter()
+            .zip(&self.files)
+            .filter(move |(_, f)| **f == file)
+            .map(|(d, _)| d)
+    }
+
+    pub fn file_of(&self, (d, _): RuleId) -> &'static str {
+        self.files[d]
+    }
+
+    pub fn rules(&self) -> Vec<RuleId> {
+        let mut out = Vec::new();
+        for (d, doc) in self.docs.iter().enumerate() {
+            if let Some(rules) = doc["rules"].as_array() {
+                out.extend((0..rules.len()).map(|r| (d, r)));
+            }
+        }
+        out
+    }
+
+    pub fn rule(&self, (d, r): RuleId) -> &Value {
+        &self.docs[d]["rules"][r]
+    }
+
+    pub fn without(&self, (d, r): RuleId) -> Manifest {
+        let mut m = self.clone();
+        m.docs[d]["rules"].as_array_mut().expect("rules").remove(r);
+        m
+    }
+
+    /// "deploy/rbac.yaml Role kyma-system/cp-mod-migrator: get,delete apps/statefulsets
+    /// [connectivity-proxy]".
+    pub fn describe(&self, id: RuleId) -> String {
+        let doc = &self.docs[id.0];
+        let rule = self.rule(id);
+        let list = |v: &Value| {
+            v.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default()
+        };
+        let names = list(&rule["resourceNames"]);
+        format!(
+            "{} {} {}{}: {} {}/{}{}",
+            self.file_of(id),
+            str_of(&doc["kind"]),
+            doc["metadata"]["namespace"]
+                .as_str()
+                .map(|n| format!("{n}/"))
+                .unwrap_or_default(),
+            str_of(&doc["metadata"]["name"]),
+            list(&rule["verbs"]),
+            list(&rule["apiGroups"]),
+            list(&rule["resources"]),
+            if names.is_empty() {
+                String::new()
+            } else {
+                format!(" [{names}]")
+            }
+        )
+    }
+
+    /// Applies the objects of one file, in order.
+    pub async fn apply(&self, c: &TestCluster, file: &str) {
+        for doc in self.of(file) {
+            let obj: DynamicObject = serde_json::from_value(doc.clone()).expect("object");
+            c.apply(&obj).await;
+        }
+    }
+
+    /// Applies the everyday part of the manifest, waits until the authorizer sees each of its
+    /// roles bound to the ServiceAccount, and returns a kubeconfig that authenticates as it.
+    pub async fn as_service_account(&self, c: &TestCluster) -> PathBuf {
+        self.apply(c, EVERYDAY).await;
+        let token = c.token_for(SA_NAMESPACE, SA_NAME).await;
+        self.wait_effective(c, &sa_user(SA_NAME), EVERYDAY).await;
+        c.kubeconfig_with_token(&token, "sa.kubeconfig")
+    }
+
+    /// Whether a binding of the manifest gives the Role or ClusterRole `doc` to `user`.
+    pub fn bound_to(&self, doc: &Value, user: &str) -> bool {
+        let binding = if str_of(&doc["kind"]) == "Role" {
+            "RoleBinding"
+        } else {
+            "ClusterRoleBinding"
+        };
+        self.docs.iter().any(|b| {
+            str_of(&b["kind"]) == binding
+                && b["metadata"]["namespace"] == doc["metadata"]["namespace"]
+                && b["roleRef"]["name"] == doc["metadata"]["name"]
+                && b["subjects"].as_array().is_some_and(|s| {
+                    s.iter().any(|s| {
+                        sa_user(str_of(&s["name"])) == user && s["namespace"] == SA_NAMESPACE
+                    })
+                })
+        })
+    }
+
+    /// Waits until the API server's authorizer sees every Role and ClusterRole of the manifest
+    /// that is bound to `user`, with its binding (RBAC reaches the authorizer through informers,
+    /// a moment after the write). Without this, a missing permission could be mere lag.
+    pub async fn wait_effective(&self, c: &TestCluster, user: &str, file: &str) {
+        for doc in self.of(file).filter(|d| self.bound_to(d, user)) {
+            wait_until_in_effect(c, user, doc).await;
+        }
+    }
+}
+
+pub fn sa_user(name: &str) -> String {
+    format!("system:serviceaccount:{SA_NAMESPACE}:{name}")
+}
+
+/// A cluster with the legacy installation, the module and the everyday part of `manifest`, and a
+/// kubeconfig that authenticates as the manifest's ServiceAccount (a TokenRequest token).
+pub async fn cluster_as_sa(manifest: &Manifest) -> (TestCluster, PathBuf) {
+    let c = TestCluster::legacy_and_module().await;
+    let kubeconfig = manifest.as_service_account(&c).await;
+    (c, kubeconfig)
+}
+
+/// The rules of the manifest that allow `req` (ClusterRoles are bound cluster-wide, Roles in
+/// their namespace).
+pub fn rules_allowing(m: &Manifest, req: &Request) -> Vec<RuleId> {
+    let has = |v: &Value, s: &str| v.as_array().is_some_and(|a| a.iter().any(|x| x == s));
+    m.rules()
+        .into_iter()
+        .filter(|&id| {
+            let doc = &m.docs[id.0];
+            let scope_ok = match str_of(&doc["kind"]) {
+                "ClusterRole" => true,
+                _ => doc["metadata"]["namespace"].as_str() == req.namespace.as_deref(),
+            };
+            let rule = m.rule(id);
+            let names = rule["resourceNames"].as_array();
+            scope_ok
+                && has(&rule["apiGroups"], &req.group)
+                && has(&rule["resources"], &req.resource)
+                && has(&rule["verbs"], &req.verb)
+                && match names {
+                    None => true,
+                    Some(n) if n.is_empty() => true,
+                    Some(_) => req
+                        .name
+                        .as_deref()
+                        .is_some_and(|name| has(&rule["resourceNames"], name)),
+                }
+        })
+        .collect()
+}
+
+/// What a rule grants, as rollback names a permission it lacks: "create apps/deployments in
+/// kyma-system", "bind rbac.authorization.k8s.io/clusterroles NAME".
+pub fn permissions_of(m: &Manifest, id: RuleId) -> Vec<String> {
+    let rule = m.rule(id);
+    let list = |k: &str| {
+        rule[k]
+            .as_array()
+            .map(|a| a.iter().map(|x| str_of(x).to_string()).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    let names = match list("resourceNames") {
+        n if n.is_empty() => vec![String::new()],
+        n => n.into_iter().map(|n| format!(" {n}")).collect(),
+    };
+    let namespace = m.docs[id.0]["metadata"]["namespace"]
+        .as_str()
+        .map(|n| format!(" in {n}"))
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for verb in list("verbs") {
+        for group in list("apiGroups") {
+            for resource in list("resources") {
+                let group = if group.is_empty() {
+                    String::new()
+                } else {
+                    format!("{group}/")
+                };
+                for name in &names {
+                    out.push(format!("{verb} {group}{resource}{name}{namespace}"));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Where `object`'s kind is served, for `client`.
+pub async fn api_of(client: &kube::Client, object: &Value) -> Api<DynamicObject> {
+    let (group, version) = match str_of(&object["apiVersion"]).split_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", str_of(&object["apiVersion"])),
+    };
+    let gvk = kube::core::GroupVersionKind::gvk(group, version, str_of(&object["kind"]));
+    let (ar, caps) = kube::discovery::pinned_kind(client, &gvk)
+        .await
+        .expect("discovery");
+    match (caps.scope, object["metadata"]["namespace"].as_str()) {
+        (kube::discovery::Scope::Namespaced, Some(ns)) => {
+            Api::namespaced_with(client.clone(), ns, &ar)
+        }
+        _ => Api::all_with(client.clone(), &ar),
+    }
+}
+
+pub async fn create(
+    client: &kube::Client,
+    object: &Value,
+    dry_run: bool,
+) -> kube::Result<DynamicObject> {
+    let pp = PostParams {
+        dry_run,
+        ..Default::default()
+    };
+    let api = api_of(client, object).await;
+    api.create(
+        &pp,
+        &serde_json::from_value(object.clone()).expect("object"),
+    )
+    .await
+}
+
+/// Creates `object` as `client`, which must be refused; the admin then finds it as it was
+/// before (absent, or unchanged). Returns the refusal.
+pub async fn refused_create(
+    c: &TestCluster,
+    client: &kube::Client,
+    object: &Value,
+) -> Box<kube::core::Status> {
+    let admin = api_of(&c.client, object).await;
+    let name = str_of(&object["metadata"]["name"]);
+    let version = |o: Option<DynamicObject>| o.and_then(|o| o.metadata.resource_version);
+    let before = version(admin.get_opt(name).await.expect("get"));
+    let refusal = match create(client, object, false).await {
+        Err(kube::Error::Api(e)) => e,
+        other => panic!(
+            "{} {name}: expected a refusal, got {other:?}",
+            object["kind"]
+        ),
+    };
+    assert_eq!(
+        version(admin.get_opt(name).await.expect("get")),
+        before,
+        "{} {name} unchanged",
+        object["kind"]
+    );
+    refusal
 }

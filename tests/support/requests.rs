@@ -4,6 +4,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use super::values::str_of;
 use super::{RunResult, run_tool_with_env};
 
 /// Runs the tool with the client's request log (kube_client at debug) in its JSON log lines.
@@ -83,6 +84,51 @@ pub fn parse_request(method: &str, url: &str) -> Option<Request> {
     })
 }
 
-fn str_of(v: &Value) -> &str {
-    v.as_str().unwrap_or_default()
+/// One retry that the tool logged ("transient API failure, retrying").
+#[derive(Debug, Clone)]
+pub struct Retry {
+    /// "METHOD path".
+    pub request: String,
+    /// Which retry of the request (from 1).
+    pub attempt: u64,
+    /// How long the tool waited before it.
+    pub delay_ms: u64,
+    /// The cluster's context, when the tool asked several.
+    pub context: Option<String>,
+}
+
+/// Every retry in the tool's JSON log, in order.
+pub fn retries_in(stderr: &str) -> Vec<Retry> {
+    stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["message"] == "transient API failure, retrying")
+        .map(|v| Retry {
+            request: format!("{} {}", str_of(&v["method"]), str_of(&v["path"])),
+            attempt: v["attempt"].as_u64().expect("attempt"),
+            delay_ms: v["delay_ms"].as_u64().expect("delay_ms"),
+            context: v["spans"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find_map(|s| s["context"].as_str().map(str::to_string)),
+        })
+        .collect()
+}
+
+/// The retries of each request, grouped: a request's retries from its first retry on (a
+/// request made again later starts a group of its own).
+pub fn retry_chains(retries: &[Retry]) -> Vec<Vec<Retry>> {
+    let mut chains: Vec<Vec<Retry>> = Vec::new();
+    for r in retries {
+        let open = chains
+            .iter_mut()
+            .rev()
+            .find(|c| c[0].request == r.request && c[0].context == r.context && r.attempt > 1);
+        match open {
+            Some(chain) => chain.push(r.clone()),
+            None => chains.push(vec![r.clone()]),
+        }
+    }
+    chains
 }

@@ -7,14 +7,14 @@ use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
 
-use cp_mod_migrator::names::{self, service_mappings as sm};
+use super::contract::{adoption, is_adopted, service_mapping as sm};
 
 /// Concurrent creations: enough to create thousands in seconds, few enough for a shared machine.
 pub const CREATE_CONCURRENCY: usize = 64;
 
 pub fn resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk(sm::GROUP, "v1", sm::KIND),
+        &GroupVersionKind::gvk(sm::GROUP, sm::VERSION, sm::KIND),
         sm::PLURAL,
     )
 }
@@ -27,10 +27,10 @@ pub fn api(client: &Client) -> Api<DynamicObject> {
 pub fn adoption_metadata() -> Value {
     json!({
         "annotations": {
-            sm::PRIMARY_NAME_ANNOTATION: names::cr::NAME,
-            sm::PRIMARY_NAMESPACE_ANNOTATION: names::KYMA_SYSTEM,
+            adoption::PRIMARY_NAME: adoption::PRIMARY_NAME_VALUE,
+            adoption::PRIMARY_NAMESPACE: adoption::PRIMARY_NAMESPACE_VALUE,
         },
-        "labels": { names::OPERATOR_LABEL: names::OPERATOR_LABEL_VALUE },
+        "labels": { adoption::LABEL: adoption::LABEL_VALUE },
     })
 }
 
@@ -93,7 +93,7 @@ pub async fn count_adopted(client: &Client) -> (usize, usize) {
         adopted += page
             .items
             .iter()
-            .filter(|m| cp_mod_migrator::service_mappings::is_adopted(&m.metadata))
+            .filter(|m| is_adopted(&m.metadata))
             .count();
         token = page.metadata.continue_.filter(|t| !t.is_empty());
         if token.is_none() {

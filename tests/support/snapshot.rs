@@ -12,8 +12,10 @@ use kube::core::ApiResource;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
-use cp_mod_migrator::names::{self, backup};
+use cp_mod_migrator::names::{archive, backup};
 
+use super::archive::{archive_key, decoded_archive};
+use super::contract::KYMA_SYSTEM;
 use super::operator::wait_undiscoverable;
 use super::{drop_server_owned, listable_kinds, object_key};
 
@@ -164,6 +166,56 @@ pub fn drop_allocated_addresses(service: &mut Value) {
     }
 }
 
+/// A snapshot without what differs between two clusters doing the same thing: identities,
+/// versions, times, and what the API server writes about itself (its CA, its port).
+pub fn comparable_across_clusters(snapshot: State) -> State {
+    fn strip(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                for k in [
+                    "uid",
+                    "resourceVersion",
+                    "creationTimestamp",
+                    "lastTransitionTime",
+                ] {
+                    m.remove(k);
+                }
+                if let Some(Value::Object(a)) = m.get_mut("annotations") {
+                    for k in [
+                        backup::SOURCE_UID_ANNOTATION,
+                        backup::SOURCE_RV_ANNOTATION,
+                        backup::TIME_ANNOTATION,
+                    ] {
+                        a.remove(k);
+                    }
+                }
+                m.values_mut().for_each(strip);
+            }
+            Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    snapshot
+        .into_iter()
+        .filter(|(k, _)| {
+            !k.ends_with("/kube-root-ca.crt")
+                && !k.ends_with(" kube-system/extension-apiserver-authentication")
+                && k != "/Service default/kubernetes"
+        })
+        .map(|(k, mut v)| {
+            // The archive holds the CR's uid: compare what it holds, without it.
+            if k == archive_key() {
+                let mut archive = serde_json::to_value(decoded_archive(&v)).expect("archive");
+                archive["crUid"] = Value::Null;
+                v["data"] = archive;
+                v["metadata"]["annotations"][archive::CR_UID_ANNOTATION] = Value::Null;
+            }
+            strip(&mut v);
+            (k, v)
+        })
+        .collect()
+}
+
 /// Field-level differences, for messages.
 pub fn value_diff(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
     match (a, b) {
@@ -311,7 +363,7 @@ pub async fn restore(client: &Client, kinds: &Kinds, pristine: &Snap, current: O
     }
     // Events are not part of the state, but counting them per case needs a clean slate.
     let events: Api<k8s_openapi::api::core::v1::Event> =
-        Api::namespaced(client.clone(), names::KYMA_SYSTEM);
+        Api::namespaced(client.clone(), KYMA_SYSTEM);
     events
         .delete_collection(&DeleteParams::default(), &ListParams::default())
         .await
