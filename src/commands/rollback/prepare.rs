@@ -3,6 +3,8 @@
 //! included), so that rollback can bring back what the module's uninstall deletes. One deleted
 //! since clean stays in the archive. Nothing else in the cluster changes.
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+
 use crate::archive::{self, Archive, MappingEntry, MappingsArchive, WriteOutcome};
 use crate::commands::{Ctx, Outcome};
 use crate::error::{Error, Result};
@@ -18,9 +20,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         service_mappings::crd(&ctx.client)
     )?;
     let Some(mut stored) = stored else {
-        return Err(Error::NoArchive {
-            location: archive::location(),
-        });
+        return Err(no_archive());
     };
     let Some(crd) = crd else {
         return Ok(Outcome::Skipped(format!(
@@ -29,19 +29,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
             stored.archive.service_mappings.items.len()
         )));
     };
-    let mut fresh = MappingsArchive {
-        items: list(ctx, &crd).await?,
-        ..Default::default()
-    };
-    // An archive of an older version holds no copy of the CRD: the one there now is better than
-    // none (its spec may be the module's by now).
-    if stored.archive.service_mappings.crd_object.is_none() {
-        tracing::warn!(
-            crd = sm::CRD_NAME,
-            "the archive holds no copy of the ServiceMapping CRD (written by an older version); recording it as it is now"
-        );
-        fresh.crd_object = Some(archive::crd_archival(&crd)?);
-    }
+    let fresh = read_now(ctx, &stored.archive, &crd).await?;
     for _ in 0..ATTEMPTS {
         let before = &stored.archive;
         let merged = before.clone().merged_with(Archive::new(
@@ -55,42 +43,12 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
                 "{summary}; the archive held them already"
             )));
         }
-        let written = archive::write(
-            &ctx.client,
-            &merged,
-            Some(&stored),
-            ctx.dry_run,
-            ctx.archive_part_bytes,
-        )
-        .await?;
-        match written {
-            WriteOutcome::Conflict => {
-                stored =
-                    archive::read_stored(&ctx.client)
-                        .await?
-                        .ok_or_else(|| Error::NoArchive {
-                            location: archive::location(),
-                        })?;
-            }
-            WriteOutcome::Written { .. } if ctx.dry_run => {
-                ctx.plan(
-                    "rollback",
-                    &format!("would record in {}: {summary}", archive::location()),
-                );
-                return Ok(Outcome::Done(format!("would have: {summary}")));
-            }
-            WriteOutcome::Written { bytes, parts } => {
-                let back = archive::read(&ctx.client).await?;
-                if back.as_ref() != Some(&merged) {
-                    return Err(Error::Archive {
-                        reason: format!(
-                            "{} read back does not hold what was written",
-                            archive::location()
-                        ),
-                    });
-                }
-                tracing::info!(archive = %archive::location(), bytes, parts, "recorded and verified");
-                return Ok(Outcome::Done(summary));
+        match record(ctx, &merged, &stored, summary).await? {
+            Some(outcome) => return Ok(outcome),
+            None => {
+                stored = archive::read_stored(&ctx.client)
+                    .await?
+                    .ok_or_else(no_archive)?
             }
         }
     }
@@ -100,11 +58,77 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     })
 }
 
-/// Every ServiceMapping as it is now.
-async fn list(
+fn no_archive() -> Error {
+    Error::NoArchive {
+        location: archive::location(),
+    }
+}
+
+/// The ServiceMappings as they are now, and the CRD when the archive holds no copy of it.
+async fn read_now(
     ctx: &Ctx,
-    crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-) -> Result<Vec<MappingEntry>> {
+    archived: &Archive,
+    crd: &CustomResourceDefinition,
+) -> Result<MappingsArchive> {
+    let mut fresh = MappingsArchive {
+        items: list(ctx, crd).await?,
+        ..Default::default()
+    };
+    // An archive of an older version holds no copy of the CRD: the one there now is better than
+    // none (its spec may be the module's by now).
+    if archived.service_mappings.crd_object.is_none() {
+        tracing::warn!(
+            crd = sm::CRD_NAME,
+            "the archive holds no copy of the ServiceMapping CRD (written by an older version); recording it as it is now"
+        );
+        fresh.crd_object = Some(archive::crd_archival(crd)?);
+    }
+    Ok(fresh)
+}
+
+/// Writes `merged` over `stored` and reads it back: prepare's outcome, or `None` when the
+/// archive changed since it was read (a concurrent run).
+async fn record(
+    ctx: &Ctx,
+    merged: &Archive,
+    stored: &archive::Stored,
+    summary: String,
+) -> Result<Option<Outcome>> {
+    let written = archive::write(
+        &ctx.client,
+        merged,
+        Some(stored),
+        ctx.dry_run,
+        ctx.archive_part_bytes,
+    )
+    .await?;
+    match written {
+        WriteOutcome::Conflict => Ok(None),
+        WriteOutcome::Written { .. } if ctx.dry_run => {
+            ctx.plan(
+                "rollback",
+                &format!("would record in {}: {summary}", archive::location()),
+            );
+            Ok(Some(Outcome::Done(format!("would have: {summary}"))))
+        }
+        WriteOutcome::Written { bytes, parts } => {
+            let back = archive::read(&ctx.client).await?;
+            if back.as_ref() != Some(merged) {
+                return Err(Error::Archive {
+                    reason: format!(
+                        "{} read back does not hold what was written",
+                        archive::location()
+                    ),
+                });
+            }
+            tracing::info!(archive = %archive::location(), bytes, parts, "recorded and verified");
+            Ok(Some(Outcome::Done(summary)))
+        }
+    }
+}
+
+/// Every ServiceMapping as it is now.
+async fn list(ctx: &Ctx, crd: &CustomResourceDefinition) -> Result<Vec<MappingEntry>> {
     let Some(ar) = service_mappings::resource(crd) else {
         return Ok(Vec::new());
     };
