@@ -1,16 +1,17 @@
 //! Step 1: the user configuration from the legacy ConfigMaps into the ConnectivityProxy CR.
 
+use kube::api::DynamicObject;
 use serde_json::Value;
 
 use super::{Ctx, Outcome};
 use crate::cr;
-use crate::diff;
 use crate::error::{Error, Result};
 use crate::migration::{
     LegacyInput, Replaced, desired, field_loss, judge_losses, no_legacy_installation,
     read_legacy_input, summary, warn_on_version, write,
 };
 use crate::step::Step;
+use crate::{diff, translate};
 
 pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     // The legacy input is read once per run; after a conflict only the CR is read again, which
@@ -92,25 +93,10 @@ async fn attempt_once(ctx: &Ctx, input: &mut Option<LegacyInput>) -> Result<Atte
     };
     let ports = read.ports;
     let (plan, desired) = desired(&current, read)?;
-
-    // Ask the server what it would store, and refuse if it would drop or change anything.
-    let stored = match write(client, &desired, true).await? {
-        Replaced::Stored(stored) => *stored,
-        Replaced::Conflict(conflict) => return Ok(Attempt::Conflict(conflict)),
+    let accepted = match judge_on_the_server(ctx, &plan, &desired).await? {
+        Judged::Accepted(accepted) => accepted,
+        Judged::Conflict(conflict) => return Ok(Attempt::Conflict(conflict)),
     };
-    let (refused, accepted) = judge_losses(
-        &plan,
-        stored.data.get("spec").unwrap_or(&Value::Null),
-        &ctx.allow_field_loss,
-    );
-    if !refused.is_empty() {
-        return Err(field_loss(&refused));
-    }
-    let accepted: Vec<String> = accepted.iter().map(|l| l.to_string()).collect();
-    for line in &accepted {
-        tracing::warn!(field = %line, "accepted loss of a migrated field (--allow-field-loss)");
-    }
-
     let summary = summary(&plan, ports, &accepted);
     if ctx.dry_run {
         ctx.plan(
@@ -130,7 +116,7 @@ async fn attempt_once(ctx: &Ctx, input: &mut Option<LegacyInput>) -> Result<Atte
             "would migrate: {summary}"
         ))));
     }
-    let written = match write(client, &desired, false).await? {
+    let written = match write(&ctx.client, &desired, false).await? {
         Replaced::Stored(written) => *written,
         Replaced::Conflict(conflict) => return Ok(Attempt::Conflict(conflict)),
     };
@@ -143,4 +129,38 @@ async fn attempt_once(ctx: &Ctx, input: &mut Option<LegacyInput>) -> Result<Atte
         format!("Migrated the legacy Connectivity Proxy configuration: {summary}"),
     );
     Ok(Attempt::Finished(Outcome::Done(summary)))
+}
+
+/// What the server would store of the CR migrate writes.
+enum Judged {
+    /// It keeps every migrated field, but those the user accepted to lose (named).
+    Accepted(Vec<String>),
+    /// The CR changed since it was read: the server's message.
+    Conflict(String),
+}
+
+/// Asks the server what it would store (a dry run of the guarded write), and refuses if it
+/// would drop or change a migrated field the user did not accept to lose.
+async fn judge_on_the_server(
+    ctx: &Ctx,
+    plan: &translate::Plan,
+    desired: &DynamicObject,
+) -> Result<Judged> {
+    let stored = match write(&ctx.client, desired, true).await? {
+        Replaced::Stored(stored) => *stored,
+        Replaced::Conflict(conflict) => return Ok(Judged::Conflict(conflict)),
+    };
+    let (refused, accepted) = judge_losses(
+        plan,
+        stored.data.get("spec").unwrap_or(&Value::Null),
+        &ctx.allow_field_loss,
+    );
+    if !refused.is_empty() {
+        return Err(field_loss(&refused));
+    }
+    let accepted: Vec<String> = accepted.iter().map(|l| l.to_string()).collect();
+    for line in &accepted {
+        tracing::warn!(field = %line, "accepted loss of a migrated field (--allow-field-loss)");
+    }
+    Ok(Judged::Accepted(accepted))
 }
