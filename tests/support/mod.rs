@@ -1,5 +1,17 @@
 //! Test support: a real kube-apiserver + etcd per test (see `testenv/`), fixtures, snapshots,
-//! and running the built binary against it.
+//! and running the built binary against it. The test files hold cases; the machinery is here,
+//! one module for each thing:
+//!
+//! - what is expected: `contract` (SPEC.md's names, spelled out: a test takes its expectation of
+//!   a name from here, never from the crate's own tables), `legacy_cases`, `generators`;
+//! - the cluster: `TestCluster` (below), `fixtures`, `snapshot` and `unchanged` (whole states,
+//!   compared; "writes nothing"), `values`, `config_maps`, `cr`, `events`, `archive`,
+//!   `service_mappings`, `kubeconfigs`, `secrets`;
+//! - the module: `module` (enabled), `operator` (its operator, emulated);
+//! - the tool run otherwise: `requests` (its logged requests and retries), `faultproxy` (a proxy
+//!   that injects faults), `crash_rig` (tests/reliability.rs's rig and crash matrix), `rbac` and
+//!   `rbac_scenario` (the RBAC manifests and the scenario run as their ServiceAccount), `podman`,
+//!   `images` and `pod` (the images run as a kubelet would run the example Deployment's Pod).
 #![allow(dead_code)]
 
 pub mod archive;
