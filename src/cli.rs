@@ -235,7 +235,6 @@ pub async fn execute(cli: Cli) -> ExitCode {
     let limit = deadline_for + cli.global.request_timeout;
     let work = async {
         let result = dispatch(&ctx, &cli.command, started, &stats).await;
-        show_plans(&ctx);
         // The Events went out beside the work; the closing line counts their requests too.
         ctx.events_sent().await;
         result
@@ -247,6 +246,8 @@ pub async fn execute(cli: Cli) -> ExitCode {
             deadline: deadline_for,
         }),
     };
+    // Also what a step planned before the deadline stopped it.
+    show_plans(&ctx);
     if let Err(e) = &result {
         show_unreachable(&cli.command, e, stats.retries());
     }
