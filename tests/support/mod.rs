@@ -8,6 +8,9 @@
 //!   compared; "writes nothing"), `values`, `config_maps`, `cr`, `events`, `archive`,
 //!   `service_mappings`, `kubeconfigs`, `secrets`;
 //! - the module: `module` (enabled), `operator` (its operator, emulated);
+//! - what runs Pods: `TestCluster::with_controllers` (kube-controller-manager) and `node_agent`
+//!   (a kubelet's part: binding, Running, Ready, grace periods), `endpoints` (what a Service's
+//!   clients see);
 //! - the tool run otherwise: `requests` (its logged requests and retries), `faultproxy` (a proxy
 //!   that injects faults), `crash_rig` (tests/reliability.rs's rig and crash matrix), `rbac` and
 //!   `rbac_scenario` (the RBAC manifests and the scenario run as their ServiceAccount), `podman`,
@@ -19,6 +22,7 @@ pub mod config_maps;
 pub mod contract;
 pub mod cr;
 pub mod crash_rig;
+pub mod endpoints;
 pub mod events;
 pub mod faultproxy;
 pub mod fixtures;
@@ -27,6 +31,7 @@ pub mod images;
 pub mod kubeconfigs;
 pub mod legacy_cases;
 pub mod module;
+pub mod node_agent;
 pub mod operator;
 pub mod pod;
 pub mod podman;
@@ -133,14 +138,18 @@ fn server_binary() -> &'static Path {
 pub struct TestCluster {
     dir: tempfile::TempDir,
     child: Child,
+    /// kube-controller-manager, when the test asked for the controllers.
+    controllers: Option<Child>,
     pub kubeconfig: PathBuf,
     pub client: Client,
 }
 
 impl Drop for TestCluster {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for child in self.controllers.iter_mut().chain([&mut self.child]) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -183,9 +192,49 @@ impl TestCluster {
         TestCluster {
             dir,
             child,
+            controllers: None,
             kubeconfig,
             client,
         }
+    }
+
+    /// A fresh cluster with the controllers that make and replace Pods and decide a Service's
+    /// endpoints (kube-controller-manager of the same release: StatefulSet, Deployment,
+    /// ReplicaSet, EndpointSlice, garbage collector, ServiceAccount; see
+    /// `testenv/controllers.go`). Pods need a node agent ([`node_agent`]) to be bound and Ready.
+    pub async fn with_controllers() -> TestCluster {
+        let mut c = TestCluster::start().await;
+        let log = std::fs::File::create(c.dir().join("controllers.log")).expect("log file");
+        let child = Command::new(server_binary())
+            .arg("controllers")
+            .arg("--kubeconfig")
+            .arg(&c.kubeconfig)
+            .arg("--lifeline-stdin")
+            .stdin(Stdio::piped())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start kube-controller-manager");
+        c.controllers = Some(child);
+        // The controllers are up when the ServiceAccount controller has made `default`.
+        let accounts: Api<ServiceAccount> = Api::namespaced(c.client.clone(), "default");
+        let started = Instant::now();
+        while accounts.get_opt("default").await.ok().flatten().is_none() {
+            if let Some(Ok(Some(status))) = c.controllers.as_mut().map(Child::try_wait) {
+                let log =
+                    std::fs::read_to_string(c.dir().join("controllers.log")).unwrap_or_default();
+                panic!(
+                    "kube-controller-manager exited ({status}):\n{}",
+                    tail(&log, 30)
+                );
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "kube-controller-manager made no ServiceAccount in 120 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        c
     }
 
     /// A fresh cluster with the named fixture folders applied, in order.
