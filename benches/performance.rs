@@ -21,13 +21,17 @@
 //!    Priority and Fairness) and as the ServiceAccount of deploy/rbac.yaml, with the server's
 //!    flow-control counters around each.
 //!
+//! 8. The outage: seconds with no ready endpoint of the proxy's Service through `run` until the
+//!    module is `Ready`, on the real controllers, with modelled operator and Pod delays
+//!    (benches/performance/outage.rs).
+//!
 //! Every measurement gets a fresh cluster. Environment: `CP_BENCH_TOOL` (the binary to measure;
 //! default: the one cargo built for this bench), `CP_BENCH_REPS` (whole-migration repetitions,
 //! default 5), `CP_BENCH_N` (comma-separated sizes, default 100,1000,10000), `CP_BENCH_ROUNDS`
 //! (runs of clean and of each limit level per N, default 2), `CP_BENCH_LIMIT_CONCURRENCY`
 //! (default 8,16,64), `CP_BENCH_LATENCY_MS` (added round trips in ms, default 0,5,20; 0 must be
 //! among them), `CP_BENCH_LATENCY_REPS` (default 3), `CP_BENCH_PARTS` (any of
-//! run,clean,limit,latency,fleet,apf; default all).
+//! run,clean,limit,latency,fleet,apf,outage; default all).
 
 #[path = "performance/apf.rs"]
 mod apf;
@@ -35,6 +39,8 @@ mod apf;
 mod fleet;
 #[path = "performance/launcher.rs"]
 mod launcher;
+#[path = "performance/outage.rs"]
+mod outage;
 #[path = "performance/report.rs"]
 mod report;
 #[path = "../tests/support/mod.rs"]
@@ -101,7 +107,7 @@ async fn bench() {
             1,
             vec![20],
             vec![8],
-            "run,clean,limit,latency,fleet,apf".to_string(),
+            "run,clean,limit,latency,fleet,apf,outage".to_string(),
         )
     } else {
         (
@@ -110,7 +116,7 @@ async fn bench() {
             env_list("CP_BENCH_N", &[100, 1_000, 10_000]),
             env_list("CP_BENCH_LIMIT_CONCURRENCY", &[8, 16, 64]),
             std::env::var("CP_BENCH_PARTS")
-                .unwrap_or_else(|_| "run,clean,limit,latency,fleet,apf".into()),
+                .unwrap_or_else(|_| "run,clean,limit,latency,fleet,apf,outage".into()),
         )
     };
     // The smoke pass: one repetition at two delays, enough to keep the section working.
@@ -234,6 +240,12 @@ async fn bench() {
         None
     };
 
+    let outages = if part("outage") {
+        outage::bench(smoke).await
+    } else {
+        Vec::new()
+    };
+
     let way_back = print_way_back(&rollbacks, &way_backs, &adoption);
     let mut targets = print_latency(&latency, &delays, latency_reps);
     targets.extend(way_back);
@@ -253,6 +265,7 @@ async fn bench() {
     if let Some(fleet) = &fleet {
         fleet::print(fleet);
     }
+    outage::print(&outages);
 }
 
 /// Section 7 runs at the sizes of sections 2 and 3 from 1 000 up (the smallest differences

@@ -1,64 +1,129 @@
-//! What a Service's clients see: a watch on its EndpointSlices that records how many ready
-//! endpoints it has over time, so that a test can say how long it had none.
+//! What a Service's clients see: a watch on the Service and its EndpointSlices that records
+//! how many ready endpoints it has over time, so that a test can say how long it had none.
+//!
+//! A client reaches the Service by its name while it exists, and then its ready endpoints: those
+//! of the slices the Service owns. A slice left from a deleted Service of the same name (the
+//! garbage collector takes a while) does not count, nor does anything while the Service is gone.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use tokio::task::JoinHandle;
 
+/// What the watch knows now.
+#[derive(Default)]
+struct Seen {
+    /// The Service's uid while it exists.
+    service: Option<String>,
+    /// Every ClusterIP the Service had, in order.
+    cluster_ips: Vec<String>,
+    /// Each slice: the Service that owns it, and its ready endpoints.
+    slices: BTreeMap<String, (Option<String>, usize)>,
+    /// Ready endpoints after each change.
+    timeline: Vec<(Instant, usize)>,
+}
+
+impl Seen {
+    fn record(&mut self) {
+        let total = match &self.service {
+            None => 0,
+            Some(uid) => self
+                .slices
+                .values()
+                .filter(|(owner, _)| owner.as_deref() == Some(uid.as_str()))
+                .map(|(_, ready)| ready)
+                .sum(),
+        };
+        self.timeline.push((Instant::now(), total));
+    }
+}
+
 /// A running record of one Service's ready endpoints; it stops when dropped.
 pub struct ReadyEndpoints {
-    timeline: Arc<Mutex<Vec<(Instant, usize)>>>,
-    task: JoinHandle<()>,
+    seen: Arc<Mutex<Seen>>,
+    tasks: [JoinHandle<()>; 2],
 }
 
 impl Drop for ReadyEndpoints {
     fn drop(&mut self) {
-        self.task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 
 impl ReadyEndpoints {
     /// Starts recording Service `namespace/service`.
     pub fn watch(client: &Client, namespace: &str, service: &str) -> ReadyEndpoints {
-        let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), namespace);
-        let selector = format!("kubernetes.io/service-name={service}");
-        let timeline = Arc::new(Mutex::new(Vec::new()));
-        let record = timeline.clone();
-        let task = tokio::spawn(async move {
-            let mut ready_by_slice: BTreeMap<String, usize> = BTreeMap::new();
-            let mut events = watcher(slices, watcher::Config::default().labels(&selector))
-                .default_backoff()
-                .touched_objects()
-                .boxed();
-            while let Ok(Some(slice)) = events.try_next().await {
-                let name = slice.name_any();
-                if slice.metadata.deletion_timestamp.is_some() {
-                    ready_by_slice.remove(&name);
-                } else {
-                    ready_by_slice.insert(name, ready(&slice));
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let services: Api<Service> = Api::namespaced(client.clone(), namespace);
+        let by_name = watcher::Config::default().fields(&format!("metadata.name={service}"));
+        let record = seen.clone();
+        let service_task = tokio::spawn(async move {
+            let mut events = watcher(services, by_name).boxed();
+            while let Ok(Some(event)) = events.try_next().await {
+                let mut seen = record.lock().expect("seen");
+                match event {
+                    watcher::Event::Delete(_) => seen.service = None,
+                    watcher::Event::Apply(s) | watcher::Event::InitApply(s) => {
+                        let ip = s.spec.as_ref().and_then(|s| s.cluster_ip.clone());
+                        if let Some(ip) = ip
+                            && seen.cluster_ips.last() != Some(&ip)
+                        {
+                            seen.cluster_ips.push(ip);
+                        }
+                        seen.service = s.uid();
+                    }
+                    watcher::Event::Init | watcher::Event::InitDone => continue,
                 }
-                let total = ready_by_slice.values().sum();
-                record
-                    .lock()
-                    .expect("timeline")
-                    .push((Instant::now(), total));
+                seen.record();
             }
         });
-        ReadyEndpoints { timeline, task }
+        let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), namespace);
+        let by_label =
+            watcher::Config::default().labels(&format!("kubernetes.io/service-name={service}"));
+        let record = seen.clone();
+        let slice_task = tokio::spawn(async move {
+            let mut events = watcher(slices, by_label).boxed();
+            while let Ok(Some(event)) = events.try_next().await {
+                let mut seen = record.lock().expect("seen");
+                match event {
+                    watcher::Event::Delete(slice) => {
+                        seen.slices.remove(&slice.name_any());
+                    }
+                    watcher::Event::Apply(slice) | watcher::Event::InitApply(slice) => {
+                        let owner = slice.owner_references().first().map(|o| o.uid.clone());
+                        seen.slices.insert(slice.name_any(), (owner, ready(&slice)));
+                    }
+                    watcher::Event::Init | watcher::Event::InitDone => continue,
+                }
+                seen.record();
+            }
+        });
+        ReadyEndpoints {
+            seen,
+            tasks: [service_task, slice_task],
+        }
+    }
+
+    /// Every ClusterIP the Service had while watched, in order.
+    pub fn cluster_ips(&self) -> Vec<String> {
+        self.seen.lock().expect("seen").cluster_ips.clone()
     }
 
     /// Ready endpoints now, as last seen.
     pub fn now(&self) -> usize {
-        self.timeline
+        self.seen
             .lock()
-            .expect("timeline")
+            .expect("seen")
+            .timeline
             .last()
             .map_or(0, |(_, n)| *n)
     }
@@ -76,10 +141,22 @@ impl ReadyEndpoints {
         }
     }
 
+    /// The record: ready endpoints after each change, from the start of the watch.
+    pub fn timeline(&self) -> Vec<(Duration, usize)> {
+        let seen = self.seen.lock().expect("seen");
+        let timeline = &seen.timeline;
+        let start = timeline.first().map(|(at, _)| *at);
+        timeline
+            .iter()
+            .map(|(at, n)| (start.map_or(Duration::ZERO, |s| *at - s), *n))
+            .collect()
+    }
+
     /// Every interval, after the first ready endpoint, in which there was none (one still
     /// open counts up to now).
     pub fn outages(&self) -> Vec<Duration> {
-        let timeline = self.timeline.lock().expect("timeline");
+        let seen = self.seen.lock().expect("seen");
+        let timeline = &seen.timeline;
         let mut outages = Vec::new();
         let mut since: Option<Instant> = None;
         let mut served = false;

@@ -10,7 +10,7 @@
 //! - the module: `module` (enabled), `operator` (its operator, emulated);
 //! - what runs Pods: `TestCluster::with_controllers` (kube-controller-manager) and `node_agent`
 //!   (a kubelet's part: binding, Running, Ready, grace periods), `endpoints` (what a Service's
-//!   clients see);
+//!   clients see), `outage` (a migration as those clients see it), `workloads`;
 //! - the tool run otherwise: `requests` (its logged requests and retries), `faultproxy` (a proxy
 //!   that injects faults), `crash_rig` (tests/reliability.rs's rig and crash matrix), `rbac` and
 //!   `rbac_scenario` (the RBAC manifests and the scenario run as their ServiceAccount), `podman`,
@@ -33,6 +33,7 @@ pub mod legacy_cases;
 pub mod module;
 pub mod node_agent;
 pub mod operator;
+pub mod outage;
 pub mod pod;
 pub mod podman;
 pub mod rbac;
@@ -43,6 +44,7 @@ pub mod service_mappings;
 pub mod snapshot;
 pub mod unchanged;
 pub mod values;
+pub mod workloads;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;

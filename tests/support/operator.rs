@@ -263,11 +263,15 @@ pub enum Outcome {
     RefusedToStart { missing_crds: Vec<String> },
 }
 
-/// Whether the module's workloads are ready (no controller runs on a test server to tell).
+/// Whether the module's workloads are ready: as the caller says, where no controller runs on
+/// the test server to tell, or as their own status says (`TestCluster::with_controllers`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Workloads {
     Ready,
     NotReady,
+    /// Ready once every StatefulSet and Deployment the operator made has all its replicas
+    /// updated and ready (OPERATOR.md: `Processing` while a workload is not ready).
+    Observed,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1267,11 +1271,48 @@ pub async fn reconcile_with(c: &TestCluster, workloads: Workloads) -> Outcome {
     let mut cr = Cr::read(&serde_json::to_value(&object).expect("CR as JSON"));
     let outcome = match apply_table(client, &mut cr).await {
         Err(error) => error,
-        Ok(()) if workloads == Workloads::Ready => Outcome::Ready,
-        Ok(()) => Outcome::Processing,
+        Ok(()) => match workloads {
+            Workloads::Ready => Outcome::Ready,
+            Workloads::NotReady => Outcome::Processing,
+            Workloads::Observed if workloads_ready(client, &cr).await => Outcome::Ready,
+            Workloads::Observed => Outcome::Processing,
+        },
     };
     write_state(client, &outcome, cr.generation).await;
     outcome
+}
+
+/// Reconciles as the operator does on a cluster whose controllers run the workloads: again and
+/// again (its recheck every 15 s, here every `every`) until `Ready`, an error, or `limit`.
+pub async fn reconcile_until_ready(c: &TestCluster, every: Duration, limit: Duration) -> Outcome {
+    let started = Instant::now();
+    loop {
+        let outcome = reconcile_with(c, Workloads::Observed).await;
+        if outcome != Outcome::Processing || started.elapsed() >= limit {
+            return outcome;
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Every StatefulSet and Deployment the operator made has all its replicas updated and ready.
+async fn workloads_ready(client: &Client, cr: &Cr) -> bool {
+    for d in dependents(cr) {
+        if !d.made || (d.kind.kind != "StatefulSet" && d.kind.kind != "Deployment") {
+            continue;
+        }
+        let Some(object) = d.get(client).await else {
+            return false;
+        };
+        let wanted = object.data["spec"]["replicas"].as_i64().unwrap_or(1);
+        let status = &object.data["status"];
+        let count = |field: &str| status[field].as_i64().unwrap_or(0);
+        let current = status["observedGeneration"].as_i64() == object.metadata.generation;
+        if !current || count("readyReplicas") < wanted || count("updatedReplicas") < wanted {
+            return false;
+        }
+    }
+    true
 }
 
 async fn apply_table(client: &Client, cr: &mut Cr) -> Result<(), Outcome> {
