@@ -10,9 +10,10 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Service;
 use kube::ResourceExt;
-use kube::api::{Api, PropagationPolicy};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PropagationPolicy};
 use support::outage::{self, LIMIT};
 use support::workloads::*;
+use support::{Tenant, TestCluster, fixture_dir, operator};
 
 #[tokio::test]
 async fn a_stateful_set_deleted_with_its_pods_orphaned_is_replaced_by_its_successor_without_an_outage()
@@ -105,4 +106,91 @@ async fn with_todays_clean_the_proxy_has_no_endpoint_from_its_deletion_until_the
         seen.outages[0] >= MODEL.operator_start + MODEL.pods.ready_after,
         "at least the operator's start and its Pod's start: {seen:?}"
     );
+}
+
+/// OPERATOR.md: "An object with the label and annotations is adopted: the next reconcile
+/// applies its desired state with force (immutable fields such as a StatefulSet's selector
+/// still refuse a change)." Every legacy object at one of the operator's names handed over by
+/// hand: the legacy workloads' selectors refuse the operator's; once they are deleted (their
+/// Pods orphaned), the operator adopts the rest in place, each Service with its ClusterIP.
+#[tokio::test]
+async fn legacy_objects_at_the_operators_names_are_adopted_in_place_except_the_workloads() {
+    // The garbage collector takes an orphaning delete's finalizer off.
+    let c = TestCluster::with_controllers().await;
+    for fixture in Tenant::Dedicated.fixtures() {
+        c.apply_dir(&fixture_dir(fixture)).await;
+    }
+    c.run(&["migrate"]).assert_ok();
+    c.run(&["backup"]).assert_ok();
+    let mut handed_over = Vec::new();
+    for d in operator::table(&c).await {
+        if let Some(object) = d.get(&c.client).await {
+            hand_over(&c, &d).await;
+            handed_over.push((d, object));
+        }
+    }
+    let workload = |d: &operator::Dependent| ["StatefulSet", "Deployment"].contains(&d.kind.kind);
+    assert!(handed_over.iter().any(|(d, _)| workload(d)));
+    assert!(handed_over.iter().any(|(d, _)| !workload(d)));
+
+    match operator::reconcile(&c).await {
+        operator::Outcome::Error {
+            object,
+            code,
+            message,
+        } => {
+            assert!(object.starts_with("Deployment ") || object.starts_with("StatefulSet "));
+            assert_eq!(code, Some(422), "{message}");
+            assert!(
+                message.contains("spec.selector") && message.contains("field is immutable"),
+                "{message}"
+            );
+        }
+        other => panic!("a legacy workload's selector refuses the operator's: {other:?}"),
+    }
+
+    for (d, _) in handed_over.iter().filter(|(d, _)| workload(d)) {
+        d.api(&c.client)
+            .delete(
+                &d.name,
+                &DeleteParams {
+                    propagation_policy: Some(PropagationPolicy::Orphan),
+                    ..DeleteParams::default()
+                },
+            )
+            .await
+            .expect("delete a legacy workload, its Pods orphaned");
+        let started = std::time::Instant::now();
+        while d.get(&c.client).await.is_some() {
+            assert!(started.elapsed() < LIMIT, "{} not gone", d.key());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert_eq!(operator::reconcile(&c).await, operator::Outcome::Ready);
+    for (d, before) in handed_over.iter().filter(|(d, _)| !workload(d)) {
+        let after = d.get(&c.client).await.expect("still there");
+        assert_eq!(after.uid(), before.uid(), "{} adopted in place", d.key());
+        if d.kind.kind == "Service" {
+            assert_eq!(
+                after.data["spec"]["clusterIP"],
+                before.data["spec"]["clusterIP"],
+                "{} keeps its ClusterIP",
+                d.key()
+            );
+        }
+    }
+}
+
+async fn hand_over(c: &TestCluster, d: &operator::Dependent) {
+    let patch = serde_json::json!({"metadata": {
+        "labels": {operator::MANAGED_BY_LABEL: operator::MANAGED_BY_VALUE},
+        "annotations": {
+            operator::PRIMARY_NAME_ANNOTATION: operator::CR_NAME,
+            operator::PRIMARY_NAMESPACE_ANNOTATION: operator::NAMESPACE,
+        },
+    }});
+    d.api(&c.client)
+        .patch(&d.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap_or_else(|e| panic!("hand over {}: {e}", d.key()));
 }
