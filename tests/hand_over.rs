@@ -19,11 +19,6 @@ use support::{Tenant, TestCluster, fixture_dir, operator};
 async fn a_stateful_set_deleted_with_its_pods_orphaned_is_replaced_by_its_successor_without_an_outage()
  {
     let s = legacy_serving().await;
-    let legacy_uids: Vec<String> = pods(&s.c.client)
-        .await
-        .iter()
-        .filter_map(|p| p.uid())
-        .collect();
 
     // Deleted with its Pods orphaned: the garbage collector takes its ownership off them, and
     // they keep serving.
@@ -38,7 +33,7 @@ async fn a_stateful_set_deleted_with_its_pods_orphaned_is_replaced_by_its_succes
     // The module's StatefulSet of the same name adopts them and replaces them one at a time,
     // from the highest ordinal down.
     let module: StatefulSet = create(&s.c.client, module_stateful_set()).await;
-    let replaced = module_serving(&s.c, &module, &legacy_uids).await;
+    let replaced = module_serving(&s.c, &module, &s.legacy_pods).await;
     s.endpoints.wait_for(2, LIMIT).await;
     let created = |name: &str| {
         replaced
@@ -70,11 +65,6 @@ async fn a_stateful_set_deleted_with_its_pods_orphaned_is_replaced_by_its_succes
 async fn a_stateful_set_deleted_with_its_pods_leaves_the_service_without_endpoints_until_its_successor_is_ready()
  {
     let s = legacy_serving().await;
-    let legacy_uids: Vec<String> = pods(&s.c.client)
-        .await
-        .iter()
-        .filter_map(|p| p.uid())
-        .collect();
 
     // Today's clean: the StatefulSet goes with its Pods (background propagation, the default).
     delete_legacy(&s.c, PropagationPolicy::Background).await;
@@ -82,7 +72,7 @@ async fn a_stateful_set_deleted_with_its_pods_leaves_the_service_without_endpoin
     assert_eq!(s.endpoints.now(), 0);
 
     let module: StatefulSet = create(&s.c.client, module_stateful_set()).await;
-    module_serving(&s.c, &module, &legacy_uids).await;
+    module_serving(&s.c, &module, &s.legacy_pods).await;
     s.endpoints.wait_for(2, LIMIT).await;
     let outages = s.endpoints.outages();
     assert_eq!(outages.len(), 1, "one outage: {outages:?}");

@@ -11,10 +11,9 @@ use serde_json::json;
 use super::endpoints::ReadyEndpoints;
 use super::node_agent::{NodeAgent, Timing};
 use super::operator::{self, Outcome};
+use super::workloads::{NAME as PROXY, NAMESPACE};
 use super::{Tenant, TestCluster, cr, fixture_dir};
 
-const NAMESPACE: &str = "kyma-system";
-const PROXY: &str = "connectivity-proxy";
 /// Long enough for a loaded 2-core machine, never reached when the controllers work.
 pub const LIMIT: Duration = Duration::from_secs(120);
 

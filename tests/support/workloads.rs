@@ -15,7 +15,7 @@ use super::endpoints::ReadyEndpoints;
 use super::node_agent::{NodeAgent, Timing};
 use super::outage::LIMIT;
 
-pub const NAMESPACE: &str = "kyma-system";
+pub const NAMESPACE: &str = super::contract::KYMA_SYSTEM;
 pub const NAME: &str = "connectivity-proxy";
 
 /// A Pod starts Ready a second after it runs and serves two seconds after its deletion: short,
@@ -119,6 +119,8 @@ pub struct Serving {
     _agent: NodeAgent,
     pub service: Service,
     pub legacy: StatefulSet,
+    /// The uids of the legacy Pods.
+    pub legacy_pods: Vec<String>,
     pub endpoints: ReadyEndpoints,
 }
 
@@ -142,12 +144,18 @@ pub async fn legacy_serving() -> Serving {
     let endpoints = ReadyEndpoints::watch(&c.client, NAMESPACE, NAME);
     let legacy: StatefulSet = create(&c.client, legacy_stateful_set()).await;
     endpoints.wait_for(2, LIMIT).await;
-    assert_eq!(pods(&c.client).await.len(), 2);
+    let legacy_pods: Vec<String> = pods(&c.client)
+        .await
+        .iter()
+        .filter_map(|p| p.uid())
+        .collect();
+    assert_eq!(legacy_pods.len(), 2);
     Serving {
         c,
         _agent: agent,
         service,
         legacy,
+        legacy_pods,
         endpoints,
     }
 }
