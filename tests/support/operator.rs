@@ -16,8 +16,9 @@
 //!   CRD.
 //!
 //! Where the emulation differs from the real operator, on purpose:
-//! - No controller or kubelet runs on a test server, so no workload ever becomes ready: the
-//!   caller says whether they are ([`Workloads`]); `Ready` by default.
+//! - No controller or kubelet runs on a plain test server, so no workload ever becomes ready:
+//!   the caller says whether they are ([`Workloads`]); `Ready` by default. On a cluster with the
+//!   controllers and a node agent, [`reconcile_until_ready`] reads the workloads' own status.
 //! - One call is one reconcile; the real operator retries a failing one (5 attempts) and
 //!   reconciles again on every event. Its end state is the same: `Error` until the cause goes.
 //! - The ServiceMapping validating webhook configuration is made without its webhook: nothing
@@ -1298,7 +1299,7 @@ pub async fn reconcile_until_ready(c: &TestCluster, every: Duration, limit: Dura
 /// Every StatefulSet and Deployment the operator made has all its replicas updated and ready.
 async fn workloads_ready(client: &Client, cr: &Cr) -> bool {
     for d in dependents(cr) {
-        if !d.made || (d.kind.kind != "StatefulSet" && d.kind.kind != "Deployment") {
+        if !d.made || ![STATEFUL_SET.kind, DEPLOYMENT.kind].contains(&d.kind.kind) {
             continue;
         }
         let Some(object) = d.get(client).await else {
