@@ -21,9 +21,11 @@ lint:
 	scripts/module-cycles
 	cd testenv && test -z "$$(gofmt -l .)" && go vet ./...
 
-## The test API server (built once, then cached outside the repository).
+## The test API server and the controllers some tests run beside it (each built once, then
+## cached outside the repository).
 testenv:
 	testenv/cluster build >/dev/null
+	testenv/cluster build-controllers >/dev/null
 
 ## Rust and Go: they come with a stock machine of its kind; checked, not installed.
 toolchain:

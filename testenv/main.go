@@ -3,15 +3,9 @@
 //
 // Usage: testenv serve --dir DIR [--lifeline-stdin]
 //
-//	testenv controllers --kubeconfig FILE [--lifeline-stdin]
-//
-// serve writes DIR/kubeconfig (cluster-admin, client certificate) once /readyz answers ok, and
+// It writes DIR/kubeconfig (cluster-admin, client certificate) once /readyz answers ok, and
 // runs until SIGTERM/SIGINT (or, with --lifeline-stdin, until its stdin closes, so a test process
 // that dies cannot leave a server behind).
-//
-// controllers runs kube-controller-manager of the same release against that server, with the
-// controllers that decide what a workload's Pods and a Service's endpoints are (see
-// controllers.go). No kubelet runs: the tests' node agent plays one.
 package main
 
 import (
@@ -46,25 +40,11 @@ import (
 	"k8s.io/kubernetes/cmd/kube-apiserver/app/options"
 )
 
-const usage = "usage: testenv serve --dir DIR [--lifeline-stdin] | controllers --kubeconfig FILE [--lifeline-stdin]"
-
 func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, usage)
+	if len(os.Args) < 2 || os.Args[1] != "serve" {
+		fmt.Fprintln(os.Stderr, "usage: testenv serve --dir DIR [--lifeline-stdin]")
 		os.Exit(2)
 	}
-	switch os.Args[1] {
-	case "serve":
-		mainServe()
-	case "controllers":
-		mainControllers()
-	default:
-		fmt.Fprintln(os.Stderr, usage)
-		os.Exit(2)
-	}
-}
-
-func mainServe() {
 	fs := flag.NewFlagSet("serve", flag.ExitOnError)
 	dir := fs.String("dir", "", "directory for certificates, etcd data and the kubeconfig")
 	lifeline := fs.Bool("lifeline-stdin", false, "exit when stdin reaches EOF")

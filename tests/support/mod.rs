@@ -124,15 +124,25 @@ pub fn to_yaml<T: serde::Serialize>(value: &T) -> String {
 /// The test server binary, built (or found in its cache) once per test process.
 fn server_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let out = Command::new(repo_root().join("testenv/cluster"))
-            .arg("build")
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run testenv/cluster build");
-        assert!(out.status.success(), "testenv/cluster build failed");
-        PathBuf::from(String::from_utf8(out.stdout).expect("utf-8 path").trim())
-    })
+    BIN.get_or_init(|| testenv_build("build"))
+}
+
+/// kube-controller-manager of the server's release (`testenv/controllers`), built (or found in
+/// its cache) once per test process.
+fn controllers_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| testenv_build("build-controllers"))
+}
+
+/// `testenv/cluster <command>`: builds a binary of the test environment, prints its path.
+fn testenv_build(command: &str) -> PathBuf {
+    let out = Command::new(repo_root().join("testenv/cluster"))
+        .arg(command)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("run testenv/cluster {command}: {e}"));
+    assert!(out.status.success(), "testenv/cluster {command} failed");
+    PathBuf::from(String::from_utf8(out.stdout).expect("utf-8 path").trim())
 }
 
 /// One real API server with its own etcd, stopped when dropped (also when the test panics).
@@ -203,12 +213,11 @@ impl TestCluster {
     /// A fresh cluster with the controllers that make and replace Pods and decide a Service's
     /// endpoints (kube-controller-manager of the same release: StatefulSet, Deployment,
     /// ReplicaSet, EndpointSlice, garbage collector, ServiceAccount; see
-    /// `testenv/controllers.go`). Pods need a node agent ([`node_agent`]) to be bound and Ready.
+    /// `testenv/controllers/`). Pods need a node agent ([`node_agent`]) to be bound and Ready.
     pub async fn with_controllers() -> TestCluster {
         let mut c = TestCluster::start().await;
         let log = std::fs::File::create(c.dir().join("controllers.log")).expect("log file");
-        let child = Command::new(server_binary())
-            .arg("controllers")
+        let child = Command::new(controllers_binary())
             .arg("--kubeconfig")
             .arg(&c.kubeconfig)
             .arg("--lifeline-stdin")

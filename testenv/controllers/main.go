@@ -1,3 +1,10 @@
+// Command controllers runs kube-controller-manager of the test API server's release against
+// it, for the tests that watch Pods and endpoints. It is test infrastructure only, built apart
+// from the server so that the demo, which needs no controllers, does not wait for it.
+//
+// Usage: controllers --kubeconfig FILE [--lifeline-stdin]
+//
+// No kubelet runs: the tests' node agent (tests/support/node_agent.rs) plays one.
 package main
 
 import (
@@ -24,11 +31,11 @@ var controllers = []string{
 	"serviceaccount-controller",
 }
 
-func mainControllers() {
+func main() {
 	fs := flag.NewFlagSet("controllers", flag.ExitOnError)
 	kubeconfig := fs.String("kubeconfig", "", "the kubeconfig of the API server (serve writes one)")
 	lifeline := fs.Bool("lifeline-stdin", false, "exit when stdin reaches EOF")
-	_ = fs.Parse(os.Args[2:])
+	_ = fs.Parse(os.Args[1:])
 	if *kubeconfig == "" {
 		fmt.Fprintln(os.Stderr, "--kubeconfig is required")
 		os.Exit(2)
@@ -51,7 +58,7 @@ func mainControllers() {
 		"--controller-start-interval=0s",
 	})
 	if err := cmd.Execute(); err != nil {
-		fmt.Fprintf(os.Stderr, "testenv controllers: %v\n", err)
+		fmt.Fprintf(os.Stderr, "controllers: %v\n", err)
 		os.Exit(1)
 	}
 }
