@@ -10,7 +10,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Service;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PropagationPolicy};
+use kube::api::{Api, DeleteParams, PropagationPolicy};
 use support::outage::{self, LIMIT};
 use support::workloads::*;
 use support::{Tenant, TestCluster, fixture_dir, operator};
@@ -115,7 +115,7 @@ async fn legacy_objects_at_the_operators_names_are_adopted_in_place_except_the_w
     let mut handed_over = Vec::new();
     for d in operator::table(&c).await {
         if let Some(object) = d.get(&c.client).await {
-            hand_over(&c, &d).await;
+            d.hand_over(&c.client).await;
             handed_over.push((d, object));
         }
     }
@@ -169,18 +169,4 @@ async fn legacy_objects_at_the_operators_names_are_adopted_in_place_except_the_w
             );
         }
     }
-}
-
-async fn hand_over(c: &TestCluster, d: &operator::Dependent) {
-    let patch = serde_json::json!({"metadata": {
-        "labels": {operator::MANAGED_BY_LABEL: operator::MANAGED_BY_VALUE},
-        "annotations": {
-            operator::PRIMARY_NAME_ANNOTATION: operator::CR_NAME,
-            operator::PRIMARY_NAMESPACE_ANNOTATION: operator::NAMESPACE,
-        },
-    }});
-    d.api(&c.client)
-        .patch(&d.name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .unwrap_or_else(|e| panic!("hand over {}: {e}", d.key()));
 }

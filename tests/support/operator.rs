@@ -585,6 +585,23 @@ impl Dependent {
         }
     }
 
+    /// Gives the object at its name the operator's label and both annotations, as its own
+    /// objects carry them: from its next reconcile on, the operator adopts it.
+    pub async fn hand_over(&self, client: &Client) {
+        let annotations = &self.desired["metadata"]["annotations"];
+        let patch = json!({"metadata": {
+            "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE},
+            "annotations": {
+                PRIMARY_NAME_ANNOTATION: annotations[PRIMARY_NAME_ANNOTATION],
+                PRIMARY_NAMESPACE_ANNOTATION: annotations[PRIMARY_NAMESPACE_ANNOTATION],
+            },
+        }});
+        self.api(client)
+            .patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap_or_else(|e| panic!("hand over {}: {e}", self.key()));
+    }
+
     /// The object at its name, if any (none where its kind is not served).
     pub async fn get(&self, client: &Client) -> Option<DynamicObject> {
         get_opt(&self.api(client), &self.name)
