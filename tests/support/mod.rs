@@ -165,41 +165,60 @@ impl Drop for TestCluster {
     }
 }
 
+/// Starts `command` with its output in `dir/<log>` and its stdin as its lifeline (it exits
+/// when this process goes), then waits until `ready`; panics with the log's tail if it exits
+/// first, or after 120 s.
+async fn spawn_until_ready(
+    mut command: Command,
+    dir: &Path,
+    log: &str,
+    what: &str,
+    mut ready: impl AsyncFnMut() -> bool,
+) -> Child {
+    let file = std::fs::File::create(dir.join(log)).expect("log file");
+    let mut child = command
+        .arg("--lifeline-stdin")
+        .stdin(Stdio::piped())
+        .stdout(file.try_clone().expect("log"))
+        .stderr(file)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {what}: {e}"));
+    let started = Instant::now();
+    while !ready().await {
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(dir.join(log)).unwrap_or_default();
+            panic!(
+                "{what} exited ({status}) before it was ready:\n{}",
+                tail(&log, 30)
+            );
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{what} not ready after 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child
+}
+
 impl TestCluster {
     /// A fresh, empty cluster.
     pub async fn start() -> TestCluster {
-        let bin = server_binary();
         let dir = tempfile::Builder::new()
             .prefix("cp-testenv-")
             .tempdir()
             .expect("tempdir");
-        let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
-        let mut child = Command::new(bin)
-            .args(["serve", "--dir"])
-            .arg(dir.path())
-            .arg("--lifeline-stdin")
-            .stdin(Stdio::piped())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start test API server");
         let kubeconfig = dir.path().join("kubeconfig");
-        let started = Instant::now();
-        while !kubeconfig.exists() {
-            if let Ok(Some(status)) = child.try_wait() {
-                let log =
-                    std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
-                panic!(
-                    "test API server exited ({status}) before it was ready:\n{}",
-                    tail(&log, 30)
-                );
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(120),
-                "test API server not ready after 120s"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let mut serve = Command::new(server_binary());
+        serve.args(["serve", "--dir"]).arg(dir.path());
+        let child = spawn_until_ready(
+            serve,
+            dir.path(),
+            "server.log",
+            "test API server",
+            async || kubeconfig.exists(),
+        )
+        .await;
         let client = client_for(&kubeconfig).await;
         TestCluster {
             dir,
@@ -216,35 +235,19 @@ impl TestCluster {
     /// `testenv/controllers/`). Pods need a node agent ([`node_agent`]) to be bound and Ready.
     pub async fn with_controllers() -> TestCluster {
         let mut c = TestCluster::start().await;
-        let log = std::fs::File::create(c.dir().join("controllers.log")).expect("log file");
-        let child = Command::new(controllers_binary())
-            .arg("--kubeconfig")
-            .arg(&c.kubeconfig)
-            .arg("--lifeline-stdin")
-            .stdin(Stdio::piped())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start kube-controller-manager");
-        c.controllers = Some(child);
+        let mut run = Command::new(controllers_binary());
+        run.arg("--kubeconfig").arg(&c.kubeconfig);
         // The controllers are up when the ServiceAccount controller has made `default`.
         let accounts: Api<ServiceAccount> = Api::namespaced(c.client.clone(), "default");
-        let started = Instant::now();
-        while accounts.get_opt("default").await.ok().flatten().is_none() {
-            if let Some(Ok(Some(status))) = c.controllers.as_mut().map(Child::try_wait) {
-                let log =
-                    std::fs::read_to_string(c.dir().join("controllers.log")).unwrap_or_default();
-                panic!(
-                    "kube-controller-manager exited ({status}):\n{}",
-                    tail(&log, 30)
-                );
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(120),
-                "kube-controller-manager made no ServiceAccount in 120 s"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let child = spawn_until_ready(
+            run,
+            c.dir(),
+            "controllers.log",
+            "kube-controller-manager",
+            async || accounts.get_opt("default").await.ok().flatten().is_some(),
+        )
+        .await;
+        c.controllers = Some(child);
         c
     }
 
