@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The migration on a local cluster: a real kube-apiserver with the legacy Connectivity Proxy
 # 2.9.3 installed and the module's CRD and default CR, then status, a dry run, the run, status;
-# then the way back: the module disabled, rollback, status.
+# then the way back as the runbook has it: rollback --prepare, the module disabled as its
+# operator's cleanup does, rollback, status.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir="${DEMO_DIR:-$PWD/.demo}"
@@ -34,10 +35,17 @@ echo; echo "== spec.config of the CR"
 kubectl get connectivityproxies.connectivityproxy.sap.com connectivity-proxy -n kyma-system -o jsonpath='{.spec.config}'; echo
 echo; echo "== Events on the CR"
 kubectl get events -n kyma-system
-echo; echo "== the way back: the module disabled (its CR and CRD deleted), then rollback"
+echo; echo "== the way back, as the runbook has it: rollback --prepare, the module disabled, rollback"
+"$tool" --log-format text rollback --prepare
+# Disabling the module as its operator's cleanup does (no operator runs here): what it adopted
+# goes, the ServiceMapping CRD that clean adopted and with it every ServiceMapping; then the CR
+# and its CRD.
+kubectl delete crd servicemappings.connectivityproxy.sap.com
 kubectl delete connectivityproxies.connectivityproxy.sap.com connectivity-proxy -n kyma-system
 kubectl delete crd connectivityproxies.connectivityproxy.sap.com
+echo "ServiceMappings left: $(kubectl get servicemappings.connectivityproxy.sap.com -A --no-headers 2>/dev/null | wc -l)"
 "$tool" --log-format text rollback
+echo "ServiceMappings back: $(kubectl get servicemappings.connectivityproxy.sap.com -A --no-headers | wc -l)"
 echo; echo "== status after the rollback"
 "$tool" status
 echo
