@@ -78,10 +78,14 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// Step 2: verified copies of the user configuration in the backup namespace.
     Backup,
-    /// Step 3: adopt the ServiceMappings and delete the legacy installation.
-    Clean(PrerequisitesArgs),
+    /// Step 3: adopt the ServiceMappings and delete the legacy installation (or, with
+    /// --hand-over, hand it over to the module's operator).
+    Clean(CleanArgs),
     /// migrate, backup and clean in order, stopping at the first failure.
     Run(RunArgs),
+    /// After clean --hand-over, once the module is Ready: delete what the hand-over left and
+    /// the legacy Pods no workload adopted, and set the finished marker.
+    Finish(FinishArgs),
     /// Copy the user configuration from the backup namespace back into kyma-system.
     Restore,
     /// Undo clean from its archive once the module is disabled: the legacy installation back
@@ -113,12 +117,44 @@ pub struct PrerequisitesArgs {
     pub skip_operator_prerequisites: bool,
 }
 
+/// How clean leaves the legacy installation.
+#[derive(Debug, Args, Default)]
+pub struct HandOverArgs {
+    /// Hand the legacy installation over to the module's operator instead of deleting it first
+    /// (no outage where Kubernetes allows it): objects at the operator's names are labelled for
+    /// it to adopt, the legacy workloads deleted with their Pods orphaned, the tunnel's objects
+    /// left for `finish`. Off by default until seen on a real cluster.
+    #[arg(long, env = crate::names::hand_over::ENV)]
+    pub hand_over: bool,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct CleanArgs {
+    #[command(flatten)]
+    pub prerequisites: PrerequisitesArgs,
+    #[command(flatten)]
+    pub hand_over: HandOverArgs,
+}
+
 #[derive(Debug, Args, Default)]
 pub struct RunArgs {
     #[command(flatten)]
     pub migrate: MigrateArgs,
     #[command(flatten)]
     pub prerequisites: PrerequisitesArgs,
+    #[command(flatten)]
+    pub hand_over: HandOverArgs,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct FinishArgs {
+    /// Do not wait for the module to be Ready: exit 0 saying what finish waits for.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Once finished (or with nothing to finish), stay running without any work until stopped,
+    /// as a native sidecar (an init container with restartPolicy: Always) must.
+    #[arg(long)]
+    pub idle: bool,
 }
 
 #[derive(Debug, Args)]
@@ -182,6 +218,7 @@ impl Command {
             Command::Backup => Step::Backup.name(),
             Command::Clean(_) => Step::Clean.name(),
             Command::Run(_) => "run",
+            Command::Finish(_) => "finish",
             Command::Restore => "restore",
             Command::Rollback(_) => "rollback",
             Command::MarkDone => "mark-done",
@@ -224,12 +261,17 @@ pub async fn execute(cli: Cli) -> ExitCode {
     };
     let mut ctx = Ctx::new(client, cli.global.dry_run, allow, deadline);
     ctx.archive_part_bytes = cli.global.archive_part_bytes;
-    ctx.skip_operator_prerequisites = match &cli.command {
-        Command::Clean(p)
+    (ctx.skip_operator_prerequisites, ctx.hand_over) = match &cli.command {
+        Command::Clean(CleanArgs {
+            prerequisites: p,
+            hand_over: h,
+        })
         | Command::Run(RunArgs {
-            prerequisites: p, ..
-        }) => p.skip_operator_prerequisites,
-        _ => false,
+            prerequisites: p,
+            hand_over: h,
+            ..
+        }) => (p.skip_operator_prerequisites, h.hand_over),
+        _ => (false, false),
     };
     // The client stops retrying at the deadline; this bounds everything else as well.
     let limit = deadline_for + cli.global.request_timeout;
@@ -251,7 +293,13 @@ pub async fn execute(cli: Cli) -> ExitCode {
     if let Err(e) = &result {
         show_unreachable(&cli.command, e, stats.retries());
     }
-    finish(name, result, started, Some(&stats))
+    let code = finish(name, result, started, Some(&stats));
+    if let Command::Finish(FinishArgs { idle: true, .. }) = &cli.command
+        && code == ExitCode::SUCCESS
+    {
+        commands::finish::idle().await;
+    }
+    code
 }
 
 /// status or check of several clusters (see `crate::fleet`): one row per cluster; exit 0 when
@@ -344,6 +392,12 @@ async fn dispatch(
         Command::Migrate(_) => run_step(Step::Migrate, ctx).await,
         Command::Backup => run_step(Step::Backup, ctx).await,
         Command::Clean(_) => run_step(Step::Clean, ctx).await,
+        Command::Finish(args) => {
+            let options = commands::finish::FinishOptions {
+                no_wait: args.no_wait,
+            };
+            commands::finish::run(ctx, options).await
+        }
         Command::Restore => commands::restore::run(ctx).await,
         Command::Rollback(args) if args.prepare => commands::rollback::prepare::run(ctx).await,
         Command::Rollback(_) => commands::rollback::run(ctx).await,

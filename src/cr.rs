@@ -84,11 +84,28 @@ pub fn marked(cr: &DynamicObject, step: Step) -> Option<&'static str> {
     step.marker_in(cr.annotations())
 }
 
-/// Sets markers with a merge patch of the annotations alone: it cannot undo anyone else's change.
+/// Sets the steps' markers (see [`set_marker_keys`]).
 pub async fn set_markers(client: &Client, set: &[Step], dry_run: bool) -> Result<DynamicObject> {
+    let keys: Vec<&str> = set.iter().map(|m| m.marker_key()).collect();
+    set_marker_keys(client, &keys, dry_run).await
+}
+
+/// Whether the marker `key` is set on `cr`.
+pub fn has_marker(cr: &DynamicObject, key: &str) -> bool {
+    cr.annotations()
+        .get(key)
+        .is_some_and(|v| v == markers::TRUE)
+}
+
+/// Sets markers with a merge patch of the annotations alone: it cannot undo anyone else's change.
+pub async fn set_marker_keys(
+    client: &Client,
+    set: &[&str],
+    dry_run: bool,
+) -> Result<DynamicObject> {
     let annotations: serde_json::Map<String, serde_json::Value> = set
         .iter()
-        .map(|m| (m.marker_key().to_string(), json!(markers::TRUE)))
+        .map(|key| (key.to_string(), json!(markers::TRUE)))
         .collect();
     let patch = json!({ "metadata": { "annotations": annotations } });
     api(client)
@@ -98,14 +115,5 @@ pub async fn set_markers(client: &Client, set: &[Step], dry_run: bool) -> Result
             &Patch::Merge(&patch),
         )
         .await
-        .context(|| {
-            format!(
-                "setting {} on {}",
-                set.iter()
-                    .map(|m| m.marker_key())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                display()
-            )
-        })
+        .context(|| format!("setting {} on {}", set.join(", "), display()))
 }

@@ -144,6 +144,19 @@ pub enum Error {
         manifest: &'static str,
     },
 
+    /// clean --hand-over or finish without the permissions of the hand-over's manifest (asked
+    /// before anything is written).
+    #[error(
+        "{command} needs the permissions of {manifest}, and this identity lacks {missing}; nothing \
+         was written. Apply {manifest} beside deploy/rbac.yaml (`kubectl apply -f {manifest}`) \
+         while the hand-over is used"
+    )]
+    HandOverNotPermitted {
+        command: &'static str,
+        missing: String,
+        manifest: &'static str,
+    },
+
     #[error("{object} does not hold what rollback wrote after writing it: {difference}")]
     RollbackMismatch { object: String, difference: String },
 

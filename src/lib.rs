@@ -1,6 +1,7 @@
 //! cp-mod-migrator: moves a Kyma cluster from the legacy Connectivity Proxy 2.9.3 to the
 //! Connectivity Proxy module, in steps that are safe to repeat, interrupt and run concurrently.
 
+pub mod access;
 pub mod archive;
 pub mod cli;
 pub mod client;
@@ -10,6 +11,7 @@ pub mod cr;
 pub mod diff;
 pub mod error;
 pub mod fleet;
+pub mod hand_over;
 pub mod legacy;
 pub mod logging;
 pub mod migration;

@@ -68,6 +68,10 @@ pub mod markers {
     pub const MIGRATED: &str = "migrator.kyma-project.io/migrated";
     pub const BACKED_UP: &str = "migrator.kyma-project.io/backed-up";
     pub const CLEANED: &str = "migrator.kyma-project.io/cleaned";
+    /// Set with the cleaned marker by `clean --hand-over`: legacy objects wait for `finish`.
+    pub const HANDED_OVER: &str = "migrator.kyma-project.io/handed-over";
+    /// Set by `finish` once what the hand-over left is gone.
+    pub const FINISHED: &str = "migrator.kyma-project.io/finished";
     /// Keys that an earlier tool or a person used; each also counts as done.
     pub const MIGRATED_ALT: &[&str] = &["connectivityproxy.sap.com/migrated"];
     pub const BACKED_UP_ALT: &[&str] = &["connectivityproxy.sap.com/backed-up"];
@@ -213,6 +217,9 @@ pub mod rbac {
     /// What only `rollback` needs (it amounts to cluster-admin): applied for a rollback and
     /// deleted after it.
     pub const ROLLBACK_MANIFEST: &str = "deploy/rbac-rollback.yaml";
+    /// What `clean --hand-over` and `finish` need beyond [`MANIFEST`]: applied beside it while
+    /// the hand-over is opted into.
+    pub const HAND_OVER_MANIFEST: &str = "deploy/rbac-hand-over.yaml";
 
     /// A request the API server authorizes: `verb` on `resource` of `group`, in `namespace`
     /// (`None`: cluster-scoped), on the object `name` (`None`: any, as for a create).
@@ -313,6 +320,37 @@ pub mod rbac {
             None,
             None,
         ),
+    ];
+}
+
+pub mod finish {
+    use super::KS;
+    use super::rbac::Permission;
+
+    const fn may(verb: &'static str, group: &'static str, resource: &'static str) -> Permission {
+        Permission {
+            verb,
+            group,
+            resource,
+            namespace: KS,
+            name: None,
+        }
+    }
+
+    /// What `finish` needs beyond deploy/rbac.yaml (deploy/rbac-hand-over.yaml grants it): a
+    /// watch of the CR while it waits for `Ready`, and the orphaned legacy ReplicaSets and Pods
+    /// listed and deleted (their names are generated).
+    pub const NEEDS: &[Permission] = &[
+        Permission {
+            verb: "watch",
+            group: super::cr::GROUP,
+            resource: super::cr::PLURAL,
+            namespace: KS,
+            name: Some(super::cr::NAME),
+        },
+        may("delete", "", "pods"),
+        may("list", "apps", "replicasets"),
+        may("delete", "apps", "replicasets"),
     ];
 }
 
@@ -696,3 +734,158 @@ const OPERATOR_CLUSTER_RBAC: [&str; 3] = [
     "connectivity-proxy-region-configurations-controller-kyma-system",
     "connectivity-proxy-service-mappings-kyma-system",
 ];
+
+/// `clean --hand-over` (SPEC "clean --hand-over and finish"): which legacy objects the module's
+/// operator can take over in place, and which carry traffic until its own are in place.
+pub mod hand_over {
+    /// The environment variable that turns `--hand-over` on (`true`), for the init container.
+    pub const ENV: &str = "CP_MIGRATOR_HAND_OVER";
+
+    /// Labels of a selector, as `matchLabels` (or a Service's selector) holds them.
+    pub type Labels = &'static [(&'static str, &'static str)];
+
+    /// What the operator's desired state fixes of an object that the legacy installation has at
+    /// the same name (OPERATOR.md's table; the fields the API server does not let change).
+    #[derive(Debug, Clone, Copy)]
+    pub enum Fits {
+        /// `spec.selector.matchLabels`, `podManagementPolicy` and `serviceName`.
+        StatefulSet {
+            selector: Labels,
+            pod_management_policy: &'static str,
+            service_name: &'static str,
+        },
+        /// `spec.selector.matchLabels`.
+        Deployment { selector: Labels },
+        /// Headless (`clusterIP: None`) or not, `type: ClusterIP`, and the selector: the
+        /// operator applies its own, but a forced apply leaves keys that another manager set,
+        /// so the hand-over removes the legacy selector's other keys (the Pods it selected
+        /// stay selected when the operator's labels are among the legacy ones).
+        Service { headless: bool, selector: Labels },
+        /// Never handed over, for the reason given: deleted as by a plain clean.
+        Never(&'static str),
+    }
+
+    const APP: &str = "app";
+    const PROXY: &str = "connectivity-proxy";
+
+    /// The operator's immutable fields at the names it shares with the legacy installation, by
+    /// kind and name (namespace kyma-system, or cluster-scoped). Shared names not listed have no
+    /// field the operator's state could be refused on (ConfigMaps, ServiceAccounts,
+    /// DestinationRules): they are handed over.
+    pub const OPERATOR_FIELDS: &[(&str, &str, Fits)] = &[
+        (
+            "StatefulSet",
+            PROXY,
+            Fits::StatefulSet {
+                selector: &[(APP, PROXY)],
+                pod_management_policy: "OrderedReady",
+                service_name: "connectivity-proxy-tunnel",
+            },
+        ),
+        (
+            "Deployment",
+            "connectivity-proxy-restart-watcher",
+            Fits::Deployment {
+                selector: &[(APP, "connectivity-proxy-restart-watcher")],
+            },
+        ),
+        (
+            "Deployment",
+            "connectivity-proxy-sm-operator",
+            Fits::Deployment {
+                selector: &[(APP, "connectivity-proxy-sm-operator")],
+            },
+        ),
+        (
+            "Service",
+            PROXY,
+            Fits::Service {
+                headless: false,
+                selector: &[(APP, PROXY)],
+            },
+        ),
+        (
+            "Service",
+            "connectivity-proxy-tunnel",
+            Fits::Service {
+                headless: true,
+                selector: &[(APP, PROXY)],
+            },
+        ),
+        (
+            "Service",
+            "connectivity-proxy-tunnel-0",
+            Fits::Service {
+                headless: false,
+                selector: &[
+                    (APP, PROXY),
+                    ("statefulset.kubernetes.io/pod-name", "connectivity-proxy-0"),
+                ],
+            },
+        ),
+        (
+            "Service",
+            "connectivity-proxy-smv",
+            Fits::Service {
+                headless: false,
+                selector: &[(APP, "connectivity-proxy-sm-operator")],
+            },
+        ),
+        (
+            "ConfigMap",
+            "connectivity-proxy-service-mappings",
+            Fits::Never(
+                "the operator creates it once and never writes it again: handed over, it would keep the legacy content",
+            ),
+        ),
+        (
+            "ClusterRole",
+            "connectivity-proxy-service-mappings-kyma-system",
+            Fits::Never(NO_RBAC),
+        ),
+        (
+            "ClusterRoleBinding",
+            "connectivity-proxy-service-mappings-kyma-system",
+            Fits::Never(NO_RBAC),
+        ),
+    ];
+
+    const NO_RBAC: &str =
+        "labelling RBAC takes escalate or bind, which the everyday permissions do not grant";
+
+    /// The legacy objects with names of their own that carry the tunnel's traffic: left in
+    /// place by the hand-over until `finish`, as (kind, namespace, name).
+    pub const LEFT_FOR_FINISH: &[(&str, &str, &str)] = &[
+        (
+            "EnvoyFilter",
+            "istio-system",
+            "connectivity-proxy-custom-protocol",
+        ),
+        ("Gateway", super::KYMA_SYSTEM, "kyma-gateway-cc"),
+        ("VirtualService", super::KYMA_SYSTEM, "cc-proxy"),
+        ("VirtualService", super::KYMA_SYSTEM, "cc-proxy-healthcheck"),
+        (
+            "Service",
+            super::KYMA_SYSTEM,
+            "connectivity-proxy-tunnel-healthcheck",
+        ),
+        (
+            "PeerAuthentication",
+            super::KYMA_SYSTEM,
+            "enable-permissive-mode-for-cp",
+        ),
+        ("Certificate", "istio-system", "cc-certs"),
+        ("Secret", "istio-system", "cc-certs-cacert"),
+        ("Secret", "istio-system", "cc-certs"),
+    ];
+
+    /// Where the operator puts the CA of the TLS Secret the CR names
+    /// (`spec.ingress.tls.secretName`): `<istio namespace>/<secret>-cacert`. A legacy object
+    /// left for finish at that name would stop the operator, so it is deleted instead.
+    pub const TLS_SECRET_NAME: [&str; 3] = ["ingress", "tls", "secretName"];
+    pub const ISTIO_NAMESPACE: [&str; 3] = ["ingress", "istio", "namespace"];
+    pub const DEFAULT_ISTIO_NAMESPACE: &str = "istio-system";
+    pub const CA_SECRET_SUFFIX: &str = "-cacert";
+    /// A CR value that asks the operator to choose the name itself (`cp-tls-…`).
+    pub const AUTO_PROVISION: &str = "auto-provision";
+}

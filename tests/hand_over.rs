@@ -7,13 +7,15 @@ mod support;
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Service;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, PropagationPolicy};
 use support::outage::{self, LIMIT};
+use support::rbac::{HAND_OVER, Manifest, SA_NAME, sa_user};
 use support::workloads::*;
-use support::{Tenant, TestCluster, fixture_dir, operator};
+use support::{Tenant, TestCluster, contract, fixture_dir, operator};
 
 #[tokio::test]
 async fn a_stateful_set_deleted_with_its_pods_orphaned_is_replaced_by_its_successor_without_an_outage()
@@ -168,5 +170,362 @@ async fn legacy_objects_at_the_operators_names_are_adopted_in_place_except_the_w
                 d.key()
             );
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// clean --hand-over and finish (SPEC)
+
+/// The plan of `clean --hand-over --dry-run`: for each legacy object, handed over, orphaned,
+/// left for finish or deleted; nothing written.
+#[tokio::test]
+async fn the_hand_over_plan_names_what_becomes_of_each_legacy_object() {
+    let c = TestCluster::with(Tenant::Dedicated.fixtures()).await;
+    c.run(&["migrate"]).assert_ok();
+    c.run(&["backup"]).assert_ok();
+    let r =
+        support::unchanged::assert_writes_nothing(&c, &["clean", "--hand-over", "--dry-run"]).await;
+    r.assert_ok();
+    let planned = |verb: &str| -> Vec<String> {
+        let prefix = format!("--- clean (dry run): would {verb} ");
+        // "would delete 3 …", not "would delete with their Pods orphaned 3 …".
+        let line = r
+            .stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix(&prefix))
+            .find(|rest| rest.starts_with(|ch: char| ch.is_ascii_digit()))
+            .unwrap_or_else(|| panic!("no plan line {prefix:?}:\n{}", r.stdout));
+        let (_, objects) = line.split_once(": ").unwrap_or(("", ""));
+        plan_entries(objects)
+    };
+    let sorted = |names: &[&str]| {
+        let mut v: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        v.sort();
+        v
+    };
+    let mut handed = planned("hand over to the module's operator");
+    handed.sort();
+    assert_eq!(handed, sorted(&contract::hand_over::HANDED_OVER));
+    let mut orphaned = planned("delete with their Pods orphaned");
+    orphaned.sort();
+    assert_eq!(orphaned, sorted(&contract::hand_over::ORPHANED));
+    let mut left = planned("leave for finish");
+    left.sort();
+    assert_eq!(left, sorted(&contract::hand_over::LEFT_FOR_FINISH));
+    // The rest of clean's table goes as in a plain clean: the webhook among it.
+    let deleted = planned("delete");
+    assert!(deleted.contains(&"ValidatingWebhookConfiguration webhook-secret".to_string()));
+    assert_eq!(
+        handed.len() + orphaned.len() + left.len() + deleted.len(),
+        contract::CLEAN_TABLE
+            .iter()
+            .map(|r| r.names.len())
+            .sum::<usize>(),
+        "every object of clean's table has one fate: {deleted:?}"
+    );
+    assert!(
+        r.stdout
+            .contains(&format!("{}=true", contract::markers::HANDED_OVER)),
+        "{}",
+        r.stdout
+    );
+}
+
+/// The objects of one plan line, each `Kind namespace/name` without the reason after it.
+fn plan_entries(line: &str) -> Vec<String> {
+    let mut entries: Vec<String> = Vec::new();
+    for piece in line.split(", ") {
+        match entries.last_mut() {
+            // A reason's own commas: the next entry starts with a Kind.
+            Some(last) if !piece.starts_with(|ch: char| ch.is_ascii_uppercase()) => {
+                last.push_str(", ");
+                last.push_str(piece);
+            }
+            _ => entries.push(piece.to_string()),
+        }
+    }
+    entries
+        .into_iter()
+        .filter(|e| !e.is_empty())
+        .map(|e| e.split(" (").next().unwrap_or("").to_string())
+        .collect()
+}
+
+/// Two replicas, the hand-over, the operator, then finish: no interval without a ready endpoint
+/// on the proxy or its tunnel, the same ClusterIP throughout; every handed-over object adopted
+/// in place and nothing finish should delete gone before it; after finish no legacy object and
+/// no legacy Pod without a controller.
+#[tokio::test]
+async fn with_hand_over_two_replicas_serve_throughout_and_finish_leaves_no_legacy_object() {
+    let model = outage::Model {
+        replicas: 2,
+        ..MODEL
+    };
+    let m = outage::migrated(&["run", "--hand-over"], model).await;
+    let c = &m.c;
+    assert_eq!(m.seen.outages, Vec::<Duration>::new(), "{:?}", m.seen);
+    assert_eq!(
+        m.seen.tunnel_outages,
+        Vec::<Duration>::new(),
+        "{:?}",
+        m.seen
+    );
+    assert_eq!(m.seen.cluster_ips.len(), 1, "{:?}", m.seen);
+
+    // The module adopted what was handed over: the operator's label and annotations, same uid.
+    for d in operator::table(c).await {
+        let key = d.key();
+        if !contract::hand_over::HANDED_OVER.contains(&key.as_str()) {
+            continue;
+        }
+        let now = d
+            .get(&c.client)
+            .await
+            .unwrap_or_else(|| panic!("{key} is there"));
+        assert!(
+            contract::is_the_operators(&now.metadata),
+            "{key} is the operator's"
+        );
+        let managers: Vec<String> = now
+            .metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .filter_map(|f| f.manager.clone())
+            .collect();
+        assert!(
+            managers.contains(&operator::FIELD_MANAGER.to_string()),
+            "{key} reconciled by the operator: {managers:?}"
+        );
+    }
+    let left_before = existing(c, &contract::hand_over::LEFT_FOR_FINISH).await;
+    assert_eq!(
+        left_before.len(),
+        contract::hand_over::LEFT_FOR_FINISH.len(),
+        "nothing finish should delete is gone before it: {left_before:?}"
+    );
+    let status = c.run(&["status", "-o", "json"]);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).expect("status JSON");
+    assert_eq!(status["phase"], "handed-over", "{status}");
+
+    c.run(&["finish"]).assert_ok();
+    let cr = c.cr().await;
+    assert_eq!(
+        cr.annotations()
+            .get(contract::markers::FINISHED)
+            .map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(
+        existing(c, &contract::hand_over::LEFT_FOR_FINISH).await,
+        Vec::<String>::new()
+    );
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(c.client.clone(), NAMESPACE);
+    let uncontrolled: Vec<String> = pods
+        .list(&Default::default())
+        .await
+        .expect("Pods")
+        .items
+        .iter()
+        .filter(|p| {
+            p.metadata.deletion_timestamp.is_none()
+                && !p
+                    .owner_references()
+                    .iter()
+                    .any(|o| o.controller == Some(true))
+        })
+        .map(|p| p.name_any())
+        .collect();
+    assert_eq!(uncontrolled, Vec::<String>::new(), "orphaned legacy Pods");
+    let status = c.run(&["status", "-o", "json"]);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).expect("status JSON");
+    assert_eq!(status["phase"], "done", "{status}");
+    // Once finished, finish has nothing to do.
+    let again = c.run(&["finish"]);
+    again.assert_ok();
+    assert!(
+        again.reason().contains("already finished"),
+        "{}",
+        again.reason()
+    );
+}
+
+/// One replica: the one Pod is replaced, and the outage is no longer than its replacement (its
+/// grace period and its start, with a second for the controllers to react), and shorter than
+/// the least of today's (the operator's start and its Pod's). The figures, and the comparison
+/// with today's as measured, are the benchmark's (section 8).
+#[tokio::test]
+async fn with_hand_over_one_replica_the_outage_is_at_most_the_replacement_of_its_pod() {
+    let seen = outage::migration(&["run", "--hand-over"], MODEL).await;
+    assert!(seen.outages.len() <= 1, "{seen:?}");
+    let replacement = MODEL.pods.grace_cap + MODEL.pods.ready_after + Duration::from_secs(1);
+    assert!(
+        seen.total_outage() <= replacement,
+        "no more than the Pod's replacement: {seen:?}"
+    );
+    assert!(
+        seen.total_outage() < MODEL.operator_start + MODEL.pods.ready_after,
+        "less than today's least: {seen:?}"
+    );
+    assert_eq!(seen.cluster_ips.len(), 1, "{seen:?}");
+}
+
+/// finish before the module is Ready: with --no-wait it exits 0 saying what it waits for and
+/// deletes nothing; without, it waits until the deadline and fails saying the same.
+#[tokio::test]
+async fn finish_before_the_module_is_ready_waits_and_deletes_nothing() {
+    let c = TestCluster::with(Tenant::Dedicated.fixtures()).await;
+    c.run(&["run", "--hand-over"]).assert_ok();
+    let r = support::unchanged::assert_writes_nothing(&c, &["finish", "--no-wait"]).await;
+    r.assert_ok();
+    assert_eq!(r.outcome(), "skipped");
+    assert!(
+        r.reason().contains("waiting for the module to be Ready"),
+        "{}",
+        r.reason()
+    );
+    let r = support::unchanged::assert_writes_nothing(&c, &["finish", "--deadline", "3s"]).await;
+    r.assert_failed_with(&["waited for the module to be Ready", "nothing was deleted"]);
+}
+
+/// The objects of `keys` (`Kind namespace/name`, as the contract names them) that exist.
+async fn existing(c: &TestCluster, keys: &[&str]) -> Vec<String> {
+    let snapshot = c.snapshot().await;
+    keys.iter()
+        .filter(|key| {
+            let (kind, place) = key.split_once(' ').expect("Kind namespace/name");
+            snapshot
+                .keys()
+                .any(|k| k.ends_with(&format!("/{kind} {place}")))
+        })
+        .map(|k| k.to_string())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Permissions: deploy/rbac-hand-over.yaml beside deploy/rbac.yaml
+
+/// A cluster with the legacy installation, the module and the controllers (the garbage
+/// collector completes the orphaning deletes), deploy/rbac.yaml applied, and a kubeconfig of
+/// its ServiceAccount.
+async fn cluster_as_sa(manifest: &Manifest) -> (TestCluster, std::path::PathBuf) {
+    let c = TestCluster::with_controllers().await;
+    for fixture in Tenant::Dedicated.fixtures() {
+        c.apply_dir(&fixture_dir(fixture)).await;
+    }
+    let kubeconfig = manifest.as_service_account(&c).await;
+    (c, kubeconfig)
+}
+
+/// The module's operator after clean: once the orphaned legacy workloads are gone, it adopts
+/// what was handed over and reports Ready.
+async fn operator_ready(c: &TestCluster) {
+    let started = std::time::Instant::now();
+    while !existing(c, &contract::hand_over::ORPHANED).await.is_empty() {
+        assert!(started.elapsed() < LIMIT, "the orphaned workloads not gone");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(operator::reconcile(c).await, operator::Outcome::Ready);
+}
+
+/// As the ServiceAccount: migrate and backup; clean --hand-over, then (the operator Ready)
+/// finish. Returns the first command that did not succeed, with its log.
+async fn hand_over_as(
+    c: &TestCluster,
+    kubeconfig: &std::path::Path,
+) -> Result<(), (String, String)> {
+    let as_sa = |args: &[&str]| support::run_tool(kubeconfig, args);
+    for args in [&["migrate"][..], &["backup"], &["clean", "--hand-over"]] {
+        let r = as_sa(args);
+        if !r.success() {
+            return Err((args.join(" "), r.stderr.clone()));
+        }
+    }
+    operator_ready(c).await;
+    let r = as_sa(&["finish", "--deadline", "30s"]);
+    if !r.success() {
+        return Err(("finish".into(), r.stderr.clone()));
+    }
+    Ok(())
+}
+
+/// deploy/rbac.yaml alone: clean --hand-over and finish stop before they write anything,
+/// naming deploy/rbac-hand-over.yaml; with it beside, the hand-over and finish run through.
+#[tokio::test]
+async fn the_hand_over_runs_with_its_manifest_and_stops_without_it_writing_nothing() {
+    let manifest = Manifest::hand_over();
+    let (c, kubeconfig) = cluster_as_sa(&manifest).await;
+    let as_sa = |args: &[&str]| support::run_tool(&kubeconfig, args);
+    as_sa(&["migrate"]).assert_ok();
+    as_sa(&["backup"]).assert_ok();
+    let r =
+        support::unchanged::assert_writes_nothing_as(&c, &kubeconfig, &["clean", "--hand-over"])
+            .await;
+    r.assert_failed_with(&[
+        "clean --hand-over needs the permissions of deploy/rbac-hand-over.yaml",
+        "patch services connectivity-proxy in kyma-system",
+        "nothing was written",
+    ]);
+    let r = support::unchanged::assert_writes_nothing_as(&c, &kubeconfig, &["finish", "--no-wait"])
+        .await;
+    r.assert_failed_with(&[
+        "finish needs the permissions of deploy/rbac-hand-over.yaml",
+        "watch connectivityproxy.sap.com/connectivityproxies connectivity-proxy in kyma-system",
+    ]);
+
+    manifest.apply(&c, HAND_OVER).await;
+    manifest
+        .wait_effective(&c, &sa_user(SA_NAME), HAND_OVER)
+        .await;
+    as_sa(&["clean", "--hand-over"]).assert_ok();
+    operator_ready(&c).await;
+    as_sa(&["finish", "--deadline", "30s"]).assert_ok();
+    assert_eq!(
+        existing(&c, &contract::hand_over::LEFT_FOR_FINISH).await,
+        Vec::<String>::new()
+    );
+}
+
+/// Each rule of deploy/rbac-hand-over.yaml removed in turn (on a cluster of its own): the
+/// hand-over or finish stops, naming the manifest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_hand_over_rule_is_necessary() {
+    let manifest = Manifest::hand_over();
+    let rules: Vec<_> = manifest
+        .rules()
+        .into_iter()
+        .filter(|id| manifest.file_of(*id) == HAND_OVER)
+        .collect();
+    assert_eq!(rules.len(), 7, "the rules of {HAND_OVER}");
+    let cases = rules.iter().map(|&id| {
+        let manifest = &manifest;
+        async move {
+            let reduced = manifest.without(id);
+            let (c, kubeconfig) = cluster_as_sa(&reduced).await;
+            reduced.apply(&c, HAND_OVER).await;
+            reduced
+                .wait_effective(&c, &sa_user(SA_NAME), HAND_OVER)
+                .await;
+            (manifest.describe(id), hand_over_as(&c, &kubeconfig).await)
+        }
+    });
+    // Two clusters with controllers at a time: a 2-core machine.
+    let results: Vec<_> = futures::stream::iter(cases)
+        .buffer_unordered(2)
+        .collect()
+        .await;
+    let unnecessary: Vec<&String> = results
+        .iter()
+        .filter(|(_, r)| r.is_ok())
+        .map(|(rule, _)| rule)
+        .collect();
+    assert!(unnecessary.is_empty(), "runs without: {unnecessary:?}");
+    for (rule, r) in &results {
+        let Err((command, log)) = r else { continue };
+        assert!(
+            log.contains(&format!("needs the permissions of {HAND_OVER}"))
+                && log.contains("nothing was written"),
+            "without {rule}, {command} stopped for another reason:\n{log}"
+        );
     }
 }

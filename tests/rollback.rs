@@ -659,6 +659,67 @@ async fn refused(c: &TestCluster, t: &Transcript, named: &[&str], not_named: &[&
 }
 
 // ---------------------------------------------------------------------------------------------
+// After a hand-over
+
+/// Without what the controllers make and remove of themselves (a workload's Pods and revisions,
+/// a Service's endpoints, each namespace's `default` ServiceAccount) and what they write (a
+/// workload's status): not the migration's.
+fn without_the_controllers_work(s: &Snap) -> Snap {
+    const KINDS: [&str; 5] = [
+        "Pod",
+        "ReplicaSet",
+        "ControllerRevision",
+        "EndpointSlice",
+        "Endpoints",
+    ];
+    s.iter()
+        .filter(|(k, o)| !KINDS.contains(&o.ar.kind.as_str()) && !k.ends_with("/default"))
+        .map(|(k, o)| {
+            let mut o = o.clone();
+            if ["StatefulSet", "Deployment"].contains(&o.ar.kind.as_str())
+                && let Some(object) = o.value.as_object_mut()
+            {
+                object.remove("status");
+            }
+            (k.clone(), o)
+        })
+        .collect()
+}
+
+/// SPEC: rollback after a hand-over works as after a plain clean (the archive was written before
+/// anything was handed over; the module's uninstall deletes what its operator adopted, and
+/// rollback brings it back); the objects still waiting for finish are left as they are. On the
+/// real controllers, whose garbage collector completes the orphaning deletes.
+#[tokio::test]
+async fn rollback_after_a_hand_over_restores_everything_exactly() {
+    let c = TestCluster::with_controllers().await;
+    for fixture in Tenant::Dedicated.fixtures() {
+        c.apply_dir(&fixture_dir(fixture)).await;
+    }
+    let t = Transcript::default();
+    let pristine = without_the_controllers_work(&snap(&c.client, &discover(&c.client).await).await);
+    t.run(&c, &["run", "--hand-over"]).assert_ok();
+    let started = Instant::now();
+    while operator::reconcile(&c).await != operator::Outcome::Ready {
+        assert!(started.elapsed().as_secs() < 120, "the module not Ready");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    t.run(&c, &["rollback", "--prepare"]).assert_ok();
+    operator::uninstall(&c).await;
+
+    let r = t.run(&c, &["rollback"]);
+    r.assert_ok();
+    let left = contract::hand_over::LEFT_FOR_FINISH.len();
+    assert!(
+        r.reason().contains(&format!("{left} left as they were")),
+        "what waits for finish is left as it is: {}",
+        r.reason()
+    );
+    let after = without_the_controllers_work(&snap(&c.client, &discover(&c.client).await).await);
+    as_before_the_migration(&pristine, &after, &[]);
+}
+
+// ---------------------------------------------------------------------------------------------
 // What came back already, and the module enabled again
 
 /// Objects that the control plane brought back before the rollback are left as they are, and

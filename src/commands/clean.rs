@@ -10,18 +10,25 @@ use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, Preconditions};
-use kube::core::{ApiResource, ObjectMeta};
+use kube::api::{Api, DynamicObject, Patch};
+use kube::core::ApiResource;
 use serde_json::Value;
 
+mod guarded;
+
+pub use guarded::{Against, How, Written, write_one};
+
 use super::{Ctx, Outcome};
+use crate::access;
 use crate::archive::{self, Archive, MappingEntry, MappingsArchive, Prior, WriteOutcome};
 use crate::client::patch_params;
 use crate::configmaps;
 use crate::cr;
-use crate::error::{Context, Error, Result, is_conflict, is_not_found};
+use crate::error::{Context, Error, Result, is_not_found};
+use crate::hand_over::{self, Derived, Disposition};
 use crate::legacy;
 use crate::module;
+use crate::names::rbac::Permission;
 use crate::names::{self, config_maps, service_mappings as sm};
 use crate::service_mappings;
 use crate::step::Step;
@@ -49,6 +56,26 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     // the gate passes.
     let (checked, mut survey) = futures::try_join!(check_backup(ctx, &current), survey(ctx))?;
     check_operator_prerequisites(ctx, &survey.served)?;
+    // What becomes of each object, decided before anything is written: the hand-over's
+    // permissions are asked for exactly the objects it labels.
+    let dispositions = if ctx.hand_over {
+        let derived = Derived::of(current.data.get("spec"));
+        let decided: Vec<Disposition> = survey
+            .objects
+            .iter()
+            .map(|(o, read)| {
+                let json = read
+                    .as_ref()
+                    .and_then(|r| serde_json::to_value(r).ok())
+                    .unwrap_or_default();
+                hand_over::disposition(o.row, o.name, &json, &derived)
+            })
+            .collect();
+        hand_over_permitted(ctx, &survey.objects, &decided).await?;
+        Some(decided)
+    } else {
+        None
+    };
     let archived = archive_legacy(
         ctx,
         &current.uid().unwrap_or_default(),
@@ -61,15 +88,27 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     let archived = archived.objects;
 
     let adoption = adopt_service_mappings(ctx, &survey.mappings).await?;
-    let deletion =
-        delete_legacy_objects(ctx, &checked, survey.objects, survey.unserved, &archived).await?;
+    let settle = Settle {
+        objects: survey.objects,
+        unserved: survey.unserved,
+        dispositions,
+    };
+    let deletion = delete_legacy_objects(ctx, &checked, settle, &archived).await?;
     let summary = closing_line(archived.len(), archived_mappings, &adoption, &deletion);
+    let mut markers = vec![Step::Clean.marker_key()];
+    if ctx.hand_over {
+        markers.push(names::markers::HANDED_OVER);
+    }
     if ctx.dry_run {
         ctx.plan(
             Step::Clean.name(),
             &format!(
-                "would set {}=true on {}",
-                Step::Clean.marker_key(),
+                "would set {} on {}",
+                markers
+                    .iter()
+                    .map(|m| format!("{m}=true"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 cr::display()
             ),
         );
@@ -81,9 +120,13 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         false,
         "Cleaned",
         "Clean",
-        format!("Removed the legacy Connectivity Proxy: {summary}"),
+        if ctx.hand_over {
+            format!("Handed the legacy Connectivity Proxy over to the module: {summary}")
+        } else {
+            format!("Removed the legacy Connectivity Proxy: {summary}")
+        },
     );
-    cr::set_markers(&ctx.client, &[Step::Clean], false).await?;
+    cr::set_marker_keys(&ctx.client, &markers, false).await?;
     Ok(Outcome::Done(summary))
 }
 
@@ -96,7 +139,7 @@ fn closing_line(
 ) -> String {
     format!(
         "archive of {objects} objects and {mappings} ServiceMappings verified; {} of {} ServiceMappings adopted{}; \
-         {} legacy objects deleted, {} absent, {} kept as the new operator's{}",
+         {} legacy objects deleted, {} absent, {} kept as the new operator's{}{}",
         adoption.adopted,
         adoption.examined,
         if adoption.crd_adopted {
@@ -107,12 +150,65 @@ fn closing_line(
         deletion.deleted.len(),
         deletion.absent,
         deletion.protected.len(),
+        hand_over_part(deletion),
         if deletion.unserved.is_empty() {
             String::new()
         } else {
             format!(", kinds not served: {}", deletion.unserved.join(", "))
         },
     )
+}
+
+/// What a hand-over did beyond the deletes, for the closing line (nothing without it).
+fn hand_over_part(deletion: &Deletion) -> String {
+    if deletion.handed_over.is_empty() && deletion.orphaned.is_empty() && deletion.left.is_empty() {
+        return String::new();
+    }
+    format!(
+        "; {} handed over to the module's operator, {} deleted with their Pods orphaned, {} left for finish",
+        deletion.handed_over.len(),
+        deletion.orphaned.len(),
+        deletion.left.len()
+    )
+}
+
+/// The legacy objects as the survey read them, and (with `--hand-over`) what becomes of each.
+struct Settle {
+    objects: Vec<(legacy::LegacyObject, Option<DynamicObject>)>,
+    unserved: Vec<String>,
+    dispositions: Option<Vec<Disposition>>,
+}
+
+/// Fails before anything is written unless this identity may label each object the hand-over
+/// labels (deploy/rbac-hand-over.yaml grants it for the legacy installation's).
+async fn hand_over_permitted(
+    ctx: &Ctx,
+    objects: &[(legacy::LegacyObject, Option<DynamicObject>)],
+    dispositions: &[Disposition],
+) -> Result<()> {
+    let needs: Vec<Permission> = objects
+        .iter()
+        .zip(dispositions)
+        .filter(|((o, read), d)| {
+            **d == Disposition::HandOver && (read.is_some() || o.is_user_config())
+        })
+        .map(|((o, _), _)| Permission {
+            verb: "patch",
+            group: o.row.group,
+            resource: o.row.plural,
+            namespace: o.row.namespace,
+            name: Some(o.name),
+        })
+        .collect();
+    let missing = access::missing(&ctx.client, &needs).await?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::HandOverNotPermitted {
+        command: "clean --hand-over",
+        missing: missing.join(", "),
+        manifest: names::rbac::HAND_OVER_MANIFEST,
+    })
 }
 
 /// The user ConfigMaps as the backup check saw them: each that existed (its copy has equal
@@ -543,23 +639,32 @@ pub struct Deletion {
     pub absent: usize,
     pub protected: Vec<String>,
     pub unserved: Vec<String>,
-}
-
-enum Deleted {
-    Yes(String),
-    Absent,
-    Protected(String),
+    /// With `--hand-over`: labelled for the operator to adopt.
+    pub handed_over: Vec<String>,
+    /// With `--hand-over`: workloads deleted with their Pods orphaned, and why.
+    pub orphaned: Vec<String>,
+    /// With `--hand-over`: kept for `finish`.
+    pub left: Vec<String>,
 }
 
 /// Deletes every object of the legacy table that exists, is served, and is not the new
-/// operator's: each only in the state that the archive holds.
+/// operator's (with `--hand-over`: hands over, orphans, leaves or deletes each as
+/// [`hand_over::disposition`] says): each only in the state that the archive holds.
 async fn delete_legacy_objects(
     ctx: &Ctx,
     checked: &BackupCheck,
-    objects: Vec<(legacy::LegacyObject, Option<DynamicObject>)>,
-    unserved: Vec<String>,
+    survey: Settle,
     archived: &[Value],
 ) -> Result<Deletion> {
+    let Settle {
+        objects,
+        unserved,
+        dispositions,
+    } = survey;
+    let hand_over = dispositions.is_some();
+    let dispositions = dispositions
+        .map(|d| d.into_iter().map(Some).collect())
+        .unwrap_or_else(|| vec![None; objects.len()]);
     for kind in &unserved {
         tracing::info!(kind = %kind, "kind not served by this cluster; skipped");
     }
@@ -569,175 +674,95 @@ async fn delete_legacy_objects(
     };
     let entries: BTreeMap<archive::ObjectKey, &Value> =
         archived.iter().map(|o| (archive::key_of(o), o)).collect();
-    // Every delete goes out at once: each is independent of the others, guarded by the
+    let mut writes = Vec::new();
+    for ((o, read), disposition) in objects.into_iter().zip(dispositions) {
+        let disposition = disposition.unwrap_or(Disposition::Delete(None));
+        let how = match &disposition {
+            Disposition::LeaveForFinish => {
+                if read.is_some() {
+                    deletion.left.push(o.display);
+                } else {
+                    deletion.absent += 1;
+                }
+                continue;
+            }
+            Disposition::HandOver => How::HandOver,
+            Disposition::Orphan(_) => How::Orphan,
+            Disposition::Delete(_) => How::Delete,
+        };
+        let against = if o.is_user_config() {
+            Against::BackupCheck(
+                checked
+                    .get(o.name)
+                    .cloned()
+                    .flatten()
+                    .map(|c| Box::new(c.metadata)),
+            )
+        } else {
+            let key = archive::ObjectKey {
+                group: o.row.group.to_string(),
+                kind: o.row.kind.to_string(),
+                namespace: o.row.namespace.unwrap_or("").to_string(),
+                name: o.name.to_string(),
+            };
+            Against::Archived {
+                read: read.map(Box::new),
+                entry: entries.get(&key).copied(),
+            }
+        };
+        writes.push((o, against, disposition, how));
+    }
+    // Every write goes out at once: each is independent of the others, guarded by the
     // preconditions of its own object. Starting the workloads' deletes a few milliseconds
     // before the rest (table order) bought nothing: a deleted workload's Pods terminate
     // seconds later in any case, long after every other delete has been answered.
-    let results: Vec<Deleted> = stream::iter(objects)
-        .map(|(o, read)| {
-            let against = if o.is_user_config() {
-                Against::BackupCheck(
-                    checked
-                        .get(o.name)
-                        .cloned()
-                        .flatten()
-                        .map(|c| Box::new(c.metadata)),
-                )
-            } else {
-                let key = archive::ObjectKey {
-                    group: o.row.group.to_string(),
-                    kind: o.row.kind.to_string(),
-                    namespace: o.row.namespace.unwrap_or("").to_string(),
-                    name: o.name.to_string(),
-                };
-                Against::Archived {
-                    read: read.map(Box::new),
-                    entry: entries.get(&key).copied(),
-                }
-            };
-            delete_one(o, against, ctx.dry_run)
+    let results: Vec<(Written, Disposition)> = stream::iter(writes)
+        .map(|(o, against, disposition, how)| async move {
+            let written = guarded::write_one(o, against, how, ctx.dry_run).await?;
+            Ok::<_, Error>((written, disposition))
         })
         .buffered(LEGACY_CONCURRENCY)
         .try_collect()
         .await?;
-    for r in results {
-        match r {
-            Deleted::Yes(what) => deletion.deleted.push(what),
-            Deleted::Absent => deletion.absent += 1,
-            Deleted::Protected(what) => deletion.protected.push(what),
+    for (written, disposition) in results {
+        match (written, disposition) {
+            (Written::Done(what), Disposition::HandOver) => deletion.handed_over.push(what),
+            (Written::Done(what), Disposition::Orphan(why)) => {
+                deletion.orphaned.push(format!("{what} ({why})"))
+            }
+            (Written::Done(what), Disposition::Delete(Some(why))) if hand_over => {
+                deletion.deleted.push(format!("{what} ({why})"))
+            }
+            (Written::Done(what), _) => deletion.deleted.push(what),
+            (Written::Absent, _) => deletion.absent += 1,
+            (Written::Protected(what), _) => deletion.protected.push(what),
         }
     }
     if ctx.dry_run {
-        ctx.plan(
-            Step::Clean.name(),
-            &format!(
-                "would delete {} legacy objects: {}",
-                deletion.deleted.len(),
-                deletion.deleted.join(", ")
-            ),
-        );
+        show_plan(ctx, &deletion, hand_over);
     }
     Ok(deletion)
 }
 
-/// The state of a legacy object that its deletion is checked against.
-enum Against<'a> {
-    /// As the survey read it, and its entry in the verified archive.
-    Archived {
-        read: Option<Box<DynamicObject>>,
-        entry: Option<&'a Value>,
-    },
-    /// A user ConfigMap as the backup check saw it (`None`: it did not exist then).
-    BackupCheck(Option<Box<ObjectMeta>>),
-}
-
-/// Deletes one legacy object unless it is the new operator's.
-async fn delete_one(
-    object: legacy::LegacyObject,
-    against: Against<'_>,
-    dry_run: bool,
-) -> Result<Deleted> {
-    let (mut current, entry) = match against {
-        Against::BackupCheck(verified) => return delete_backed_up(object, verified, dry_run).await,
-        Against::Archived { read, entry } => (read, entry),
-    };
-    let legacy::LegacyObject {
-        api,
-        name,
-        display: what,
-        ..
-    } = object;
-    // The uid and resourceVersion preconditions make sure that what is deleted is the object
-    // as read, unchanged: if it was replaced, or labelled as the operator's, in between, the
-    // delete conflicts and the object is checked again.
-    const ATTEMPTS: u32 = 5;
-    for _ in 0..ATTEMPTS {
-        let Some(read) = current.take() else {
-            return Ok(Deleted::Absent);
-        };
-        if legacy::is_operators(&read.metadata) {
-            tracing::info!(object = %what, "carries the new operator's label; kept");
-            return Ok(Deleted::Protected(what));
-        }
-        // Only a state the archive holds may go: a status update changes nothing archived.
-        if entry != Some(&archive::archival(&read)?) {
-            return Err(Error::ChangedSinceArchive { object: what });
-        }
-        match api.delete(name, &unchanged(&read.metadata, dry_run)).await {
-            Ok(_) => return Ok(deleted(what, dry_run)),
-            Err(e) if is_not_found(&e) => return Ok(Deleted::Absent),
-            Err(e) if is_conflict(&e) => {
-                current = api
-                    .get_opt(name)
-                    .await
-                    .context(|| format!("reading {what}"))?
-                    .map(Box::new);
-            }
-            Err(e) => return Err(e).context(|| format!("deleting {what}")),
-        }
+/// The plan of a dry run: what would become of each legacy object.
+fn show_plan(ctx: &Ctx, deletion: &Deletion, hand_over: bool) {
+    let mut parts = vec![("delete", &deletion.deleted)];
+    if hand_over {
+        parts = vec![
+            ("hand over to the module's operator", &deletion.handed_over),
+            ("delete with their Pods orphaned", &deletion.orphaned),
+            ("leave for finish", &deletion.left),
+            ("delete", &deletion.deleted),
+        ];
     }
-    Err(Error::TooManyConflicts {
-        object: what,
-        attempts: ATTEMPTS,
-    })
-}
-
-/// Deletes a user ConfigMap only in the state whose copy the backup check verified. Any other
-/// state has no verified copy: it is kept and the step fails; the next run checks again.
-async fn delete_backed_up(
-    object: legacy::LegacyObject,
-    verified: Option<Box<ObjectMeta>>,
-    dry_run: bool,
-) -> Result<Deleted> {
-    let legacy::LegacyObject {
-        api,
-        name,
-        display: what,
-        ..
-    } = object;
-    let Some(meta) = verified else {
-        return match api
-            .get_metadata_opt(name)
-            .await
-            .context(|| format!("reading {what}"))?
-        {
-            None => Ok(Deleted::Absent),
-            Some(_) => Err(Error::ChangedSinceBackupCheck {
-                object: what,
-                change: "was created",
-            }),
-        };
-    };
-    if legacy::is_operators(&meta) {
-        tracing::info!(object = %what, "carries the new operator's label; kept");
-        return Ok(Deleted::Protected(what));
+    for (verb, objects) in parts {
+        ctx.plan(
+            Step::Clean.name(),
+            &format!(
+                "would {verb} {} legacy objects: {}",
+                objects.len(),
+                objects.join(", ")
+            ),
+        );
     }
-    match api.delete(name, &unchanged(&meta, dry_run)).await {
-        Ok(_) => Ok(deleted(what, dry_run)),
-        Err(e) if is_not_found(&e) => Ok(Deleted::Absent),
-        Err(e) if is_conflict(&e) => Err(Error::ChangedSinceBackupCheck {
-            object: what,
-            change: "changed",
-        }),
-        Err(e) => Err(e).context(|| format!("deleting {what}")),
-    }
-}
-
-/// A delete that succeeds only while the object is exactly as `meta` describes it.
-fn unchanged(meta: &ObjectMeta, dry_run: bool) -> DeleteParams {
-    DeleteParams {
-        dry_run,
-        preconditions: Some(Preconditions {
-            uid: meta.uid.clone(),
-            resource_version: meta.resource_version.clone(),
-        }),
-        ..Default::default()
-    }
-}
-
-fn deleted(what: String, dry_run: bool) -> Deleted {
-    if !dry_run {
-        tracing::info!(object = %what, "deleted");
-    }
-    Deleted::Yes(what)
 }

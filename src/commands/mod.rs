@@ -5,6 +5,7 @@
 pub mod backup;
 pub mod check;
 pub mod clean;
+pub mod finish;
 pub mod mark_done;
 pub mod migrate;
 pub mod restore;
@@ -53,6 +54,8 @@ pub struct Ctx {
     /// clean deletes the legacy installation even while a CRD the module's operator needs to
     /// start is not served (`--skip-operator-prerequisites`).
     pub skip_operator_prerequisites: bool,
+    /// clean hands the legacy installation over to the module's operator (`--hand-over`).
+    pub hand_over: bool,
 }
 
 impl Ctx {
@@ -81,6 +84,7 @@ impl Ctx {
             deadline,
             archive_part_bytes: names::archive::PART_BYTES,
             skip_operator_prerequisites: false,
+            hand_over: false,
         }
     }
 

@@ -5,11 +5,8 @@ use std::collections::BTreeSet;
 
 use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
-};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DynamicObject, PartialObjectMeta, PostParams};
+use kube::api::{Api, DynamicObject, PartialObjectMeta};
 use serde_json::Value;
 
 mod mappings;
@@ -17,6 +14,7 @@ pub mod prepare;
 
 use super::restore::restore_one;
 use super::{Ctx, Outcome};
+use crate::access;
 use crate::archive;
 use crate::client::post_params;
 use crate::diff::first_difference;
@@ -308,26 +306,9 @@ fn first_few(items: &[String]) -> Vec<String> {
 }
 
 /// Fails, naming the manifest that grants them, unless this identity holds every permission of
-/// `needs`: one SelfSubjectAccessReview each, all at once.
+/// `needs`.
 async fn permitted(ctx: &Ctx, needs: &[Permission]) -> Result<()> {
-    let reviews: Api<SelfSubjectAccessReview> = Api::all(ctx.client.clone());
-    let allowed = futures::future::try_join_all(needs.iter().map(|p| {
-        let reviews = &reviews;
-        async move {
-            let review = reviews
-                .create(&PostParams::default(), &access_review(p))
-                .await
-                .context(|| format!("asking whether this identity may {}", describe(p)))?;
-            Ok::<_, Error>(review.status.is_some_and(|s| s.allowed))
-        }
-    }))
-    .await?;
-    let missing: Vec<String> = needs
-        .iter()
-        .zip(allowed)
-        .filter(|(_, allowed)| !allowed)
-        .map(|(p, _)| describe(p))
-        .collect();
+    let missing = access::missing(&ctx.client, needs).await?;
     if missing.is_empty() {
         return Ok(());
     }
@@ -335,35 +316,6 @@ async fn permitted(ctx: &Ctx, needs: &[Permission]) -> Result<()> {
         missing: missing.join(", "),
         manifest: rbac::ROLLBACK_MANIFEST,
     })
-}
-
-fn access_review(p: &Permission) -> SelfSubjectAccessReview {
-    SelfSubjectAccessReview {
-        spec: SelfSubjectAccessReviewSpec {
-            resource_attributes: Some(ResourceAttributes {
-                verb: Some(p.verb.into()),
-                group: Some(p.group.into()),
-                resource: Some(p.resource.into()),
-                namespace: p.namespace.map(Into::into),
-                name: p.name.map(Into::into),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-}
-
-/// `create apps/deployments in kyma-system`, `bind rbac.authorization.k8s.io/clusterroles NAME`.
-fn describe(p: &Permission) -> String {
-    let group = if p.group.is_empty() {
-        String::new()
-    } else {
-        format!("{}/", p.group)
-    };
-    let name = p.name.map(|n| format!(" {n}")).unwrap_or_default();
-    let namespace = p.namespace.map(|n| format!(" in {n}")).unwrap_or_default();
-    format!("{} {group}{}{name}{namespace}", p.verb, p.resource)
 }
 
 /// ` (a, b)` for a non-empty list.

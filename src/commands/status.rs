@@ -24,7 +24,9 @@ use crate::step::Step;
 use crate::translate;
 use operator_pods::Failing;
 use phase::Phase;
-pub use picture::{ArchiveStatus, BackupCopy, MappingsDrift, Operator, ServiceMappings, Status};
+pub use picture::{
+    ArchiveStatus, BackupCopy, HandOver, MappingsDrift, Operator, ServiceMappings, Status,
+};
 
 /// What `status` prints: the phase and its reason first, then everything it read.
 #[derive(Debug, Serialize)]
@@ -131,14 +133,32 @@ pub async fn collect(client: &Client) -> Result<Report> {
         let shared = shared_tenant(&lookup, legacy.user_config.get(config_maps::CONFIG));
         m.refused_by_module_schema = m.refused.in_mode(shared);
     }
+    let hand_over = match &lookup {
+        Lookup::Found(cr) => HandOver {
+            handed_over: cr::has_marker(cr, names::markers::HANDED_OVER),
+            finished: cr::has_marker(cr, names::markers::FINISHED),
+        },
+        _ => HandOver::default(),
+    };
+    // What a hand-over leaves waits for finish; it is not left over from clean.
+    let (waiting_for_finish, remaining) = if hand_over.handed_over && !hand_over.finished {
+        legacy
+            .remaining
+            .into_iter()
+            .partition(|o| legacy.left_for_finish.contains(o))
+    } else {
+        (Vec::new(), legacy.remaining)
+    };
     Ok(Report::new(Status {
         legacy_installation: legacy.installation,
+        hand_over,
+        waiting_for_finish,
         crd_installed: !matches!(lookup, Lookup::CrdMissing),
         cr_exists: matches!(lookup, Lookup::Found(_)),
         markers,
         backup_namespace_exists,
         backup,
-        legacy_objects_remaining: legacy.remaining,
+        legacy_objects_remaining: remaining,
         legacy_kinds_not_served: legacy.not_served,
         operator: deployment.as_ref().map(operator),
         archive: archive_status(archive, &lookup, service_mappings.as_ref()),
@@ -299,6 +319,8 @@ struct LegacyRead {
     installation: Option<LegacyInstall>,
     /// `Kind namespace/name` of each legacy object still there (not the operator's).
     remaining: Vec<String>,
+    /// Those of them that a hand-over leaves for finish.
+    left_for_finish: Vec<String>,
     /// Kinds of the table that the cluster does not serve, as `Kind.group`.
     not_served: Vec<String>,
     /// The user-configuration ConfigMaps that exist and are not the module operator's, read
@@ -328,6 +350,7 @@ async fn legacy_objects(client: &Client, served: &Served) -> Result<LegacyRead> 
     let mut read = LegacyRead {
         installation: None,
         remaining: Vec::new(),
+        left_for_finish: Vec::new(),
         not_served,
         user_config: BTreeMap::new(),
     };
@@ -342,6 +365,14 @@ async fn legacy_objects(client: &Client, served: &Served) -> Result<LegacyRead> 
             continue;
         }
         read.remaining.push(o.display.clone());
+        if names::hand_over::LEFT_FOR_FINISH
+            .iter()
+            .any(|(kind, ns, name)| {
+                *kind == o.row.kind && Some(*ns) == o.row.namespace && *name == o.name
+            })
+        {
+            read.left_for_finish.push(o.display.clone());
+        }
         if let Some(cm) = whole {
             read.user_config.insert(o.name, cm);
         }
@@ -505,6 +536,22 @@ fn legacy_rows(rows: &mut Rows, s: &Status) {
     );
     for o in &s.legacy_objects_remaining {
         rows.line("", o.clone());
+    }
+    if s.hand_over.handed_over {
+        rows.line(
+            "hand-over",
+            if s.hand_over.finished {
+                "handed over, finished".to_string()
+            } else {
+                format!(
+                    "handed over; {} legacy objects wait for finish",
+                    s.waiting_for_finish.len()
+                )
+            },
+        );
+        for o in &s.waiting_for_finish {
+            rows.line("", o.clone());
+        }
     }
     if !s.legacy_kinds_not_served.is_empty() {
         rows.line(

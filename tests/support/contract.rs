@@ -60,6 +60,10 @@ pub mod markers {
     pub const CLEANED: &str = "migrator.kyma-project.io/cleaned";
     /// The three, in the order of the steps.
     pub const ALL: [&str; 3] = [MIGRATED, BACKED_UP, CLEANED];
+    /// SPEC, clean --hand-over and finish: what finish sets (and, with the cleaned marker,
+    /// what a hand-over sets, so that status and finish know it happened).
+    pub const FINISHED: &str = "migrator.kyma-project.io/finished";
+    pub const HANDED_OVER: &str = "migrator.kyma-project.io/handed-over";
     /// Keys that an earlier tool or a person used: each also counts as its step done.
     pub const OTHER_MIGRATED: [&str; 1] = ["connectivityproxy.sap.com/migrated"];
     pub const OTHER_BACKED_UP: [&str; 1] = ["connectivityproxy.sap.com/backed-up"];
@@ -379,4 +383,41 @@ pub async fn legacy_installed(client: &Client) -> bool {
         .and_then(|l| l.get(legacy_marker::LABEL))
         .is_some_and(|v| v == legacy_marker::LABEL_VALUE);
     annotated || labelled
+}
+
+/// SPEC, clean --hand-over and finish, with OPERATOR.md's names and fields: what a hand-over
+/// does to each object of the legacy fixture, as `Kind namespace/name` (cluster-scoped: `Kind
+/// name`).
+pub mod hand_over {
+    /// At the operator's names, with fields its state fits: labelled for it to adopt.
+    pub const HANDED_OVER: [&str; 9] = [
+        "Service kyma-system/connectivity-proxy",
+        "Service kyma-system/connectivity-proxy-smv",
+        "Service kyma-system/connectivity-proxy-tunnel",
+        "ServiceAccount kyma-system/connectivity-proxy-restart-watcher",
+        "ServiceAccount kyma-system/connectivity-proxy-sm-operator",
+        "ConfigMap kyma-system/connectivity-proxy",
+        "ConfigMap kyma-system/connectivity-proxy-info",
+        "DestinationRule kyma-system/connectivity-proxy-tunnel-0",
+        "DestinationRule kyma-system/connectivity-proxy",
+    ];
+    /// Workloads at the operator's names whose selectors (and the StatefulSet's
+    /// podManagementPolicy) refuse its own: deleted, their Pods orphaned.
+    pub const ORPHANED: [&str; 3] = [
+        "StatefulSet kyma-system/connectivity-proxy",
+        "Deployment kyma-system/connectivity-proxy-restart-watcher",
+        "Deployment kyma-system/connectivity-proxy-sm-operator",
+    ];
+    /// Names of their own that carry the tunnel's traffic: kept until finish.
+    pub const LEFT_FOR_FINISH: [&str; 9] = [
+        "EnvoyFilter istio-system/connectivity-proxy-custom-protocol",
+        "Gateway kyma-system/kyma-gateway-cc",
+        "VirtualService kyma-system/cc-proxy",
+        "VirtualService kyma-system/cc-proxy-healthcheck",
+        "Service kyma-system/connectivity-proxy-tunnel-healthcheck",
+        "PeerAuthentication kyma-system/enable-permissive-mode-for-cp",
+        "Certificate istio-system/cc-certs",
+        "Secret istio-system/cc-certs-cacert",
+        "Secret istio-system/cc-certs",
+    ];
 }

@@ -2,7 +2,9 @@
 //! how many ready endpoints it has over time, so that a test can say how long it had none.
 //!
 //! A client reaches the Service by its name while it exists, and then its ready endpoints: those
-//! of the slices the Service owns. A slice left from a deleted Service of the same name (the
+//! of the slices the Service owns; when none is ready, the serving ones that are terminating
+//! (a deleted Pod through its grace period), as kube-proxy does since Kubernetes 1.28
+//! (ProxyTerminatingEndpoints). A slice left from a deleted Service of the same name (the
 //! garbage collector takes a while) does not count, nor does anything while the Service is gone.
 
 use std::collections::BTreeMap;
@@ -24,23 +26,25 @@ struct Seen {
     service: Option<String>,
     /// Every ClusterIP the Service had, in order.
     cluster_ips: Vec<String>,
-    /// Each slice: the Service that owns it, and its ready endpoints.
-    slices: BTreeMap<String, (Option<String>, usize)>,
+    /// Each slice: the Service that owns it, its ready endpoints, and its serving ones.
+    slices: BTreeMap<String, (Option<String>, usize, usize)>,
     /// Ready endpoints after each change.
     timeline: Vec<(Instant, usize)>,
 }
 
 impl Seen {
     fn record(&mut self) {
-        let total = match &self.service {
-            None => 0,
+        let (ready, serving) = match &self.service {
+            None => (0, 0),
             Some(uid) => self
                 .slices
                 .values()
-                .filter(|(owner, _)| owner.as_deref() == Some(uid.as_str()))
-                .map(|(_, ready)| ready)
-                .sum(),
+                .filter(|(owner, _, _)| owner.as_deref() == Some(uid.as_str()))
+                .fold((0, 0), |(r, s), (_, ready, serving)| {
+                    (r + ready, s + serving)
+                }),
         };
+        let total = if ready > 0 { ready } else { serving };
         self.timeline.push((Instant::now(), total));
     }
 }
@@ -100,7 +104,9 @@ impl ReadyEndpoints {
                     }
                     watcher::Event::Apply(slice) | watcher::Event::InitApply(slice) => {
                         let owner = slice.owner_references().first().map(|o| o.uid.clone());
-                        seen.slices.insert(slice.name_any(), (owner, ready(&slice)));
+                        let (ready, serving) = reachable(&slice);
+                        seen.slices
+                            .insert(slice.name_any(), (owner, ready, serving));
                     }
                     watcher::Event::Init | watcher::Event::InitDone => continue,
                 }
@@ -178,12 +184,20 @@ impl ReadyEndpoints {
     }
 }
 
-/// Endpoints of one slice that are ready (the EndpointSlice API: `ready` unset means ready).
-fn ready(slice: &EndpointSlice) -> usize {
-    slice
-        .endpoints
-        .iter()
-        .flatten()
-        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
-        .count()
+/// Endpoints of one slice that are ready, and that are serving (the EndpointSlice API: `ready`
+/// unset means ready, `serving` unset means as `ready`).
+fn reachable(slice: &EndpointSlice) -> (usize, usize) {
+    let endpoints = slice.endpoints.iter().flatten();
+    let ready = |e: &&k8s_openapi::api::discovery::v1::Endpoint| {
+        e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true)
+    };
+    let serving = |e: &&k8s_openapi::api::discovery::v1::Endpoint| {
+        let c = e.conditions.as_ref();
+        c.and_then(|c| c.serving)
+            .unwrap_or_else(|| c.and_then(|c| c.ready).unwrap_or(true))
+    };
+    (
+        endpoints.clone().filter(ready).count(),
+        endpoints.filter(serving).count(),
+    )
 }

@@ -33,6 +33,8 @@ pub struct Model {
 pub struct Seen {
     /// Every interval with no ready endpoint.
     pub outages: Vec<Duration>,
+    /// The same for the headless tunnel Service `connectivity-proxy-tunnel`.
+    pub tunnel_outages: Vec<Duration>,
     /// From the start of `run` until the module was `Ready` with a ready endpoint.
     pub until_ready: Duration,
     /// Every ClusterIP the Service had, in order.
@@ -45,12 +47,27 @@ impl Seen {
     }
 }
 
+/// A migration done, its cluster still running with the node agent and the watches.
+pub struct Migrated {
+    pub c: TestCluster,
+    pub seen: Seen,
+    pub endpoints: ReadyEndpoints,
+    pub tunnel: ReadyEndpoints,
+    _agent: NodeAgent,
+}
+
 /// The legacy proxy serving with `model.replicas` Pods, then `run` with `args` after it, then
 /// the module's operator until `Ready`.
 pub async fn migration(args: &[&str], model: Model) -> Seen {
+    migrated(args, model).await.seen
+}
+
+/// [`migration`], and the cluster it ran on.
+pub async fn migrated(args: &[&str], model: Model) -> Migrated {
     let c = TestCluster::with_controllers().await;
-    let _agent = NodeAgent::start(&c.client, "node-a", model.pods).await;
+    let agent = NodeAgent::start(&c.client, "node-a", model.pods).await;
     let endpoints = ReadyEndpoints::watch(&c.client, NAMESPACE, PROXY);
+    let tunnel = ReadyEndpoints::watch(&c.client, NAMESPACE, TUNNEL);
     for fixture in Tenant::Dedicated.fixtures() {
         c.apply_dir(&fixture_dir(fixture)).await;
     }
@@ -78,6 +95,9 @@ pub async fn migration(args: &[&str], model: Model) -> Seen {
     endpoints
         .wait_for(usize::try_from(replicas).expect("replicas"), LIMIT)
         .await;
+    tunnel
+        .wait_for(usize::try_from(replicas).expect("replicas"), LIMIT)
+        .await;
 
     let started = Instant::now();
     c.run(args).assert_ok();
@@ -87,9 +107,20 @@ pub async fn migration(args: &[&str], model: Model) -> Seen {
         Outcome::Ready
     );
     endpoints.wait_for(1, LIMIT).await;
-    Seen {
+    let seen = Seen {
         outages: endpoints.outages(),
+        tunnel_outages: tunnel.outages(),
         until_ready: started.elapsed(),
         cluster_ips: endpoints.cluster_ips(),
+    };
+    Migrated {
+        c,
+        seen,
+        endpoints,
+        tunnel,
+        _agent: agent,
     }
 }
+
+/// The headless Service of the proxy's tunnel (OPERATOR.md), the StatefulSet's `serviceName`.
+pub const TUNNEL: &str = "connectivity-proxy-tunnel";

@@ -1,5 +1,5 @@
 //! The project's RBAC manifests (deploy/rbac.yaml for every day, deploy/rbac-rollback.yaml for a
-//! rollback only) as a model of their rules, and the tool run as their ServiceAccount on the
+//! rollback only, deploy/rbac-hand-over.yaml while the hand-over is used) as a model of their rules, and the tool run as their ServiceAccount on the
 //! RBAC-enforcing test server: what the authorizer allows, and creates that it must refuse.
 
 use std::path::PathBuf;
@@ -85,6 +85,9 @@ pub async fn allows(c: &TestCluster, user: &str, attributes: &ResourceAttributes
 pub const EVERYDAY: &str = "deploy/rbac.yaml";
 /// What only `rollback` needs: applied for a rollback and deleted after it.
 pub const ROLLBACK: &str = "deploy/rbac-rollback.yaml";
+/// What only `clean --hand-over` and `finish` need: applied beside the everyday one while the
+/// hand-over is used.
+pub const HAND_OVER: &str = "deploy/rbac-hand-over.yaml";
 
 /// Both manifests as one list of objects, each with the file it comes from.
 #[derive(Clone)]
@@ -97,12 +100,22 @@ pub struct Manifest {
 pub type RuleId = (usize, usize);
 
 impl Manifest {
+    /// The everyday manifest and the rollback's.
     pub fn load() -> Manifest {
+        Manifest::load_files(&[EVERYDAY, ROLLBACK])
+    }
+
+    /// The everyday manifest and the hand-over's.
+    pub fn hand_over() -> Manifest {
+        Manifest::load_files(&[EVERYDAY, HAND_OVER])
+    }
+
+    fn load_files(files: &[&'static str]) -> Manifest {
         let mut m = Manifest {
             docs: Vec::new(),
             files: Vec::new(),
         };
-        for file in [EVERYDAY, ROLLBACK] {
+        for &file in files {
             let text = std::fs::read_to_string(repo_root().join(file)).expect(file);
             for doc in yaml_documents(&text) {
                 m.docs.push(doc);

@@ -28,6 +28,7 @@ pub enum Phase {
     NoLegacy,
     NotStarted,
     InProgress,
+    HandedOver,
     Failing,
     Done,
     NeedsAttention,
@@ -37,10 +38,11 @@ pub enum Phase {
 impl Phase {
     /// Every phase, in the order of the table of phases in docs/status.md (as a fleet's summary line
     /// lists them).
-    pub const ALL: [Phase; 7] = [
+    pub const ALL: [Phase; 8] = [
         Phase::NoLegacy,
         Phase::NotStarted,
         Phase::InProgress,
+        Phase::HandedOver,
         Phase::Failing,
         Phase::Done,
         Phase::NeedsAttention,
@@ -53,6 +55,7 @@ impl Phase {
             Phase::NoLegacy => "no-legacy",
             Phase::NotStarted => "not-started",
             Phase::InProgress => "in-progress",
+            Phase::HandedOver => "handed-over",
             Phase::Failing => "failing",
             Phase::Done => "done",
             Phase::NeedsAttention => "needs-attention",
@@ -86,6 +89,9 @@ pub fn decide(s: &Status) -> (Phase, String) {
     let legacy_left = legacy_left(s);
     if all_marked && legacy_left == 0 && s.backup.iter().all(|b| b.copy_exists) {
         let module = s.module.clone().unwrap_or_default();
+        if s.hand_over.handed_over && !s.hand_over.finished {
+            return (Phase::HandedOver, handed_over(s, &module));
+        }
         if !module.is_ready() {
             return (
                 Phase::InProgress,
@@ -148,6 +154,24 @@ pub fn decide(s: &Status) -> (Phase, String) {
         format!("{module}; done: {}; next: {next}", done.join(", "))
     };
     (Phase::InProgress, reason)
+}
+
+/// Migrated and serving (the legacy Pods or the module's), waiting for finish.
+fn handed_over(s: &Status, module: &ModuleState) -> String {
+    let state = if module.is_ready() {
+        format!("the module is {}: run finish", operator::STATE_READY)
+    } else {
+        format!("the module is starting ({})", starting(module))
+    };
+    format!(
+        "migrated and handed over to the module; {} wait{} for finish; {state}",
+        legacy_objects(s.waiting_for_finish.len()),
+        if s.waiting_for_finish.len() == 1 {
+            "s"
+        } else {
+            ""
+        }
+    )
 }
 
 /// The first thing that contradicts the rest, if any.
@@ -357,6 +381,8 @@ mod tests {
             module: None,
             operator_prerequisites_missing: vec![],
             blocking_objects: vec![],
+            hand_over: Default::default(),
+            waiting_for_finish: vec![],
         }
     }
 
@@ -443,6 +469,38 @@ mod tests {
             "{reason:?} lacks {reason_has:?}"
         );
         assert!(!reason.contains('\n'), "one line: {reason:?}");
+    }
+
+    #[test]
+    fn handed_over_and_not_finished_is_handed_over_and_done_needs_finished() {
+        let handed_over = Status {
+            hand_over: super::super::HandOver {
+                handed_over: true,
+                finished: false,
+            },
+            waiting_for_finish: vec!["Gateway kyma-system/kyma-gateway-cc".into()],
+            ..done()
+        };
+        assert_phase(
+            &handed_over,
+            Phase::HandedOver,
+            "1 legacy object waits for finish",
+        );
+        assert_phase(&handed_over, Phase::HandedOver, "run finish");
+        let starting = Status {
+            module: module(Some("Processing"), Some(2)),
+            ..handed_over
+        };
+        assert_phase(&starting, Phase::HandedOver, "the module is starting");
+        let finished = Status {
+            hand_over: super::super::HandOver {
+                handed_over: true,
+                finished: true,
+            },
+            waiting_for_finish: vec![],
+            ..done()
+        };
+        assert_phase(&finished, Phase::Done, "no legacy object left");
     }
 
     #[test]

@@ -12,6 +12,11 @@ use crate::step::Step;
 #[derive(Debug, Serialize)]
 pub struct Status {
     pub legacy_installation: Option<LegacyInstall>,
+    /// Whether clean handed over, and whether finish has run since.
+    pub hand_over: HandOver,
+    /// The legacy objects a hand-over left that finish has yet to delete (not counted among
+    /// the remaining ones).
+    pub waiting_for_finish: Vec<String>,
     pub crd_installed: bool,
     pub cr_exists: bool,
     /// For each step, the annotation key that marks it done, if any.
@@ -34,6 +39,13 @@ pub struct Status {
     /// Objects at the operator's names that would stop it with 409 Conflict: without its label
     /// and both annotations, and not removed by clean.
     pub blocking_objects: Vec<String>,
+}
+
+/// The markers of `clean --hand-over` and `finish` on the CR.
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct HandOver {
+    pub handed_over: bool,
+    pub finished: bool,
 }
 
 /// clean's archive, for `rollback`: counts and ownership only, never its content.

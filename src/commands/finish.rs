@@ -1,0 +1,366 @@
+//! finish: after `clean --hand-over`, once the module is `Ready`, deletes what the hand-over
+//! left (the legacy objects that carried traffic, each only in the state the archive holds) and
+//! the legacy Pods and ReplicaSets that no workload of the operator adopted, then sets the
+//! finished marker (SPEC "clean --hand-over and finish").
+
+use futures::{StreamExt, TryStreamExt, stream};
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{
+    Api, DeleteParams, DynamicObject, ListParams, Preconditions, PropagationPolicy, WatchEvent,
+    WatchParams,
+};
+use kube::core::ObjectMeta;
+use kube::{Resource, ResourceExt};
+use serde_json::Value;
+
+use super::clean::{Against, How, Written, write_one};
+use super::{Ctx, Outcome};
+use crate::access;
+use crate::archive;
+use crate::cr;
+use crate::error::{Context, Error, Result, is_conflict, is_not_found};
+use crate::legacy;
+use crate::module::ModuleState;
+use crate::names::{self, LEGACY_OBJECTS, hand_over, markers};
+use crate::step::Step;
+
+/// Requests in flight at once for the objects finish deletes (a dozen on a full installation).
+const CONCURRENCY: usize = 16;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FinishOptions {
+    /// Exit at once, saying what finish waits for, instead of waiting for it.
+    pub no_wait: bool,
+}
+
+/// What finish waits for, or the CR it can finish with.
+enum Waiting {
+    For(String),
+    Ready(Box<DynamicObject>),
+    Nothing(Outcome),
+}
+
+pub async fn run(ctx: &Ctx, options: FinishOptions) -> Result<Outcome> {
+    let missing = access::missing(&ctx.client, names::finish::NEEDS).await?;
+    if !missing.is_empty() {
+        return Err(Error::HandOverNotPermitted {
+            command: "finish",
+            missing: missing.join(", "),
+            manifest: names::rbac::HAND_OVER_MANIFEST,
+        });
+    }
+    let current = loop {
+        let (waiting, resource_version) = match cr::lookup(&ctx.client).await? {
+            cr::Lookup::Found(current) => {
+                let rv = current.resource_version();
+                (judge(*current), rv)
+            }
+            _ => (Waiting::For(format!("{} to exist", cr::display())), None),
+        };
+        let why = match waiting {
+            Waiting::Ready(current) => break current,
+            Waiting::Nothing(outcome) => return Ok(outcome),
+            Waiting::For(why) => why,
+        };
+        if options.no_wait {
+            return Ok(Outcome::Skipped(format!(
+                "waiting for {why}; nothing was deleted (--no-wait)"
+            )));
+        }
+        tracing::info!(waiting_for = %why, "finish waits");
+        wait_for_change(ctx, resource_version, &why).await?;
+    };
+    let stored = archive::read_stored(&ctx.client)
+        .await?
+        .filter(|s| Some(s.archive.cr_uid.as_str()) == current.uid().as_deref())
+        .ok_or_else(|| Error::NoArchive {
+            location: archive::location(),
+        })?;
+    let (left, pods) = futures::try_join!(
+        delete_left(ctx, &stored.archive.objects),
+        delete_orphans(ctx, &stored.archive.objects)
+    )?;
+    let summary = format!(
+        "{} legacy objects left by the hand-over deleted ({} absent); {} orphaned legacy Pods and ReplicaSets deleted",
+        left.0.len(),
+        left.1,
+        pods.len()
+    );
+    if ctx.dry_run {
+        ctx.plan(
+            "finish",
+            &format!(
+                "would delete {}; would set {}=true on {}",
+                left.0
+                    .iter()
+                    .chain(&pods)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                markers::FINISHED,
+                cr::display()
+            ),
+        );
+        return Ok(Outcome::Done(format!("would have: {summary}")));
+    }
+    ctx.event(
+        &current,
+        false,
+        "Finished",
+        "Finish",
+        format!("Deleted what the hand-over left: {summary}"),
+    );
+    cr::set_marker_keys(&ctx.client, &[markers::FINISHED], false).await?;
+    Ok(Outcome::Done(summary))
+}
+
+/// Whether the CR is ready to finish with, what it waits for, or why there is nothing to do.
+fn judge(current: DynamicObject) -> Waiting {
+    if cr::has_marker(&current, markers::FINISHED) {
+        return Waiting::Nothing(Outcome::Skipped(format!(
+            "already finished ({}=true on the CR)",
+            markers::FINISHED
+        )));
+    }
+    if cr::marked(&current, Step::Clean).is_none() {
+        return Waiting::For(format!(
+            "clean ({} on {})",
+            Step::Clean.marker_key(),
+            cr::display()
+        ));
+    }
+    if !cr::has_marker(&current, markers::HANDED_OVER) {
+        return Waiting::Nothing(Outcome::Skipped(format!(
+            "clean did not hand over (no {} on the CR): nothing to finish",
+            markers::HANDED_OVER
+        )));
+    }
+    let state = ModuleState::of(&current);
+    if state.is_ready() {
+        return Waiting::Ready(Box::new(current));
+    }
+    Waiting::For(format!(
+        "the module to be {} (status.state {}, observedGeneration {} of generation {})",
+        names::operator::STATE_READY,
+        state.state.as_deref().unwrap_or("unset"),
+        shown(state.observed_generation),
+        shown(state.generation),
+    ))
+}
+
+fn shown(n: Option<i64>) -> String {
+    n.map_or_else(|| "unset".into(), |n| n.to_string())
+}
+
+/// Waits, on a watch of the CR and without polling, until it changes (or the watch ends, or
+/// the deadline passes: then fails saying what it waited for).
+async fn wait_for_change(ctx: &Ctx, resource_version: Option<String>, why: &str) -> Result<()> {
+    let api = cr::api(&ctx.client);
+    let params = WatchParams::default()
+        .fields(&format!("metadata.name={}", names::cr::NAME))
+        .timeout(290);
+    let version = resource_version.unwrap_or_else(|| "0".into());
+    let changed = async {
+        let mut events = api
+            .watch(&params, &version)
+            .await
+            .context(|| format!("watching {}", cr::display()))?
+            .boxed();
+        while let Some(event) = events
+            .try_next()
+            .await
+            .context(|| format!("watching {}", cr::display()))?
+        {
+            if !matches!(event, WatchEvent::Bookmark(_)) {
+                break;
+            }
+        }
+        Ok::<_, Error>(())
+    };
+    match tokio::time::timeout_at(ctx.deadline, changed).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::NotReady {
+            verdict: format!("finish waited for {why} until the deadline; nothing was deleted"),
+        }),
+    }
+}
+
+/// Deletes the legacy objects that the hand-over left for finish, each only in the state the
+/// archive holds. Returns what was deleted and how many were absent.
+async fn delete_left(ctx: &Ctx, archived: &[Value]) -> Result<(Vec<String>, usize)> {
+    let served = legacy::discover(&ctx.client).await?;
+    let (objects, _) = legacy::objects_of(&ctx.client, &served, LEGACY_OBJECTS);
+    let entries: std::collections::BTreeMap<archive::ObjectKey, &Value> =
+        archived.iter().map(|o| (archive::key_of(o), o)).collect();
+    let left = objects.into_iter().filter(|o| {
+        hand_over::LEFT_FOR_FINISH.iter().any(|(kind, ns, name)| {
+            *kind == o.row.kind && Some(*ns) == o.row.namespace && *name == o.name
+        })
+    });
+    let results: Vec<Written> = stream::iter(left)
+        .map(|o| {
+            let entries = &entries;
+            async move {
+                let read = o
+                    .api
+                    .get_opt(o.name)
+                    .await
+                    .context(|| format!("reading {}", o.display))?;
+                let key = archive::ObjectKey {
+                    group: o.row.group.to_string(),
+                    kind: o.row.kind.to_string(),
+                    namespace: o.row.namespace.unwrap_or("").to_string(),
+                    name: o.name.to_string(),
+                };
+                let against = Against::Archived {
+                    read: read.map(Box::new),
+                    entry: entries.get(&key).copied(),
+                };
+                write_one(o, against, How::Delete, ctx.dry_run).await
+            }
+        })
+        .buffered(CONCURRENCY)
+        .try_collect()
+        .await?;
+    let mut deleted = Vec::new();
+    let mut absent = 0;
+    for r in results {
+        match r {
+            Written::Done(what) => deleted.push(what),
+            Written::Absent | Written::Protected(_) => absent += 1,
+        }
+    }
+    Ok((deleted, absent))
+}
+
+/// Deletes the legacy Pods and ReplicaSets that no workload adopted: those that the archived
+/// legacy workloads' selectors select and that have no controller. A ReplicaSet goes with its
+/// Pods.
+async fn delete_orphans(ctx: &Ctx, archived: &[Value]) -> Result<Vec<String>> {
+    let mut deleted = Vec::new();
+    for workload in archived.iter().filter(|o| {
+        o["metadata"]["namespace"] == names::KYMA_SYSTEM
+            && matches!(o["kind"].as_str(), Some("StatefulSet" | "Deployment"))
+    }) {
+        let Some(selector) = label_selector(&workload["spec"]["selector"]) else {
+            continue;
+        };
+        if workload["kind"] == "Deployment" {
+            let api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), names::KYMA_SYSTEM);
+            deleted.extend(delete_uncontrolled(ctx, &api, &selector).await?);
+        }
+        let api: Api<Pod> = Api::namespaced(ctx.client.clone(), names::KYMA_SYSTEM);
+        deleted.extend(delete_uncontrolled(ctx, &api, &selector).await?);
+    }
+    Ok(deleted)
+}
+
+/// `a=b,c=d` from a selector's `matchLabels` (`None` without labels: it would select all).
+fn label_selector(selector: &Value) -> Option<String> {
+    let labels = selector["matchLabels"].as_object()?;
+    let parts: Vec<String> = labels
+        .iter()
+        .filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}")))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(","))
+}
+
+/// Deletes each object that `selector` selects and no controller owns, guarded by its uid and
+/// resourceVersion: one adopted in between has a controller, and is left.
+async fn delete_uncontrolled<K>(ctx: &Ctx, api: &Api<K>, selector: &str) -> Result<Vec<String>>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let kind = K::kind(&());
+    let listed = api
+        .list_metadata(&ListParams::default().labels(selector))
+        .await
+        .context(|| format!("listing {kind}s {selector} in {}", names::KYMA_SYSTEM))?;
+    let mut deleted = Vec::new();
+    for meta in listed.items.into_iter().map(|m| m.metadata) {
+        let name = meta.name.clone().unwrap_or_default();
+        let what = format!("{kind} {}/{name}", names::KYMA_SYSTEM);
+        if delete_if_uncontrolled(ctx, api, meta, &what).await? {
+            deleted.push(what);
+        }
+    }
+    Ok(deleted)
+}
+
+/// Deletes the object while no controller owns it; re-read after each conflict.
+async fn delete_if_uncontrolled<K>(
+    ctx: &Ctx,
+    api: &Api<K>,
+    meta: ObjectMeta,
+    what: &str,
+) -> Result<bool>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    const ATTEMPTS: u32 = 5;
+    let mut current = Some(meta);
+    for _ in 0..ATTEMPTS {
+        let Some(meta) = current.take() else {
+            return Ok(false);
+        };
+        let controlled = meta
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.controller == Some(true));
+        if controlled || meta.deletion_timestamp.is_some() {
+            return Ok(false);
+        }
+        let name = meta.name.clone().unwrap_or_default();
+        let params = DeleteParams {
+            dry_run: ctx.dry_run,
+            propagation_policy: Some(PropagationPolicy::Background),
+            preconditions: Some(Preconditions {
+                uid: meta.uid.clone(),
+                resource_version: meta.resource_version.clone(),
+            }),
+            ..Default::default()
+        };
+        match api.delete(&name, &params).await {
+            Ok(_) => {
+                if !ctx.dry_run {
+                    tracing::info!(object = %what, "orphaned legacy object deleted");
+                }
+                return Ok(true);
+            }
+            Err(e) if is_not_found(&e) => return Ok(false),
+            Err(e) if is_conflict(&e) => {
+                current = api
+                    .get_metadata_opt(&name)
+                    .await
+                    .context(|| format!("reading {what}"))?
+                    .map(|m| m.metadata)
+                    .filter(|m| m.uid == meta.uid);
+            }
+            Err(e) => return Err(e).context(|| format!("deleting {what}")),
+        }
+    }
+    Err(Error::TooManyConflicts {
+        object: what.to_string(),
+        attempts: ATTEMPTS,
+    })
+}
+
+/// Stays running, without work and without requests, until the container is stopped (SIGTERM,
+/// or SIGINT by hand): a native sidecar that exits would be started again.
+pub async fn idle() {
+    tracing::info!("finish idles until the Pod stops");
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot wait for SIGTERM; waiting for SIGINT only");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
