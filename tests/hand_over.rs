@@ -529,3 +529,148 @@ async fn every_hand_over_rule_is_necessary() {
         );
     }
 }
+
+/// SPEC: finish deletes "the orphaned legacy ReplicaSets and Pods that no workload adopted".
+/// With the restart watcher off in the CR, the operator makes no Deployment of that name: the
+/// legacy one's ReplicaSet and Pod, orphaned by the hand-over, stay until finish.
+#[tokio::test]
+async fn finish_deletes_the_legacy_pods_no_workload_adopted() {
+    let c = TestCluster::with_controllers().await;
+    let _agent = support::node_agent::NodeAgent::start(&c.client, "node-a", TIMING).await;
+    for fixture in Tenant::Dedicated.fixtures() {
+        c.apply_dir(&fixture_dir(fixture)).await;
+    }
+    support::cr::api(&c.client)
+        .patch(
+            contract::cr::NAME,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!(
+                {"spec": {"deployment": {"restartWatcher": {"enabled": false}}}}
+            )),
+        )
+        .await
+        .expect("the restart watcher off");
+    let watcher = "app=connectivity-proxy-restart-watcher";
+    wait_for_pods_of(&c, watcher, "the legacy restart watcher runs", |p| {
+        p.len() == 1
+    })
+    .await;
+    c.run(&["run", "--hand-over"]).assert_ok();
+    assert_eq!(
+        operator::reconcile_until_ready(&c, Duration::from_millis(500), LIMIT).await,
+        operator::Outcome::Ready
+    );
+    // Its ReplicaSet lost its Deployment and no other took it; its Pod is still the
+    // ReplicaSet's, and serves.
+    let sets: Api<k8s_openapi::api::apps::v1::ReplicaSet> =
+        Api::namespaced(c.client.clone(), NAMESPACE);
+    let listed = sets
+        .list(&kube::api::ListParams::default().labels(watcher))
+        .await
+        .expect("ReplicaSets")
+        .items;
+    assert_eq!(listed.len(), 1, "the legacy ReplicaSet");
+    assert!(!controlled(&listed[0].metadata), "orphaned");
+    wait_for_pods_of(&c, watcher, "the legacy Pod", |p| p.len() == 1).await;
+
+    let r = c.run(&["finish"]);
+    r.assert_ok();
+    assert!(
+        r.reason()
+            .contains("1 orphaned legacy Pods and ReplicaSets deleted"),
+        "{}",
+        r.reason()
+    );
+    wait_for_pods_of(&c, watcher, "the orphaned legacy Pod gone", |p| {
+        p.is_empty()
+    })
+    .await;
+    let sets: Api<k8s_openapi::api::apps::v1::ReplicaSet> =
+        Api::namespaced(c.client.clone(), NAMESPACE);
+    let left = sets
+        .list(&kube::api::ListParams::default().labels(watcher))
+        .await
+        .expect("ReplicaSets");
+    assert!(left.items.is_empty(), "the legacy ReplicaSet deleted");
+}
+
+fn controlled(meta: &kube::core::ObjectMeta) -> bool {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.controller == Some(true))
+}
+
+/// Waits until the Pods of `selector` in kyma-system satisfy `done`, and returns them.
+async fn wait_for_pods_of(
+    c: &TestCluster,
+    selector: &str,
+    what: &str,
+    done: impl Fn(&[k8s_openapi::api::core::v1::Pod]) -> bool,
+) -> Vec<k8s_openapi::api::core::v1::Pod> {
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(c.client.clone(), NAMESPACE);
+    let started = std::time::Instant::now();
+    loop {
+        let listed = pods
+            .list(&kube::api::ListParams::default().labels(selector))
+            .await
+            .expect("Pods")
+            .items;
+        if done(&listed) {
+            return listed;
+        }
+        assert!(started.elapsed() < LIMIT, "{what}: not within {LIMIT:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// SPEC: finish "can run as a native sidecar of the operator Pod": with `--idle`, once it has
+/// nothing left to do it stays running without a request until the container is stopped
+/// (SIGTERM), then exits 0. Its memory while idle is printed.
+#[tokio::test]
+async fn finish_as_a_sidecar_idles_without_requests_until_stopped() {
+    let c = TestCluster::with(Tenant::Dedicated.fixtures()).await;
+    c.run(&["run"]).assert_ok();
+    let proxy = support::faultproxy::FaultProxy::start(&c.kubeconfig, c.dir());
+    let child = support::spawn_tool(proxy.kubeconfig(), &[], &["finish", "--idle"]);
+    let pid = child.id();
+    // A plain clean: nothing to finish; then it idles.
+    let started = std::time::Instant::now();
+    let mut requests = proxy.requests();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = proxy.requests();
+        if now > 0 && now == requests {
+            break;
+        }
+        requests = now;
+        assert!(started.elapsed() < LIMIT, "finish never went idle");
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(proxy.requests(), requests, "no request while idle");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("still running");
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .unwrap_or("VmRSS: unknown");
+    eprintln!("finish --idle: {requests} requests, then idle; {rss}");
+    unsafe {
+        libc::kill(pid as i32, libc::SIGTERM);
+    }
+    let r = support::finish(child, LIMIT).await;
+    r.assert_ok();
+    // Its closing line comes before it idles.
+    let closing: serde_json::Value = r
+        .stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["step"] == "finish" && l.get("outcome").is_some())
+        .unwrap_or_else(|| panic!("no closing line:\n{}", r.stderr));
+    assert_eq!(closing["outcome"], "skipped", "{}", r.stderr);
+    assert!(
+        closing["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("clean did not hand over")),
+        "{closing}"
+    );
+}

@@ -52,6 +52,21 @@ async fn crash_at_every_request_of_rollback() {
     crash_matrix(Tenant::Dedicated, Command::Rollback).await;
 }
 
+/// `run --hand-over` killed after each of its requests, then run again: the state of an
+/// uninterrupted hand-over every time, and at every crash point each legacy object in the
+/// cluster or in clean's verified archive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn crash_at_every_request_of_a_hand_over() {
+    crash_matrix(Tenant::Dedicated, Command::HandOver).await;
+}
+
+/// `finish` killed after each of its requests, then run again: the state of an uninterrupted
+/// finish every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn crash_at_every_request_of_finish() {
+    crash_matrix(Tenant::Dedicated, Command::Finish).await;
+}
+
 /// `rollback --prepare` killed after each of its requests, then run again: the archive of an
 /// uninterrupted `--prepare` every time, and nothing else written. Then the module is disabled
 /// and `rollback` brings back every ServiceMapping as it was then: those made after the

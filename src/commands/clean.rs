@@ -499,7 +499,9 @@ fn fresh_archive(
 ) -> Result<Archive> {
     let mut objects = Vec::new();
     for read in survey.objects.iter().filter_map(|(_, read)| read.as_ref()) {
-        if !legacy::is_operators(&read.metadata) {
+        // One being deleted (an earlier run's orphaning delete) is in that run's archive as it
+        // was; as it is now, it carries the deletion's finalizer.
+        if !legacy::is_operators(&read.metadata) && read.metadata.deletion_timestamp.is_none() {
             objects.push(archive::archival(read)?);
         }
     }

@@ -54,6 +54,11 @@ pub enum Command {
     /// `rollback --prepare` after `run`, with the module's operator at `Ready`, ServiceMappings
     /// created since and one changed since.
     Prepare,
+    /// `run --hand-over` on the legacy installation with the module enabled.
+    HandOver,
+    /// `finish` after `run --hand-over`, the orphaning deletes completed and the module's
+    /// operator at `Ready`.
+    Finish,
 }
 
 impl Command {
@@ -62,13 +67,15 @@ impl Command {
             Command::Migration => &["run"],
             Command::Rollback => &["rollback"],
             Command::Prepare => &["rollback", "--prepare"],
+            Command::HandOver => &["run", "--hand-over"],
+            Command::Finish => &["finish"],
         }
     }
 
     /// Where the user configuration is before the command.
     pub fn user_config_namespace(self) -> &'static str {
         match self {
-            Command::Migration => KYMA_SYSTEM,
+            Command::Migration | Command::HandOver | Command::Finish => KYMA_SYSTEM,
             Command::Rollback | Command::Prepare => BACKUP_NAMESPACE,
         }
     }
@@ -78,9 +85,10 @@ impl Command {
     /// (its Secret says when it was written).
     pub fn state(self, s: &Snap) -> State {
         match self {
-            Command::Migration => state_of(s),
+            Command::Migration | Command::Finish => state_of(s),
             Command::Rollback => state_across_recreation(s),
             Command::Prepare => with_archive_decoded(state_of(s)),
+            Command::HandOver => without_deletion_times(state_of(s)),
         }
     }
 
@@ -89,7 +97,7 @@ impl Command {
     /// then.
     pub fn request_spread(self) -> u64 {
         match self {
-            Command::Migration | Command::Prepare => 0,
+            Command::Migration | Command::Prepare | Command::HandOver | Command::Finish => 0,
             Command::Rollback => 3,
         }
     }
@@ -98,8 +106,52 @@ impl Command {
     /// of requests, fewer than it takes to make a rig.
     pub fn crash_workers(self) -> usize {
         match self {
-            Command::Migration | Command::Rollback => CRASH_WORKERS,
-            Command::Prepare => 1,
+            Command::Migration | Command::Rollback | Command::HandOver => CRASH_WORKERS,
+            Command::Prepare | Command::Finish => 1,
+        }
+    }
+}
+
+/// A state without when each object's deletion began: the legacy workloads that a hand-over
+/// deleted with their Pods orphaned wait, on a cluster without a garbage collector, with the
+/// `orphan` finalizer (which is compared).
+fn without_deletion_times(mut state: State) -> State {
+    for v in state.values_mut() {
+        if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("deletionTimestamp");
+            meta.remove("deletionGracePeriodSeconds");
+        }
+    }
+    state
+}
+
+/// What the garbage collector does after an orphaning delete, on a cluster that runs none: once
+/// it has taken the owner's references off the dependents (there are none without the
+/// controllers), it removes the `orphan` finalizer, and the object goes.
+pub async fn orphaning_completed(cluster: &TestCluster) {
+    for (kind, name) in [
+        ("StatefulSet", "connectivity-proxy"),
+        ("Deployment", "connectivity-proxy-restart-watcher"),
+        ("Deployment", "connectivity-proxy-sm-operator"),
+    ] {
+        let ar = ApiResource::from_gvk_with_plural(
+            &kube::core::GroupVersionKind::gvk("apps", "v1", kind),
+            &format!("{}s", kind.to_lowercase()),
+        );
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(cluster.client.clone(), KYMA_SYSTEM, &ar);
+        if let Some(o) = api.get_opt(name).await.expect("get legacy workload") {
+            assert!(
+                o.metadata.deletion_timestamp.is_some(),
+                "{kind} {name} deleted by the hand-over"
+            );
+            api.patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+            )
+            .await
+            .expect("the garbage collector's part");
         }
     }
 }
@@ -224,6 +276,15 @@ impl Rig {
                 migrated_with_the_module_running(&cluster).await;
                 mappings_changed_while_the_module_ran(&cluster).await;
             }
+            Command::HandOver => {}
+            Command::Finish => {
+                cluster.run(&["run", "--hand-over"]).assert_ok();
+                orphaning_completed(&cluster).await;
+                assert_eq!(
+                    operator::reconcile(&cluster).await,
+                    operator::Outcome::Ready
+                );
+            }
         }
         let pristine = snap(&cluster.client, &discover(&cluster.client).await).await;
         let user_config = USER_CONFIG
@@ -281,6 +342,8 @@ impl Rig {
             Command::Migration => rig.check_golden_is_a_migration().await,
             Command::Rollback => rig.check_golden_is_a_rollback(&r),
             Command::Prepare => rig.check_golden_is_a_prepare(&r),
+            Command::HandOver => rig.check_golden_is_a_hand_over().await,
+            Command::Finish => rig.check_golden_is_a_finish(&r).await,
         }
         rig.restore().await;
         rig
@@ -405,6 +468,75 @@ impl Rig {
         nowhere.sort();
         nowhere.dedup();
         nowhere
+    }
+
+    /// The golden state of a hand-over: every marker, the hand-over's among them; the user
+    /// configuration copied, and in kyma-system still, the operator's now; each object of the
+    /// contract's lists where the hand-over puts it.
+    pub async fn check_golden_is_a_hand_over(&self) {
+        let cr = self.cluster.cr().await;
+        for m in markers::ALL.iter().chain([&markers::HANDED_OVER]) {
+            assert_eq!(
+                cr.annotations().get(*m).map(String::as_str),
+                Some("true"),
+                "{m}"
+            );
+        }
+        let key_of = |listed: &str| {
+            let (kind, place) = listed.split_once(' ').expect("Kind namespace/name");
+            self.golden
+                .keys()
+                .find(|k| k.ends_with(&format!("/{kind} {place}")))
+                .cloned()
+        };
+        for listed in contract::hand_over::HANDED_OVER {
+            let key = key_of(listed).unwrap_or_else(|| panic!("{listed} is there"));
+            let meta: kube::core::ObjectMeta =
+                serde_json::from_value(self.golden[&key]["metadata"].clone()).expect("metadata");
+            assert!(contract::is_adopted(&meta), "{listed} handed over");
+        }
+        for listed in contract::hand_over::LEFT_FOR_FINISH {
+            assert!(key_of(listed).is_some(), "{listed} left for finish");
+        }
+        for listed in contract::hand_over::ORPHANED {
+            let key = key_of(listed).unwrap_or_else(|| panic!("{listed} waits for its orphaning"));
+            assert_eq!(
+                self.golden[&key]["metadata"]["finalizers"],
+                json!(["orphan"]),
+                "{listed} deleted with its Pods orphaned"
+            );
+        }
+        for (name, data, _) in &self.user_config {
+            let copy = &self.golden[&format!("/ConfigMap {BACKUP_NAMESPACE}/{name}")];
+            assert_eq!(&copy["data"], data, "the copy of {name}");
+        }
+    }
+
+    /// The golden state of finish: what the hand-over left gone, the finished marker set.
+    pub async fn check_golden_is_a_finish(&self, r: &RunResult) {
+        assert!(
+            r.reason().starts_with(&format!(
+                "{} legacy objects left by the hand-over deleted",
+                contract::hand_over::LEFT_FOR_FINISH.len()
+            )),
+            "{}",
+            r.reason()
+        );
+        let cr = self.cluster.cr().await;
+        assert_eq!(
+            cr.annotations().get(markers::FINISHED).map(String::as_str),
+            Some("true")
+        );
+        for listed in contract::hand_over::LEFT_FOR_FINISH {
+            let (kind, place) = listed.split_once(' ').expect("Kind namespace/name");
+            assert!(
+                !self
+                    .golden
+                    .keys()
+                    .any(|k| k.ends_with(&format!("/{kind} {place}"))),
+                "{listed} deleted by finish"
+            );
+        }
     }
 
     /// The golden state is the contract's end state, not merely whatever the tool left.

@@ -71,6 +71,12 @@ pub async fn write_one(
             tracing::info!(object = %what, "carries the new operator's label; kept");
             return Ok(Written::Protected(what));
         }
+        // Being deleted already (an orphaning delete waits for the garbage collector): an
+        // earlier run's write, or another's; nothing is left to do to it.
+        if read.metadata.deletion_timestamp.is_some() {
+            tracing::info!(object = %what, "being deleted already");
+            return Ok(Written::Absent);
+        }
         // Only a state the archive holds may go: a status update changes nothing archived.
         if entry != Some(&archive::archival(&read)?) {
             return Err(Error::ChangedSinceArchive { object: what });
