@@ -95,9 +95,7 @@ pub fn disposition(
             Some(why) => Disposition::Delete(Some(why)),
         };
     }
-    let left = ho::LEFT_FOR_FINISH
-        .iter()
-        .any(|(kind, ns, n)| *kind == row.kind && *ns == namespace && *n == name);
+    let left = left_for_finish(row, name);
     if left && derived.holds(row.kind, namespace, name) {
         return Disposition::Delete(Some(
             "the operator makes its own object at this name (the CR's spec.ingress.tls.secretName)"
@@ -113,12 +111,15 @@ pub fn disposition(
 
 /// Whether the operator's table has an object of the row's kind at this name and namespace.
 pub fn at_operator_name(row: &LegacyObjects, name: &str) -> bool {
-    OPERATOR_OBJECTS.iter().any(|o| {
-        o.group == row.group
-            && o.kind == row.kind
-            && o.namespace == row.namespace
-            && o.names.contains(&name)
-    })
+    crate::legacy::in_table(OPERATOR_OBJECTS, row, name)
+}
+
+/// Whether the object `name` of `row` is one that a hand-over leaves for finish (unless the
+/// operator derives its own name from the CR there: [`disposition`] says).
+pub fn left_for_finish(row: &LegacyObjects, name: &str) -> bool {
+    ho::LEFT_FOR_FINISH
+        .iter()
+        .any(|(kind, ns, n)| *kind == row.kind && Some(*ns) == row.namespace && *n == name)
 }
 
 /// Why `object` cannot take the operator's state (`None`: it can).

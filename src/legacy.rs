@@ -214,7 +214,12 @@ pub fn objects_of(
 /// Whether the object `name` of `row` (a row of any table) is one of the legacy table's: the
 /// same kind, namespace and name.
 pub fn in_legacy_table(row: &LegacyObjects, name: &str) -> bool {
-    LEGACY_OBJECTS.iter().any(|l| {
+    in_table(LEGACY_OBJECTS, row, name)
+}
+
+/// Whether the object `name` of `row` (a row of any table) is one of `table`'s.
+pub fn in_table(table: &[LegacyObjects], row: &LegacyObjects, name: &str) -> bool {
+    table.iter().any(|l| {
         l.group == row.group
             && l.kind == row.kind
             && l.namespace == row.namespace

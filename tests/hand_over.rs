@@ -327,13 +327,7 @@ async fn with_hand_over_two_replicas_serve_throughout_and_finish_leaves_no_legac
         .expect("Pods")
         .items
         .iter()
-        .filter(|p| {
-            p.metadata.deletion_timestamp.is_none()
-                && !p
-                    .owner_references()
-                    .iter()
-                    .any(|o| o.controller == Some(true))
-        })
+        .filter(|p| p.metadata.deletion_timestamp.is_none() && !controlled(&p.metadata))
         .map(|p| p.name_any())
         .collect();
     assert_eq!(uncontrolled, Vec::<String>::new(), "orphaned legacy Pods");

@@ -20,9 +20,10 @@ use crate::access;
 use crate::archive;
 use crate::cr;
 use crate::error::{Context, Error, Result, is_conflict, is_not_found};
+use crate::hand_over;
 use crate::legacy;
 use crate::module::ModuleState;
-use crate::names::{self, LEGACY_OBJECTS, hand_over, markers};
+use crate::names::{self, LEGACY_OBJECTS, markers};
 use crate::step::Step;
 
 /// Requests in flight at once for the objects finish deletes (a dozen on a full installation).
@@ -193,11 +194,9 @@ async fn delete_left(ctx: &Ctx, archived: &[Value]) -> Result<(Vec<String>, usiz
     let (objects, _) = legacy::objects_of(&ctx.client, &served, LEGACY_OBJECTS);
     let entries: std::collections::BTreeMap<archive::ObjectKey, &Value> =
         archived.iter().map(|o| (archive::key_of(o), o)).collect();
-    let left = objects.into_iter().filter(|o| {
-        hand_over::LEFT_FOR_FINISH.iter().any(|(kind, ns, name)| {
-            *kind == o.row.kind && Some(*ns) == o.row.namespace && *name == o.name
-        })
-    });
+    let left = objects
+        .into_iter()
+        .filter(|o| hand_over::left_for_finish(o.row, o.name));
     let results: Vec<Written> = stream::iter(left)
         .map(|o| {
             let entries = &entries;

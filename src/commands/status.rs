@@ -365,12 +365,7 @@ async fn legacy_objects(client: &Client, served: &Served) -> Result<LegacyRead> 
             continue;
         }
         read.remaining.push(o.display.clone());
-        if names::hand_over::LEFT_FOR_FINISH
-            .iter()
-            .any(|(kind, ns, name)| {
-                *kind == o.row.kind && Some(*ns) == o.row.namespace && *name == o.name
-            })
-        {
+        if crate::hand_over::left_for_finish(o.row, o.name) {
             read.left_for_finish.push(o.display.clone());
         }
         if let Some(cm) = whole {
