@@ -362,6 +362,18 @@ pub struct ObjectKey {
     pub name: String,
 }
 
+impl ObjectKey {
+    /// The key of the object `name` of a legacy table's `row`.
+    pub fn of_row(row: &names::LegacyObjects, name: &str) -> ObjectKey {
+        ObjectKey {
+            group: row.group.to_string(),
+            kind: row.kind.to_string(),
+            namespace: row.namespace.unwrap_or("").to_string(),
+            name: name.to_string(),
+        }
+    }
+}
+
 pub fn key_of(object: &Value) -> ObjectKey {
     let s = |p: &str| {
         object

@@ -2,15 +2,13 @@
 //! installation over instead of finding it torn down (SPEC "clean --hand-over and finish").
 //! Pure: judged from the object as clean read it and the CR's values.
 
-use serde::Serialize;
 use serde_json::Value;
 
 use crate::names::hand_over::{self as ho, Fits, Labels};
 use crate::names::{LegacyObjects, OPERATOR_OBJECTS};
 
 /// What clean does with one legacy object when it hands over.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case", tag = "action", content = "why")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Disposition {
     /// The operator's label and both annotations added: it adopts the object in place.
     HandOver,
@@ -21,18 +19,6 @@ pub enum Disposition {
     LeaveForFinish,
     /// Deleted as by a plain clean (why, where the object is at an operator name).
     Delete(Option<String>),
-}
-
-impl Disposition {
-    /// The verb of a plan line.
-    pub fn verb(&self) -> &'static str {
-        match self {
-            Disposition::HandOver => "hand over",
-            Disposition::Orphan(_) => "delete with its Pods orphaned",
-            Disposition::LeaveForFinish => "leave for finish",
-            Disposition::Delete(_) => "delete",
-        }
-    }
 }
 
 /// The names the operator derives from the CR's values, where a legacy object would stop it:

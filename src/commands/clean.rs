@@ -701,12 +701,7 @@ async fn delete_legacy_objects(
                     .map(|c| Box::new(c.metadata)),
             )
         } else {
-            let key = archive::ObjectKey {
-                group: o.row.group.to_string(),
-                kind: o.row.kind.to_string(),
-                namespace: o.row.namespace.unwrap_or("").to_string(),
-                name: o.name.to_string(),
-            };
+            let key = archive::ObjectKey::of_row(o.row, o.name);
             Against::Archived {
                 read: read.map(Box::new),
                 entry: entries.get(&key).copied(),

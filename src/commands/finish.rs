@@ -75,8 +75,12 @@ pub async fn run(ctx: &Ctx, options: FinishOptions) -> Result<Outcome> {
     let stored = archive::read_stored(&ctx.client)
         .await?
         .filter(|s| Some(s.archive.cr_uid.as_str()) == current.uid().as_deref())
-        .ok_or_else(|| Error::NoArchive {
-            location: archive::location(),
+        .ok_or_else(|| Error::Archive {
+            reason: format!(
+                "finish deletes only what the archive holds, and {} holds none of {}; nothing was deleted",
+                archive::location(),
+                cr::display()
+            ),
         })?;
     let (left, pods) = futures::try_join!(
         delete_left(ctx, &stored.archive.objects),
@@ -206,12 +210,7 @@ async fn delete_left(ctx: &Ctx, archived: &[Value]) -> Result<(Vec<String>, usiz
                     .get_opt(o.name)
                     .await
                     .context(|| format!("reading {}", o.display))?;
-                let key = archive::ObjectKey {
-                    group: o.row.group.to_string(),
-                    kind: o.row.kind.to_string(),
-                    namespace: o.row.namespace.unwrap_or("").to_string(),
-                    name: o.name.to_string(),
-                };
+                let key = archive::ObjectKey::of_row(o.row, o.name);
                 let against = Against::Archived {
                     read: read.map(Box::new),
                     entry: entries.get(&key).copied(),
