@@ -232,7 +232,7 @@ pub mod rbac {
         pub name: Option<&'static str>,
     }
 
-    const fn may(
+    pub(crate) const fn may(
         verb: &'static str,
         group: &'static str,
         resource: &'static str,
@@ -325,32 +325,22 @@ pub mod rbac {
 
 pub mod finish {
     use super::KS;
-    use super::rbac::Permission;
-
-    const fn may(verb: &'static str, group: &'static str, resource: &'static str) -> Permission {
-        Permission {
-            verb,
-            group,
-            resource,
-            namespace: KS,
-            name: None,
-        }
-    }
+    use super::rbac::{Permission, may};
 
     /// What `finish` needs beyond deploy/rbac.yaml (deploy/rbac-hand-over.yaml grants it): a
     /// watch of the CR while it waits for `Ready`, and the orphaned legacy ReplicaSets and Pods
     /// listed and deleted (their names are generated).
     pub const NEEDS: &[Permission] = &[
-        Permission {
-            verb: "watch",
-            group: super::cr::GROUP,
-            resource: super::cr::PLURAL,
-            namespace: KS,
-            name: Some(super::cr::NAME),
-        },
-        may("delete", "", "pods"),
-        may("list", "apps", "replicasets"),
-        may("delete", "apps", "replicasets"),
+        may(
+            "watch",
+            super::cr::GROUP,
+            super::cr::PLURAL,
+            KS,
+            Some(super::cr::NAME),
+        ),
+        may("delete", "", "pods", KS, None),
+        may("list", "apps", "replicasets", KS, None),
+        may("delete", "apps", "replicasets", KS, None),
     ];
 }
 

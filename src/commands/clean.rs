@@ -16,7 +16,7 @@ use serde_json::Value;
 
 mod guarded;
 
-pub use guarded::{Against, How, Written, write_one};
+pub use guarded::{Against, How, Written, unchanged, write_one};
 
 use super::{Ctx, Outcome};
 use crate::access;

@@ -7,14 +7,13 @@ use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{
-    Api, DeleteParams, DynamicObject, ListParams, Preconditions, PropagationPolicy, WatchEvent,
-    WatchParams,
+    Api, DeleteParams, DynamicObject, ListParams, PropagationPolicy, WatchEvent, WatchParams,
 };
 use kube::core::ObjectMeta;
 use kube::{Resource, ResourceExt};
 use serde_json::Value;
 
-use super::clean::{Against, How, Written, write_one};
+use super::clean::{Against, How, Written, unchanged, write_one};
 use super::{Ctx, Outcome};
 use crate::access;
 use crate::archive;
@@ -312,13 +311,8 @@ where
         }
         let name = meta.name.clone().unwrap_or_default();
         let params = DeleteParams {
-            dry_run: ctx.dry_run,
             propagation_policy: Some(PropagationPolicy::Background),
-            preconditions: Some(Preconditions {
-                uid: meta.uid.clone(),
-                resource_version: meta.resource_version.clone(),
-            }),
-            ..Default::default()
+            ..unchanged(&meta, ctx.dry_run)
         };
         match api.delete(&name, &params).await {
             Ok(_) => {
