@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make demo` and `make test`.
-.PHONY: demo demo-stop test lint toolchain deps testenv
+.PHONY: demo demo-stop test lint toolchain deps testenv operator-deps
 
 DEMO_DIR ?= $(CURDIR)/.demo
 
@@ -21,11 +21,12 @@ lint:
 	scripts/module-cycles
 	cd testenv && test -z "$$(gofmt -l .)" && go vet ./...
 
-## The test API server and the controllers some tests run beside it (each built once, then
-## cached outside the repository).
-testenv:
+## The test API server, the controllers and the module's real operator that some tests run
+## beside it (each built once, then cached outside the repository).
+testenv: operator-deps
 	testenv/cluster build >/dev/null
 	testenv/cluster build-controllers >/dev/null
+	testenv/cluster build-operator >/dev/null
 
 ## Rust and Go: they come with a stock machine of its kind; checked, not installed.
 toolchain:
@@ -34,8 +35,15 @@ toolchain:
 
 ## What `make test` needs beyond the toolchain, installed when missing: clippy and rustfmt (lint),
 ## and what the image test builds and runs the images with.
-deps: toolchain images-deps images-runtime-deps
+deps: toolchain images-deps images-runtime-deps operator-deps
 	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+
+## What building the module's operator needs (its source is Java 17 built with Maven): Debian's
+## OpenJDK 17 and Maven, installed when missing.
+operator-deps:
+	@command -v javac >/dev/null && command -v jar >/dev/null && command -v mvn >/dev/null || { \
+	  apt-cache show openjdk-17-jdk-headless maven >/dev/null 2>&1 || apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jdk-headless maven; }
 
 ## Benchmarks on a local real API server (a table, no pass/fail): the whole migration, adoption
 ## of N ServiceMappings, and what the server takes from a minimal client. See docs/performance.md.
