@@ -5,7 +5,8 @@
 use std::sync::OnceLock;
 
 use futures::{StreamExt, TryStreamExt, stream};
-use kube::api::DynamicObject;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use kube::api::{Api, DynamicObject};
 use kube::core::ObjectMeta;
 use kube::{Client, ResourceExt};
 use serde::Serialize;
@@ -14,7 +15,8 @@ use serde_json::{Value, json};
 use crate::error::Violation;
 use crate::error::{Context, Error, Result};
 use crate::legacy::{self, LegacyObject, Served};
-use crate::names::{self, OPERATOR_OBJECTS, operator, service_mappings as sm};
+use crate::configmaps;
+use crate::names::{self, OPERATOR_OBJECTS, hand_over, operator, service_mappings as sm};
 use crate::schema::CrdSchema;
 use crate::service_mappings::{self, Listed, is_adopted};
 
@@ -102,19 +104,196 @@ fn crds(names: &[String]) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
+// What the operator reads on every reconcile
+
+/// Whether the operator reads the shoot's ConfigMap for a CR of this `spec`: it does while the
+/// CR asks it to provision both the ingress TLS Secret's name and the tunnel's external host
+/// (its source reads the domain only then, not for `externalHost` alone).
+pub fn reads_shoot_info(spec: Option<&Value>) -> bool {
+    let auto = |path: &[&str]| {
+        spec.and_then(|s| path.iter().try_fold(s, |v, key| v.get(*key)))
+            .and_then(Value::as_str)
+            == Some(hand_over::AUTO_PROVISION)
+    };
+    auto(&hand_over::TLS_SECRET_NAME) && auto(&operator::EXTERNAL_HOST)
+}
+
+/// `ConfigMap kube-system/shoot-info`.
+pub fn shoot_info_display() -> String {
+    format!(
+        "ConfigMap {}/{}",
+        operator::SHOOT_INFO_NAMESPACE,
+        operator::SHOOT_INFO
+    )
+}
+
+/// Whether the operator would fail every reconcile of a CR of `spec` for want of the shoot's
+/// ConfigMap or of its key `domain`: what is missing, named, or `None`.
+pub async fn shoot_info_missing(client: &Client, spec: Option<&Value>) -> Result<Option<String>> {
+    if !reads_shoot_info(spec) {
+        return Ok(None);
+    }
+    let found = configmaps::get(
+        client,
+        operator::SHOOT_INFO_NAMESPACE,
+        operator::SHOOT_INFO,
+    )
+    .await?;
+    let has_domain = found
+        .as_ref()
+        .and_then(|cm| cm.data.as_ref())
+        .and_then(|d| d.get(operator::SHOOT_INFO_DOMAIN_KEY))
+        .is_some_and(|d| !d.is_empty());
+    Ok(match (found, has_domain) {
+        (_, true) => None,
+        (None, _) => Some(format!("{} does not exist", shoot_info_display())),
+        (Some(_), false) => Some(format!(
+            "{} has no key {}",
+            shoot_info_display(),
+            operator::SHOOT_INFO_DOMAIN_KEY
+        )),
+    })
+}
+
+/// Why the module would stay in `Error` while the shoot's ConfigMap is `missing` (as
+/// [`shoot_info_missing`] names it).
+pub fn shoot_info_message(missing: &str) -> String {
+    format!(
+        "{missing}: the CR keeps {}: {} with {}: {}, for which the module's operator reads the \
+         shoot's domain from its key {}, and without it every reconcile fails (the module stays \
+         in Error). Create it as a Gardener shoot has it, or give the CR a tunnel host of its own",
+        dotted_spec(&operator::EXTERNAL_HOST),
+        hand_over::AUTO_PROVISION,
+        dotted_spec(&hand_over::TLS_SECRET_NAME),
+        hand_over::AUTO_PROVISION,
+        operator::SHOOT_INFO_DOMAIN_KEY,
+    )
+}
+
+fn dotted_spec(path: &[&str]) -> String {
+    format!("spec.{}", path.join("."))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The legacy Pods its workloads took over
+
+/// How far one of the module's workloads at a legacy workload's name has replaced the Pods it
+/// took over with Pods of its own template. Its `Ready` does not say this: the operator counts
+/// ready replicas, not updated ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Roll {
+    /// `Kind namespace/name`.
+    pub workload: String,
+    /// Replicas of its current template.
+    pub replaced: i64,
+    pub replicas: i64,
+    /// Every Pod runs its current template, and no other Pod is left.
+    pub settled: bool,
+}
+
+impl Roll {
+    /// `the module's StatefulSet kyma-system/connectivity-proxy has replaced 1 of 2 legacy Pods`.
+    pub fn describe(&self) -> String {
+        format!(
+            "the module's {} has replaced {} of {} legacy Pods",
+            self.workload, self.replaced, self.replicas
+        )
+    }
+}
+
+/// Each of the module's workloads at the names of the legacy ones (which clean hands over with
+/// their Pods), as far as it has rolled; one that does not exist (yet) is left out.
+pub async fn rolls(client: &Client) -> Result<Vec<Roll>> {
+    let workloads = names::LEGACY_OBJECTS
+        .iter()
+        .filter(|r| [STATEFUL_SET, DEPLOYMENT].contains(&r.kind))
+        .flat_map(|r| r.names.iter().map(move |n| (r, *n)));
+    let reads = workloads.map(|(row, name)| async move {
+        let namespace = row.namespace.unwrap_or(names::KYMA_SYSTEM);
+        let display = format!("{} {namespace}/{name}", row.kind);
+        let object = if row.kind == STATEFUL_SET {
+            Api::<StatefulSet>::namespaced(client.clone(), namespace)
+                .get_opt(name)
+                .await
+                .map(|o| o.map(|o| stateful_set_roll(&o)))
+        } else {
+            Api::<Deployment>::namespaced(client.clone(), namespace)
+                .get_opt(name)
+                .await
+                .map(|o| o.map(|o| deployment_roll(&o)))
+        }
+        .context(|| format!("reading {display}"))?;
+        Ok::<_, Error>(object.map(|(replaced, replicas, settled)| Roll {
+            workload: display,
+            replaced,
+            replicas,
+            settled,
+        }))
+    });
+    Ok(futures::future::try_join_all(reads)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect())
+}
+
+const STATEFUL_SET: &str = "StatefulSet";
+const DEPLOYMENT: &str = "Deployment";
+
+/// (replaced, replicas, settled) of a StatefulSet: settled once its current revision is its
+/// update revision for its current generation, with every replica updated and no other.
+fn stateful_set_roll(o: &StatefulSet) -> (i64, i64, bool) {
+    let replicas = i64::from(o.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1));
+    let Some(status) = &o.status else {
+        return (0, replicas, false);
+    };
+    let replaced = i64::from(status.updated_replicas.unwrap_or(0));
+    let settled = status.observed_generation == o.metadata.generation
+        && status.current_revision.is_some()
+        && status.current_revision == status.update_revision
+        && replaced == replicas
+        && i64::from(status.replicas) == replicas;
+    (replaced, replicas, settled)
+}
+
+/// (replaced, replicas, settled) of a Deployment: settled once every Pod it has is of its
+/// current template, as many as it wants.
+fn deployment_roll(o: &Deployment) -> (i64, i64, bool) {
+    let replicas = i64::from(o.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1));
+    let Some(status) = &o.status else {
+        return (0, replicas, false);
+    };
+    let replaced = i64::from(status.updated_replicas.unwrap_or(0));
+    let settled = status.observed_generation == o.metadata.generation
+        && replaced == replicas
+        && i64::from(status.replicas.unwrap_or(0)) == replicas;
+    (replaced, replicas, settled)
+}
+
+// ---------------------------------------------------------------------------------------------
 // Objects at the operator's names
 
 /// Requests in flight at once for the objects at the operator's names (19 on a full table).
 const NAMES_CONCURRENCY: usize = 32;
 
-/// Reads, as metadata and all at once, every object at the operator's names that clean leaves
-/// (kinds the cluster does not serve skipped), and names, in the operator's order, each that
-/// would stop it: without the operator's label or one of its two annotations, its create
-/// there fails with 409 Conflict and the module stays in `Error`. Each as `Kind namespace/name`.
-pub async fn blocking_objects(client: &Client, served: &Served) -> Result<Vec<String>> {
+/// An object at one of the operator's names that the operator does not own (no label, or not
+/// both annotations): its create there fails with 409 Conflict and the module stays in `Error`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unowned {
+    /// `Kind namespace/name`.
+    pub display: String,
+    /// Whether clean leaves it (it is not in the legacy table clean deletes): such an object
+    /// stops the operator also after a migration.
+    pub left_by_clean: bool,
+}
+
+/// Reads, as metadata and all at once, every object at the operator's names (kinds the cluster
+/// does not serve skipped; the ServiceMapping CRD, which clean adopts, left out), and names, in
+/// the operator's order, each that it does not own.
+pub async fn unowned_at_names(client: &Client, served: &Served) -> Result<Vec<Unowned>> {
     let (objects, _) = legacy::objects_of(client, served, OPERATOR_OBJECTS);
     let reads: Vec<(LegacyObject, Option<ObjectMeta>)> =
-        stream::iter(objects.into_iter().filter(|o| left_by_clean(o.row, o.name)))
+        stream::iter(objects.into_iter().filter(|o| !adopted_by_clean(o.row, o.name)))
             .map(|o| async move {
                 let meta = o
                     .api
@@ -129,16 +308,32 @@ pub async fn blocking_objects(client: &Client, served: &Served) -> Result<Vec<St
     Ok(reads
         .into_iter()
         .filter(|(_, meta)| meta.as_ref().is_some_and(|m| !is_adopted(m)))
-        .map(|(o, _)| o.display)
+        .map(|(o, _)| Unowned {
+            left_by_clean: !legacy::in_legacy_table(o.row, o.name),
+            display: o.display,
+        })
         .collect())
 }
 
-/// Whether clean leaves the object `name` of `row` (a row of the operator's table) to the
-/// operator: it is not in the legacy table that clean deletes, and not the ServiceMapping CRD
-/// that clean adopts.
-fn left_by_clean(row: &names::LegacyObjects, name: &str) -> bool {
-    let adopted_crd = row.kind == "CustomResourceDefinition" && name == sm::CRD_NAME;
-    !adopted_crd && !legacy::in_legacy_table(row, name)
+/// Of [`unowned_at_names`], those that clean leaves: each would stop the operator after the
+/// migration too.
+pub fn blocking(unowned: &[Unowned]) -> Vec<String> {
+    unowned
+        .iter()
+        .filter(|u| u.left_by_clean)
+        .map(|u| u.display.clone())
+        .collect()
+}
+
+/// [`blocking`] of what the cluster holds now.
+pub async fn blocking_objects(client: &Client, served: &Served) -> Result<Vec<String>> {
+    Ok(blocking(&unowned_at_names(client, served).await?))
+}
+
+/// Whether `name` of `row` (a row of the operator's table) is the ServiceMapping CRD, which
+/// clean adopts for the operator.
+fn adopted_by_clean(row: &names::LegacyObjects, name: &str) -> bool {
+    row.kind == "CustomResourceDefinition" && name == sm::CRD_NAME
 }
 
 /// Why an object at one of the operator's names stops it: the message beside each one named.
@@ -475,7 +670,7 @@ mod tests {
         let left: Vec<String> = OPERATOR_OBJECTS
             .iter()
             .flat_map(|r| r.names.iter().map(move |n| (r, *n)))
-            .filter(|(r, n)| left_by_clean(r, n))
+            .filter(|(r, n)| !adopted_by_clean(r, n) && !legacy::in_legacy_table(r, n))
             .map(|(r, n)| format!("{} {n}", r.kind))
             .collect();
         assert!(left.contains(&"ConfigMap connectivity-proxy-region-configurations".to_string()));

@@ -208,6 +208,15 @@ pub mod operator {
     /// The tenant mode in which the operator's ServiceMapping schema also requires
     /// `subaccountId` (the CR's `spec.config.tenantMode`).
     pub const SHARED_TENANT: &str = super::TENANT_SHARED;
+
+    /// The ConfigMap of a Gardener shoot that the operator reads on every reconcile while the CR
+    /// asks it to provision both the ingress TLS Secret's name and the tunnel's external host
+    /// (its source: the host becomes `cp.<domain>`); without it every reconcile fails.
+    pub const SHOOT_INFO_NAMESPACE: &str = "kube-system";
+    pub const SHOOT_INFO: &str = "shoot-info";
+    pub const SHOOT_INFO_DOMAIN_KEY: &str = "domain";
+    /// The CR's tunnel host (`spec.config.servers.businessDataTunnel.externalHost`).
+    pub const EXTERNAL_HOST: [&str; 4] = ["config", "servers", "businessDataTunnel", "externalHost"];
 }
 
 /// The RBAC manifests of the repository, named in messages that ask for one to be applied.

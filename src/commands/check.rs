@@ -175,14 +175,34 @@ pub async fn check(client: &Client, options: &CheckOptions) -> Result<CheckRepor
     };
     let cleaned = found.is_some_and(|cr| cr::marked(cr, Step::Clean).is_some());
     let cr_tenant_mode = found.and_then(module::tenant_mode_of).cloned();
+    let cr_spec = found.and_then(|cr| cr.data.get("spec")).cloned();
     // Clean has the legacy installation still to remove: it needs the operator's CRDs served.
     let judge_prerequisites = install.is_some() && !cleaned && !options.skip_operator_prerequisites;
-    let (mut report, found) = futures::try_join!(
+    let (mut report, mut found) = futures::try_join!(
         check_migrate(client, options, lookup, install),
         inspect_module(client)
     )?;
+    if judge_prerequisites {
+        let spec = spec_after_migrate(cr_spec, report.would_write.as_ref());
+        found.shoot_info_missing = module::shoot_info_missing(client, Some(&spec)).await?;
+    }
     add_module_findings(&mut report, found, judge_prerequisites, cr_tenant_mode);
     Ok(report)
+}
+
+/// The CR's spec as the operator will read it after migrate: the CR's own (without a CR, the
+/// module's default, which provisions the ingress TLS Secret itself), with the `spec.config`
+/// that migrate would write.
+fn spec_after_migrate(cr_spec: Option<Value>, would_write: Option<&WouldWrite>) -> Value {
+    let mut spec = cr_spec.unwrap_or_else(|| {
+        serde_json::json!({"ingress": {"tls": {"secretName": names::hand_over::AUTO_PROVISION}},
+            "config": {"servers": {"businessDataTunnel":
+                {"externalHost": names::hand_over::AUTO_PROVISION}}}})
+    });
+    if let (Some(w), Some(object)) = (would_write, spec.as_object_mut()) {
+        object.insert("config".into(), w.spec_config.clone());
+    }
+    spec
 }
 
 /// What check learns of the module's side: what the cluster serves, the objects at the
@@ -191,6 +211,8 @@ struct ModuleFindings {
     served: Served,
     blocking: Vec<String>,
     mappings: Option<JudgedMappings>,
+    /// The shoot's ConfigMap the operator would read for the migrated CR, when it is missing.
+    shoot_info_missing: Option<String>,
 }
 
 async fn inspect_module(client: &Client) -> Result<ModuleFindings> {
@@ -204,6 +226,7 @@ async fn inspect_module(client: &Client) -> Result<ModuleFindings> {
         served,
         blocking,
         mappings,
+        shoot_info_missing: None,
     })
 }
 
@@ -232,6 +255,17 @@ fn add_module_findings(
             origin: None,
         })
         .collect();
+    let shoot_info = found
+        .shoot_info_missing
+        .as_deref()
+        .map(module::shoot_info_message);
+    stops.extend(shoot_info.iter().map(|message| Reason {
+        object: module::shoot_info_display(),
+        key: Some(names::operator::SHOOT_INFO_DOMAIN_KEY.into()),
+        value: None,
+        message: message.clone(),
+        origin: None,
+    }));
     stops.extend(found.blocking.iter().map(|object| Reason {
         object: object.clone(),
         key: None,
@@ -241,13 +275,13 @@ fn add_module_findings(
     }));
     if !stops.is_empty() && report.ready {
         report.ready = false;
-        report.verdict = if missing.is_empty() {
-            module::blocked_verdict(&found.blocking)
-        } else {
-            Error::CleanGate {
+        report.verdict = match (missing.is_empty(), &shoot_info) {
+            (false, _) => Error::CleanGate {
                 reason: module::prerequisites_refusal(&missing),
             }
-            .to_string()
+            .to_string(),
+            (true, Some(message)) => format!("clean would refuse: {message}"),
+            (true, None) => module::blocked_verdict(&found.blocking),
         };
     }
     report.reasons.extend(stops);

@@ -55,7 +55,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     // The gate and the survey only read: they go out together, and nothing is written unless
     // the gate passes.
     let (checked, mut survey) = futures::try_join!(check_backup(ctx, &current), survey(ctx))?;
-    check_operator_prerequisites(ctx, &survey.served)?;
+    check_operator_prerequisites(ctx, &survey.served, &current).await?;
     // What becomes of each object, decided before anything is written: the hand-over's
     // permissions are asked for exactly the objects it labels.
     let dispositions = if ctx.hand_over {
@@ -257,22 +257,48 @@ async fn check_backup(ctx: &Ctx, current: &DynamicObject) -> Result<BackupCheck>
 }
 
 /// Never tear down what cannot be replaced: fails while a CRD the module's operator needs to
-/// start is not served (it would exit, and nothing would replace the legacy proxy), unless
-/// `--skip-operator-prerequisites`.
-fn check_operator_prerequisites(ctx: &Ctx, served: &legacy::Served) -> Result<()> {
+/// start is not served (it would exit, and nothing would replace the legacy proxy), or while
+/// the CR keeps `auto-provision` for the tunnel's host and the shoot's ConfigMap the operator
+/// reads for it is missing (every reconcile would fail), unless `--skip-operator-prerequisites`.
+async fn check_operator_prerequisites(
+    ctx: &Ctx,
+    served: &legacy::Served,
+    current: &DynamicObject,
+) -> Result<()> {
     if ctx.skip_operator_prerequisites {
         tracing::info!(
-            "--skip-operator-prerequisites: the CRDs the module's operator needs are not checked"
+            "--skip-operator-prerequisites: what the module's operator needs is not checked"
         );
         return Ok(());
     }
     let missing = module::prerequisites_missing(served, true);
-    if missing.is_empty() {
+    if !missing.is_empty() {
+        return Err(Error::CleanGate {
+            reason: module::prerequisites_refusal(&missing),
+        });
+    }
+    if ctx.is_assumed(Step::Migrate) {
+        // A dry run of `run`: the CR was not migrated, so its spec is not what the operator
+        // will read; the real run judges the migrated one.
+        ctx.plan(
+            Step::Clean.name(),
+            &format!(
+                "would check {} once the CR is migrated, if it keeps auto-provision",
+                module::shoot_info_display()
+            ),
+        );
         return Ok(());
     }
-    Err(Error::CleanGate {
-        reason: module::prerequisites_refusal(&missing),
-    })
+    match module::shoot_info_missing(&ctx.client, current.data.get("spec")).await? {
+        None => Ok(()),
+        Some(missing) => Err(Error::CleanGate {
+            reason: format!(
+                "{}; nothing was written. Or run with --skip-operator-prerequisites \
+                 (CP_MIGRATOR_SKIP_OPERATOR_PREREQUISITES=true)",
+                module::shoot_info_message(&missing)
+            ),
+        }),
+    }
 }
 
 /// Fails unless the backup namespace holds a copy of `source` with equal data.

@@ -21,7 +21,7 @@ use crate::cr;
 use crate::error::{Context, Error, Result, is_conflict, is_not_found};
 use crate::hand_over;
 use crate::legacy;
-use crate::module::ModuleState;
+use crate::module::{self, ModuleState};
 use crate::names::{self, LEGACY_OBJECTS, markers};
 use crate::step::Step;
 
@@ -58,10 +58,13 @@ pub async fn run(ctx: &Ctx, options: FinishOptions) -> Result<Outcome> {
             }
             _ => (Waiting::For(format!("{} to exist", cr::display())), None),
         };
-        let why = match waiting {
-            Waiting::Ready(current) => break current,
+        let (why, rolling) = match waiting {
+            Waiting::Ready(current) => match unsettled_roll(ctx).await? {
+                None => break current,
+                Some(roll) => (roll, true),
+            },
             Waiting::Nothing(outcome) => return Ok(outcome),
-            Waiting::For(why) => why,
+            Waiting::For(why) => (why, false),
         };
         if options.no_wait {
             return Ok(Outcome::Skipped(format!(
@@ -69,7 +72,11 @@ pub async fn run(ctx: &Ctx, options: FinishOptions) -> Result<Outcome> {
             )));
         }
         tracing::info!(waiting_for = %why, "finish waits");
-        wait_for_change(ctx, resource_version, &why).await?;
+        if rolling {
+            wait_a_little(ctx, &why).await?;
+        } else {
+            wait_for_change(ctx, resource_version, &why).await?;
+        }
     };
     let stored = archive::read_stored(&ctx.client)
         .await?
@@ -155,6 +162,31 @@ fn judge(current: DynamicObject) -> Waiting {
 
 fn shown(n: Option<i64>) -> String {
     n.map_or_else(|| "unset".into(), |n| n.to_string())
+}
+
+/// `Ready` counts ready replicas, not updated ones: what finish waits for while one of the
+/// module's workloads has not replaced every legacy Pod it took over.
+async fn unsettled_roll(ctx: &Ctx) -> Result<Option<String>> {
+    Ok(module::rolls(&ctx.client)
+        .await?
+        .into_iter()
+        .find(|r| !r.settled)
+        .map(|r| format!("{} (it replaces them one by one)", r.describe())))
+}
+
+/// How often finish looks again at a roll: its workloads' status changes without the CR's.
+const ROLL_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Sleeps [`ROLL_RECHECK`], or fails at the deadline saying what it waited for.
+async fn wait_a_little(ctx: &Ctx, why: &str) -> Result<()> {
+    if tokio::time::Instant::now() + ROLL_RECHECK > ctx.deadline {
+        tokio::time::sleep_until(ctx.deadline).await;
+        return Err(Error::NotReady {
+            verdict: format!("finish waited for {why} until the deadline; nothing was deleted"),
+        });
+    }
+    tokio::time::sleep(ROLL_RECHECK).await;
+    Ok(())
 }
 
 /// Waits, on a watch of the CR and without polling, until it changes (or the watch ends, or

@@ -88,7 +88,7 @@ pub async fn collect(client: &Client) -> Result<Report> {
     // The reads that do not depend on each other go out together: a distant API server costs a
     // handful of round trips, not one per read.
     let (
-        (legacy, blocking, served),
+        (legacy, unowned, served),
         lookup,
         (backup_namespace_exists, copies),
         (deployment, failing),
@@ -133,6 +133,13 @@ pub async fn collect(client: &Client) -> Result<Report> {
         let shared = shared_tenant(&lookup, legacy.user_config.get(config_maps::CONFIG));
         m.refused_by_module_schema = m.refused.in_mode(shared);
     }
+    let operator_stops_at = operator_stops_at(client, &lookup, &unowned).await?;
+    let handed_over = matches!(&lookup, Lookup::Found(cr) if cr::has_marker(cr, names::markers::HANDED_OVER));
+    let rolls = if handed_over {
+        module::rolls(client).await?
+    } else {
+        Vec::new()
+    };
     let hand_over = match &lookup {
         Lookup::Found(cr) => HandOver {
             handed_over: cr::has_marker(cr, names::markers::HANDED_OVER),
@@ -169,19 +176,48 @@ pub async fn collect(client: &Client) -> Result<Report> {
             _ => None,
         },
         operator_prerequisites_missing: module::prerequisites_missing(&served, false),
-        blocking_objects: blocking,
+        blocking_objects: module::blocking(&unowned),
+        operator_stops_at,
+        rolls,
+    }))
+}
+
+/// Where the module's operator stops while the module reports `Error`: the shoot's ConfigMap
+/// it reads for the CR and lacks, else the first object at its names that it does not own
+/// (its create there fails with 409 Conflict). `None` while it is not in `Error`, or when the
+/// cluster shows no cause.
+async fn operator_stops_at(
+    client: &Client,
+    lookup: &Lookup,
+    unowned: &[module::Unowned],
+) -> Result<Option<String>> {
+    let Lookup::Found(cr) = lookup else {
+        return Ok(None);
+    };
+    if !ModuleState::of(cr).is_error() {
+        return Ok(None);
+    }
+    if let Some(missing) = module::shoot_info_missing(client, cr.data.get("spec")).await? {
+        return Ok(Some(module::shoot_info_message(&missing)));
+    }
+    Ok(unowned.first().map(|u| {
+        format!(
+            "{} exists at one of its names without its label and annotations: its create there \
+             fails with 409 Conflict",
+            u.display
+        )
     }))
 }
 
 /// What the cluster serves (one discovery request), then the legacy table's objects and those
 /// at the operator's names, all read at once.
-async fn at_known_names(client: &Client) -> Result<(LegacyRead, Vec<String>, Served)> {
+async fn at_known_names(client: &Client) -> Result<(LegacyRead, Vec<module::Unowned>, Served)> {
     let served = legacy::discover(client).await?;
-    let (read, blocking) = futures::try_join!(
+    let (read, unowned) = futures::try_join!(
         legacy_objects(client, &served),
-        module::blocking_objects(client, &served)
+        module::unowned_at_names(client, &served)
     )?;
-    Ok((read, blocking, served))
+    Ok((read, unowned, served))
 }
 
 /// Whether the module's ServiceMappings are judged in the shared tenant mode: the CR's once

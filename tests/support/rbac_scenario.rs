@@ -17,7 +17,7 @@ use super::fixtures::legacy_priority_class_back;
 use super::rbac::{Manifest, ROLLBACK, SA_NAME, sa_user};
 use super::requests::{Request, requests_in, run_logged};
 use super::snapshot::{comparable_across_clusters, state_diff};
-use super::{RunResult, TestCluster, cr, module, operator};
+use super::{RunResult, TestCluster, cr, module, operator, real_operator};
 
 /// Where a scenario stopped, and the log line or check that says why.
 #[derive(Debug)]
@@ -170,10 +170,18 @@ impl Scenario<'_> {
 
         // clean again for the same CR (its marker removed, one legacy object back with a change
         // of its own), with the archive split into four parts: the archive gains the changed
-        // object and the index switches to the new set of parts in one update.
+        // object and the index switches to the new set of parts in one update. The CR now asks
+        // the operator to provision the tunnel's host, so clean reads the shoot's ConfigMap.
         let bytes = status["archive"]["bytes"].as_u64().expect("archive size") as usize;
         legacy_priority_class_back(c, "by-the-control-plane").await;
         cr::remove_annotations(c, &[markers::CLEANED]).await;
+        real_operator::give_shoot_info(c).await;
+        real_operator::patch_cr(
+            c,
+            json!({"spec": {"config": {"servers": {"businessDataTunnel":
+                {"externalHost": operator::AUTO_PROVISION}}}}}),
+        )
+        .await;
         let part_bytes = (bytes.div_ceil(4) + 8).to_string();
         let r = self.cmd(&["--archive-part-bytes", &part_bytes, "clean"])?;
         let reason = r.reason();

@@ -89,7 +89,10 @@ pub fn decide(s: &Status) -> (Phase, String) {
     let legacy_left = legacy_left(s);
     if all_marked && legacy_left == 0 && s.backup.iter().all(|b| b.copy_exists) {
         let module = s.module.clone().unwrap_or_default();
-        if s.hand_over.handed_over && !s.hand_over.finished {
+        // Ready counts ready replicas: a module still rolling the legacy Pods it took over is
+        // not done, finished or not.
+        let rolling = s.rolls.iter().any(|r| !r.settled);
+        if s.hand_over.handed_over && (!s.hand_over.finished || rolling) {
             return (Phase::HandedOver, handed_over(s, &module));
         }
         if !module.is_ready() {
@@ -158,7 +161,14 @@ pub fn decide(s: &Status) -> (Phase, String) {
 
 /// Migrated and serving (the legacy Pods or the module's), waiting for finish.
 fn handed_over(s: &Status, module: &ModuleState) -> String {
-    let state = if module.is_ready() {
+    let rolling = s.rolls.iter().find(|r| !r.settled);
+    let state = if let (true, Some(roll)) = (module.is_ready(), rolling) {
+        format!(
+            "the module is {}, but {}: finish waits for it",
+            operator::STATE_READY,
+            roll.describe()
+        )
+    } else if module.is_ready() {
         format!("the module is {}: run finish", operator::STATE_READY)
     } else {
         format!("the module is starting ({})", starting(module))
@@ -267,9 +277,15 @@ fn module_cannot_come_up(s: &Status) -> Option<String> {
     });
     let module = s.module.as_ref();
     if module.is_some_and(ModuleState::is_error) {
-        return Some(match blocker {
-            Some(b) => format!("the module reports {}: {b}", operator::STATE_ERROR),
-            None => format!(
+        // Where it stops comes first: the shoot's ConfigMap is read before any object, and
+        // the first unowned object in its order may be a legacy one before any blocker.
+        return Some(match (&s.operator_stops_at, blocker) {
+            (Some(at), _) => format!(
+                "the module reports {} (status.state of the CR): its operator stops at {at}",
+                operator::STATE_ERROR
+            ),
+            (None, Some(b)) => format!("the module reports {}: {b}", operator::STATE_ERROR),
+            (None, None) => format!(
                 "the module reports {} (status.state of the CR): its operator's log says why",
                 operator::STATE_ERROR
             ),
@@ -381,6 +397,8 @@ mod tests {
             module: None,
             operator_prerequisites_missing: vec![],
             blocking_objects: vec![],
+            operator_stops_at: None,
+            rolls: vec![],
             hand_over: Default::default(),
             waiting_for_finish: vec![],
         }
@@ -501,6 +519,44 @@ mod tests {
             ..done()
         };
         assert_phase(&finished, Phase::Done, "no legacy object left");
+    }
+
+    /// SPEC: a handed-over cluster is done only once no Pod of the module's workloads runs a
+    /// legacy revision; until then it is handed-over and says how far the roll is.
+    #[test]
+    fn handed_over_is_done_only_once_the_legacy_pods_are_replaced() {
+        let roll = |replaced, settled| crate::module::Roll {
+            workload: "StatefulSet kyma-system/connectivity-proxy".into(),
+            replaced,
+            replicas: 2,
+            settled,
+        };
+        let rolling = Status {
+            hand_over: super::super::HandOver {
+                handed_over: true,
+                finished: false,
+            },
+            rolls: vec![roll(1, false)],
+            ..done()
+        };
+        assert_phase(
+            &rolling,
+            Phase::HandedOver,
+            "the module's StatefulSet kyma-system/connectivity-proxy has replaced 1 of 2 legacy Pods",
+        );
+        let finished_but_rolling = Status {
+            hand_over: super::super::HandOver {
+                handed_over: true,
+                finished: true,
+            },
+            ..rolling
+        };
+        assert_phase(&finished_but_rolling, Phase::HandedOver, "replaced 1 of 2");
+        let rolled = Status {
+            rolls: vec![roll(2, true)],
+            ..finished_but_rolling
+        };
+        assert_phase(&rolled, Phase::Done, "no legacy object left");
     }
 
     #[test]

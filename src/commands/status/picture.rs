@@ -39,6 +39,15 @@ pub struct Status {
     /// Objects at the operator's names that would stop it with 409 Conflict: without its label
     /// and both annotations, and not removed by clean.
     pub blocking_objects: Vec<String>,
+    /// While the module reports `Error`: where its operator stops, as far as the cluster shows
+    /// it (the shoot's ConfigMap it reads and lacks, else the first object at its names, in its
+    /// order, that it does not own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operator_stops_at: Option<String>,
+    /// After a hand-over: how far each of the module's workloads at a legacy workload's name
+    /// has replaced the legacy Pods it took over (empty without a hand-over).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rolls: Vec<crate::module::Roll>,
 }
 
 /// The markers of `clean --hand-over` and `finish` on the CR.
