@@ -21,6 +21,7 @@ use support::contract::{
 use support::secrets::Transcript;
 use support::snapshot::*;
 use support::unchanged::assert_unchanged;
+use support::way_back::{as_before_the_migration, without_the_controllers_work};
 use support::*;
 
 /// ServiceMappings besides the fixture's three.
@@ -661,31 +662,6 @@ async fn refused(c: &TestCluster, t: &Transcript, named: &[&str], not_named: &[&
 // ---------------------------------------------------------------------------------------------
 // After a hand-over
 
-/// Without what the controllers make and remove of themselves (a workload's Pods and revisions,
-/// a Service's endpoints, each namespace's `default` ServiceAccount) and what they write (a
-/// workload's status): not the migration's.
-fn without_the_controllers_work(s: &Snap) -> Snap {
-    const KINDS: [&str; 5] = [
-        "Pod",
-        "ReplicaSet",
-        "ControllerRevision",
-        "EndpointSlice",
-        "Endpoints",
-    ];
-    s.iter()
-        .filter(|(k, o)| !KINDS.contains(&o.ar.kind.as_str()) && !k.ends_with("/default"))
-        .map(|(k, o)| {
-            let mut o = o.clone();
-            if ["StatefulSet", "Deployment"].contains(&o.ar.kind.as_str())
-                && let Some(object) = o.value.as_object_mut()
-            {
-                object.remove("status");
-            }
-            (k.clone(), o)
-        })
-        .collect()
-}
-
 /// SPEC: rollback after a hand-over works as after a plain clean (the archive was written before
 /// anything was handed over; the module's uninstall deletes what its operator adopted, and
 /// rollback brings it back); the objects still waiting for finish are left as they are. On the
@@ -855,67 +831,4 @@ async fn a_reenabled_module_replaces_the_archive_and_migrates_again(
         "{status}"
     );
     t.run(c, &["status"]).assert_ok();
-}
-
-// ---------------------------------------------------------------------------------------------
-// Comparisons
-
-/// The module's CRD and CR: gone after it was disabled.
-fn is_module(key: &str) -> bool {
-    key == format!(
-        "{}/{} {}/{}",
-        contract::cr::GROUP,
-        contract::cr::KIND,
-        KYMA_SYSTEM,
-        contract::cr::NAME
-    ) || key
-        == format!(
-            "apiextensions.k8s.io/CustomResourceDefinition /{}",
-            contract::cr::CRD
-        )
-}
-
-/// The backup namespace and what it holds (the copies, the archive): kept after a rollback.
-fn is_backup(key: &str) -> bool {
-    key == format!("/Namespace /{}", BACKUP_NAMESPACE)
-        || key.contains(&format!(" {}/", BACKUP_NAMESPACE))
-}
-
-/// Everything as before the migration, field by field (server-owned metadata and allocated
-/// Service addresses aside): the legacy installation, every ServiceMapping and their CRD, and
-/// everything else; only the module is gone and the backup namespace is there. `except` is
-/// compared by the caller.
-fn as_before_the_migration(pristine: &Snap, after: &Snap, except: &[&str]) {
-    let keep = |k: &String| !except.contains(&k.as_str());
-    let expected: State = state_across_recreation(pristine)
-        .into_iter()
-        .filter(|(k, _)| !is_module(k) && keep(k))
-        .collect();
-    let actual: State = state_across_recreation(after)
-        .into_iter()
-        .filter(|(k, _)| !is_backup(k) && keep(k))
-        .collect();
-    for key in legacy_keys() {
-        assert!(
-            except.contains(&key.as_str()) || actual.contains_key(&key),
-            "{key} is back"
-        );
-    }
-    let mappings = actual
-        .keys()
-        .filter(|k| k.contains(&format!("/{} ", service_mapping::KIND)))
-        .count();
-    assert_eq!(
-        mappings,
-        pristine
-            .values()
-            .filter(|o| o.ar.kind == service_mapping::KIND)
-            .count()
-    );
-    let diff = state_diff(&expected, &actual);
-    assert!(
-        diff.is_empty(),
-        "not as before the migration:\n{}",
-        diff.join("\n")
-    );
 }

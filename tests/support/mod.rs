@@ -33,8 +33,10 @@ pub mod legacy_cases;
 pub mod module;
 pub mod node_agent;
 pub mod operator;
+pub mod operator_diff;
 pub mod outage;
 pub mod pod;
+pub mod real_operator;
 pub mod podman;
 pub mod rbac;
 pub mod rbac_scenario;
@@ -44,6 +46,7 @@ pub mod service_mappings;
 pub mod snapshot;
 pub mod unchanged;
 pub mod values;
+pub mod way_back;
 pub mod workloads;
 
 use std::collections::BTreeMap;
@@ -315,6 +318,27 @@ impl TestCluster {
         .unwrap_or_else(|e| panic!("apply {} {name}: {e}", gvk.kind));
         if gvk.kind == "CustomResourceDefinition" {
             self.wait_established(&name).await;
+        }
+    }
+
+    /// Deletes the object that `obj` names (its kind, namespace and name), if it exists.
+    pub async fn delete(&self, obj: &DynamicObject) {
+        let types = obj.types.clone().expect("apiVersion and kind");
+        let gvk = GroupVersionKind::try_from(&types).expect("gvk");
+        let (ar, namespaced) = self.resource(&gvk).await;
+        let api: Api<DynamicObject> = if namespaced {
+            Api::namespaced_with(
+                self.client.clone(),
+                &obj.namespace().expect("namespace"),
+                &ar,
+            )
+        } else {
+            Api::all_with(self.client.clone(), &ar)
+        };
+        match api.delete(&obj.name_any(), &Default::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => panic!("delete {} {}: {e}", gvk.kind, obj.name_any()),
         }
     }
 
@@ -633,7 +657,7 @@ pub async fn client_for(kubeconfig: &Path) -> Client {
     Client::try_from(config).expect("client")
 }
 
-fn tail(s: &str, n: usize) -> String {
+pub fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }

@@ -68,6 +68,10 @@ pub const FINALIZER: &str = "connectivityproxies.connectivityproxy.sap.com/final
 pub const OPERATOR_DEPLOYMENT: &str = "connectivity-proxy-operator";
 /// The value that asks the operator to provision something itself.
 pub const AUTO_PROVISION: &str = "auto-provision";
+/// The CR's `status.state`: every workload ready, one not ready yet, a reconcile failed.
+pub const STATE_READY: &str = "Ready";
+pub const STATE_PROCESSING: &str = "Processing";
+pub const STATE_ERROR: &str = "Error";
 
 /// The CRDs without which the operator exits at start, in the order it checks them.
 pub const REQUIRED_CRDS: [&str; 9] = [
@@ -82,9 +86,10 @@ pub const REQUIRED_CRDS: [&str; 9] = [
     "servicebindings.services.cloud.sap.com",
 ];
 
-/// `host:port` with a port of 1-65535. Anchored at the end only, as the operator's own.
+/// `host:port` with a port of 1-65535, anchored at the end only: the operator's own pattern,
+/// character for character (its CRD spec is compared with the real one's).
 pub const INTERNAL_ADDRESS_PATTERN: &str =
-    "[^:]+:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})$";
+    r"[^\:]+:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$";
 
 const PROXY: &str = "connectivity-proxy";
 const TUNNEL: &str = "connectivity-proxy-tunnel";
@@ -270,8 +275,8 @@ pub enum Outcome {
 pub enum Workloads {
     Ready,
     NotReady,
-    /// Ready once every StatefulSet and Deployment the operator made has all its replicas
-    /// updated and ready (OPERATOR.md: `Processing` while a workload is not ready).
+    /// Ready once every StatefulSet and Deployment the operator made is ready as fabric8's
+    /// `isReady()` judges it (ready replicas, not updated ones: see `workloads_ready`).
     Observed,
 }
 
@@ -919,7 +924,8 @@ pub fn service_mapping_crd_spec(shared_tenant: bool) -> Value {
                         "required": required,
                         "properties": {
                             "type": kind,
-                            "subaccountId": string("SubaccountId of the service mapping"),
+                            // Its own spelling, typo included.
+                            "subaccountId": string("SubaccoundId of the service mapping"),
                             "serviceId": string("ServiceId of the service mapping"),
                             "tenantId": string("TenantId of the service mapping"),
                             "internalAddress": address,
@@ -1313,7 +1319,11 @@ pub async fn reconcile_until_ready(c: &TestCluster, every: Duration, limit: Dura
     }
 }
 
-/// Every StatefulSet and Deployment the operator made has all its replicas updated and ready.
+/// Every StatefulSet and Deployment the operator made is ready as its client library judges
+/// it (fabric8's `isReady()`, which the real operator asks): a StatefulSet when its ready
+/// replicas equal its replicas, a Deployment when its Pods are as many as it wants and that many
+/// are available. Neither asks whether the Pods run the current template, so a workload that
+/// adopted the legacy Pods is ready before it has replaced them.
 async fn workloads_ready(client: &Client, cr: &Cr) -> bool {
     for d in dependents(cr) {
         if !d.made || ![STATEFUL_SET.kind, DEPLOYMENT.kind].contains(&d.kind.kind) {
@@ -1322,15 +1332,62 @@ async fn workloads_ready(client: &Client, cr: &Cr) -> bool {
         let Some(object) = d.get(client).await else {
             return false;
         };
-        let wanted = object.data["spec"]["replicas"].as_i64().unwrap_or(1);
+        let wanted = object.data["spec"]["replicas"].as_i64();
         let status = &object.data["status"];
-        let count = |field: &str| status[field].as_i64().unwrap_or(0);
-        let current = status["observedGeneration"].as_i64() == object.metadata.generation;
-        if !current || count("readyReplicas") < wanted || count("updatedReplicas") < wanted {
+        let count = |field: &str| status[field].as_i64();
+        let ready = if d.kind == STATEFUL_SET {
+            count("readyReplicas").is_some() && count("readyReplicas") == wanted
+        } else {
+            wanted.is_some()
+                && count("replicas") == wanted
+                && count("availableReplicas").is_some_and(|a| Some(a) >= wanted)
+        };
+        if !ready {
             return false;
         }
     }
     true
+}
+
+/// Whether every StatefulSet and Deployment the operator made runs its current template in all
+/// its replicas, each ready: what `Ready` does not say (see [`workloads_ready`]).
+pub async fn workloads_rolled(c: &TestCluster) -> bool {
+    for d in table(c).await {
+        if !d.made || ![STATEFUL_SET.kind, DEPLOYMENT.kind].contains(&d.kind.kind) {
+            continue;
+        }
+        let Some(object) = d.get(&c.client).await else {
+            return false;
+        };
+        let wanted = object.data["spec"]["replicas"].as_i64().unwrap_or(1);
+        let status = &object.data["status"];
+        let count = |field: &str| status[field].as_i64().unwrap_or(0);
+        let current = status["observedGeneration"].as_i64() == object.metadata.generation;
+        let revisions_agree = d.kind != STATEFUL_SET || status["currentRevision"] == status["updateRevision"];
+        if !current
+            || !revisions_agree
+            || count("readyReplicas") < wanted
+            || count("updatedReplicas") < wanted
+            || count("replicas") != wanted
+        {
+            return false;
+        }
+    }
+    true
+}
+
+/// Reconciles as the operator does on the events of its workloads while they roll to its
+/// template (every `every`), until they have rolled and it reports `Ready`, or `limit`.
+pub async fn reconcile_until_rolled(c: &TestCluster, every: Duration, limit: Duration) -> Outcome {
+    let started = Instant::now();
+    loop {
+        let outcome = reconcile_with(c, Workloads::Observed).await;
+        let settled = outcome == Outcome::Ready && workloads_rolled(c).await;
+        if settled || matches!(outcome, Outcome::Error { .. }) || started.elapsed() >= limit {
+            return outcome;
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 async fn apply_table(client: &Client, cr: &mut Cr) -> Result<(), Outcome> {

@@ -11,6 +11,7 @@ use serde_json::json;
 use super::endpoints::ReadyEndpoints;
 use super::node_agent::{NodeAgent, Timing};
 use super::operator::{self, Outcome};
+use super::real_operator::{self, RealOperator, States};
 use super::workloads::{NAME as PROXY, NAMESPACE};
 use super::{Tenant, TestCluster, cr, fixture_dir};
 
@@ -47,12 +48,31 @@ impl Seen {
     }
 }
 
+/// Which operator reconciles the module once the init containers are done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operator {
+    /// `super::operator`, reconciling every half second after `Model::operator_start`.
+    Emulated,
+    /// The module's own operator, started after the init containers (its start is its own).
+    Real,
+}
+
 /// A migration done, its cluster still running with the node agent and the watches.
 pub struct Migrated {
     pub c: TestCluster,
     pub seen: Seen,
     pub endpoints: ReadyEndpoints,
     pub tunnel: ReadyEndpoints,
+    /// The ServiceMapping validation Service `connectivity-proxy-smv` (the sm-operator's).
+    pub smv: ReadyEndpoints,
+    /// The uids of the Pods that served before the migration: the legacy ones.
+    pub legacy_pods: Vec<String>,
+    /// The cluster before the migration, without what the controllers make of themselves.
+    pub pristine: super::snapshot::Snap,
+    /// Every `status.state` the CR went through, from before the migration on.
+    pub states: States,
+    /// The real operator, still running, when it was the one.
+    pub operator: Option<RealOperator>,
     _agent: NodeAgent,
 }
 
@@ -64,13 +84,24 @@ pub async fn migration(args: &[&str], model: Model) -> Seen {
 
 /// [`migration`], and the cluster it ran on.
 pub async fn migrated(args: &[&str], model: Model) -> Migrated {
+    migrated_with(args, model, Operator::Emulated).await
+}
+
+/// [`migrated`] with `operator` reconciling the module.
+pub async fn migrated_with(args: &[&str], model: Model, which: Operator) -> Migrated {
     let c = TestCluster::with_controllers().await;
     let agent = NodeAgent::start(&c.client, "node-a", model.pods).await;
     let endpoints = ReadyEndpoints::watch(&c.client, NAMESPACE, PROXY);
     let tunnel = ReadyEndpoints::watch(&c.client, NAMESPACE, TUNNEL);
+    let smv = ReadyEndpoints::watch(&c.client, NAMESPACE, SM_VALIDATION);
     for fixture in Tenant::Dedicated.fixtures() {
         c.apply_dir(&fixture_dir(fixture)).await;
     }
+    if which == Operator::Real {
+        // A Gardener shoot's, which the real operator reads for `auto-provision`.
+        real_operator::give_shoot_info(&c).await;
+    }
+    let states = States::watch(&c.client);
     let replicas = model.replicas;
     let sets: Api<DynamicObject> = Api::namespaced_with(
         c.client.clone(),
@@ -99,13 +130,32 @@ pub async fn migrated(args: &[&str], model: Model) -> Migrated {
         .wait_for(usize::try_from(replicas).expect("replicas"), LIMIT)
         .await;
 
+    smv.wait_for(1, LIMIT).await;
+    let legacy_pods = all_pods(&c.client)
+        .await
+        .into_iter()
+        .filter_map(|p| p.metadata.uid)
+        .collect();
+    let pristine = super::way_back::without_the_controllers_work(
+        &super::snapshot::snap(&c.client, &super::snapshot::discover(&c.client).await).await,
+    );
     let started = Instant::now();
     c.run(args).assert_ok();
-    tokio::time::sleep(model.operator_start).await;
-    assert_eq!(
-        operator::reconcile_until_ready(&c, Duration::from_millis(500), LIMIT).await,
-        Outcome::Ready
-    );
+    let operator = match which {
+        Operator::Emulated => {
+            tokio::time::sleep(model.operator_start).await;
+            assert_eq!(
+                operator::reconcile_until_ready(&c, Duration::from_millis(500), LIMIT).await,
+                Outcome::Ready
+            );
+            None
+        }
+        Operator::Real => {
+            let op = RealOperator::start(&c).await;
+            states.wait_for(operator::STATE_READY, LIMIT).await;
+            Some(op)
+        }
+    };
     endpoints.wait_for(1, LIMIT).await;
     let seen = Seen {
         outages: endpoints.outages(),
@@ -118,9 +168,25 @@ pub async fn migrated(args: &[&str], model: Model) -> Migrated {
         seen,
         endpoints,
         tunnel,
+        smv,
+        legacy_pods,
+        pristine,
+        states,
+        operator,
         _agent: agent,
     }
 }
 
 /// The headless Service of the proxy's tunnel (OPERATOR.md), the StatefulSet's `serviceName`.
 pub const TUNNEL: &str = "connectivity-proxy-tunnel";
+/// The Service of the ServiceMapping validation webhook, in front of the sm-operator's Pods.
+pub const SM_VALIDATION: &str = "connectivity-proxy-smv";
+
+/// Every Pod of the module's namespace.
+pub async fn all_pods(client: &kube::Client) -> Vec<k8s_openapi::api::core::v1::Pod> {
+    Api::namespaced(client.clone(), NAMESPACE)
+        .list(&Default::default())
+        .await
+        .expect("list Pods")
+        .items
+}
