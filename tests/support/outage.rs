@@ -122,5 +122,5 @@ pub async fn migrated(args: &[&str], model: Model) -> Migrated {
     }
 }
 
-/// The headless Service of the proxy's tunnel (OPERATOR.md), the StatefulSet's `serviceName`.
+/// The headless Service of the proxy's tunnel (docs/operator.md), the StatefulSet's `serviceName`.
 pub const TUNNEL: &str = "connectivity-proxy-tunnel";
