@@ -1,5 +1,5 @@
 //! `clean --hand-over`: what becomes of each legacy object when the module's operator takes the
-//! installation over instead of finding it torn down (SPEC "clean --hand-over and finish").
+//! installation over instead of finding it torn down (docs/contract.md, "clean --hand-over and finish").
 //! Pure: judged from the object as clean read it and the CR's values.
 
 use serde_json::Value;

@@ -1,4 +1,4 @@
-//! The module's operator as the migration must expect it (reference/module/OPERATOR.md): the
+//! The module's operator as the migration must expect it (docs/operator.md): the
 //! CRDs it needs to start, the objects at its names that would stop it, the state it reports on
 //! the CR, and the ServiceMapping schema it applies over the CRD that clean adopted.
 

@@ -1,4 +1,4 @@
-//! Every Kubernetes name from the behaviour contract (SPEC.md), in one place.
+//! Every Kubernetes name from the behaviour contract (docs/contract.md), in one place.
 
 /// Namespace of the legacy installation and of the ConnectivityProxy CR.
 pub const KYMA_SYSTEM: &str = "kyma-system";
@@ -181,7 +181,7 @@ pub const ROLLBACK_ORDER: &[&[&str]] = &[
     &["ValidatingWebhookConfiguration"],
 ];
 
-/// The module's operator, as reference/module/OPERATOR.md describes it.
+/// The module's operator, as docs/operator.md describes it.
 pub mod operator {
     /// `status.state` of the CR while a workload of the module is not ready yet.
     pub const STATE_PROCESSING: &str = "Processing";
@@ -392,7 +392,7 @@ const fn row(
 const KS: Option<&str> = Some(KYMA_SYSTEM);
 const IS: Option<&str> = Some("istio-system");
 
-/// The legacy installation, as SPEC.md's clean table lists it, in deletion order: the workloads
+/// The legacy installation, as docs/contract.md's clean table lists it, in deletion order: the workloads
 /// first (so nothing keeps using what is removed after them), the configuration last.
 pub const LEGACY_OBJECTS: &[LegacyObjects] = &[
     row(
@@ -560,7 +560,7 @@ pub const LEGACY_OBJECTS: &[LegacyObjects] = &[
     ),
 ];
 
-/// The objects the module's operator makes at fixed names (OPERATOR.md's table), in the order
+/// The objects the module's operator makes at fixed names (docs/operator.md's table), in the order
 /// it reconciles them: it stops at the first one it cannot create, so the first of these that
 /// exists without its label and both annotations is where it stops. Objects whose names follow
 /// from the CR's values (the service-key Secret, `istio-system/<tls secret>-cacert`, the
@@ -734,7 +734,7 @@ const OPERATOR_CLUSTER_RBAC: [&str; 3] = [
     "connectivity-proxy-service-mappings-kyma-system",
 ];
 
-/// `clean --hand-over` (SPEC "clean --hand-over and finish"): which legacy objects the module's
+/// `clean --hand-over` (docs/contract.md, "clean --hand-over and finish"): which legacy objects the module's
 /// operator can take over in place, and which carry traffic until its own are in place.
 pub mod hand_over {
     /// The environment variable that turns `--hand-over` on (`true`), for the init container.
@@ -744,7 +744,7 @@ pub mod hand_over {
     pub type Labels = &'static [(&'static str, &'static str)];
 
     /// What the operator's desired state fixes of an object that the legacy installation has at
-    /// the same name (OPERATOR.md's table; the fields the API server does not let change).
+    /// the same name (docs/operator.md's table; the fields the API server does not let change).
     #[derive(Debug, Clone, Copy)]
     pub enum Fits {
         /// `spec.selector.matchLabels`, `podManagementPolicy` and `serviceName`.

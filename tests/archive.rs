@@ -1,4 +1,4 @@
-//! clean's archive (SPEC.md, clean step 3) on the real API server: split into parts when it
+//! clean's archive (docs/contract.md, clean step 3) on the real API server: split into parts when it
 //! outgrows one Secret, rewritten beside the current set so a crash never leaves half an archive,
 //! added to by a later run for the same CR, and read by rollback whatever its shape.
 

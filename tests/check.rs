@@ -1,4 +1,4 @@
-//! `check` on the real API server, against SPEC's **check** section: it changes nothing; it
+//! `check` on the real API server, against the contract's **check** section: it changes nothing; it
 //! says what migrate would say, word for word; and its offline judgement of the CRD's schema
 //! (on a cluster without the module) equals the API server's (a server-side dry run of
 //! migrate's write with the module installed) for every configuration the suites have.
@@ -682,7 +682,7 @@ async fn check_changes_nothing_and_answers_as_the_service_account() {
 // ---------------------------------------------------------------------------------------------
 // The module's operator
 
-/// Metadata that makes an object the module operator's own (OPERATOR.md): its label and both
+/// Metadata that makes an object the module operator's own (docs/operator.md): its label and both
 /// annotations pointing at the CR.
 fn operators_own() -> Value {
     json!({"metadata": {
@@ -694,7 +694,7 @@ fn operators_own() -> Value {
     }})
 }
 
-/// An object at one of the operator's names (OPERATOR.md's table) that clean leaves, without
+/// An object at one of the operator's names (docs/operator.md's table) that clean leaves, without
 /// the operator's label and both annotations, stops the operator with 409 Conflict: check is
 /// not ready and names each, the first in the operator's order in the verdict. The legacy
 /// installation's own objects at those names are clean's to remove and block nothing; an
@@ -788,7 +788,7 @@ async fn check_is_not_ready_while_an_object_at_an_operator_name_would_stop_the_o
 }
 
 /// The ServiceMapping schema the module's operator applies over the CRD it adopted, as
-/// OPERATOR.md gives it (and the operator's source, `ServiceMappingCustomResourceDefinition`):
+/// docs/operator.md gives it (and the operator's source, `ServiceMappingCustomResourceDefinition`):
 /// `type` one of RFC, JDBC, TCP; `internalAddress` `host:port`; `type`, `serviceId` and
 /// `internalAddress` required, and `subaccountId` too in the shared tenant mode.
 fn modules_mapping_schema(shared: bool) -> Value {

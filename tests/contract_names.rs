@@ -1,4 +1,4 @@
-//! SPEC.md's names, spelled out as SPEC.md gives them (tests/support/contract.rs, never the
+//! docs/contract.md's names, spelled out as that page gives them (tests/support/contract.rs, never the
 //! crate's own tables), against what the tool does on a real API server: the step markers and
 //! the keys of an earlier tool, the legacy marker, the backup namespace and what it holds,
 //! clean's table of the legacy objects it deletes (and what stays), and the adoption's label
@@ -19,7 +19,7 @@ use support::contract::{self, adoption, legacy_marker, markers};
 use support::unchanged::assert_writes_nothing;
 use support::*;
 
-/// A legacy object at a name of clean's table that carries the new operator's label: SPEC says
+/// A legacy object at a name of clean's table that carries the new operator's label: contract.md says
 /// it belongs to the new module, and clean never deletes it.
 const OPERATORS_SERVICE: &str = "connectivity-proxy-smv";
 
@@ -201,7 +201,7 @@ async fn the_backup_namespace_holds_the_copies_and_the_archive(
 }
 
 /// Every ServiceMapping, and then their CRD, carries the operator's label and both
-/// `io.javaoperatorsdk/primary-*` annotations with SPEC's values.
+/// `io.javaoperatorsdk/primary-*` annotations with the contract's values.
 async fn every_service_mapping_and_their_crd_are_adopted(c: &TestCluster) {
     let mappings = service_mappings::api(&c.client)
         .list(&ListParams::default())

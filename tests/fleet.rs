@@ -1,4 +1,4 @@
-//! status and check of many clusters at once, on real API servers (SPEC.md, **status**, "Many
+//! status and check of many clusters at once, on real API servers (docs/contract.md, **status**, "Many
 //! clusters at once"): `--context` repeated, `--all-contexts`, and a `KUBECONFIG` of several
 //! files merged as kubectl merges them. Each cluster is a row; one that cannot be asked, or
 //! refuses, is a row with its error and never the end of the command.

@@ -100,9 +100,9 @@ async fn with_todays_clean_the_proxy_has_no_endpoint_from_its_deletion_until_the
     );
 }
 
-/// OPERATOR.md: "An object with the label and annotations is adopted: the next reconcile
-/// applies its desired state with force (immutable fields such as a StatefulSet's selector
-/// still refuse a change)." Every legacy object at one of the operator's names handed over by
+/// docs/operator.md, the adoption rule: an object with the label and both annotations is
+/// adopted, the next reconcile applies its desired state with force, and immutable fields such
+/// as a StatefulSet's selector still refuse a change. Every legacy object at one of the operator's names handed over by
 /// hand: the legacy workloads' selectors refuse the operator's; once they are deleted (their
 /// Pods orphaned), the operator adopts the rest in place, each Service with its ClusterIP.
 #[tokio::test]
@@ -174,7 +174,7 @@ async fn legacy_objects_at_the_operators_names_are_adopted_in_place_except_the_w
 }
 
 // ---------------------------------------------------------------------------------------------
-// clean --hand-over and finish (SPEC)
+// clean --hand-over and finish (docs/contract.md)
 
 /// The plan of `clean --hand-over --dry-run`: for each legacy object, handed over, orphaned,
 /// left for finish or deleted; nothing written.
@@ -524,7 +524,7 @@ async fn every_hand_over_rule_is_necessary() {
     }
 }
 
-/// SPEC: finish deletes "the orphaned legacy ReplicaSets and Pods that no workload adopted".
+/// contract.md: finish deletes "the orphaned legacy ReplicaSets and Pods that no workload adopted".
 /// With the restart watcher off in the CR, the operator makes no Deployment of that name: the
 /// legacy one's ReplicaSet and Pod, orphaned by the hand-over, stay until finish.
 #[tokio::test]
@@ -618,7 +618,7 @@ async fn wait_for_pods_of(
     }
 }
 
-/// SPEC: finish "can run as a native sidecar of the operator Pod": with `--idle`, once it has
+/// contract.md: finish "can run as a native sidecar of the operator Pod": with `--idle`, once it has
 /// nothing left to do it stays running without a request until the container is stopped
 /// (SIGTERM), then exits 0. Its memory while idle is printed.
 #[tokio::test]

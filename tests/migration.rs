@@ -1,4 +1,4 @@
-//! The three steps on a real API server, point by point against SPEC.md.
+//! The three steps on a real API server, point by point against docs/contract.md.
 
 mod support;
 
@@ -530,7 +530,7 @@ async fn clean_deletes_nothing_without_a_verified_backup() {
     assert_eq!(remaining_legacy_objects(&c).await, Vec::<String>::new());
 }
 
-/// The CRDs the module's operator needs to start (OPERATOR.md) that a cluster without Istio
+/// The CRDs the module's operator needs to start (docs/operator.md) that a cluster without Istio
 /// and Gardener lacks.
 const ISTIO_AND_GARDENER_CRDS: [&str; 6] = [
     "gateways.networking.istio.io",

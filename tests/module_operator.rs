@@ -1,5 +1,5 @@
 //! The emulated module operator (tests/support/operator.rs) on the real API server, read against
-//! shared/reference/module/OPERATOR.md: after `run` it reconciles to `Ready` on both tenant
+//! docs/operator.md: after `run` it reconciles to `Ready` on both tenant
 //! modes with the objects of its table as the page gives them; an object at one of its names
 //! without its label and both annotations stops it with 409 and `Error`; it does not start
 //! without the CRDs it needs; disabling the module deletes what it owns (every ServiceMapping
@@ -26,7 +26,7 @@ const PRIMARY_NAMESPACE: &str = "io.javaoperatorsdk/primary-namespace";
 const SERVICE_MAPPING_CRD: &str = "servicemappings.connectivityproxy.sap.com";
 const REGION_CONFIG_MAP: &str = "ConfigMap kyma-system/connectivity-proxy-region-configurations";
 
-/// What the operator makes for the CR after `run` (OPERATOR.md's table, in its order): the
+/// What the operator makes for the CR after `run` (docs/operator.md's table, in its order): the
 /// migrated CR keeps `auto-provision` for the TLS secret, so the Gardener certificate is made;
 /// the dedicated tenant keeps it for the service key too, so the BTP instance and binding are
 /// made; no CR gives `secretData`, so no service key Secret.
@@ -189,7 +189,7 @@ async fn every_object_of_the_table_is_made(c: &TestCluster, tenant: Tenant) -> V
     table
 }
 
-/// The fields OPERATOR.md's table names.
+/// The fields docs/operator.md's table names.
 async fn the_objects_are_as_operator_md_gives_them(c: &TestCluster) {
     let get = |kind: &str, name: &str| {
         let client = c.client.clone();

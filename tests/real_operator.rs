@@ -63,7 +63,7 @@ async fn the_way_back_is_exact(c: &TestCluster, op: RealOperator, before: &suppo
     as_before_the_migration(before, &pristine(c).await, &[]);
 }
 
-/// SPEC: the init containers migrate, back up and clean in this order, then the operator
+/// contract.md: the init containers migrate, back up and clean in this order, then the operator
 /// starts; it reaches `Ready` and `status` says `done`. The way back is exact: every legacy
 /// object, every ServiceMapping and their CRD as before the migration.
 #[tokio::test]
@@ -88,7 +88,7 @@ async fn after_the_init_containers_the_real_operator_is_ready_and_the_way_back_i
     the_way_back_is_exact(&c, op, &before).await;
 }
 
-/// SPEC, clean --hand-over: with two replicas the module reaches `Ready` without ever reporting
+/// contract.md, clean --hand-over: with two replicas the module reaches `Ready` without ever reporting
 /// `Error`, the proxy and its ServiceMapping validation Service never lack a ready endpoint, and
 /// the proxy's Service keeps its ClusterIP. finish then leaves no legacy Pod, status says
 /// `done`, and the way back is exact.
@@ -128,7 +128,7 @@ async fn a_hand_over_with_two_replicas_is_ready_without_error_or_outage_and_the_
     the_way_back_is_exact(&m.c, op, &m.pristine).await;
 }
 
-/// SPEC, clean --hand-over, one replica: the proxy is without a ready endpoint no longer than
+/// contract.md, clean --hand-over, one replica: the proxy is without a ready endpoint no longer than
 /// its one Pod's replacement (a grace period and a start: the node agent's) and no outage of
 /// the ServiceMapping validation Service; judged by which Pods served, not by the clock: no
 /// interval without an endpoint began before the legacy Pod was deleted.
@@ -191,7 +191,7 @@ async fn the_proxy_reads_every_legacy_key_and_port_from_what_the_operator_render
     }
 }
 
-/// SPEC, migrate step 5: where each port of `connectivity-proxy-info` is written, in the order
+/// contract.md, migrate step 5: where each port of `connectivity-proxy-info` is written, in the order
 /// `onpremise_proxy_http_port`, `onpremise_proxy_ldap_port`, `onpremise_socks5_proxy_port`.
 const PORTS: [[&str; 4]; 3] = [
     ["servers", "proxy", "http", "port"],
@@ -320,7 +320,7 @@ async fn rendered_config(client: &Client, op: &RealOperator) -> Value {
     }
 }
 
-/// OPERATOR.md: with the legacy installation still there, the operator's first create at a
+/// operator.md: with the legacy installation still there, the operator's first create at a
 /// legacy name fails with 409 and the module stays in `Error`; `status` names that object (the
 /// first unowned object at its names, in its order) instead of pointing at the operator's log.
 #[tokio::test]
@@ -338,7 +338,7 @@ async fn with_the_legacy_installation_still_there_it_errors_and_status_names_whe
     assert!(!reason.contains("log says why"), "{s:#}");
 }
 
-/// SPEC, clean step 2: with `externalHost: auto-provision` kept, the operator reads
+/// contract.md, clean step 2: with `externalHost: auto-provision` kept, the operator reads
 /// `kube-system/shoot-info`; without it `check` is not ready and clean refuses before it
 /// archives, both naming the ConfigMap. Given it, the module reaches `Ready`.
 #[tokio::test]

@@ -662,7 +662,7 @@ async fn refused(c: &TestCluster, t: &Transcript, named: &[&str], not_named: &[&
 // ---------------------------------------------------------------------------------------------
 // After a hand-over
 
-/// SPEC: rollback after a hand-over works as after a plain clean (the archive was written before
+/// contract.md: rollback after a hand-over works as after a plain clean (the archive was written before
 /// anything was handed over; the module's uninstall deletes what its operator adopted, and
 /// rollback brings it back); the objects still waiting for finish are left as they are. On the
 /// real controllers, whose garbage collector completes the orphaning deletes.

@@ -1,4 +1,4 @@
-//! status sums the cluster up in one phase, with its reason, on a real API server (SPEC.md,
+//! status sums the cluster up in one phase, with its reason, on a real API server (docs/contract.md,
 //! **status**): `no-legacy`, `not-started`, `in-progress`, `failing`, `done`,
 //! `needs-attention` and `unreachable`, in text and in JSON.
 
@@ -240,7 +240,7 @@ async fn status_follows_a_cluster_through_the_phases_of_its_migration() {
 // The module's operator
 
 /// The ConfigMap `kyma-system/connectivity-proxy-region-configurations`: one of the operator's
-/// names (OPERATOR.md) that the legacy installation does not have and clean does not remove.
+/// names (docs/operator.md) that the legacy installation does not have and clean does not remove.
 const REGION_CONFIGURATIONS: &str = "connectivity-proxy-region-configurations";
 
 /// An object at one of the operator's names without its label and both annotations, which
@@ -321,7 +321,7 @@ async fn an_object_at_an_operator_name_that_clean_leaves_needs_attention_and_is_
     assert_phase(&c, "done", "the module is Ready");
 }
 
-/// The ServiceMappings that the module's schema would refuse (OPERATOR.md: `type` one of RFC,
+/// The ServiceMappings that the module's schema would refuse (docs/operator.md: `type` one of RFC,
 /// JDBC, TCP; `internalAddress` `host:port`; `type`, `serviceId`, `internalAddress` required,
 /// and `subaccountId` too in the shared tenant mode) are counted, in the tenant mode of the
 /// legacy configuration before migrate and of the CR after it.
@@ -380,7 +380,7 @@ async fn service_mappings_the_modules_schema_refuses_are_counted_in_the_tenant_m
 }
 
 // ---------------------------------------------------------------------------------------------
-// With the module's operator (emulated from OPERATOR.md: tests/support/operator.rs)
+// With the module's operator (emulated from docs/operator.md: tests/support/operator.rs)
 
 /// After `run` the module starts: status is `in-progress` while the CR has no state and while
 /// the operator reports `Processing`, and `done` once it has reconciled to `Ready`, on both

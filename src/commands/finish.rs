@@ -1,7 +1,7 @@
 //! finish: after `clean --hand-over`, once the module is `Ready`, deletes what the hand-over
 //! left (the legacy objects that carried traffic, each only in the state the archive holds) and
 //! the legacy Pods and ReplicaSets that no workload of the operator adopted, then sets the
-//! finished marker (SPEC "clean --hand-over and finish").
+//! finished marker (docs/contract.md, "clean --hand-over and finish").
 
 use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::apps::v1::ReplicaSet;

@@ -1,4 +1,4 @@
-//! clean's archive (SPEC, clean step 3) as the tests read it: its Secrets in the backup
+//! clean's archive (docs/contract.md, clean step 3) as the tests read it: its Secrets in the backup
 //! namespace, what they hold decoded, and an object in the form the archive keeps it.
 
 use k8s_openapi::api::core::v1::Secret;

@@ -1,4 +1,4 @@
-//! The user configuration's two ConfigMaps (SPEC, Names), as the tests read and write them:
+//! The user configuration's two ConfigMaps (docs/contract.md, Names), as the tests read and write them:
 //! by the admin, as a user would.
 
 use std::collections::BTreeMap;
@@ -95,7 +95,7 @@ pub fn content(cm: &ConfigMap) -> Content {
     )
 }
 
-/// The content of both user ConfigMaps in `namespace` (`None`: absent), in SPEC's order.
+/// The content of both user ConfigMaps in `namespace` (`None`: absent), in the contract's order.
 pub async fn user_config(c: &TestCluster, namespace: &str) -> Vec<Option<Content>> {
     let mut out = Vec::new();
     for name in USER_CONFIG {

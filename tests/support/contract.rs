@@ -1,4 +1,4 @@
-//! SPEC.md's names, spelled out here as SPEC.md gives them. What a test expects of the tool's
+//! docs/contract.md's names, spelled out here as that page gives them. What a test expects of the tool's
 //! names comes from this module, never from the crate's own tables (src/names.rs): a typo there
 //! must fail a test instead of passing every one. tests/contract_names.rs compares each of
 //! them with what the tool does on a real API server.
@@ -9,14 +9,14 @@ use kube::core::{ApiResource, ObjectMeta};
 
 use super::{TestCluster, listable_kinds};
 
-/// SPEC, Names: the namespace of everything legacy and of the CR.
+/// contract.md, Names: the namespace of everything legacy and of the CR.
 pub const KYMA_SYSTEM: &str = "kyma-system";
-/// SPEC, clean's table: the namespace of the legacy Istio and certificate objects.
+/// contract.md, clean's table: the namespace of the legacy Istio and certificate objects.
 pub const ISTIO_SYSTEM: &str = "istio-system";
-/// SPEC, Names: the backup namespace.
+/// contract.md, Names: the backup namespace.
 pub const BACKUP_NAMESPACE: &str = "connectivity-proxy-backup";
 
-/// SPEC, Names: the CR, `connectivityproxies.connectivityproxy.sap.com/v1`, name
+/// contract.md, Names: the CR, `connectivityproxies.connectivityproxy.sap.com/v1`, name
 /// `connectivity-proxy` (in kyma-system).
 pub mod cr {
     pub const GROUP: &str = "connectivityproxy.sap.com";
@@ -27,7 +27,7 @@ pub mod cr {
     pub const NAME: &str = "connectivity-proxy";
 }
 
-/// SPEC, Names: the legacy marker, on StatefulSet kyma-system/connectivity-proxy: the annotation
+/// contract.md, Names: the legacy marker, on StatefulSet kyma-system/connectivity-proxy: the annotation
 /// (any value) or the label with its value.
 pub mod legacy_marker {
     pub const STATEFULSET: &str = "connectivity-proxy";
@@ -36,31 +36,31 @@ pub mod legacy_marker {
     pub const LABEL_VALUE: &str = "reconciler";
 }
 
-/// SPEC, For every command: where a failed step writes its reason, where the file exists.
+/// contract.md, For every command: where a failed step writes its reason, where the file exists.
 pub const TERMINATION_LOG: &str = "/dev/termination-log";
 
-/// SPEC, rollback step 2: the new operator's Deployment, in kyma-system.
+/// contract.md, rollback step 2: the new operator's Deployment, in kyma-system.
 pub const OPERATOR_DEPLOYMENT: &str = "connectivity-proxy-operator";
 
-/// SPEC, clean step 3: clean's archive, Secret(s) of type Opaque in the backup namespace.
+/// contract.md, clean step 3: clean's archive, Secret(s) of type Opaque in the backup namespace.
 pub const ARCHIVE: &str = "connectivity-proxy-legacy-archive";
 
-/// SPEC, Names and migrate step 7: the shared-tenant secret name.
+/// contract.md, Names and migrate step 7: the shared-tenant secret name.
 pub const SHARED_TENANT_SECRET: &str = "connectivity-proxy-service-key";
 
-/// SPEC, Names: the user configuration and the proxy ports, in kyma-system.
+/// contract.md, Names: the user configuration and the proxy ports, in kyma-system.
 pub const USER_CONFIG: [&str; 2] = ["connectivity-proxy", "connectivity-proxy-info"];
-/// SPEC, Names: the key of the user configuration.
+/// contract.md, Names: the key of the user configuration.
 pub const USER_CONFIG_KEY: &str = "connectivity-proxy-config.yml";
 
-/// SPEC, Step markers: annotations on the CR with value `"true"`.
+/// contract.md, Step markers: annotations on the CR with value `"true"`.
 pub mod markers {
     pub const MIGRATED: &str = "migrator.kyma-project.io/migrated";
     pub const BACKED_UP: &str = "migrator.kyma-project.io/backed-up";
     pub const CLEANED: &str = "migrator.kyma-project.io/cleaned";
     /// The three, in the order of the steps.
     pub const ALL: [&str; 3] = [MIGRATED, BACKED_UP, CLEANED];
-    /// SPEC, clean --hand-over and finish: what finish sets (and, with the cleaned marker,
+    /// contract.md, clean --hand-over and finish: what finish sets (and, with the cleaned marker,
     /// what a hand-over sets, so that status and finish know it happened).
     pub const FINISHED: &str = "migrator.kyma-project.io/finished";
     pub const HANDED_OVER: &str = "migrator.kyma-project.io/handed-over";
@@ -73,7 +73,7 @@ pub mod markers {
     ];
 }
 
-/// SPEC, Names: the new operator's own label; SPEC, clean step 4: the adoption.
+/// contract.md, Names: the new operator's own label; contract.md, clean step 4: the adoption.
 pub mod adoption {
     pub const LABEL: &str = "app.kubernetes.io/managed-by";
     pub const LABEL_VALUE: &str = "sap.connectivity.proxy.operator";
@@ -83,7 +83,7 @@ pub mod adoption {
     pub const PRIMARY_NAMESPACE_VALUE: &str = "kyma-system";
 }
 
-/// SPEC, clean step 4: the ServiceMappings that clean adopts, and their CRD
+/// contract.md, clean step 4: the ServiceMappings that clean adopts, and their CRD
 /// `servicemappings.connectivityproxy.sap.com`, which it adopts too.
 pub mod service_mapping {
     pub const GROUP: &str = "connectivityproxy.sap.com";
@@ -105,7 +105,7 @@ pub fn is_adopted(meta: &ObjectMeta) -> bool {
             == Some(adoption::PRIMARY_NAMESPACE_VALUE)
 }
 
-/// Whether an object carries the new operator's label (SPEC: never deleted by clean).
+/// Whether an object carries the new operator's label (docs/contract.md: never deleted by clean).
 pub fn is_the_operators(meta: &ObjectMeta) -> bool {
     meta.labels
         .as_ref()
@@ -113,13 +113,13 @@ pub fn is_the_operators(meta: &ObjectMeta) -> bool {
         .is_some_and(|v| v == adoption::LABEL_VALUE)
 }
 
-/// One row of SPEC's table of the legacy objects that clean removes. The API group is the
-/// Kubernetes group of the kind (SPEC names it for the kinds outside the core ones).
+/// One row of the contract's table of the legacy objects that clean removes. The API group is the
+/// Kubernetes group of the kind (docs/contract.md names it for the kinds outside the core ones).
 #[derive(Debug, Clone, Copy)]
 pub struct Row {
     pub group: &'static str,
     pub kind: &'static str,
-    /// `None`: cluster-scoped ("—" in SPEC).
+    /// `None`: cluster-scoped ("—" in docs/contract.md).
     pub namespace: Option<&'static str>,
     pub names: &'static [&'static str],
 }
@@ -128,7 +128,7 @@ const KS: Option<&str> = Some(KYMA_SYSTEM);
 const IS: Option<&str> = Some(ISTIO_SYSTEM);
 const RBAC: &str = "rbac.authorization.k8s.io";
 
-/// SPEC, "Legacy objects removed by clean", row by row as SPEC lists them.
+/// contract.md, "Legacy objects removed by clean", row by row as it lists them.
 pub const CLEAN_TABLE: [Row; 17] = [
     Row {
         group: "apps",
@@ -359,7 +359,7 @@ pub async fn get(client: &Client, ar: &ApiResource, o: &LegacyObject) -> Option<
         .unwrap_or_else(|e| panic!("get {} {}/{}: {e}", o.kind, o.namespace, o.name))
 }
 
-/// Whether the legacy installation is there, as SPEC's legacy marker says: StatefulSet
+/// Whether the legacy installation is there, as the contract's legacy marker says: StatefulSet
 /// kyma-system/connectivity-proxy with the reconciler's annotation or its label.
 pub async fn legacy_installed(client: &Client) -> bool {
     let statefulsets: Api<k8s_openapi::api::apps::v1::StatefulSet> =
@@ -385,7 +385,7 @@ pub async fn legacy_installed(client: &Client) -> bool {
     annotated || labelled
 }
 
-/// SPEC, clean --hand-over and finish, with OPERATOR.md's names and fields: what a hand-over
+/// contract.md, clean --hand-over and finish, with docs/operator.md's names and fields: what a hand-over
 /// does to each object of the legacy fixture, as `Kind namespace/name` (cluster-scoped: `Kind
 /// name`).
 pub mod hand_over {

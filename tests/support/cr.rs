@@ -1,4 +1,4 @@
-//! The ConnectivityProxy CR as the tests read and write it, at the names of SPEC.md
+//! The ConnectivityProxy CR as the tests read and write it, at the names of docs/contract.md
 //! ([`super::contract::cr`]): its annotations (the step markers among them) set and removed as
 //! the admin, as a person or another tool would.
 

@@ -1,4 +1,4 @@
-//! The Events the tool records on the CR (SPEC: migrate, backup, clean and mark-done each record
+//! The Events the tool records on the CR (docs/contract.md: migrate, backup, clean and mark-done each record
 //! one), as the cluster keeps them.
 
 use k8s_openapi::api::events::v1::Event;

@@ -2,7 +2,7 @@
 //! and running the built binary against it. The test files hold cases; the machinery is here,
 //! one module for each thing:
 //!
-//! - what is expected: `contract` (SPEC.md's names, spelled out: a test takes its expectation of
+//! - what is expected: `contract` (docs/contract.md's names, spelled out: a test takes its expectation of
 //!   a name from here, never from the crate's own tables), `legacy_cases`, `generators`;
 //! - the cluster: `TestCluster` (below), `fixtures`, `snapshot` and `unchanged` (whole states,
 //!   compared; "writes nothing"), `values`, `config_maps`, `cr`, `events`, `archive`,

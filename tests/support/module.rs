@@ -73,7 +73,7 @@ pub async fn write_pod_status(c: &TestCluster, name: &str, status: PodStatus) ->
         .unwrap_or_else(|e| panic!("write the status of Pod {name}: {e}"))
 }
 
-/// Writes the CR's status as the module's operator reports it (OPERATOR.md, "Its status"),
+/// Writes the CR's status as the module's operator reports it (docs/operator.md, "Its status"),
 /// through the CR's `/status` subresource: `state`, for the CR's current generation.
 pub async fn report_state(c: &TestCluster, state: &str) -> DynamicObject {
     let generation = c

@@ -1,5 +1,5 @@
 //! The Connectivity Proxy module's operator, emulated on the test server from
-//! `shared/reference/module/OPERATOR.md` (and its public source where that page is not enough):
+//! `docs/operator.md` (and its public source where that page is not enough):
 //! what enabling the module, its operator's reconcile and disabling the module do to a cluster.
 //!
 //! Its names are written out here, from that page, and not taken from the crate's own tables:
@@ -24,7 +24,7 @@
 //! - The ServiceMapping validating webhook configuration is made without its webhook: nothing
 //!   serves it here, and with its `failurePolicy: Fail` every ServiceMapping write would be
 //!   refused, which a `Ready` module does not do.
-//! - Specs are minimal: the names, labels, annotations, selectors and the fields OPERATOR.md
+//! - Specs are minimal: the names, labels, annotations, selectors and the fields docs/operator.md
 //!   names (StatefulSet `podManagementPolicy` and `serviceName`, Service ports, the headless
 //!   Service, the ServiceMapping CRD's schema) are the operator's; images, probes, volumes and
 //!   environment are left out.
@@ -42,7 +42,7 @@ use serde_json::{Value, json};
 use super::{MODULE, TestCluster, fixture_dir, from_yaml, module, to_yaml};
 
 // ---------------------------------------------------------------------------------------------
-// Names (OPERATOR.md)
+// Names (docs/operator.md)
 
 /// Namespace of the CR and of the operator's namespaced objects.
 pub const NAMESPACE: &str = "kyma-system";
@@ -700,7 +700,7 @@ fn created_once() -> Value {
 }
 
 /// The operator's table for `cr` (resolved), in its order (`ResourceManager`): the forty
-/// objects of OPERATOR.md, each with whether this CR makes it.
+/// objects of docs/operator.md, each with whether this CR makes it.
 fn dependents(cr: &Cr) -> Vec<Dependent> {
     let mut t = Table {
         cr,
@@ -892,7 +892,7 @@ fn service_mappings(t: &mut Table) {
     );
 }
 
-/// The ServiceMapping CRD's spec as the operator writes it (OPERATOR.md): cluster-scoped, v1;
+/// The ServiceMapping CRD's spec as the operator writes it (docs/operator.md): cluster-scoped, v1;
 /// `type` one of RFC, JDBC, TCP; `internalAddress` `host:port`; `type`, `serviceId` and
 /// `internalAddress` required, and `subaccountId` too in the shared tenant mode.
 pub fn service_mapping_crd_spec(shared_tenant: bool) -> Value {

@@ -177,7 +177,7 @@ pub async fn migrated_with(args: &[&str], model: Model, which: Operator) -> Migr
     }
 }
 
-/// The headless Service of the proxy's tunnel (OPERATOR.md), the StatefulSet's `serviceName`.
+/// The headless Service of the proxy's tunnel (docs/operator.md), the StatefulSet's `serviceName`.
 pub const TUNNEL: &str = "connectivity-proxy-tunnel";
 /// The Service of the ServiceMapping validation webhook, in front of the sm-operator's Pods.
 pub const SM_VALIDATION: &str = "connectivity-proxy-smv";

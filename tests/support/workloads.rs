@@ -1,5 +1,5 @@
 //! Workloads on the real controllers, as tests/hand_over.rs uses them: the legacy proxy's
-//! StatefulSet and the module's of the same name (their immutable shapes from OPERATOR.md),
+//! StatefulSet and the module's of the same name (their immutable shapes from docs/operator.md),
 //! the Pods of the Service's selector, and the legacy proxy serving behind its Service.
 
 use std::time::Duration;
@@ -34,7 +34,7 @@ pub fn legacy_stateful_set() -> Value {
     )
 }
 
-/// The module operator's StatefulSet of the same name (OPERATOR.md): selector `{app}`, Pods
+/// The module operator's StatefulSet of the same name (docs/operator.md): selector `{app}`, Pods
 /// made in order.
 pub fn module_stateful_set() -> Value {
     stateful_set(

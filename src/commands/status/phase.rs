@@ -521,7 +521,7 @@ mod tests {
         assert_phase(&finished, Phase::Done, "no legacy object left");
     }
 
-    /// SPEC: a handed-over cluster is done only once no Pod of the module's workloads runs a
+    /// contract.md: a handed-over cluster is done only once no Pod of the module's workloads runs a
     /// legacy revision; until then it is handed-over and says how far the roll is.
     #[test]
     fn handed_over_is_done_only_once_the_legacy_pods_are_replaced() {
