@@ -56,7 +56,11 @@ async fn pristine(c: &TestCluster) -> support::snapshot::Snap {
 /// The way back as the runbook has it: `rollback --prepare`, the module disabled the real way
 /// (its CR deleted, the operator's cleanup, then the operator and the CR's CRD gone), then
 /// `rollback`: everything as before the migration.
-async fn the_way_back_is_exact(c: &TestCluster, op: RealOperator, before: &support::snapshot::Snap) {
+async fn the_way_back_is_exact(
+    c: &TestCluster,
+    op: RealOperator,
+    before: &support::snapshot::Snap,
+) {
     c.run(&["rollback", "--prepare"]).assert_ok();
     real_operator::uninstall(c, op).await;
     c.run(&["rollback"]).assert_ok();
@@ -113,13 +117,19 @@ async fn a_hand_over_with_two_replicas_is_ready_without_error_or_outage_and_the_
     assert_eq!(m.smv.outages(), Vec::<Duration>::new(), "the smv Service");
     assert_eq!(m.seen.cluster_ips.len(), 1, "{:?}", m.seen);
 
-    c.run(&["finish"]).assert_ok();
+    // finish waits for the roll: the StatefulSet controller replaces the adopted Pods one by
+    // one, which takes longer than the default deadline on a loaded machine.
+    let finishing = spawn_tool(&c.kubeconfig, &["--deadline", "240s"], &["finish"]);
+    support::finish(finishing, RUN_LIMIT * 3).await.assert_ok();
     let s = status(c);
     assert_eq!(s["phase"], json!("done"), "{s:#}");
     let left: Vec<String> = outage::all_pods(&c.client)
         .await
         .into_iter()
-        .filter(|p| m.legacy_pods.contains(p.metadata.uid.as_ref().expect("uid")))
+        .filter(|p| {
+            m.legacy_pods
+                .contains(p.metadata.uid.as_ref().expect("uid"))
+        })
         .filter_map(|p| p.metadata.name)
         .collect();
     assert_eq!(left, Vec::<String>::new(), "legacy Pods after finish");
@@ -292,7 +302,10 @@ async fn legacy_document(client: &Client) -> Value {
 
 async fn legacy_ports(client: &Client) -> Vec<u16> {
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), KYMA_SYSTEM);
-    let info = cms.get(USER_CONFIG[1]).await.expect("connectivity-proxy-info");
+    let info = cms
+        .get(USER_CONFIG[1])
+        .await
+        .expect("connectivity-proxy-info");
     let data = info.data.expect("data");
     PORT_KEYS
         .iter()
@@ -406,8 +419,13 @@ async fn reconciled(road: Road, which: Operator) -> Reconciled {
     let agent = NodeAgent::start(&c.client, "node-a", TIMING).await;
     match road {
         Road::DefaultCr => {
-            for file in ["00-namespaces.yaml", "10-crds.yaml", "11-btp-operator-crds.yaml"] {
-                let text = std::fs::read_to_string(fixture_dir(LEGACY).join(file)).expect("fixture");
+            for file in [
+                "00-namespaces.yaml",
+                "10-crds.yaml",
+                "11-btp-operator-crds.yaml",
+            ] {
+                let text =
+                    std::fs::read_to_string(fixture_dir(LEGACY).join(file)).expect("fixture");
                 for doc in yaml_documents(&text)
                     .into_iter()
                     .filter(|d| d["metadata"]["name"] != emulated::SERVICE_MAPPING_CRD)
@@ -441,7 +459,11 @@ async fn reconciled(road: Road, which: Operator) -> Reconciled {
             let op = RealOperator::start(&c).await;
             let started = std::time::Instant::now();
             while !(emulated::workloads_rolled(&c).await && states.last_is_ready()) {
-                assert!(started.elapsed() < LIMIT, "{road:?}: not rolled: {:?}", states.seen());
+                assert!(
+                    started.elapsed() < LIMIT,
+                    "{road:?}: not rolled: {:?}",
+                    states.seen()
+                );
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             Some(op)
@@ -490,7 +512,10 @@ async fn the_emulated_operator_makes_what_the_real_one_makes() {
         for d in differences(&made(&real.c).await, &made(&emulation.c).await) {
             wrong.push(format!("{road:?}: {d}"));
         }
-        let (r, e) = (states_in_order(&real.states), states_in_order(&emulation.states));
+        let (r, e) = (
+            states_in_order(&real.states),
+            states_in_order(&emulation.states),
+        );
         if r != e {
             wrong.push(format!("{road:?}: states real {r:?} emulated {e:?}"));
         }
@@ -503,7 +528,11 @@ async fn the_emulated_operator_makes_what_the_real_one_makes() {
             }
         }
     }
-    assert!(wrong.is_empty(), "the emulation differs:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "the emulation differs:\n{}",
+        wrong.join("\n")
+    );
 }
 
 /// What is left after the module was disabled: every object of the kinds it made (its own

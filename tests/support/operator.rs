@@ -88,8 +88,7 @@ pub const REQUIRED_CRDS: [&str; 9] = [
 
 /// `host:port` with a port of 1-65535, anchored at the end only: the operator's own pattern,
 /// character for character (its CRD spec is compared with the real one's).
-pub const INTERNAL_ADDRESS_PATTERN: &str =
-    r"[^\:]+:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$";
+pub const INTERNAL_ADDRESS_PATTERN: &str = r"[^\:]+:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$";
 
 const PROXY: &str = "connectivity-proxy";
 const TUNNEL: &str = "connectivity-proxy-tunnel";
@@ -1363,7 +1362,8 @@ pub async fn workloads_rolled(c: &TestCluster) -> bool {
         let status = &object.data["status"];
         let count = |field: &str| status[field].as_i64().unwrap_or(0);
         let current = status["observedGeneration"].as_i64() == object.metadata.generation;
-        let revisions_agree = d.kind != STATEFUL_SET || status["currentRevision"] == status["updateRevision"];
+        let revisions_agree =
+            d.kind != STATEFUL_SET || status["currentRevision"] == status["updateRevision"];
         if !current
             || !revisions_agree
             || count("readyReplicas") < wanted

@@ -26,8 +26,8 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 use super::operator::{
-    CR_CRD, CR_NAME, FINALIZER, NAMESPACE, OPERATOR_DEPLOYMENT, STATE_ERROR, STATE_READY, cr_resource,
-    wait_undiscoverable,
+    CR_CRD, CR_NAME, FINALIZER, NAMESPACE, OPERATOR_DEPLOYMENT, STATE_ERROR, STATE_READY,
+    cr_resource, wait_undiscoverable,
 };
 use super::{TestCluster, repo_root, tail, yaml_documents};
 
@@ -264,7 +264,10 @@ async fn healthy() -> bool {
 /// Every `status.state` of the CR, in order, as a watch of it saw them (a repeat of the same
 /// state is not recorded again).
 #[derive(Clone, Default)]
-pub struct States(std::sync::Arc<Mutex<Vec<(String, Option<i64>, Option<i64>)>>>);
+pub struct States(std::sync::Arc<Mutex<Vec<Seen>>>);
+
+/// One state as seen: `status.state`, `status.observedGeneration`, `metadata.generation`.
+type Seen = (String, Option<i64>, Option<i64>);
 
 impl States {
     /// Watches the CR from now on, for as long as the test runs.
@@ -327,14 +330,16 @@ impl States {
     pub async fn wait_for(&self, state: &str, limit: Duration) {
         let started = Instant::now();
         loop {
-            let current = self
-                .0
-                .lock()
-                .expect("states")
-                .last()
-                .is_some_and(|(s, observed, generation)| {
-                    s == state && (state == STATE_ERROR || (observed.is_some() && observed == generation))
-                });
+            let current =
+                self.0
+                    .lock()
+                    .expect("states")
+                    .last()
+                    .is_some_and(|(s, observed, generation)| {
+                        s == state
+                            && (state == STATE_ERROR
+                                || (observed.is_some() && observed == generation))
+                    });
             if current {
                 return;
             }
@@ -402,7 +407,12 @@ pub async fn uninstall(c: &TestCluster, operator: RealOperator) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    wait_undiscoverable(&c.client, "connectivityproxy.sap.com/v1", "connectivityproxies").await;
+    wait_undiscoverable(
+        &c.client,
+        "connectivityproxy.sap.com/v1",
+        "connectivityproxies",
+    )
+    .await;
     // The ServiceMapping CRD, when the operator's cleanup deleted it, lags in discovery too.
     if crds
         .get_opt(super::operator::SERVICE_MAPPING_CRD)
