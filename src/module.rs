@@ -12,10 +12,10 @@ use kube::{Client, ResourceExt};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::configmaps;
 use crate::error::Violation;
 use crate::error::{Context, Error, Result};
 use crate::legacy::{self, LegacyObject, Served};
-use crate::configmaps;
 use crate::names::{self, OPERATOR_OBJECTS, hand_over, operator, service_mappings as sm};
 use crate::schema::CrdSchema;
 use crate::service_mappings::{self, Listed, is_adopted};
@@ -133,12 +133,8 @@ pub async fn shoot_info_missing(client: &Client, spec: Option<&Value>) -> Result
     if !reads_shoot_info(spec) {
         return Ok(None);
     }
-    let found = configmaps::get(
-        client,
-        operator::SHOOT_INFO_NAMESPACE,
-        operator::SHOOT_INFO,
-    )
-    .await?;
+    let found =
+        configmaps::get(client, operator::SHOOT_INFO_NAMESPACE, operator::SHOOT_INFO).await?;
     let has_domain = found
         .as_ref()
         .and_then(|cm| cm.data.as_ref())
@@ -292,19 +288,22 @@ pub struct Unowned {
 /// the operator's order, each that it does not own.
 pub async fn unowned_at_names(client: &Client, served: &Served) -> Result<Vec<Unowned>> {
     let (objects, _) = legacy::objects_of(client, served, OPERATOR_OBJECTS);
-    let reads: Vec<(LegacyObject, Option<ObjectMeta>)> =
-        stream::iter(objects.into_iter().filter(|o| !adopted_by_clean(o.row, o.name)))
-            .map(|o| async move {
-                let meta = o
-                    .api
-                    .get_metadata_opt(o.name)
-                    .await
-                    .context(|| format!("reading {}", o.display))?;
-                Ok::<_, Error>((o, meta.map(|m| m.metadata)))
-            })
-            .buffered(NAMES_CONCURRENCY)
-            .try_collect()
-            .await?;
+    let reads: Vec<(LegacyObject, Option<ObjectMeta>)> = stream::iter(
+        objects
+            .into_iter()
+            .filter(|o| !adopted_by_clean(o.row, o.name)),
+    )
+    .map(|o| async move {
+        let meta = o
+            .api
+            .get_metadata_opt(o.name)
+            .await
+            .context(|| format!("reading {}", o.display))?;
+        Ok::<_, Error>((o, meta.map(|m| m.metadata)))
+    })
+    .buffered(NAMES_CONCURRENCY)
+    .try_collect()
+    .await?;
     Ok(reads
         .into_iter()
         .filter(|(_, meta)| meta.as_ref().is_some_and(|m| !is_adopted(m)))

@@ -216,7 +216,8 @@ pub mod operator {
     pub const SHOOT_INFO: &str = "shoot-info";
     pub const SHOOT_INFO_DOMAIN_KEY: &str = "domain";
     /// The CR's tunnel host (`spec.config.servers.businessDataTunnel.externalHost`).
-    pub const EXTERNAL_HOST: [&str; 4] = ["config", "servers", "businessDataTunnel", "externalHost"];
+    pub const EXTERNAL_HOST: [&str; 4] =
+        ["config", "servers", "businessDataTunnel", "externalHost"];
 }
 
 /// The RBAC manifests of the repository, named in messages that ask for one to be applied.

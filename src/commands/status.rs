@@ -134,7 +134,8 @@ pub async fn collect(client: &Client) -> Result<Report> {
         m.refused_by_module_schema = m.refused.in_mode(shared);
     }
     let operator_stops_at = operator_stops_at(client, &lookup, &unowned).await?;
-    let handed_over = matches!(&lookup, Lookup::Found(cr) if cr::has_marker(cr, names::markers::HANDED_OVER));
+    let handed_over =
+        matches!(&lookup, Lookup::Found(cr) if cr::has_marker(cr, names::markers::HANDED_OVER));
     let rolls = if handed_over {
         module::rolls(client).await?
     } else {
