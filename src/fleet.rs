@@ -437,12 +437,13 @@ fn server_of(kubeconfig: &Kubeconfig, context: &str) -> Option<String> {
         .clone()
 }
 
-/// Asks one cluster, within its own deadline.
-async fn ask_one(kubeconfig: &Kubeconfig, context: String, opts: &Options) -> (Row, ApiStats) {
+/// Asks one cluster, within its own deadline. Its client counts into `stats`, which outlive the
+/// work: a cluster cut off at its deadline still reports the retries it made.
+async fn ask_one(kubeconfig: &Kubeconfig, context: String, opts: &Options) -> (Row, Arc<ApiStats>) {
     let started = Instant::now();
     let deadline = started + opts.deadline;
     let cluster = server_of(kubeconfig, &context);
-    let stats = ApiStats::default();
+    let stats = Arc::new(ApiStats::default());
     let client_opts = ClientOptions {
         kubeconfig: None,
         context: Some(context.clone()),
@@ -469,11 +470,12 @@ async fn ask_one(kubeconfig: &Kubeconfig, context: String, opts: &Options) -> (R
         if config.root_cert.is_none() && config.root_cert_file.is_none() {
             config.root_cert = Some(system_roots(&config.cluster_url).to_vec());
         }
-        let (client, client_stats) =
-            client::from_config(config, &client_opts, deadline).map_err(|e| match e {
+        let client = client::from_config(config, &client_opts, deadline, stats.clone()).map_err(
+            |e| match e {
                 Error::ClientConfig(m) => Error::ClientConfig(format!("context {context}: {m}")),
                 other => other,
-            })?;
+            },
+        )?;
         let result = match &opts.question {
             Question::Status => status::collect(&client).await.map(|r| (r, None)),
             Question::Check(options) => {
@@ -481,13 +483,10 @@ async fn ask_one(kubeconfig: &Kubeconfig, context: String, opts: &Options) -> (R
                     .map(|(r, c)| (r, Some(c)))
             }
         };
-        Ok::<_, Error>((result, client_stats))
+        Ok::<_, Error>(result)
     };
     let outcome = match tokio::time::timeout(opts.deadline, work).await {
-        Ok(Ok((result, client_stats))) => {
-            stats.add(&client_stats);
-            result
-        }
+        Ok(Ok(result)) => result,
         Ok(Err(e)) => Err(e),
         Err(_) => Err(Error::Deadline {
             action: format!("asking context {context}"),
@@ -546,7 +545,7 @@ pub async fn ask(
     opts: &Options,
 ) -> (Fleet, Arc<ApiStats>) {
     let total = Arc::new(ApiStats::default());
-    let rows: Vec<(Row, ApiStats)> = stream::iter(contexts)
+    let rows: Vec<(Row, Arc<ApiStats>)> = stream::iter(contexts)
         .map(|context| {
             let span = tracing::info_span!("cluster", context = %context);
             ask_one(kubeconfig, context, opts).instrument(span)
@@ -674,5 +673,62 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    /// A server that answers its first `failures` requests with 503 and never answers another.
+    async fn failing_then_silent(failures: usize) -> u16 {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let left = Arc::new(AtomicUsize::new(failures));
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let left = left.clone();
+                let service = hyper::service::service_fn(move |_req| {
+                    let failing = left
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok();
+                    async move {
+                        if !failing {
+                            std::future::pending::<()>().await;
+                        }
+                        http::Response::builder().status(503).body(String::new())
+                    }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+                );
+            }
+        });
+        port
+    }
+
+    /// A cluster whose requests fail, are retried and then hang until the cluster's deadline:
+    /// its row and the fleet's totals count the retries its client made before the deadline.
+    #[tokio::test]
+    async fn a_cluster_asked_past_its_deadline_keeps_its_retries() {
+        let port = failing_then_silent(3).await;
+        let kc: Kubeconfig = serde_json::from_value(serde_json::json!({
+            "clusters": [{"name": "c", "cluster": {"server": format!("http://127.0.0.1:{port}")}}],
+            "users": [{"name": "u", "user": {"token": "t"}}],
+            "contexts": [{"name": "slow", "context": {"cluster": "c", "user": "u"}}],
+        }))
+        .expect("kubeconfig");
+        let opts = Options {
+            question: Question::Status,
+            deadline: Duration::from_millis(1500),
+            request_timeout: Duration::from_secs(60),
+            parallel: 1,
+        };
+        let (fleet, total) = ask(&kc, vec!["slow".into()], &opts).await;
+        let row = &fleet.clusters[0];
+        assert_eq!(row.phase, Phase::Unreachable, "{row:?}");
+        // Each of the three 503s was retried once; the retries then hang.
+        assert_eq!(total.retries(), 3, "{row:?}");
+        let error = row.error.as_deref().unwrap_or_default();
+        assert!(error.contains("after 3 retries"), "{error}");
     }
 }
