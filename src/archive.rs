@@ -18,7 +18,9 @@ use kube::api::{Api, ApiResource, DynamicObject, ObjectMeta};
 use kube::{Client, ResourceExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio::time::Instant;
 
+use crate::conflicts;
 use crate::error::{Context, Error, Result, is_already_exists, is_conflict};
 use crate::names::{self, LEGACY_OBJECTS, archive as names_archive, backup};
 use crate::service_mappings;
@@ -707,6 +709,7 @@ pub async fn write(
     previous: Option<&Stored>,
     dry_run: bool,
     part_bytes: usize,
+    deadline: Instant,
 ) -> Result<WriteOutcome> {
     let api = secrets(client);
     let blob = archive.encode()?;
@@ -746,7 +749,7 @@ pub async fn write(
                     Some(slot),
                 );
                 let (api, pp) = (&api, &pp);
-                async move { put(api, &part, pp).await }
+                async move { put(api, &part, pp, deadline).await }
             })
             .buffer_unordered(names_archive::MAX_PARTS)
             .try_collect::<Vec<()>>()
@@ -782,32 +785,17 @@ pub async fn write(
     }
 }
 
-/// Creates a part, or replaces the one of that name (a part set is rewritten whole).
-async fn put(api: &Api<Secret>, part: &Secret, pp: &kube::api::PostParams) -> Result<()> {
-    let name = part.name_any();
-    let what = || format!("writing Secret {}/{name}", names::BACKUP_NAMESPACE);
-    const ATTEMPTS: u32 = 10;
-    for _ in 0..ATTEMPTS {
-        match api.create(pp, part).await {
-            Ok(_) => return Ok(()),
-            Err(e) if is_already_exists(&e) => {}
-            Err(e) => return Err(e).context(what),
-        }
-        let Some(existing) = api.get_metadata_opt(&name).await.context(what)? else {
-            continue;
-        };
-        let mut replacement = part.clone();
-        replacement.metadata.resource_version = existing.resource_version();
-        match api.replace(&name, pp, &replacement).await {
-            Ok(_) => return Ok(()),
-            Err(e) if is_conflict(&e) => continue,
-            Err(e) => return Err(e).context(what),
-        }
-    }
-    Err(Error::TooManyConflicts {
-        object: format!("Secret {}/{name}", names::BACKUP_NAMESPACE),
-        attempts: ATTEMPTS,
-    })
+/// Creates a part, or replaces the one of that name (a part set is rewritten whole). The
+/// archive never makes a part immutable; one that is fails like any other refused write.
+async fn put(
+    api: &Api<Secret>,
+    part: &Secret,
+    pp: &kube::api::PostParams,
+    deadline: Instant,
+) -> Result<()> {
+    let display = format!("Secret {}/{}", names::BACKUP_NAMESPACE, part.name_any());
+    conflicts::create_or_replace(api, part, pp, deadline, |_| false, &display).await?;
+    Ok(())
 }
 
 /// Every ServiceMapping as the archive keeps it (see [`MappingEntry::of`]).

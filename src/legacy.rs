@@ -14,6 +14,11 @@ use kube::core::{ApiResource, GroupVersionKind};
 use crate::error::{Context, Result};
 use crate::names::{self, LEGACY_OBJECTS, LegacyObjects, config_maps, legacy_marker};
 
+/// Requests in flight at once for the objects of the legacy table (35 on a full installation):
+/// clean reads and deletes them, and rollback reads the archived ones, each in one round trip
+/// with all the others.
+pub const LEGACY_CONCURRENCY: usize = 64;
+
 /// A legacy installation that the reconciler manages.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LegacyInstall {

@@ -107,7 +107,13 @@ async fn plan_copies(
     // A dry-run write into a namespace that does not exist yet cannot be asked of the server.
     if namespace_exists {
         futures::future::try_join_all(present.iter().map(|(_, source)| async move {
-            configmaps::put(&ctx.client, &configmaps::backup_copy(source, now), true).await
+            configmaps::put(
+                &ctx.client,
+                &configmaps::backup_copy(source, now),
+                true,
+                ctx.deadline,
+            )
+            .await
         }))
         .await?;
     }
@@ -133,7 +139,13 @@ async fn copy_and_verify(
     now: jiff::Timestamp,
 ) -> Result<String> {
     let target = format!("{}/{name}", names::BACKUP_NAMESPACE);
-    configmaps::put(&ctx.client, &configmaps::backup_copy(source, now), false).await?;
+    configmaps::put(
+        &ctx.client,
+        &configmaps::backup_copy(source, now),
+        false,
+        ctx.deadline,
+    )
+    .await?;
     let read_back = configmaps::get(&ctx.client, names::BACKUP_NAMESPACE, name).await?;
     if !read_back
         .as_ref()

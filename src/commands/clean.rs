@@ -23,6 +23,7 @@ use crate::access;
 use crate::archive::{self, Archive, MappingEntry, MappingsArchive, Prior, WriteOutcome};
 use crate::client::patch_params;
 use crate::configmaps;
+use crate::conflicts::Conflicts;
 use crate::cr;
 use crate::error::{Context, Error, Result, is_not_found};
 use crate::hand_over::{self, Derived, Disposition};
@@ -32,10 +33,6 @@ use crate::names::rbac::Permission;
 use crate::names::{self, config_maps, service_mappings as sm};
 use crate::service_mappings;
 use crate::step::Step;
-
-/// Requests in flight at once for the objects of the legacy table (35 on a full installation):
-/// each is read, and deleted, in one round trip with all the others.
-const LEGACY_CONCURRENCY: usize = 64;
 
 pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     let current = match super::target(ctx).await? {
@@ -347,7 +344,7 @@ async fn survey(ctx: &Ctx) -> Result<Survey> {
                     .context(|| format!("reading {}", o.display))?;
                 Ok::<_, Error>((o, read))
             })
-            .buffered(LEGACY_CONCURRENCY)
+            .buffered(legacy::LEGACY_CONCURRENCY)
             .try_collect()
             .await?;
         Ok::<_, Error>((read, unserved, served))
@@ -402,9 +399,6 @@ async fn list_service_mappings(ctx: &Ctx) -> Result<Mappings> {
     Ok(mappings)
 }
 
-/// Conflicting writes of the archive (a concurrent run) after which clean gives up for now.
-const ARCHIVE_ATTEMPTS: u32 = 10;
-
 /// Writes the archive of what clean is about to change (merged into an earlier run's archive
 /// for the same CR), reads it back and checks it. Returns what the archive holds.
 async fn archive_legacy(
@@ -417,9 +411,11 @@ async fn archive_legacy(
     let listed = std::mem::take(&mut survey.mappings.listed);
     let fresh = fresh_archive(cr_uid, checked, survey, listed)?;
     let mut stored = survey.stored.take();
-    for _ in 0..ARCHIVE_ATTEMPTS {
+    let mut conflicts = Conflicts::until(ctx.deadline);
+    loop {
         let merged = merged_with_stored(stored.as_ref(), &fresh);
         if store_archive(ctx, &merged, stored.as_ref(), started).await? == Stored::Conflict {
+            conflicts.pause(archive::location).await?;
             stored = archive::read_stored(&ctx.client).await?;
             continue;
         }
@@ -430,10 +426,6 @@ async fn archive_legacy(
         };
         return Ok(merged.unwrap_or(fresh));
     }
-    Err(Error::TooManyConflicts {
-        object: archive::location(),
-        attempts: ARCHIVE_ATTEMPTS,
-    })
 }
 
 #[derive(PartialEq)]
@@ -464,6 +456,7 @@ async fn store_archive(
         stored,
         ctx.dry_run,
         ctx.archive_part_bytes,
+        ctx.deadline,
     )
     .await;
     match written {
@@ -715,10 +708,10 @@ async fn delete_legacy_objects(
     // seconds later in any case, long after every other delete has been answered.
     let results: Vec<(Written, Disposition)> = stream::iter(writes)
         .map(|(o, against, disposition, how)| async move {
-            let written = guarded::write_one(o, against, how, ctx.dry_run).await?;
+            let written = guarded::write_one(o, against, how, ctx.dry_run, ctx.deadline).await?;
             Ok::<_, Error>((written, disposition))
         })
-        .buffered(LEGACY_CONCURRENCY)
+        .buffered(legacy::LEGACY_CONCURRENCY)
         .try_collect()
         .await?;
     for (written, disposition) in results {

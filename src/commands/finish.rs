@@ -17,6 +17,7 @@ use super::clean::{Against, How, Written, unchanged, write_one};
 use super::{Ctx, Outcome};
 use crate::access;
 use crate::archive;
+use crate::conflicts::Conflicts;
 use crate::cr;
 use crate::error::{Context, Error, Result, is_conflict, is_not_found};
 use crate::hand_over;
@@ -214,7 +215,7 @@ async fn delete_left(ctx: &Ctx, archived: &[Value]) -> Result<(Vec<String>, usiz
                     read: read.map(Box::new),
                     entry: entries.get(&key).copied(),
                 };
-                write_one(o, against, How::Delete, ctx.dry_run).await
+                write_one(o, against, How::Delete, ctx.dry_run, ctx.deadline).await
             }
         })
         .buffered(CONCURRENCY)
@@ -295,9 +296,9 @@ async fn delete_if_uncontrolled<K>(
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    const ATTEMPTS: u32 = 5;
     let mut current = Some(meta);
-    for _ in 0..ATTEMPTS {
+    let mut conflicts = Conflicts::until(ctx.deadline);
+    loop {
         let Some(meta) = current.take() else {
             return Ok(false);
         };
@@ -323,6 +324,7 @@ where
             }
             Err(e) if is_not_found(&e) => return Ok(false),
             Err(e) if is_conflict(&e) => {
+                conflicts.pause(|| what.to_string()).await?;
                 current = api
                     .get_metadata_opt(&name)
                     .await
@@ -333,10 +335,6 @@ where
             Err(e) => return Err(e).context(|| format!("deleting {what}")),
         }
     }
-    Err(Error::TooManyConflicts {
-        object: what.to_string(),
-        attempts: ATTEMPTS,
-    })
 }
 
 /// Stays running, without work and without requests, until the container is stopped (SIGTERM,

@@ -4,8 +4,9 @@ use kube::api::DynamicObject;
 use serde_json::Value;
 
 use super::{Ctx, Outcome};
+use crate::conflicts::Conflicts;
 use crate::cr;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::migration::{
     LegacyInput, Replaced, desired, field_loss, judge_losses, no_legacy_installation,
     read_legacy_input, summary, warn_on_version, write,
@@ -17,35 +18,17 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     // The legacy input is read once per run; after a conflict only the CR is read again, which
     // keeps the read-to-write window short against a busy concurrent writer.
     let mut input = None;
-    let mut attempt = 0u32;
+    let mut conflicts = Conflicts::until(ctx.deadline);
     loop {
-        attempt += 1;
         match attempt_once(ctx, &mut input).await? {
             Attempt::Finished(outcome) => return Ok(outcome),
             Attempt::Conflict(message) => {
+                let attempt = conflicts.seen() + 1;
                 tracing::info!(attempt, conflict = %message, "the CR changed since it was read; reading it again");
-                // Conflicts are retried for as long as the run may take: a busy writer delays
-                // the migration, it does not fail it.
-                let pause = conflict_pause(attempt);
-                if tokio::time::Instant::now() + pause > ctx.deadline {
-                    return Err(Error::TooManyConflicts {
-                        object: cr::display(),
-                        attempts: attempt,
-                    });
-                }
-                tokio::time::sleep(pause).await;
+                conflicts.pause(cr::display).await?;
             }
         }
     }
-}
-
-/// A short, growing, jittered pause, so that a writer on a fixed rhythm does not win every time.
-fn conflict_pause(attempt: u32) -> std::time::Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    std::time::Duration::from_millis(u64::from(attempt.min(20)) * 10 + u64::from(nanos % 50))
 }
 
 enum Attempt {

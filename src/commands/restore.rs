@@ -33,7 +33,7 @@ pub async fn restore_one(ctx: &Ctx, name: &str) -> Result<Option<String>> {
     };
     let original = configmaps::restored(&copy);
     let target = format!("{}/{name}", names::KYMA_SYSTEM);
-    configmaps::put(&ctx.client, &original, ctx.dry_run).await?;
+    configmaps::put(&ctx.client, &original, ctx.dry_run, ctx.deadline).await?;
     if ctx.dry_run {
         ctx.plan(
             "restore",

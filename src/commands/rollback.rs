@@ -26,8 +26,6 @@ use crate::service_mappings;
 
 /// Requests in flight at once.
 const CONCURRENCY: usize = service_mappings::CONCURRENCY;
-/// Reads in flight at once of the archived legacy objects (35 at most): all in one round trip.
-const LEGACY_CONCURRENCY: usize = 64;
 
 /// An archived object and where this cluster serves its kind.
 struct Target {
@@ -108,7 +106,7 @@ async fn read_cluster(
                 .await
                 .context(|| format!("reading {}", t.display))
         })
-        .buffered(LEGACY_CONCURRENCY)
+        .buffered(legacy::LEGACY_CONCURRENCY)
         .try_collect::<Vec<_>>();
     // The ServiceMapping CRD only when there is anything to un-adopt.
     let crd = async {

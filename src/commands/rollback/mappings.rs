@@ -14,6 +14,7 @@ use serde_json::Value;
 use crate::archive::{self, MappingEntry, MappingsArchive, Prior};
 use crate::client::{patch_params, post_params};
 use crate::commands::Ctx;
+use crate::conflicts::Conflicts;
 use crate::diff::first_difference;
 use crate::error::{Context, Error, Result, is_already_exists, is_conflict, is_not_found};
 use crate::names::service_mappings as sm;
@@ -135,8 +136,8 @@ async fn restore_crd(
             .context(|| format!("un-adopting {}", what()))?;
         return Ok((Some(crd), CrdAction::PutBack));
     };
-    const ATTEMPTS: u32 = 5;
-    for _ in 0..ATTEMPTS {
+    let mut conflicts = Conflicts::until(ctx.deadline);
+    loop {
         let written = match &current {
             None => {
                 let crd: CustomResourceDefinition =
@@ -189,15 +190,12 @@ async fn restore_crd(
             };
             return Ok((Some(crd), CrdAction::PutBack));
         }
+        conflicts.pause(what).await?;
         current = api
             .get_opt(sm::CRD_NAME)
             .await
             .context(|| format!("reading {}", what()))?;
     }
-    Err(Error::TooManyConflicts {
-        object: what(),
-        attempts: ATTEMPTS,
-    })
 }
 
 /// The merge patch that makes `current` as it was before clean: the archived spec, labels and
