@@ -39,51 +39,19 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         super::Target::Cr(cr) => *cr,
         super::Target::Skip(skipped) => return Ok(skipped),
     };
-    if ctx.marked(&current, Step::Migrate).is_none() {
-        return Ok(Outcome::Skipped(
-            "the CR is not marked migrated; the legacy installation stays".into(),
-        ));
-    }
-    if let Some(key) = cr::marked(&current, Step::Clean) {
-        return Ok(Outcome::Skipped(format!(
-            "already cleaned ({key}=true on the CR)"
-        )));
+    if let Some(skipped) = nothing_to_do(ctx, &current) {
+        return Ok(skipped);
     }
     // The gate and the survey only read: they go out together, and nothing is written unless
     // the gate passes.
     let (checked, mut survey) = futures::try_join!(check_backup(ctx, &current), survey(ctx))?;
     check_operator_prerequisites(ctx, &survey.served)?;
-    // What becomes of each object, decided before anything is written: the hand-over's
-    // permissions are asked for exactly the objects it labels.
-    let dispositions = if ctx.hand_over {
-        let derived = Derived::of(current.data.get("spec"));
-        let decided: Vec<Disposition> = survey
-            .objects
-            .iter()
-            .map(|(o, read)| {
-                let json = read
-                    .as_ref()
-                    .and_then(|r| serde_json::to_value(r).ok())
-                    .unwrap_or_default();
-                hand_over::disposition(o.row, o.name, &json, &derived)
-            })
-            .collect();
-        hand_over_permitted(ctx, &survey.objects, &decided).await?;
-        Some(decided)
-    } else {
-        None
-    };
-    let archived = archive_legacy(
-        ctx,
-        &current.uid().unwrap_or_default(),
-        &checked,
-        &mut survey,
-    )
-    .await?;
+    let dispositions = decide_hand_over(ctx, &current, &survey.objects).await?;
+    let cr_uid = current.uid().unwrap_or_default();
+    let archived = archive_legacy(ctx, &cr_uid, &checked, &mut survey).await?;
     // What the deletes are guarded by; the mappings are in the verified archive now.
     let archived_mappings = archived.service_mappings.items.len();
     let archived = archived.objects;
-
     let adoption = adopt_service_mappings(ctx, &survey.mappings).await?;
     let settle = Settle {
         objects: survey.objects,
@@ -92,37 +60,67 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     };
     let deletion = delete_legacy_objects(ctx, &checked, settle, &archived).await?;
     let summary = closing_line(archived.len(), archived_mappings, &adoption, &deletion);
+    mark_cleaned(ctx, &current, summary).await
+}
+
+/// Why clean skips: the CR is not marked migrated, or marked cleaned already.
+fn nothing_to_do(ctx: &Ctx, current: &DynamicObject) -> Option<Outcome> {
+    if ctx.marked(current, Step::Migrate).is_none() {
+        return Some(Outcome::Skipped(
+            "the CR is not marked migrated; the legacy installation stays".into(),
+        ));
+    }
+    let key = cr::marked(current, Step::Clean)?;
+    Some(Outcome::Skipped(format!(
+        "already cleaned ({key}=true on the CR)"
+    )))
+}
+
+/// With `--hand-over`, what becomes of each object, decided before anything is written: the
+/// hand-over's permissions are asked for exactly the objects it labels.
+async fn decide_hand_over(
+    ctx: &Ctx,
+    current: &DynamicObject,
+    objects: &[(legacy::LegacyObject, Option<DynamicObject>)],
+) -> Result<Option<Vec<Disposition>>> {
+    if !ctx.hand_over {
+        return Ok(None);
+    }
+    let derived = Derived::of(current.data.get("spec"));
+    let decided: Vec<Disposition> = objects
+        .iter()
+        .map(|(o, read)| {
+            let json = read
+                .as_ref()
+                .and_then(|r| serde_json::to_value(r).ok())
+                .unwrap_or_default();
+            hand_over::disposition(o.row, o.name, &json, &derived)
+        })
+        .collect();
+    hand_over_permitted(ctx, objects, &decided).await?;
+    Ok(Some(decided))
+}
+
+/// The cleaned marker (and with `--hand-over` the handed-over one) with an Event that says
+/// what was done; in a dry run, the plan.
+async fn mark_cleaned(ctx: &Ctx, current: &DynamicObject, summary: String) -> Result<Outcome> {
     let mut markers = vec![Step::Clean.marker_key()];
     if ctx.hand_over {
         markers.push(names::markers::HANDED_OVER);
     }
     if ctx.dry_run {
-        ctx.plan(
-            Step::Clean.name(),
-            &format!(
-                "would set {} on {}",
-                markers
-                    .iter()
-                    .map(|m| format!("{m}=true"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                cr::display()
-            ),
-        );
+        let set: Vec<String> = markers.iter().map(|m| format!("{m}=true")).collect();
+        let plan = format!("would set {} on {}", set.join(", "), cr::display());
+        ctx.plan(Step::Clean.name(), &plan);
         return Ok(Outcome::Done(format!("would have: {summary}")));
     }
+    let note = if ctx.hand_over {
+        format!("Handed the legacy Connectivity Proxy over to the module: {summary}")
+    } else {
+        format!("Removed the legacy Connectivity Proxy: {summary}")
+    };
     // The Event tells what was done, which the marker does not change: both go out together.
-    ctx.event(
-        &current,
-        false,
-        "Cleaned",
-        "Clean",
-        if ctx.hand_over {
-            format!("Handed the legacy Connectivity Proxy over to the module: {summary}")
-        } else {
-            format!("Removed the legacy Connectivity Proxy: {summary}")
-        },
-    );
+    ctx.event(current, false, "Cleaned", "Clean", note);
     cr::set_marker_keys(&ctx.client, &markers, false).await?;
     Ok(Outcome::Done(summary))
 }
@@ -651,18 +649,57 @@ async fn delete_legacy_objects(
     survey: Settle,
     archived: &[Value],
 ) -> Result<Deletion> {
+    let hand_over = survey.dispositions.is_some();
+    for kind in &survey.unserved {
+        tracing::info!(kind = %kind, "kind not served by this cluster; skipped");
+    }
+    let (writes, mut deletion) = planned_writes(checked, survey, archived);
+    // Every write goes out at once: each is independent of the others, guarded by the
+    // preconditions of its own object. Starting the workloads' deletes a few milliseconds
+    // before the rest (table order) bought nothing: a deleted workload's Pods terminate
+    // seconds later in any case, long after every other delete has been answered.
+    let results: Vec<(Written, Disposition)> = stream::iter(writes)
+        .map(|w| async move {
+            let written =
+                guarded::write_one(w.object, w.against, w.how, ctx.dry_run, ctx.deadline).await?;
+            Ok::<_, Error>((written, w.disposition))
+        })
+        .buffered(legacy::LEGACY_CONCURRENCY)
+        .try_collect()
+        .await?;
+    for (written, disposition) in results {
+        deletion.count(written, disposition, hand_over);
+    }
+    if ctx.dry_run {
+        show_plan(ctx, &deletion, hand_over);
+    }
+    Ok(deletion)
+}
+
+/// One guarded write of a legacy object, and what it is for.
+struct PlannedWrite<'a> {
+    object: legacy::LegacyObject,
+    against: Against<'a>,
+    disposition: Disposition,
+    how: How,
+}
+
+/// The write of each legacy object, with the state it is guarded by: a user ConfigMap as the
+/// backup check read it, any other object as the archive holds it. What is left for finish is
+/// counted at once (left, or absent).
+fn planned_writes<'a>(
+    checked: &BackupCheck,
+    survey: Settle,
+    archived: &'a [Value],
+) -> (Vec<PlannedWrite<'a>>, Deletion) {
     let Settle {
         objects,
         unserved,
         dispositions,
     } = survey;
-    let hand_over = dispositions.is_some();
     let dispositions = dispositions
         .map(|d| d.into_iter().map(Some).collect())
         .unwrap_or_else(|| vec![None; objects.len()]);
-    for kind in &unserved {
-        tracing::info!(kind = %kind, "kind not served by this cluster; skipped");
-    }
     let mut deletion = Deletion {
         unserved,
         ..Default::default()
@@ -673,65 +710,64 @@ async fn delete_legacy_objects(
     for ((o, read), disposition) in objects.into_iter().zip(dispositions) {
         let disposition = disposition.unwrap_or(Disposition::Delete(None));
         let how = match &disposition {
+            Disposition::LeaveForFinish if read.is_some() => {
+                deletion.left.push(o.display);
+                continue;
+            }
             Disposition::LeaveForFinish => {
-                if read.is_some() {
-                    deletion.left.push(o.display);
-                } else {
-                    deletion.absent += 1;
-                }
+                deletion.absent += 1;
                 continue;
             }
             Disposition::HandOver => How::HandOver,
             Disposition::Orphan(_) => How::Orphan,
             Disposition::Delete(_) => How::Delete,
         };
-        let against = if o.is_user_config() {
-            Against::BackupCheck(
-                checked
-                    .get(o.name)
-                    .cloned()
-                    .flatten()
-                    .map(|c| Box::new(c.metadata)),
-            )
-        } else {
-            let key = archive::ObjectKey::of_row(o.row, o.name);
-            Against::Archived {
-                read: read.map(Box::new),
-                entry: entries.get(&key).copied(),
-            }
-        };
-        writes.push((o, against, disposition, how));
+        let against = guard(checked, &entries, &o, read);
+        writes.push(PlannedWrite {
+            object: o,
+            against,
+            disposition,
+            how,
+        });
     }
-    // Every write goes out at once: each is independent of the others, guarded by the
-    // preconditions of its own object. Starting the workloads' deletes a few milliseconds
-    // before the rest (table order) bought nothing: a deleted workload's Pods terminate
-    // seconds later in any case, long after every other delete has been answered.
-    let results: Vec<(Written, Disposition)> = stream::iter(writes)
-        .map(|(o, against, disposition, how)| async move {
-            let written = guarded::write_one(o, against, how, ctx.dry_run, ctx.deadline).await?;
-            Ok::<_, Error>((written, disposition))
-        })
-        .buffered(legacy::LEGACY_CONCURRENCY)
-        .try_collect()
-        .await?;
-    for (written, disposition) in results {
+    (writes, deletion)
+}
+
+/// What a write of `o` is guarded by: a user ConfigMap by the state the backup check read,
+/// any other object by the archive's entry.
+fn guard<'a>(
+    checked: &BackupCheck,
+    entries: &BTreeMap<archive::ObjectKey, &'a Value>,
+    o: &legacy::LegacyObject,
+    read: Option<DynamicObject>,
+) -> Against<'a> {
+    if o.is_user_config() {
+        let read = checked.get(o.name).cloned().flatten();
+        return Against::BackupCheck(read.map(|c| Box::new(c.metadata)));
+    }
+    let key = archive::ObjectKey::of_row(o.row, o.name);
+    Against::Archived {
+        read: read.map(Box::new),
+        entry: entries.get(&key).copied(),
+    }
+}
+
+impl Deletion {
+    /// Counts one written object under what became of it.
+    fn count(&mut self, written: Written, disposition: Disposition, hand_over: bool) {
         match (written, disposition) {
-            (Written::Done(what), Disposition::HandOver) => deletion.handed_over.push(what),
+            (Written::Done(what), Disposition::HandOver) => self.handed_over.push(what),
             (Written::Done(what), Disposition::Orphan(why)) => {
-                deletion.orphaned.push(format!("{what} ({why})"))
+                self.orphaned.push(format!("{what} ({why})"))
             }
             (Written::Done(what), Disposition::Delete(Some(why))) if hand_over => {
-                deletion.deleted.push(format!("{what} ({why})"))
+                self.deleted.push(format!("{what} ({why})"))
             }
-            (Written::Done(what), _) => deletion.deleted.push(what),
-            (Written::Absent, _) => deletion.absent += 1,
-            (Written::Protected(what), _) => deletion.protected.push(what),
+            (Written::Done(what), _) => self.deleted.push(what),
+            (Written::Absent, _) => self.absent += 1,
+            (Written::Protected(what), _) => self.protected.push(what),
         }
     }
-    if ctx.dry_run {
-        show_plan(ctx, &deletion, hand_over);
-    }
-    Ok(deletion)
 }
 
 /// The plan of a dry run: what would become of each legacy object.
