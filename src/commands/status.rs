@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use kube::api::Api;
+use kube::api::{Api, DynamicObject};
 use kube::{Client, ResourceExt};
 use serde::Serialize;
 
@@ -103,21 +103,81 @@ pub async fn collect(client: &Client) -> Result<Report> {
         // Its problem is a row of its own, never the end of status.
         async { Ok(archive::read_stored(client).await) },
     )?;
-    let markers = Step::IN_ORDER
+    let cr = match &lookup {
+        Lookup::Found(cr) => Some(cr.as_ref()),
+        _ => None,
+    };
+    if let Some(m) = &mut service_mappings {
+        let shared = shared_tenant(cr, legacy.user_config.get(config_maps::CONFIG));
+        m.refused_by_module_schema = m.refused.in_mode(shared);
+    }
+    let hand_over = cr.map(hand_over_of).unwrap_or_default();
+    let (waiting_for_finish, remaining) =
+        waiting_for_finish(hand_over, legacy.remaining, &legacy.left_for_finish);
+    Ok(Report::new(Status {
+        legacy_installation: legacy.installation,
+        hand_over,
+        waiting_for_finish,
+        crd_installed: !matches!(lookup, Lookup::CrdMissing),
+        cr_exists: cr.is_some(),
+        markers: markers_of(cr),
+        backup_namespace_exists,
+        backup: backup_copies_of(&legacy.user_config, copies),
+        legacy_objects_remaining: remaining,
+        legacy_kinds_not_served: legacy.not_served,
+        operator: deployment.as_ref().map(operator),
+        archive: archive_status(archive, cr, service_mappings.as_ref()),
+        service_mappings,
+        failing,
+        module: cr.map(ModuleState::of),
+        operator_prerequisites_missing: module::prerequisites_missing(&served, false),
+        blocking_objects: blocking,
+    }))
+}
+
+/// The legacy objects still there, split into those waiting for finish and the rest: what a
+/// hand-over leaves waits for finish, it is not left over from clean.
+fn waiting_for_finish(
+    hand_over: HandOver,
+    remaining: Vec<String>,
+    left_for_finish: &[String],
+) -> (Vec<String>, Vec<String>) {
+    if hand_over.handed_over && !hand_over.finished {
+        remaining
+            .into_iter()
+            .partition(|o| left_for_finish.contains(o))
+    } else {
+        (Vec::new(), remaining)
+    }
+}
+
+/// The key that marks each step done on the CR, if any.
+fn markers_of(cr: Option<&DynamicObject>) -> BTreeMap<Step, Option<String>> {
+    Step::IN_ORDER
         .into_iter()
-        .map(|m| {
-            let key = match &lookup {
-                Lookup::Found(cr) => cr::marked(cr, m).map(str::to_string),
-                _ => None,
-            };
-            (m, key)
-        })
-        .collect();
-    let backup = config_maps::USER_CONFIG
+        .map(|m| (m, cr.and_then(|cr| cr::marked(cr, m)).map(str::to_string)))
+        .collect()
+}
+
+/// The markers of `clean --hand-over` and `finish` on the CR.
+fn hand_over_of(cr: &DynamicObject) -> HandOver {
+    HandOver {
+        handed_over: cr::has_marker(cr, names::markers::HANDED_OVER),
+        finished: cr::has_marker(cr, names::markers::FINISHED),
+    }
+}
+
+/// Each user-configuration ConfigMap (in `USER_CONFIG` order): its source, its copy, and
+/// whether they hold the same data.
+fn backup_copies_of(
+    sources: &BTreeMap<&'static str, ConfigMap>,
+    copies: Vec<Option<ConfigMap>>,
+) -> Vec<BackupCopy> {
+    config_maps::USER_CONFIG
         .into_iter()
         .zip(copies)
         .map(|(name, copy)| {
-            let source = legacy.user_config.get(name);
+            let source = sources.get(name);
             BackupCopy {
                 name: name.into(),
                 source_exists: source.is_some(),
@@ -128,49 +188,7 @@ pub async fn collect(client: &Client) -> Result<Report> {
                 },
             }
         })
-        .collect();
-    if let Some(m) = &mut service_mappings {
-        let shared = shared_tenant(&lookup, legacy.user_config.get(config_maps::CONFIG));
-        m.refused_by_module_schema = m.refused.in_mode(shared);
-    }
-    let hand_over = match &lookup {
-        Lookup::Found(cr) => HandOver {
-            handed_over: cr::has_marker(cr, names::markers::HANDED_OVER),
-            finished: cr::has_marker(cr, names::markers::FINISHED),
-        },
-        _ => HandOver::default(),
-    };
-    // What a hand-over leaves waits for finish; it is not left over from clean.
-    let (waiting_for_finish, remaining) = if hand_over.handed_over && !hand_over.finished {
-        legacy
-            .remaining
-            .into_iter()
-            .partition(|o| legacy.left_for_finish.contains(o))
-    } else {
-        (Vec::new(), legacy.remaining)
-    };
-    Ok(Report::new(Status {
-        legacy_installation: legacy.installation,
-        hand_over,
-        waiting_for_finish,
-        crd_installed: !matches!(lookup, Lookup::CrdMissing),
-        cr_exists: matches!(lookup, Lookup::Found(_)),
-        markers,
-        backup_namespace_exists,
-        backup,
-        legacy_objects_remaining: remaining,
-        legacy_kinds_not_served: legacy.not_served,
-        operator: deployment.as_ref().map(operator),
-        archive: archive_status(archive, &lookup, service_mappings.as_ref()),
-        service_mappings,
-        failing,
-        module: match &lookup {
-            Lookup::Found(cr) => Some(ModuleState::of(cr)),
-            _ => None,
-        },
-        operator_prerequisites_missing: module::prerequisites_missing(&served, false),
-        blocking_objects: blocking,
-    }))
+        .collect()
 }
 
 /// What the cluster serves (one discovery request), then the legacy table's objects and those
@@ -187,11 +205,7 @@ async fn at_known_names(client: &Client) -> Result<(LegacyRead, Vec<String>, Ser
 /// Whether the module's ServiceMappings are judged in the shared tenant mode: the CR's once
 /// migrated (or with no legacy configuration to migrate), else the legacy configuration's
 /// `tenantMode` that migrate will carry over (the CR's when it has none).
-fn shared_tenant(lookup: &Lookup, legacy_config: Option<&ConfigMap>) -> bool {
-    let cr = match lookup {
-        Lookup::Found(cr) => Some(cr.as_ref()),
-        _ => None,
-    };
+fn shared_tenant(cr: Option<&DynamicObject>, legacy_config: Option<&ConfigMap>) -> bool {
     let migrated = cr.is_some_and(|c| cr::marked(c, Step::Migrate).is_some());
     let legacy_mode = legacy_config
         .filter(|_| !migrated)
@@ -248,7 +262,7 @@ async fn operator_and_failing(client: &Client) -> Result<(Option<Deployment>, Op
 
 fn archive_status(
     read: Result<Option<archive::Stored>>,
-    lookup: &Lookup,
+    cr: Option<&DynamicObject>,
     mappings: Option<&ServiceMappings>,
 ) -> ArchiveStatus {
     match read {
@@ -266,12 +280,8 @@ fn archive_status(
                     .is_some_and(|p| !p.is_adoption()),
             ),
             service_mappings_differ: mappings.map(|m| drift(&stored.archive, m)),
-            belongs_to_current_cr: match lookup {
-                Lookup::Found(cr) => {
-                    Some(cr.uid().as_deref() == Some(stored.archive.cr_uid.as_str()))
-                }
-                _ => None,
-            },
+            belongs_to_current_cr: cr
+                .map(|cr| cr.uid().as_deref() == Some(stored.archive.cr_uid.as_str())),
             cr_uid: Some(stored.archive.cr_uid),
             bytes: Some(stored.bytes),
             parts: Some(stored.parts),
