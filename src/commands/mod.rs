@@ -1,6 +1,6 @@
-//! The commands: the three steps, and restore, rollback, mark-done, status and check. Each reads
-//! the cluster, decides, and (unless dry-run) writes; it returns what it did, and the command line
-//! shows it.
+//! The commands: the three steps, and finish, restore, rollback, mark-done, status and check.
+//! Each reads the cluster, decides, and (unless dry-run) writes; it returns what it did, and the
+//! command line shows it.
 
 pub mod backup;
 pub mod check;

@@ -8,12 +8,14 @@
 //! 3. `needs-attention`: the state contradicts itself, or the module cannot come up (it
 //!    reports `Error`, an object at one of its operator's names stops it, or its operator
 //!    cannot start); the first such finding is the reason.
-//! 4. `done`: all three markers, no legacy object left, both copies present, and the module
+//! 4. `handed-over`: all three markers, no legacy object left but what waits for finish, both
+//!    copies present, and the CR marked handed-over but not finished.
+//! 5. `done`: all three markers, no legacy object left, both copies present, and the module
 //!    `Ready` for the CR's current generation (until then `in-progress`: the module is
 //!    starting).
-//! 5. `no-legacy`: no legacy object, no marker, no copy, no archive.
-//! 6. `not-started`: legacy objects present, module not enabled (no CR, no operator Deployment).
-//! 7. `in-progress`: the rest: the module is enabled and the steps are under way.
+//! 6. `no-legacy`: no legacy object, no marker, no copy, no archive.
+//! 7. `not-started`: legacy objects present, module not enabled (no CR, no operator Deployment).
+//! 8. `in-progress`: the rest: the module is enabled and the steps are under way.
 
 use serde::Serialize;
 
