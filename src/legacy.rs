@@ -232,8 +232,9 @@ pub fn in_table(table: &[LegacyObjects], row: &LegacyObjects, name: &str) -> boo
     })
 }
 
-/// Whether an object belongs to the new operator, which is never to be deleted.
-pub fn is_operators(meta: &ObjectMeta) -> bool {
+/// Whether an object carries the new operator's label: it belongs to the module, and is never
+/// deleted.
+pub fn has_operator_label(meta: &ObjectMeta) -> bool {
     meta.labels
         .as_ref()
         .and_then(|l| l.get(names::OPERATOR_LABEL))

@@ -32,7 +32,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     // both copies are written together, and read back together.
     let (namespace_exists, present) = namespace_and_sources(ctx).await?;
     let now = jiff::Timestamp::now();
-    let copied: Vec<String> = if ctx.dry_run {
+    let copied: Vec<String> = if ctx.options.dry_run {
         plan_copies(ctx, namespace_exists, &present, now).await?
     } else {
         futures::future::try_join_all(
@@ -48,7 +48,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     } else {
         format!("copied and verified {}", copied.join(", "))
     };
-    if ctx.dry_run {
+    if ctx.options.dry_run {
         ctx.plan(
             Step::Backup.name(),
             &format!(
@@ -70,7 +70,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         format!("Backed up the user configuration: {summary}"),
     );
     let marked = cr::set_markers(&ctx.client, &[Step::Backup], false).await?;
-    ctx.hand_on(&marked);
+    ctx.pass_on(&marked);
     Ok(Outcome::Done(summary))
 }
 
@@ -111,7 +111,7 @@ async fn plan_copies(
                 &ctx.client,
                 &configmaps::backup_copy(source, now),
                 true,
-                ctx.deadline,
+                ctx.options.deadline,
             )
             .await
         }))
@@ -143,7 +143,7 @@ async fn copy_and_verify(
         &ctx.client,
         &configmaps::backup_copy(source, now),
         false,
-        ctx.deadline,
+        ctx.options.deadline,
     )
     .await?;
     let read_back = configmaps::get(&ctx.client, names::BACKUP_NAMESPACE, name).await?;
@@ -165,9 +165,9 @@ async fn ensure_namespace(ctx: &Ctx) -> Result<bool> {
     let api: Api<Namespace> = Api::all(ctx.client.clone());
     let mut ns = Namespace::default();
     ns.metadata.name = Some(names::BACKUP_NAMESPACE.into());
-    let pp = crate::client::post_params(ctx.dry_run);
+    let pp = crate::client::post_params(ctx.options.dry_run);
     match api.create(&pp, &ns).await {
-        Ok(_) if ctx.dry_run => {
+        Ok(_) if ctx.options.dry_run => {
             ctx.plan(
                 Step::Backup.name(),
                 &format!("would create namespace {}", names::BACKUP_NAMESPACE),

@@ -83,7 +83,7 @@ async fn decide_hand_over(
     current: &DynamicObject,
     objects: &[(legacy::LegacyObject, Option<DynamicObject>)],
 ) -> Result<Option<Vec<Disposition>>> {
-    if !ctx.hand_over {
+    if !ctx.options.hand_over {
         return Ok(None);
     }
     let derived = Derived::of(current.data.get("spec"));
@@ -105,16 +105,16 @@ async fn decide_hand_over(
 /// what was done; in a dry run, the plan.
 async fn mark_cleaned(ctx: &Ctx, current: &DynamicObject, summary: String) -> Result<Outcome> {
     let mut markers = vec![Step::Clean.marker_key()];
-    if ctx.hand_over {
+    if ctx.options.hand_over {
         markers.push(names::markers::HANDED_OVER);
     }
-    if ctx.dry_run {
+    if ctx.options.dry_run {
         let set: Vec<String> = markers.iter().map(|m| format!("{m}=true")).collect();
         let plan = format!("would set {} on {}", set.join(", "), cr::display());
         ctx.plan(Step::Clean.name(), &plan);
         return Ok(Outcome::Done(format!("would have: {summary}")));
     }
-    let note = if ctx.hand_over {
+    let note = if ctx.options.hand_over {
         format!("Handed the legacy Connectivity Proxy over to the module: {summary}")
     } else {
         format!("Removed the legacy Connectivity Proxy: {summary}")
@@ -255,7 +255,7 @@ async fn check_backup(ctx: &Ctx, current: &DynamicObject) -> Result<BackupCheck>
 /// start is not served (it would exit, and nothing would replace the legacy proxy), unless
 /// `--skip-operator-prerequisites`.
 fn check_operator_prerequisites(ctx: &Ctx, served: &legacy::Served) -> Result<()> {
-    if ctx.skip_operator_prerequisites {
+    if ctx.options.skip_operator_prerequisites {
         tracing::info!(
             "--skip-operator-prerequisites: the CRDs the module's operator needs are not checked"
         );
@@ -409,7 +409,7 @@ async fn archive_legacy(
     let listed = std::mem::take(&mut survey.mappings.listed);
     let fresh = fresh_archive(cr_uid, checked, survey, listed)?;
     let mut stored = survey.stored.take();
-    let mut conflicts = Conflicts::until(ctx.deadline);
+    let mut conflicts = Conflicts::until(ctx.options.deadline);
     loop {
         let merged = merged_with_stored(stored.as_ref(), &fresh);
         if store_archive(ctx, &merged, stored.as_ref(), started).await? == Stored::Conflict {
@@ -452,17 +452,17 @@ async fn store_archive(
         &ctx.client,
         archive,
         stored,
-        ctx.dry_run,
-        ctx.archive_part_bytes,
-        ctx.deadline,
+        ctx.options.dry_run,
+        ctx.options.archive_part_bytes,
+        ctx.options.deadline,
     )
     .await;
     match written {
         // `run --dry-run`: the backup namespace is not there yet to dry-run the write in.
-        Err(Error::Kube { source, .. }) if ctx.dry_run && is_not_found(&source) => {}
+        Err(Error::Kube { source, .. }) if ctx.options.dry_run && is_not_found(&source) => {}
         Err(e) => return Err(e),
         Ok(WriteOutcome::Conflict) => return Ok(Stored::Conflict),
-        Ok(WriteOutcome::Written { .. }) if ctx.dry_run => {}
+        Ok(WriteOutcome::Written { .. }) if ctx.options.dry_run => {}
         Ok(WriteOutcome::Written { bytes, parts }) => {
             verify_archive(ctx, archive).await?;
             tracing::info!(archive = %archive::location(), objects, service_mappings = mappings, bytes, parts, archive_ms = started.elapsed().as_millis() as u64, "archived and verified");
@@ -492,12 +492,13 @@ fn fresh_archive(
     for read in survey.objects.iter().filter_map(|(_, read)| read.as_ref()) {
         // One being deleted (an earlier run's orphaning delete) is in that run's archive as it
         // was; as it is now, it carries the deletion's finalizer.
-        if !legacy::is_operators(&read.metadata) && read.metadata.deletion_timestamp.is_none() {
+        if !legacy::has_operator_label(&read.metadata) && read.metadata.deletion_timestamp.is_none()
+        {
             objects.push(archive::archival(read)?);
         }
     }
     for cm in checked.values().flatten() {
-        if !legacy::is_operators(&cm.metadata) {
+        if !legacy::has_operator_label(&cm.metadata) {
             let object: DynamicObject = serde_json::to_value(cm)
                 .and_then(serde_json::from_value)
                 .map_err(|e| Error::Archive {
@@ -572,7 +573,7 @@ async fn adopt_service_mappings(ctx: &Ctx, mappings: &Mappings) -> Result<Adopti
                 &ctx.client,
                 ar,
                 futures::stream::iter(writes),
-                ctx.dry_run,
+                ctx.options.dry_run,
                 "adopting",
             )
             .await?
@@ -601,14 +602,14 @@ async fn adopt_crd(
     if !service_mappings::is_adopted(&crd.metadata) {
         crds.patch(
             sm::CRD_NAME,
-            &patch_params(ctx.dry_run),
+            &patch_params(ctx.options.dry_run),
             &Patch::Merge(&service_mappings::adoption_patch()),
         )
         .await
         .context(|| format!("adopting CustomResourceDefinition {}", sm::CRD_NAME))?;
         adoption.crd_adopted = true;
     }
-    if ctx.dry_run {
+    if ctx.options.dry_run {
         ctx.plan(
             Step::Clean.name(),
             &format!(
@@ -660,8 +661,14 @@ async fn delete_legacy_objects(
     // seconds later in any case, long after every other delete has been answered.
     let results: Vec<(Written, Disposition)> = stream::iter(writes)
         .map(|w| async move {
-            let written =
-                guarded::write_one(w.object, w.against, w.how, ctx.dry_run, ctx.deadline).await?;
+            let written = guarded::write_one(
+                w.object,
+                w.against,
+                w.how,
+                ctx.options.dry_run,
+                ctx.options.deadline,
+            )
+            .await?;
             Ok::<_, Error>((written, w.disposition))
         })
         .buffered(legacy::LEGACY_CONCURRENCY)
@@ -670,7 +677,7 @@ async fn delete_legacy_objects(
     for (written, disposition) in results {
         deletion.count(written, disposition, hand_over);
     }
-    if ctx.dry_run {
+    if ctx.options.dry_run {
         show_plan(ctx, &deletion, hand_over);
     }
     Ok(deletion)

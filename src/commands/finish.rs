@@ -92,7 +92,7 @@ pub async fn run(ctx: &Ctx, options: FinishOptions) -> Result<Outcome> {
         left.1,
         pods.len()
     );
-    if ctx.dry_run {
+    if ctx.options.dry_run {
         ctx.plan(
             "finish",
             &format!(
@@ -183,7 +183,7 @@ async fn wait_for_change(ctx: &Ctx, resource_version: Option<String>, why: &str)
         }
         Ok::<_, Error>(())
     };
-    match tokio::time::timeout_at(ctx.deadline, changed).await {
+    match tokio::time::timeout_at(ctx.options.deadline, changed).await {
         Ok(r) => r,
         Err(_) => Err(Error::NotReady {
             verdict: format!("finish waited for {why} until the deadline; nothing was deleted"),
@@ -215,7 +215,14 @@ async fn delete_left(ctx: &Ctx, archived: &[Value]) -> Result<(Vec<String>, usiz
                     read: read.map(Box::new),
                     entry: entries.get(&key).copied(),
                 };
-                write_one(o, against, How::Delete, ctx.dry_run, ctx.deadline).await
+                write_one(
+                    o,
+                    against,
+                    How::Delete,
+                    ctx.options.dry_run,
+                    ctx.options.deadline,
+                )
+                .await
             }
         })
         .buffered(CONCURRENCY)
@@ -297,7 +304,7 @@ where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     let mut current = Some(meta);
-    let mut conflicts = Conflicts::until(ctx.deadline);
+    let mut conflicts = Conflicts::until(ctx.options.deadline);
     loop {
         let Some(meta) = current.take() else {
             return Ok(false);
@@ -313,11 +320,11 @@ where
         let name = meta.name.clone().unwrap_or_default();
         let params = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Background),
-            ..unchanged(&meta, ctx.dry_run)
+            ..unchanged(&meta, ctx.options.dry_run)
         };
         match api.delete(&name, &params).await {
             Ok(_) => {
-                if !ctx.dry_run {
+                if !ctx.options.dry_run {
                     tracing::info!(object = %what, "orphaned legacy object deleted");
                 }
                 return Ok(true);

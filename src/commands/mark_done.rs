@@ -15,8 +15,8 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         return Ok(Outcome::Skipped("all three markers are set already".into()));
     }
     let keys: Vec<&str> = missing.iter().map(|m| m.marker_key()).collect();
-    let marked = cr::set_markers(&ctx.client, &missing, ctx.dry_run).await?;
-    if ctx.dry_run {
+    let marked = cr::set_markers(&ctx.client, &missing, ctx.options.dry_run).await?;
+    if ctx.options.dry_run {
         ctx.plan(
             "mark-done",
             &format!("would set {} on {}", keys.join(", "), cr::display()),

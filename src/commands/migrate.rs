@@ -18,7 +18,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     // The legacy input is read once per run; after a conflict only the CR is read again, which
     // keeps the read-to-write window short against a busy concurrent writer.
     let mut input = None;
-    let mut conflicts = Conflicts::until(ctx.deadline);
+    let mut conflicts = Conflicts::until(ctx.options.deadline);
     loop {
         match attempt_once(ctx, &mut input).await? {
             Attempt::Finished(outcome) => return Ok(outcome),
@@ -81,7 +81,7 @@ async fn attempt_once(ctx: &Ctx, input: &mut Option<LegacyInput>) -> Result<Atte
         Judged::Conflict(conflict) => return Ok(Attempt::Conflict(conflict)),
     };
     let summary = summary(&plan, ports, &accepted);
-    if ctx.dry_run {
+    if ctx.options.dry_run {
         ctx.plan(
             Step::Migrate.name(),
             &format!(
@@ -103,7 +103,7 @@ async fn attempt_once(ctx: &Ctx, input: &mut Option<LegacyInput>) -> Result<Atte
         Replaced::Stored(written) => *written,
         Replaced::Conflict(conflict) => return Ok(Attempt::Conflict(conflict)),
     };
-    ctx.hand_on(&written);
+    ctx.pass_on(&written);
     ctx.event(
         &written,
         false,
@@ -136,7 +136,7 @@ async fn judge_on_the_server(
     let (refused, accepted) = judge_losses(
         plan,
         stored.data.get("spec").unwrap_or(&Value::Null),
-        &ctx.allow_field_loss,
+        &ctx.options.allow_field_loss,
     );
     if !refused.is_empty() {
         return Err(field_loss(&refused));

@@ -371,7 +371,7 @@ async fn legacy_objects(client: &Client, served: &Served) -> Result<LegacyRead> 
         }
         // The module's operator makes ConfigMaps of the same names (its own): they are not the
         // legacy sources of the copies.
-        if legacy::is_operators(&meta) {
+        if legacy::has_operator_label(&meta) {
             continue;
         }
         read.remaining.push(o.display.clone());

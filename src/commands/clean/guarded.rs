@@ -69,7 +69,7 @@ pub async fn write_one(
         let Some(read) = current.take() else {
             return Ok(Written::Absent);
         };
-        if legacy::is_operators(&read.metadata) {
+        if legacy::has_operator_label(&read.metadata) {
             tracing::info!(object = %what, "carries the new operator's label; kept");
             return Ok(Written::Protected(what));
         }
@@ -127,7 +127,7 @@ async fn write_backed_up(
             }),
         };
     };
-    if legacy::is_operators(&meta) {
+    if legacy::has_operator_label(&meta) {
         tracing::info!(object = %what, "carries the new operator's label; kept");
         return Ok(Written::Protected(what));
     }

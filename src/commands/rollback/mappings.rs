@@ -120,7 +120,7 @@ async fn restore_crd(
     };
     let api: Api<CustomResourceDefinition> = Api::all(ctx.client.clone());
     let prior = archived.crd.clone().unwrap_or_default();
-    let mut conflicts = Conflicts::until(ctx.deadline);
+    let mut conflicts = Conflicts::until(ctx.options.deadline);
     loop {
         let done = match &current {
             None => recreate_crd(ctx, &api, object, &prior).await?,
@@ -158,7 +158,7 @@ async fn unadopt_crd(
     let crd = api
         .patch(
             sm::CRD_NAME,
-            &patch_params(ctx.dry_run),
+            &patch_params(ctx.options.dry_run),
             &Patch::Merge(&prior.restoring_patch()),
         )
         .await
@@ -175,8 +175,8 @@ async fn recreate_crd(
     prior: &Prior,
 ) -> Result<Option<(Option<CustomResourceDefinition>, CrdAction)>> {
     let crd: CustomResourceDefinition = decode(prior.applied_to(object.clone()), &crd_display)?;
-    match api.create(&post_params(ctx.dry_run), &crd).await {
-        Ok(_) if ctx.dry_run => Ok(Some((None, CrdAction::Recreated))),
+    match api.create(&post_params(ctx.options.dry_run), &crd).await {
+        Ok(_) if ctx.options.dry_run => Ok(Some((None, CrdAction::Recreated))),
         Ok(_) => {
             tracing::info!(crd = sm::CRD_NAME, "recreated from the archive");
             let crd = established(ctx, api).await?;
@@ -198,15 +198,15 @@ async fn put_crd_back(
 ) -> Result<Option<(Option<CustomResourceDefinition>, CrdAction)>> {
     let Some(wanted) = put_back(crd, object, prior, &crd_display)? else {
         // An earlier rollback may have stopped right after creating it.
-        if !ctx.dry_run && !is_established(crd) {
+        if !ctx.options.dry_run && !is_established(crd) {
             let crd = established(ctx, api).await?;
             return Ok(Some((Some(crd), CrdAction::Unchanged)));
         }
         return Ok(Some((Some(crd.clone()), CrdAction::Unchanged)));
     };
-    let pp = patch_params(ctx.dry_run);
+    let pp = patch_params(ctx.options.dry_run);
     match api.patch(sm::CRD_NAME, &pp, &Patch::Merge(&wanted)).await {
-        Ok(_) if ctx.dry_run => Ok(Some((Some(crd.clone()), CrdAction::PutBack))),
+        Ok(_) if ctx.options.dry_run => Ok(Some((Some(crd.clone()), CrdAction::PutBack))),
         Ok(_) => {
             tracing::info!(
                 crd = sm::CRD_NAME,
@@ -300,7 +300,7 @@ async fn established(
         if let Some(crd) = crd.filter(is_established) {
             return Ok(crd);
         }
-        if tokio::time::Instant::now() >= ctx.deadline {
+        if tokio::time::Instant::now() >= ctx.options.deadline {
             return Err(Error::Archive {
                 reason: format!(
                     "CustomResourceDefinition {} was written but is not Established before the deadline",
@@ -365,9 +365,14 @@ async fn unadopt_present(
             )
         })
     };
-    restored.unadopted =
-        service_mappings::list_and_patch(&ctx.client, ar, select, ctx.dry_run, "un-adopting")
-            .await?;
+    restored.unadopted = service_mappings::list_and_patch(
+        &ctx.client,
+        ar,
+        select,
+        ctx.options.dry_run,
+        "un-adopting",
+    )
+    .await?;
     changed.sort();
     restored.changed = changed;
     Ok(seen)
@@ -392,7 +397,7 @@ async fn recreate(
         None => Api::all_with(ctx.client.clone(), ar),
     };
     loop {
-        match api.create(&post_params(ctx.dry_run), &object).await {
+        match api.create(&post_params(ctx.options.dry_run), &object).await {
             Ok(stored) => {
                 let stored = serde_json::to_value(stored).unwrap_or(Value::Null);
                 return match first_difference("", &wanted, &stored) {

@@ -28,7 +28,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         )));
     };
     let fresh = read_now(ctx, &stored.archive, &crd).await?;
-    let mut conflicts = Conflicts::until(ctx.deadline);
+    let mut conflicts = Conflicts::until(ctx.options.deadline);
     loop {
         let before = &stored.archive;
         let merged = before.clone().merged_with(Archive::new(
@@ -94,14 +94,14 @@ async fn record(
         &ctx.client,
         merged,
         Some(stored),
-        ctx.dry_run,
-        ctx.archive_part_bytes,
-        ctx.deadline,
+        ctx.options.dry_run,
+        ctx.options.archive_part_bytes,
+        ctx.options.deadline,
     )
     .await?;
     match written {
         WriteOutcome::Conflict => Ok(None),
-        WriteOutcome::Written { .. } if ctx.dry_run => {
+        WriteOutcome::Written { .. } if ctx.options.dry_run => {
             ctx.plan(
                 "rollback",
                 &format!("would record in {}: {summary}", archive::location()),
