@@ -9,7 +9,7 @@ use crate::configmaps;
 use crate::cr;
 use crate::error::{Context, Error, Result, is_already_exists};
 use crate::names::{self, config_maps};
-use crate::step::Step;
+use crate::step::{Marker, Step};
 
 pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     let current = match super::target(ctx).await? {
@@ -53,7 +53,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
             Step::Backup.name(),
             &format!(
                 "would set {}=true on {}",
-                Step::Backup.marker_key(),
+                Marker::BackedUp.key(),
                 cr::display()
             ),
         );
@@ -69,7 +69,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         "Backup",
         format!("Backed up the user configuration: {summary}"),
     );
-    let marked = cr::set_markers(&ctx.client, &[Step::Backup], false).await?;
+    let marked = cr::set_markers(&ctx.client, &[Marker::BackedUp], false).await?;
     ctx.pass_on(&marked);
     Ok(Outcome::Done(summary))
 }

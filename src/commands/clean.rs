@@ -32,7 +32,7 @@ use crate::module;
 use crate::names::rbac::Permission;
 use crate::names::{self, config_maps, service_mappings as sm};
 use crate::service_mappings;
-use crate::step::Step;
+use crate::step::{Marker, Step};
 
 pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     let current = match super::target(ctx).await? {
@@ -104,12 +104,15 @@ async fn decide_hand_over(
 /// The cleaned marker (and with `--hand-over` the handed-over one) with an Event that says
 /// what was done; in a dry run, the plan.
 async fn mark_cleaned(ctx: &Ctx, current: &DynamicObject, summary: String) -> Result<Outcome> {
-    let mut markers = vec![Step::Clean.marker_key()];
+    let mut markers = vec![Marker::Cleaned];
     if ctx.options.hand_over {
-        markers.push(names::markers::HANDED_OVER);
+        markers.push(Marker::HandedOver);
     }
     if ctx.options.dry_run {
-        let set: Vec<String> = markers.iter().map(|m| format!("{m}=true")).collect();
+        let set: Vec<String> = markers
+            .iter()
+            .map(|m| format!("{}=true", m.key()))
+            .collect();
         let plan = format!("would set {} on {}", set.join(", "), cr::display());
         ctx.plan(Step::Clean.name(), &plan);
         return Ok(Outcome::Done(format!("would have: {summary}")));
@@ -121,7 +124,7 @@ async fn mark_cleaned(ctx: &Ctx, current: &DynamicObject, summary: String) -> Re
     };
     // The Event tells what was done, which the marker does not change: both go out together.
     ctx.event(current, false, "Cleaned", "Clean", note);
-    cr::set_marker_keys(&ctx.client, &markers, false).await?;
+    cr::set_markers(&ctx.client, &markers, false).await?;
     Ok(Outcome::Done(summary))
 }
 
@@ -219,7 +222,7 @@ async fn check_backup(ctx: &Ctx, current: &DynamicObject) -> Result<BackupCheck>
             reason: format!(
                 "{} is not marked backed up ({}=true); run the backup step first",
                 cr::display(),
-                Step::Backup.marker_key()
+                Marker::BackedUp.key()
             ),
         });
     }
@@ -279,14 +282,14 @@ fn check_copy(name: &str, source: &ConfigMap, copy: Option<ConfigMap>) -> Result
              (remove {} from the CR first)",
             names::KYMA_SYSTEM,
             names::BACKUP_NAMESPACE,
-            Step::Backup.marker_key()
+            Marker::BackedUp.key()
         )),
         Some(copy) if !configmaps::same_data(&copy, source) => gate(format!(
             "the copy {}/{name} differs from ConfigMap {}/{name}: the configuration changed after the backup; \
              remove {} from the CR and run the backup step again",
             names::BACKUP_NAMESPACE,
             names::KYMA_SYSTEM,
-            Step::Backup.marker_key()
+            Marker::BackedUp.key()
         )),
         Some(_) => Ok(()),
     }

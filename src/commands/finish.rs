@@ -23,8 +23,8 @@ use crate::error::{Context, Error, Result, is_conflict, is_not_found};
 use crate::hand_over;
 use crate::legacy;
 use crate::module::ModuleState;
-use crate::names::{self, LEGACY_OBJECTS, markers};
-use crate::step::Step;
+use crate::names::{self, LEGACY_OBJECTS};
+use crate::step::{Marker, Step};
 
 /// Requests in flight at once for the objects finish deletes (a dozen on a full installation).
 const CONCURRENCY: usize = 16;
@@ -103,7 +103,7 @@ pub async fn run(ctx: &Ctx, options: FinishOptions) -> Result<Outcome> {
                     .cloned()
                     .collect::<Vec<_>>()
                     .join(", "),
-                markers::FINISHED,
+                Marker::Finished.key(),
                 cr::display()
             ),
         );
@@ -116,29 +116,28 @@ pub async fn run(ctx: &Ctx, options: FinishOptions) -> Result<Outcome> {
         "Finish",
         format!("Deleted what the hand-over left: {summary}"),
     );
-    cr::set_marker_keys(&ctx.client, &[markers::FINISHED], false).await?;
+    cr::set_markers(&ctx.client, &[Marker::Finished], false).await?;
     Ok(Outcome::Done(summary))
 }
 
 /// Whether the CR is ready to finish with, what it waits for, or why there is nothing to do.
 fn judge(current: DynamicObject) -> Waiting {
-    if cr::has_marker(&current, markers::FINISHED) {
+    if let Some(key) = cr::marked(&current, Marker::Finished) {
         return Waiting::Nothing(Outcome::Skipped(format!(
-            "already finished ({}=true on the CR)",
-            markers::FINISHED
+            "already finished ({key}=true on the CR)"
         )));
     }
     if cr::marked(&current, Step::Clean).is_none() {
         return Waiting::For(format!(
             "clean ({} on {})",
-            Step::Clean.marker_key(),
+            Marker::Cleaned.key(),
             cr::display()
         ));
     }
-    if !cr::has_marker(&current, markers::HANDED_OVER) {
+    if cr::marked(&current, Marker::HandedOver).is_none() {
         return Waiting::Nothing(Outcome::Skipped(format!(
             "clean did not hand over (no {} on the CR): nothing to finish",
-            markers::HANDED_OVER
+            Marker::HandedOver.key()
         )));
     }
     let state = ModuleState::of(&current);

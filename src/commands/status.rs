@@ -20,7 +20,7 @@ use crate::legacy::{self, LegacyInstall, Served};
 use crate::module::{self, ModuleState, RefusedCount};
 use crate::names::{self, config_maps};
 use crate::service_mappings::{Listed, is_adopted};
-use crate::step::Step;
+use crate::step::{Marker, Step};
 use crate::translate;
 use operator_pods::Failing;
 use phase::Phase;
@@ -162,8 +162,8 @@ fn markers_of(cr: Option<&DynamicObject>) -> BTreeMap<Step, Option<String>> {
 /// The markers of `clean --hand-over` and `finish` on the CR.
 fn hand_over_of(cr: &DynamicObject) -> HandOver {
     HandOver {
-        handed_over: cr::has_marker(cr, names::markers::HANDED_OVER),
-        finished: cr::has_marker(cr, names::markers::FINISHED),
+        handed_over: cr::marked(cr, Marker::HandedOver).is_some(),
+        finished: cr::marked(cr, Marker::Finished).is_some(),
     }
 }
 
@@ -499,7 +499,7 @@ fn installation_rows(rows: &mut Rows, s: &Status) {
     rows.line("ConnectivityProxy CR", yes(s.cr_exists));
     for (step, key) in &s.markers {
         rows.line(
-            &format!("step {}", step.marker_name()),
+            &format!("step {}", step.marker().name()),
             key.as_ref()
                 .map(|k| format!("done ({k})"))
                 .unwrap_or_else(|| "not done".into()),

@@ -266,8 +266,8 @@ fn out_of_order(s: &Status) -> Option<String> {
             let earlier = Step::IN_ORDER[..i].iter().find(|m| !marked(s, **m))?;
             Some(format!(
                 "marked {} but not {}: the steps run in order",
-                later.marker_name(),
-                earlier.marker_name()
+                later.marker().name(),
+                earlier.marker().name()
             ))
         })
 }
@@ -399,7 +399,7 @@ mod tests {
     fn markers(set: &[Step]) -> std::collections::BTreeMap<Step, Option<String>> {
         Step::IN_ORDER
             .into_iter()
-            .map(|m| (m, set.contains(&m).then(|| m.marker_key().to_string())))
+            .map(|m| (m, set.contains(&m).then(|| m.marker().key().to_string())))
             .collect()
     }
 
