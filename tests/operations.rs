@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,23 +15,19 @@ use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Validation
 use serde_json::{Value, json};
 use support::config_maps::user_config;
 use support::contract::{
-    self, BACKUP_NAMESPACE, KYMA_SYSTEM, OPERATOR_DEPLOYMENT, USER_CONFIG, legacy_installed,
-    markers,
+    BACKUP_NAMESPACE, KYMA_SYSTEM, OPERATOR_DEPLOYMENT, USER_CONFIG, legacy_installed, markers,
 };
 use support::events::tool_events;
 use support::pod::{Pod, example_deployment, image_of, security_context_flags};
 use support::podman::Podman;
 use support::rbac::{
-    EVERYDAY, Manifest, ROLLBACK, RuleId, SA_NAME, SA_NAMESPACE, cluster_as_sa, create,
-    permissions_of, refused_create, rules_allowing, sa_user,
+    EVERYDAY, Manifest, ROLLBACK, RuleId, SA_NAME, SA_NAMESPACE, Usage, cluster_as_sa, create,
+    permissions_of, refused_create, sa_user,
 };
 use support::rbac_scenario::{Scenario, Stop};
-use support::requests::Request;
 use support::snapshot::{comparable_across_clusters, state_diff};
 use support::values::str_of;
 use support::*;
-
-use cp_mod_migrator::names;
 
 // ---------------------------------------------------------------------------------------------
 // RBAC: sufficient
@@ -54,172 +49,30 @@ async fn the_rbac_manifest_suffices_for_every_command() {
         },
         cluster_as_sa(&manifest)
     );
-    let mut scenario = Scenario {
-        c: &c,
-        kubeconfig: &kubeconfig,
-        manifest: &manifest,
-        runs: Vec::new(),
-    };
-    if let Err(stop) = scenario.play(Some(&reference)).await {
-        let last = scenario.runs.last().map(|(_, r)| r.stderr.clone());
-        panic!(
-            "as {SA_NAME}: {} failed: {}\n{}",
-            stop.step,
-            stop.evidence,
-            last.unwrap_or_default()
-        );
-    }
-
-    let mut used: BTreeSet<(RuleId, String, Option<String>)> = BTreeSet::new();
-    // The rules that a command other than `rollback` used.
-    let mut used_everyday: BTreeSet<RuleId> = BTreeSet::new();
+    let scenario = Scenario::played(&c, &kubeconfig, &manifest, Some(&reference)).await;
     let requests = scenario.requests();
     assert!(
         requests.len() > 100,
         "request log: {} requests",
         requests.len()
     );
-    for (step, req) in &requests {
-        let allowing = rules_allowing(&manifest, req);
-        assert_eq!(
-            allowing.len(),
-            1,
-            "{req:?} is allowed by {:?}: every request needs exactly one rule",
-            allowing
-                .iter()
-                .map(|id| manifest.describe(*id))
-                .collect::<Vec<_>>()
-        );
-        let id = allowing[0];
-        if !step.starts_with("rollback") {
-            used_everyday.insert(id);
-        }
-        let named = manifest.rule(id)["resourceNames"]
-            .as_array()
-            .is_some_and(|n| !n.is_empty());
-        used.insert((
-            id,
-            req.verb.clone(),
-            if named { req.name.clone() } else { None },
-        ));
-    }
-    // `escalate` and `bind` are checked by the API server inside a create, not requested: a
-    // ClusterRole's create used `escalate`, a ClusterRoleBinding's create `bind` on its roleRef.
-    let created = |resource: &str| {
-        requests
-            .iter()
-            .any(|(_, r)| r.verb == "create" && r.resource == resource)
-    };
-    let implicit = |verb: &str, name: Option<String>| {
-        let req = Request {
-            verb: verb.into(),
-            group: "rbac.authorization.k8s.io".into(),
-            resource: "clusterroles".into(),
-            namespace: None,
-            name: name.clone(),
-        };
-        let allowing = rules_allowing(&manifest, &req);
-        assert_eq!(allowing.len(), 1, "{req:?}");
-        (allowing[0], verb.to_string(), name)
-    };
-    if created("clusterroles") {
-        used.insert(implicit("escalate", None));
-    }
-    if created("clusterrolebindings") {
-        let bindings: Api<k8s_openapi::api::rbac::v1::ClusterRoleBinding> =
-            Api::all(c.client.clone());
-        for name in contract::legacy_names("ClusterRoleBinding") {
-            if let Some(b) = bindings.get_opt(name).await.expect("get binding") {
-                used.insert(implicit("bind", Some(b.role_ref.name)));
-            }
-        }
-    }
-    // An archive in parts is rewritten into the set the index does not point at: set b on the
-    // second write in parts, and a part is updated in place only from the third one on
-    // (tests/rollback.rs writes them all); the scenario writes set a once.
-    let set_b: Vec<String> = (1..=names::archive::MAX_PARTS)
-        .map(|i| names::archive::part_name(names::archive::SLOTS[1], i))
-        .collect();
-    let is_part = |name: &str| {
-        names::archive::SLOTS.iter().any(|slot| {
-            (1..=names::archive::MAX_PARTS).any(|i| names::archive::part_name(slot, i) == name)
-        })
-    };
-    let mut unused = Vec::new();
-    for id in manifest.rules() {
-        let rule = manifest.rule(id);
-        let names: Vec<Option<String>> = match rule["resourceNames"].as_array() {
-            Some(n) if !n.is_empty() => n.iter().map(|x| Some(str_of(x).to_string())).collect(),
-            _ => vec![None],
-        };
-        for verb in rule["verbs"].as_array().expect("verbs") {
-            for name in &names {
-                let rewrite_only = name
-                    .as_ref()
-                    .is_some_and(|n| set_b.contains(n) || (str_of(verb) == "update" && is_part(n)));
-                if !used.contains(&(id, str_of(verb).to_string(), name.clone())) && !rewrite_only {
-                    unused.push(format!(
-                        "{}: {} {}",
-                        manifest.describe(id),
-                        str_of(verb),
-                        name.as_deref().unwrap_or("(any name)")
-                    ));
-                }
-            }
-        }
-    }
+
+    let usage = Usage::of(&manifest, &requests, &c).await;
+    let unused = usage.unused(&manifest);
     assert!(
         unused.is_empty(),
         "granted but never used:\n{}",
         unused.join("\n")
     );
-    // The everyday manifest holds nothing that only rollback uses (the everyday commands ran
-    // before deploy/rbac-rollback.yaml was applied, so they need nothing of it).
-    let rollback_only: Vec<String> = manifest
-        .rules()
-        .into_iter()
-        .filter(|&id| manifest.file_of(id) == EVERYDAY && !used_everyday.contains(&id))
-        .map(|id| manifest.describe(id))
-        .collect();
+    // The everyday commands ran before deploy/rbac-rollback.yaml was applied: the everyday
+    // manifest needs nothing that only rollback uses.
+    let rollback_only = usage.rollback_only(&manifest);
     assert!(
         rollback_only.is_empty(),
         "used by rollback alone, so it belongs in {ROLLBACK}:\n{}",
         rollback_only.join("\n")
     );
-    // Every Role and ClusterRole is bound to the ServiceAccount, by a binding of its scope in
-    // its own file; the rollback's only to it, never to the operator's ServiceAccount.
-    for (doc, file) in manifest.docs.iter().zip(&manifest.files) {
-        let kind = str_of(&doc["kind"]);
-        if *file == ROLLBACK && doc["subjects"].is_array() {
-            assert_eq!(
-                doc["subjects"],
-                json!([{"kind": "ServiceAccount", "name": SA_NAME, "namespace": SA_NAMESPACE}]),
-                "{ROLLBACK}: {kind} {}",
-                str_of(&doc["metadata"]["name"])
-            );
-        }
-        if kind != "Role" && kind != "ClusterRole" {
-            continue;
-        }
-        let binding = if kind == "Role" {
-            "RoleBinding"
-        } else {
-            "ClusterRoleBinding"
-        };
-        assert!(
-            manifest.of(file).any(|b| str_of(&b["kind"]) == binding
-                && b["metadata"]["namespace"] == doc["metadata"]["namespace"]
-                && b["roleRef"]["kind"] == kind
-                && b["roleRef"]["name"] == doc["metadata"]["name"]
-                && b["subjects"].as_array().is_some_and(|s| s.iter().any(|s| {
-                    s["kind"] == "ServiceAccount"
-                        && s["name"] == SA_NAME
-                        && s["namespace"] == SA_NAMESPACE
-                }))),
-            "{kind} {} has no {binding} to {SA_NAME}",
-            str_of(&doc["metadata"]["name"])
-        );
-    }
+    assert_eq!(manifest.unbound_roles(), Vec::<String>::new());
 }
 
 /// No wildcards anywhere, and a rule without `resourceNames` only where names cannot be given:
