@@ -43,45 +43,12 @@ enum Waiting {
 }
 
 pub async fn run(ctx: &Ctx, options: FinishOptions) -> Result<Outcome> {
-    let missing = access::missing(&ctx.client, names::finish::NEEDS).await?;
-    if !missing.is_empty() {
-        return Err(Error::HandOverNotPermitted {
-            command: "finish",
-            missing: missing.join(", "),
-            manifest: names::rbac::HAND_OVER_MANIFEST,
-        });
-    }
-    let current = loop {
-        let (waiting, resource_version) = match cr::lookup(&ctx.client).await? {
-            cr::Lookup::Found(current) => {
-                let rv = current.resource_version();
-                (judge(*current), rv)
-            }
-            _ => (Waiting::For(format!("{} to exist", cr::display())), None),
-        };
-        let why = match waiting {
-            Waiting::Ready(current) => break current,
-            Waiting::Nothing(outcome) => return Ok(outcome),
-            Waiting::For(why) => why,
-        };
-        if options.no_wait {
-            return Ok(Outcome::Skipped(format!(
-                "waiting for {why}; nothing was deleted (--no-wait)"
-            )));
-        }
-        tracing::info!(waiting_for = %why, "finish waits");
-        wait_for_change(ctx, resource_version, &why).await?;
+    permitted(ctx).await?;
+    let current = match ready_cr(ctx, options).await? {
+        Ok(current) => current,
+        Err(outcome) => return Ok(outcome),
     };
-    let stored = archive::read_stored(&ctx.client)
-        .await?
-        .filter(|s| Some(s.archive.cr_uid.as_str()) == current.uid().as_deref())
-        .ok_or_else(|| Error::Archive {
-            reason: format!(
-                "finish deletes only what the archive holds, and {} holds none of {}; nothing was deleted",
-                archive::location(),
-                cr::display()
-            ),
-        })?;
+    let stored = archive_of(ctx, &current).await?;
     let (left, pods) = futures::try_join!(
         delete_left(ctx, &stored.archive.objects),
         delete_orphans(ctx, &stored.archive.objects)
@@ -93,31 +60,76 @@ pub async fn run(ctx: &Ctx, options: FinishOptions) -> Result<Outcome> {
         pods.len()
     );
     if ctx.options.dry_run {
-        ctx.plan(
-            "finish",
-            &format!(
-                "would delete {}; would set {}=true on {}",
-                left.0
-                    .iter()
-                    .chain(&pods)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                Marker::Finished.key(),
-                cr::display()
-            ),
+        let deleted: Vec<String> = left.0.iter().chain(&pods).cloned().collect();
+        let plan = format!(
+            "would delete {}; would set {}=true on {}",
+            deleted.join(", "),
+            Marker::Finished.key(),
+            cr::display()
         );
+        ctx.plan("finish", &plan);
         return Ok(Outcome::Done(format!("would have: {summary}")));
     }
-    ctx.event(
-        &current,
-        false,
-        "Finished",
-        "Finish",
-        format!("Deleted what the hand-over left: {summary}"),
-    );
+    let note = format!("Deleted what the hand-over left: {summary}");
+    ctx.event(&current, false, "Finished", "Finish", note);
     cr::set_markers(&ctx.client, &[Marker::Finished], false).await?;
     Ok(Outcome::Done(summary))
+}
+
+/// Fails, before anything is read or written, unless this identity has what finish needs.
+async fn permitted(ctx: &Ctx) -> Result<()> {
+    let missing = access::missing(&ctx.client, names::finish::NEEDS).await?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::HandOverNotPermitted {
+        command: "finish",
+        missing: missing.join(", "),
+        manifest: names::rbac::HAND_OVER_MANIFEST,
+    })
+}
+
+/// The CR once it is ready to finish with (waiting for it within the deadline, unless
+/// `--no-wait`), or the outcome when there is nothing to do or no waiting.
+async fn ready_cr(
+    ctx: &Ctx,
+    options: FinishOptions,
+) -> Result<std::result::Result<Box<DynamicObject>, Outcome>> {
+    loop {
+        let (waiting, resource_version) = match cr::lookup(&ctx.client).await? {
+            cr::Lookup::Found(current) => {
+                let rv = current.resource_version();
+                (judge(*current), rv)
+            }
+            _ => (Waiting::For(format!("{} to exist", cr::display())), None),
+        };
+        let why = match waiting {
+            Waiting::Ready(current) => return Ok(Ok(current)),
+            Waiting::Nothing(outcome) => return Ok(Err(outcome)),
+            Waiting::For(why) => why,
+        };
+        if options.no_wait {
+            return Ok(Err(Outcome::Skipped(format!(
+                "waiting for {why}; nothing was deleted (--no-wait)"
+            ))));
+        }
+        tracing::info!(waiting_for = %why, "finish waits");
+        wait_for_change(ctx, resource_version, &why).await?;
+    }
+}
+
+/// clean's archive of this CR: finish deletes only what it holds.
+async fn archive_of(ctx: &Ctx, current: &DynamicObject) -> Result<archive::Stored> {
+    archive::read_stored(&ctx.client)
+        .await?
+        .filter(|s| Some(s.archive.cr_uid.as_str()) == current.uid().as_deref())
+        .ok_or_else(|| Error::Archive {
+            reason: format!(
+                "finish deletes only what the archive holds, and {} holds none of {}; nothing was deleted",
+                archive::location(),
+                cr::display()
+            ),
+        })
 }
 
 /// Whether the CR is ready to finish with, what it waits for, or why there is nothing to do.
