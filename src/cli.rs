@@ -237,16 +237,7 @@ pub async fn execute(cli: Cli) -> ExitCode {
     }
     let deadline_for = cli.global.deadline.unwrap_or(DEFAULT_DEADLINE);
     let deadline = started + deadline_for;
-    let opts = ClientOptions {
-        kubeconfig: cli.global.kubeconfig.clone(),
-        context: cli.global.context.first().cloned(),
-        deadline: deadline_for,
-        request_timeout: cli.global.request_timeout,
-        refused_retries: None,
-        max_in_flight: None,
-        reads: Reads::Consistent,
-    };
-    let (client, stats) = match client::build(&opts, deadline).await {
+    let (client, stats) = match client::build(&client_options(&cli), deadline).await {
         Ok(c) => c,
         Err(e) => {
             show_unreachable(&cli.command, &e, 0);
@@ -254,21 +245,7 @@ pub async fn execute(cli: Cli) -> ExitCode {
         }
     };
     let ctx = Ctx::new(client, options(&cli, deadline));
-    // The client stops retrying at the deadline; this bounds everything else as well.
-    let limit = deadline_for + cli.global.request_timeout;
-    let work = async {
-        let result = dispatch(&ctx, &cli.command, started, &stats).await;
-        // The Events went out beside the work; the closing line counts their requests too.
-        ctx.events_sent().await;
-        result
-    };
-    let result = match tokio::time::timeout(limit, work).await {
-        Ok(r) => r,
-        Err(_) => Err(Error::Deadline {
-            action: format!("running {name}"),
-            deadline: deadline_for,
-        }),
-    };
+    let result = within_deadline(&cli, &ctx, started, &stats).await;
     // Also what a step planned before the deadline stopped it.
     show_plans(&ctx);
     if let Err(e) = &result {
@@ -281,6 +258,44 @@ pub async fn execute(cli: Cli) -> ExitCode {
         commands::finish::idle().await;
     }
     code
+}
+
+/// The one cluster's client: `--kubeconfig`, the first `--context`, the timeouts.
+fn client_options(cli: &Cli) -> ClientOptions {
+    ClientOptions {
+        kubeconfig: cli.global.kubeconfig.clone(),
+        context: cli.global.context.first().cloned(),
+        deadline: cli.global.deadline.unwrap_or(DEFAULT_DEADLINE),
+        request_timeout: cli.global.request_timeout,
+        refused_retries: None,
+        max_in_flight: None,
+        reads: Reads::Consistent,
+    }
+}
+
+/// Runs the command and waits for its Events, within the deadline and one request's timeout:
+/// the client stops retrying at the deadline, and this bounds everything else as well.
+async fn within_deadline(
+    cli: &Cli,
+    ctx: &Ctx,
+    started: Instant,
+    stats: &ApiStats,
+) -> Result<Outcome> {
+    let deadline = cli.global.deadline.unwrap_or(DEFAULT_DEADLINE);
+    let limit = deadline + cli.global.request_timeout;
+    let work = async {
+        let result = dispatch(ctx, &cli.command, started, stats).await;
+        // The Events went out beside the work; the closing line counts their requests too.
+        ctx.events_sent().await;
+        result
+    };
+    match tokio::time::timeout(limit, work).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::Deadline {
+            action: format!("running {}", cli.command.name()),
+            deadline,
+        }),
+    }
 }
 
 /// The command's options, from its flags.
