@@ -5,13 +5,14 @@
 
 mod support;
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authorization::v1::ResourceAttributes;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, ValidationDirective};
+use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use support::config_maps::user_config;
 use support::contract::{
@@ -135,8 +136,29 @@ async fn the_service_account_cannot_make_itself_cluster_admin() {
     let (c, kubeconfig) = cluster_as_sa(&manifest).await;
     c.run(&["run"]).assert_ok();
     let as_sa = client_for(&kubeconfig).await;
-    let legacy_sa = "connectivity-proxy-restart-watcher";
+    rbac_alone_refuses_every_step_to_cluster_admin(&c, &as_sa).await;
+    rollback_refuses_without_its_manifest_and_writes_nothing(&c, &kubeconfig).await;
+    the_policy_refuses_creates_at_names_rbac_cannot_limit(&c, &as_sa).await;
+    with_the_rollback_manifest_the_policy_still_refuses(&c, &manifest, &as_sa, &kubeconfig).await;
+    the_operators_service_account_is_not_held_to_the_policy(&c).await;
+}
 
+/// A legacy ServiceAccount of kyma-system.
+const LEGACY_SA: &str = "connectivity-proxy-restart-watcher";
+
+/// What the admission policy says when it refuses a name.
+const ONLY_LEGACY: &str =
+    "may write only the objects of the legacy installation, its backup and its archive";
+
+/// A Secret `namespace/name` of type `type_`, for the ServiceAccount.
+fn secret(namespace: &str, name: &str, type_: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace,
+            "annotations": {"kubernetes.io/service-account.name": SA_NAME}},
+        "type": type_})
+}
+
+async fn rbac_alone_refuses_every_step_to_cluster_admin(c: &TestCluster, as_sa: &Client) {
     // With deploy/rbac.yaml alone: RBAC refuses each create.
     let escalation = [
         (
@@ -147,20 +169,20 @@ async fn the_service_account_cannot_make_itself_cluster_admin() {
         ),
         (
             "ClusterRoleBinding",
-            cluster_role_binding("connectivity-proxy-restart-watcher", legacy_sa),
+            cluster_role_binding("connectivity-proxy-restart-watcher", LEGACY_SA),
         ),
         (
             "ServiceAccount",
             json!({"apiVersion": "v1", "kind": "ServiceAccount",
-                "metadata": {"name": legacy_sa, "namespace": KYMA_SYSTEM}}),
+                "metadata": {"name": LEGACY_SA, "namespace": KYMA_SYSTEM}}),
         ),
         (
             "Deployment",
-            workload("Deployment", "anything-i-like", Some(legacy_sa)),
+            workload("Deployment", "anything-i-like", Some(LEGACY_SA)),
         ),
     ];
     for (kind, object) in &escalation {
-        let e = refused_create(&c, &as_sa, object).await;
+        let e = refused_create(c, as_sa, object).await;
         assert!(
             e.code == 403 && e.message.contains("cannot create resource"),
             "{kind}: {}",
@@ -175,12 +197,18 @@ async fn the_service_account_cannot_make_itself_cluster_admin() {
         ..Default::default()
     };
     assert!(
-        !support::rbac::allows(&c, &sa_user(legacy_sa), &everything).await,
-        "{legacy_sa} holds everything"
+        !support::rbac::allows(c, &sa_user(LEGACY_SA), &everything).await,
+        "{LEGACY_SA} holds everything"
     );
+}
+
+async fn rollback_refuses_without_its_manifest_and_writes_nothing(
+    c: &TestCluster,
+    kubeconfig: &Path,
+) {
     for args in [&["rollback"][..], &["rollback", "--dry-run"]] {
         let before = c.snapshot().await;
-        let r = run_tool(&kubeconfig, args);
+        let r = run_tool(kubeconfig, args);
         assert!(!r.success(), "{args:?} without {ROLLBACK}");
         let reason = r.reason();
         assert!(
@@ -194,17 +222,13 @@ async fn the_service_account_cannot_make_itself_cluster_admin() {
         let diff = state_diff(&before, &c.snapshot().await);
         assert!(diff.is_empty(), "{args:?} wrote: {diff:?}");
     }
+}
 
+async fn the_policy_refuses_creates_at_names_rbac_cannot_limit(c: &TestCluster, as_sa: &Client) {
     // Secrets: the policy reaches the admission chain through an informer; wait until it
     // refuses.
-    let secret = |namespace: &str, name: &str, type_: &str| {
-        json!({"apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": name, "namespace": namespace,
-                "annotations": {"kubernetes.io/service-account.name": SA_NAME}},
-            "type": type_})
-    };
     let started = Instant::now();
-    while create(&as_sa, &secret(KYMA_SYSTEM, "probe", "Opaque"), true)
+    while create(as_sa, &secret(KYMA_SYSTEM, "probe", "Opaque"), true)
         .await
         .is_ok()
     {
@@ -214,15 +238,13 @@ async fn the_service_account_cannot_make_itself_cluster_admin() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let only_legacy =
-        "may write only the objects of the legacy installation, its backup and its archive";
     let token = "kubernetes.io/service-account-token";
     let refused = [
         (
             secret(KYMA_SYSTEM, "not-a-legacy-secret", "Opaque"),
-            only_legacy,
+            ONLY_LEGACY,
         ),
-        (secret("default", "anything", "Opaque"), only_legacy),
+        (secret("default", "anything", "Opaque"), ONLY_LEGACY),
         (
             secret(
                 BACKUP_NAMESPACE,
@@ -240,15 +262,15 @@ async fn the_service_account_cannot_make_itself_cluster_admin() {
         (
             json!({"apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": "coredns-custom", "namespace": "kube-system"}}),
-            only_legacy,
+            ONLY_LEGACY,
         ),
         (
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "anything"}}),
-            only_legacy,
+            ONLY_LEGACY,
         ),
     ];
     for (object, why) in &refused {
-        let e = refused_create(&c, &as_sa, object).await;
+        let e = refused_create(c, as_sa, object).await;
         assert!(
             e.code == 403 && e.message.contains(why) && e.message.contains("denied"),
             "{} {}/{}: {}",
@@ -260,7 +282,7 @@ async fn the_service_account_cannot_make_itself_cluster_admin() {
     }
     // What the tool writes is allowed.
     create(
-        &as_sa,
+        as_sa,
         &secret(
             BACKUP_NAMESPACE,
             "connectivity-proxy-legacy-archive-b4",
@@ -270,18 +292,25 @@ async fn the_service_account_cannot_make_itself_cluster_admin() {
     )
     .await
     .expect("a part of the archive");
+}
 
+async fn with_the_rollback_manifest_the_policy_still_refuses(
+    c: &TestCluster,
+    manifest: &Manifest,
+    as_sa: &Client,
+    kubeconfig: &Path,
+) {
     // With deploy/rbac-rollback.yaml too: the policy refuses what is not the legacy
     // installation.
-    manifest.apply(&c, ROLLBACK).await;
+    manifest.apply(c, ROLLBACK).await;
     manifest
-        .wait_effective(&c, &sa_user(SA_NAME), ROLLBACK)
+        .wait_effective(c, &sa_user(SA_NAME), ROLLBACK)
         .await;
     let as_workload = "may run a workload only as a legacy ServiceAccount";
     let refused = [
         (
-            workload("Deployment", "anything-i-like", Some(legacy_sa)),
-            only_legacy,
+            workload("Deployment", "anything-i-like", Some(LEGACY_SA)),
+            ONLY_LEGACY,
         ),
         (
             workload(
@@ -298,7 +327,7 @@ async fn the_service_account_cannot_make_itself_cluster_admin() {
         (
             json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
                 "metadata": {"name": "not-a-legacy-role"}, "rules": []}),
-            only_legacy,
+            ONLY_LEGACY,
         ),
         (
             cluster_role_binding("connectivity-proxy-restart-watcher", SA_NAME),
@@ -306,7 +335,7 @@ async fn the_service_account_cannot_make_itself_cluster_admin() {
         ),
     ];
     for (object, why) in &refused {
-        let e = refused_create(&c, &as_sa, object).await;
+        let e = refused_create(c, as_sa, object).await;
         assert!(
             e.code == 403 && e.message.contains(why) && e.message.contains("denied"),
             "{} {}: {} {}",
@@ -316,13 +345,15 @@ async fn the_service_account_cannot_make_itself_cluster_admin() {
             e.message
         );
     }
-    let r = run_tool(&kubeconfig, &["rollback", "--dry-run"]);
+    let r = run_tool(kubeconfig, &["rollback", "--dry-run"]);
     assert!(
         r.success() && r.reason().starts_with("would recreate 33 legacy objects"),
         "rollback --dry-run with {ROLLBACK}: {}",
         r.stderr
     );
+}
 
+async fn the_operators_service_account_is_not_held_to_the_policy(c: &TestCluster) {
     // The operator's own ServiceAccount is bound to the same ClusterRole, not to the policy.
     let token = c
         .token_for(SA_NAMESPACE, "connectivity-proxy-operator")
