@@ -18,7 +18,9 @@ use kube::api::{Api, ApiResource, DynamicObject, ObjectMeta};
 use kube::{Client, ResourceExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio::time::Instant;
 
+use crate::conflicts;
 use crate::error::{Context, Error, Result, is_already_exists, is_conflict};
 use crate::names::{self, LEGACY_OBJECTS, archive as names_archive, backup};
 use crate::service_mappings;
@@ -553,6 +555,7 @@ pub async fn read(client: &Client) -> Result<Option<Archive>> {
     Ok(read_stored(client).await?.map(|s| s.archive))
 }
 
+/// The archive as the index (and its parts) hold it, checked whole; `None` without an index.
 pub async fn read_stored(client: &Client) -> Result<Option<Stored>> {
     let api = secrets(client);
     let Some(index) = api
@@ -562,61 +565,14 @@ pub async fn read_stored(client: &Client) -> Result<Option<Stored>> {
     else {
         return Ok(None);
     };
-    let annotation = |k: &str| index.annotations().get(k).cloned();
-    let parts: usize = match annotation(names_archive::PARTS_ANNOTATION) {
-        None => 0,
-        Some(p) => p.parse().map_err(|_| Error::Archive {
-            reason: format!(
-                "{} annotation {} is {p:?}, not a number of parts",
-                location(),
-                names_archive::PARTS_ANNOTATION
-            ),
-        })?,
-    };
+    let parts = parts_of(&index)?;
     let (bytes, slot) = if parts == 0 {
         (data_of(&index, names_archive::SECRET)?, None)
     } else {
-        let slot = annotation(names_archive::SLOT_ANNOTATION)
-            .filter(|s| {
-                names_archive::SLOTS.contains(&s.as_str()) && parts <= names_archive::MAX_PARTS
-            })
-            .ok_or_else(|| Error::Archive {
-                reason: format!(
-                    "{} names {parts} parts in set {:?}; expected at most {} parts in set a or b",
-                    location(),
-                    annotation(names_archive::SLOT_ANNOTATION).unwrap_or_default(),
-                    names_archive::MAX_PARTS
-                ),
-            })?;
-        let uid = annotation(names_archive::CR_UID_ANNOTATION);
+        let slot = slot_of(&index, parts)?;
+        let uid = index.annotations().get(names_archive::CR_UID_ANNOTATION);
         let chunks: Vec<Vec<u8>> = stream::iter(1..=parts)
-            .map(|i| {
-                let (api, slot, uid) = (&api, &slot, &uid);
-                async move {
-                    let name = names_archive::part_name(slot, i);
-                    let part = api
-                        .get_opt(&name)
-                        .await
-                        .context(|| format!("reading Secret {}/{name}", names::BACKUP_NAMESPACE))?;
-                    let part = part.ok_or_else(|| Error::Archive {
-                        reason: format!(
-                            "part {i} of {} (Secret {}/{name}) is missing",
-                            location(),
-                            names::BACKUP_NAMESPACE
-                        ),
-                    })?;
-                    if part.annotations().get(names_archive::CR_UID_ANNOTATION) != uid.as_ref() {
-                        return Err(Error::Archive {
-                            reason: format!(
-                                "part {i} of {} (Secret {}/{name}) belongs to another CR",
-                                location(),
-                                names::BACKUP_NAMESPACE
-                            ),
-                        });
-                    }
-                    data_of(&part, &name)
-                }
-            })
+            .map(|i| read_part(&api, &slot, i, uid))
             .buffered(names_archive::MAX_PARTS)
             .try_collect()
             .await?;
@@ -630,6 +586,62 @@ pub async fn read_stored(client: &Client) -> Result<Option<Stored>> {
         bytes: bytes.len(),
         parts,
     }))
+}
+
+/// How many parts the index names (0: it holds the archive itself).
+fn parts_of(index: &Secret) -> Result<usize> {
+    match index.annotations().get(names_archive::PARTS_ANNOTATION) {
+        None => Ok(0),
+        Some(p) => p.parse().map_err(|_| Error::Archive {
+            reason: format!(
+                "{} annotation {} is {p:?}, not a number of parts",
+                location(),
+                names_archive::PARTS_ANNOTATION
+            ),
+        }),
+    }
+}
+
+/// The set of parts the index points at: a or b, and no more parts than a set holds.
+fn slot_of(index: &Secret, parts: usize) -> Result<String> {
+    let slot = index.annotations().get(names_archive::SLOT_ANNOTATION);
+    slot.filter(|s| names_archive::SLOTS.contains(&s.as_str()) && parts <= names_archive::MAX_PARTS)
+        .cloned()
+        .ok_or_else(|| Error::Archive {
+            reason: format!(
+                "{} names {parts} parts in set {:?}; expected at most {} parts in set a or b",
+                location(),
+                slot.cloned().unwrap_or_default(),
+                names_archive::MAX_PARTS
+            ),
+        })
+}
+
+/// Part `i` of set `slot`, which must be there and belong to the same CR as the index.
+async fn read_part(
+    api: &Api<Secret>,
+    slot: &str,
+    i: usize,
+    uid: Option<&String>,
+) -> Result<Vec<u8>> {
+    let name = names_archive::part_name(slot, i);
+    let display = format!("Secret {}/{name}", names::BACKUP_NAMESPACE);
+    let part = api
+        .get_opt(&name)
+        .await
+        .context(|| format!("reading {display}"))?;
+    let part = part.ok_or_else(|| Error::Archive {
+        reason: format!("part {i} of {} ({display}) is missing", location()),
+    })?;
+    if part.annotations().get(names_archive::CR_UID_ANNOTATION) != uid {
+        return Err(Error::Archive {
+            reason: format!(
+                "part {i} of {} ({display}) belongs to another CR",
+                location()
+            ),
+        });
+    }
+    data_of(&part, &name)
 }
 
 fn data_of(secret: &Secret, name: &str) -> Result<Vec<u8>> {
@@ -707,6 +719,7 @@ pub async fn write(
     previous: Option<&Stored>,
     dry_run: bool,
     part_bytes: usize,
+    deadline: Instant,
 ) -> Result<WriteOutcome> {
     let api = secrets(client);
     let blob = archive.encode()?;
@@ -720,44 +733,15 @@ pub async fn write(
             None,
         )
     } else {
-        let chunks: Vec<&[u8]> = blob.chunks(part_bytes.max(1)).collect();
-        if chunks.len() > names_archive::MAX_PARTS {
-            return Err(Error::Archive {
-                reason: format!(
-                    "the archive takes {} bytes compressed, more than {} parts of {part_bytes} bytes; \
-                     nothing was deleted",
-                    blob.len(),
-                    names_archive::MAX_PARTS
-                ),
-            });
-        }
-        // The set the index does not point at: the current one stays whole until the switch.
-        let slot = match previous.and_then(|p| p.slot.as_deref()) {
-            Some(s) if s == names_archive::SLOTS[0] => names_archive::SLOTS[1],
-            _ => names_archive::SLOTS[0],
+        let slot = previous.and_then(|p| p.slot.as_deref());
+        let parts = Parts {
+            api: &api,
+            pp: &pp,
+            deadline,
         };
-        stream::iter(chunks.iter().enumerate())
-            .map(|(i, chunk)| {
-                let part = secret(
-                    names_archive::part_name(slot, i + 1),
-                    &archive.cr_uid,
-                    Some(chunk),
-                    chunks.len(),
-                    Some(slot),
-                );
-                let (api, pp) = (&api, &pp);
-                async move { put(api, &part, pp).await }
-            })
-            .buffer_unordered(names_archive::MAX_PARTS)
-            .try_collect::<Vec<()>>()
-            .await?;
-        secret(
-            names_archive::SECRET.into(),
-            &archive.cr_uid,
-            None,
-            chunks.len(),
-            Some(slot),
-        )
+        parts
+            .write(&archive.cr_uid, &blob, slot, part_bytes)
+            .await?
     };
     let parts = index
         .annotations()
@@ -782,32 +766,65 @@ pub async fn write(
     }
 }
 
-/// Creates a part, or replaces the one of that name (a part set is rewritten whole).
-async fn put(api: &Api<Secret>, part: &Secret, pp: &kube::api::PostParams) -> Result<()> {
-    let name = part.name_any();
-    let what = || format!("writing Secret {}/{name}", names::BACKUP_NAMESPACE);
-    const ATTEMPTS: u32 = 10;
-    for _ in 0..ATTEMPTS {
-        match api.create(pp, part).await {
-            Ok(_) => return Ok(()),
-            Err(e) if is_already_exists(&e) => {}
-            Err(e) => return Err(e).context(what),
+/// Where the parts of an archive too large for one Secret are written.
+struct Parts<'a> {
+    api: &'a Api<Secret>,
+    pp: &'a kube::api::PostParams,
+    deadline: Instant,
+}
+
+impl Parts<'_> {
+    /// Writes `blob` in parts into the set the index does not point at (`previous` is the set
+    /// it points at now, which stays whole until the switch), and returns the index that
+    /// points at them.
+    async fn write(
+        &self,
+        cr_uid: &str,
+        blob: &[u8],
+        previous: Option<&str>,
+        part_bytes: usize,
+    ) -> Result<Secret> {
+        let chunks: Vec<&[u8]> = blob.chunks(part_bytes.max(1)).collect();
+        if chunks.len() > names_archive::MAX_PARTS {
+            return Err(Error::Archive {
+                reason: format!(
+                    "the archive takes {} bytes compressed, more than {} parts of {part_bytes} bytes; \
+                     nothing was deleted",
+                    blob.len(),
+                    names_archive::MAX_PARTS
+                ),
+            });
         }
-        let Some(existing) = api.get_metadata_opt(&name).await.context(what)? else {
-            continue;
+        let slot = match previous {
+            Some(s) if s == names_archive::SLOTS[0] => names_archive::SLOTS[1],
+            _ => names_archive::SLOTS[0],
         };
-        let mut replacement = part.clone();
-        replacement.metadata.resource_version = existing.resource_version();
-        match api.replace(&name, pp, &replacement).await {
-            Ok(_) => return Ok(()),
-            Err(e) if is_conflict(&e) => continue,
-            Err(e) => return Err(e).context(what),
-        }
+        let count = chunks.len();
+        stream::iter(chunks.into_iter().enumerate())
+            .map(|(i, chunk)| {
+                let name = names_archive::part_name(slot, i + 1);
+                let part = secret(name, cr_uid, Some(chunk), count, Some(slot));
+                async move { put(self.api, &part, self.pp, self.deadline).await }
+            })
+            .buffer_unordered(names_archive::MAX_PARTS)
+            .try_collect::<Vec<()>>()
+            .await?;
+        let index = names_archive::SECRET.into();
+        Ok(secret(index, cr_uid, None, count, Some(slot)))
     }
-    Err(Error::TooManyConflicts {
-        object: format!("Secret {}/{name}", names::BACKUP_NAMESPACE),
-        attempts: ATTEMPTS,
-    })
+}
+
+/// Creates a part, or replaces the one of that name (a part set is rewritten whole). The
+/// archive never makes a part immutable; one that is fails like any other refused write.
+async fn put(
+    api: &Api<Secret>,
+    part: &Secret,
+    pp: &kube::api::PostParams,
+    deadline: Instant,
+) -> Result<()> {
+    let display = format!("Secret {}/{}", names::BACKUP_NAMESPACE, part.name_any());
+    conflicts::create_or_replace(api, part, pp, deadline, |_| false, &display).await?;
+    Ok(())
 }
 
 /// Every ServiceMapping as the archive keeps it (see [`MappingEntry::of`]).

@@ -237,69 +237,89 @@ pub async fn execute(cli: Cli) -> ExitCode {
     }
     let deadline_for = cli.global.deadline.unwrap_or(DEFAULT_DEADLINE);
     let deadline = started + deadline_for;
-    let opts = ClientOptions {
-        kubeconfig: cli.global.kubeconfig.clone(),
-        context: cli.global.context.first().cloned(),
-        deadline: deadline_for,
-        request_timeout: cli.global.request_timeout,
-        refused_retries: None,
-        max_in_flight: None,
-        reads: Reads::Consistent,
-    };
-    let (client, stats) = match client::build(&opts, deadline).await {
+    let (client, stats) = match client::build(&client_options(&cli), deadline).await {
         Ok(c) => c,
         Err(e) => {
             show_unreachable(&cli.command, &e, 0);
-            return finish(name, Err(e), started, None);
+            return conclude(name, Err(e), started, None);
         }
     };
-    let allow = match &cli.command {
-        Command::Migrate(a) | Command::Run(RunArgs { migrate: a, .. }) => {
-            a.allow_field_loss.clone()
-        }
-        _ => Vec::new(),
-    };
-    let mut ctx = Ctx::new(client, cli.global.dry_run, allow, deadline);
-    ctx.archive_part_bytes = cli.global.archive_part_bytes;
-    (ctx.skip_operator_prerequisites, ctx.hand_over) = match &cli.command {
-        Command::Clean(CleanArgs {
-            prerequisites: p,
-            hand_over: h,
-        })
-        | Command::Run(RunArgs {
-            prerequisites: p,
-            hand_over: h,
-            ..
-        }) => (p.skip_operator_prerequisites, h.hand_over),
-        _ => (false, false),
-    };
-    // The client stops retrying at the deadline; this bounds everything else as well.
-    let limit = deadline_for + cli.global.request_timeout;
-    let work = async {
-        let result = dispatch(&ctx, &cli.command, started, &stats).await;
-        // The Events went out beside the work; the closing line counts their requests too.
-        ctx.events_sent().await;
-        result
-    };
-    let result = match tokio::time::timeout(limit, work).await {
-        Ok(r) => r,
-        Err(_) => Err(Error::Deadline {
-            action: format!("running {name}"),
-            deadline: deadline_for,
-        }),
-    };
+    let ctx = Ctx::new(client, options(&cli, deadline));
+    let result = within_deadline(&cli, &ctx, started, &stats).await;
     // Also what a step planned before the deadline stopped it.
     show_plans(&ctx);
     if let Err(e) = &result {
         show_unreachable(&cli.command, e, stats.retries());
     }
-    let code = finish(name, result, started, Some(&stats));
+    let code = conclude(name, result, started, Some(&stats));
     if let Command::Finish(FinishArgs { idle: true, .. }) = &cli.command
         && code == ExitCode::SUCCESS
     {
         commands::finish::idle().await;
     }
     code
+}
+
+/// The one cluster's client: `--kubeconfig`, the first `--context`, the timeouts.
+fn client_options(cli: &Cli) -> ClientOptions {
+    ClientOptions {
+        kubeconfig: cli.global.kubeconfig.clone(),
+        context: cli.global.context.first().cloned(),
+        deadline: cli.global.deadline.unwrap_or(DEFAULT_DEADLINE),
+        request_timeout: cli.global.request_timeout,
+        refused_retries: None,
+        max_in_flight: None,
+        reads: Reads::Consistent,
+    }
+}
+
+/// Runs the command and waits for its Events, within the deadline and one request's timeout:
+/// the client stops retrying at the deadline, and this bounds everything else as well.
+async fn within_deadline(
+    cli: &Cli,
+    ctx: &Ctx,
+    started: Instant,
+    stats: &ApiStats,
+) -> Result<Outcome> {
+    let deadline = cli.global.deadline.unwrap_or(DEFAULT_DEADLINE);
+    let limit = deadline + cli.global.request_timeout;
+    let work = async {
+        let result = dispatch(ctx, &cli.command, started, stats).await;
+        // The Events went out beside the work; the closing line counts their requests too.
+        ctx.events_sent().await;
+        result
+    };
+    match tokio::time::timeout(limit, work).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::Deadline {
+            action: format!("running {}", cli.command.name()),
+            deadline,
+        }),
+    }
+}
+
+/// The command's options, from its flags.
+fn options(cli: &Cli, deadline: Instant) -> commands::Options {
+    let mut options = commands::Options::new(deadline);
+    options.dry_run = cli.global.dry_run;
+    options.archive_part_bytes = cli.global.archive_part_bytes;
+    if let Command::Migrate(a) | Command::Run(RunArgs { migrate: a, .. }) = &cli.command {
+        options.allow_field_loss = a.allow_field_loss.clone();
+    }
+    if let Command::Clean(CleanArgs {
+        prerequisites: p,
+        hand_over: h,
+    })
+    | Command::Run(RunArgs {
+        prerequisites: p,
+        hand_over: h,
+        ..
+    }) = &cli.command
+    {
+        options.skip_operator_prerequisites = p.skip_operator_prerequisites;
+        options.hand_over = h.hand_over;
+    }
+    options
 }
 
 /// status or check of several clusters (see `crate::fleet`): one row per cluster; exit 0 when
@@ -315,18 +335,18 @@ async fn execute_fleet(cli: &Cli, started: Instant) -> ExitCode {
                 args.prerequisites.skip_operator_prerequisites,
             ) {
                 Ok(options) => (fleet::Question::Check(options), args.output),
-                Err(e) => return finish(name, Err(e), started, None),
+                Err(e) => return conclude(name, Err(e), started, None),
             }
         }
         // Refused by `Cli::parse_checked` before anything was read.
         _ => {
             let e = Error::ClientConfig(format!("{name} works on one cluster"));
-            return finish(name, Err(e), started, None);
+            return conclude(name, Err(e), started, None);
         }
     };
     let kubeconfig = match fleet::load_kubeconfig(cli.global.kubeconfig.as_deref()) {
         Ok(k) => k,
-        Err(e) => return finish(name, Err(e), started, None),
+        Err(e) => return conclude(name, Err(e), started, None),
     };
     let contexts = fleet::select(&kubeconfig, &cli.global.context, cli.global.all_contexts);
     let opts = fleet::Options {
@@ -338,7 +358,7 @@ async fn execute_fleet(cli: &Cli, started: Instant) -> ExitCode {
     let (fleet, stats) = fleet::ask(&kubeconfig, contexts, &opts).await;
     show(output, &fleet, fleet::Fleet::render_text);
     let result = fleet::verdict(&fleet, &opts.question, started);
-    finish(name, result, started, Some(&stats))
+    conclude(name, result, started, Some(&stats))
 }
 
 /// status still prints its row when it could not read the cluster: the phase `unreachable`
@@ -469,7 +489,9 @@ fn log_step(
     }
 }
 
-fn finish(
+/// Ends the command: its closing log line, and for a failure its container's termination
+/// message; returns its exit code.
+fn conclude(
     step: &str,
     result: Result<Outcome>,
     started: Instant,

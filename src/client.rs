@@ -103,7 +103,9 @@ pub async fn build(opts: &ClientOptions, deadline: Instant) -> Result<(Client, A
         (None, None) => Config::infer().await.map_err(|e| e.to_string()),
     }
     .map_err(Error::ClientConfig)?;
-    from_config(config, opts, deadline)
+    let stats = Arc::new(ApiStats::default());
+    let client = from_config(config, opts, deadline, stats.clone())?;
+    Ok((client, stats))
 }
 
 /// The files of `KUBECONFIG` merged as kubectl merges them: the first file to define a context,
@@ -144,18 +146,19 @@ pub fn kubeconfig_from_env() -> Result<Option<Kubeconfig>> {
     Ok(Some(merged))
 }
 
-/// A client for `config` with this tool's timeouts and retries (see [`build`]).
+/// A client for `config` with this tool's timeouts and retries (see [`build`]), counting what
+/// it sends into `stats`.
 pub fn from_config(
     mut config: Config,
     opts: &ClientOptions,
     deadline: Instant,
-) -> Result<(Client, Arc<ApiStats>)> {
+    stats: Arc<ApiStats>,
+) -> Result<Client> {
     // Retries are ours (below): bounded by the deadline, and they include connection errors.
     config.default_retry = false;
     config.connect_timeout = Some(opts.request_timeout.min(Duration::from_secs(5)));
     config.read_timeout = Some(opts.request_timeout);
     config.write_timeout = Some(opts.request_timeout);
-    let stats = Arc::new(ApiStats::default());
     let layer = RetryLayer {
         deadline,
         refused_retries: opts.refused_retries,
@@ -163,13 +166,13 @@ pub fn from_config(
             .max_in_flight
             .map(|n| Arc::new(tokio::sync::Semaphore::new(n))),
         reads: opts.reads,
-        stats: stats.clone(),
+        stats,
     };
     let client = ClientBuilder::try_from(config)
         .map_err(|e| Error::ClientConfig(e.to_string()))?
         .with_layer(&layer)
         .build();
-    Ok((client, stats))
+    Ok(client)
 }
 
 /// Parameters of every write: this tool's field manager, and server-side dry run when asked.
@@ -486,8 +489,9 @@ mod tests {
                 reads: Reads::Consistent,
             };
             let deadline = Instant::now() + deadline;
-            let (client, stats) =
-                from_config(Config::new(url.clone()), &opts, deadline).expect("client");
+            let stats = Arc::new(ApiStats::default());
+            let client = from_config(Config::new(url.clone()), &opts, deadline, stats.clone())
+                .expect("client");
             let err = client
                 .list_api_groups()
                 .await

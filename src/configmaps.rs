@@ -7,7 +7,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
 use kube::{Client, ResourceExt};
 
-use crate::error::{Context, Error, Result, is_already_exists, is_conflict};
+use crate::conflicts;
+use crate::error::{Context, Result};
 use crate::names::{self, backup};
 
 pub fn api(client: &Client, namespace: &str) -> Api<ConfigMap> {
@@ -85,57 +86,27 @@ pub fn restored(copy: &ConfigMap) -> ConfigMap {
     out
 }
 
-/// Creates `cm`, or replaces what has its name: the result holds exactly `cm`'s content.
-pub async fn put(client: &Client, cm: &ConfigMap, dry_run: bool) -> Result<ConfigMap> {
+/// Creates `cm`, or replaces what has its name: the result holds exactly `cm`'s content. An
+/// immutable ConfigMap cannot be updated: it is replaced by delete and create.
+pub async fn put(
+    client: &Client,
+    cm: &ConfigMap,
+    dry_run: bool,
+    deadline: tokio::time::Instant,
+) -> Result<ConfigMap> {
     let namespace = cm.namespace().unwrap_or_default();
-    let name = cm.name_any();
-    let api = api(client, &namespace);
+    let display = format!("ConfigMap {namespace}/{}", cm.name_any());
     let pp = crate::client::post_params(dry_run);
-    let what = || format!("writing ConfigMap {namespace}/{name}");
-    const ATTEMPTS: u32 = 10;
-    for _ in 0..ATTEMPTS {
-        match api.create(&pp, cm).await {
-            Ok(created) => return Ok(created),
-            Err(e) if is_already_exists(&e) => {}
-            Err(e) => {
-                return Err(Error::Kube {
-                    action: what(),
-                    source: e,
-                });
-            }
-        }
-        let Some(existing) = api.get_opt(&name).await.context(what)? else {
-            continue;
-        };
-        let mut replacement = cm.clone();
-        replacement.metadata.resource_version = existing.resource_version();
-        match api.replace(&name, &pp, &replacement).await {
-            Ok(replaced) => return Ok(replaced),
-            Err(e) if is_conflict(&e) => continue,
-            // An immutable ConfigMap cannot be updated: it is replaced by delete and create.
-            Err(kube::Error::Api(s)) if s.code == 422 && existing.immutable == Some(true) => {
-                let dp = kube::api::DeleteParams {
-                    dry_run,
-                    preconditions: Some(kube::api::Preconditions {
-                        uid: existing.uid(),
-                        resource_version: None,
-                    }),
-                    ..Default::default()
-                };
-                api.delete(&name, &dp).await.context(what)?;
-            }
-            Err(e) => {
-                return Err(Error::Kube {
-                    action: what(),
-                    source: e,
-                });
-            }
-        }
-    }
-    Err(Error::TooManyConflicts {
-        object: format!("ConfigMap {namespace}/{name}"),
-        attempts: ATTEMPTS,
-    })
+    let immutable = |existing: &ConfigMap| existing.immutable == Some(true);
+    conflicts::create_or_replace(
+        &api(client, &namespace),
+        cm,
+        &pp,
+        deadline,
+        immutable,
+        &display,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::error::{Context, Error, Result, is_not_found};
 use crate::names::{self, markers};
-use crate::step::Step;
+use crate::step::Marker;
 
 pub fn api_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
@@ -79,33 +79,16 @@ pub async fn lookup(client: &Client) -> Result<Lookup> {
     }
 }
 
-/// The key that marks `step` done on the CR, if any.
-pub fn marked(cr: &DynamicObject, step: Step) -> Option<&'static str> {
-    step.marker_in(cr.annotations())
-}
-
-/// Sets the steps' markers (see [`set_marker_keys`]).
-pub async fn set_markers(client: &Client, set: &[Step], dry_run: bool) -> Result<DynamicObject> {
-    let keys: Vec<&str> = set.iter().map(|m| m.marker_key()).collect();
-    set_marker_keys(client, &keys, dry_run).await
-}
-
-/// Whether the marker `key` is set on `cr`.
-pub fn has_marker(cr: &DynamicObject, key: &str) -> bool {
-    cr.annotations()
-        .get(key)
-        .is_some_and(|v| v == markers::TRUE)
+/// The key that sets `marker` on `cr`, if any (a step counts as its marker).
+pub fn marked(cr: &DynamicObject, marker: impl Into<Marker>) -> Option<&'static str> {
+    marker.into().key_in(cr.annotations())
 }
 
 /// Sets markers with a merge patch of the annotations alone: it cannot undo anyone else's change.
-pub async fn set_marker_keys(
-    client: &Client,
-    set: &[&str],
-    dry_run: bool,
-) -> Result<DynamicObject> {
+pub async fn set_markers(client: &Client, set: &[Marker], dry_run: bool) -> Result<DynamicObject> {
     let annotations: serde_json::Map<String, serde_json::Value> = set
         .iter()
-        .map(|key| (key.to_string(), json!(markers::TRUE)))
+        .map(|m| (m.key().to_string(), json!(markers::TRUE)))
         .collect();
     let patch = json!({ "metadata": { "annotations": annotations } });
     api(client)
@@ -115,5 +98,8 @@ pub async fn set_marker_keys(
             &Patch::Merge(&patch),
         )
         .await
-        .context(|| format!("setting {} on {}", set.join(", "), display()))
+        .context(|| {
+            let keys: Vec<&str> = set.iter().map(|m| m.key()).collect();
+            format!("setting {} on {}", keys.join(", "), display())
+        })
 }

@@ -10,8 +10,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::{StreamExt, stream};
-use kube::Config;
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
 use serde::Serialize;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -165,6 +165,34 @@ impl Row {
         }
     }
 
+    /// A cluster that could not be asked; for check also not ready, for that reason.
+    fn unanswered(
+        question: &Question,
+        context: String,
+        cluster: Option<String>,
+        error: &Error,
+        retries: u64,
+    ) -> Row {
+        let mut row = Row::unreachable(context, cluster, error, retries);
+        if matches!(question, Question::Check(_)) {
+            let message = row.error.clone().unwrap_or_default();
+            let server = row.cluster.as_deref().unwrap_or("?");
+            row.check = Some(Readiness {
+                ready: false,
+                verdict: message.clone(),
+                reasons: vec![Reason {
+                    object: format!("API server {server}"),
+                    key: None,
+                    value: None,
+                    message,
+                    origin: None,
+                }],
+                warnings: Vec::new(),
+            });
+        }
+        row
+    }
+
     fn of(context: String, cluster: Option<String>, report: &Report) -> Row {
         let s = &report.status;
         let marked = |m: Step| s.markers.get(&m).is_some_and(Option::is_some);
@@ -270,103 +298,132 @@ impl Fleet {
     /// Aligned columns under a header, then the summary line.
     pub fn render_text(&self) -> String {
         let checking = self.clusters.iter().any(|r| r.check.is_some());
-        let mut header = vec!["CONTEXT"];
-        if checking {
-            header.push("READY");
-        }
-        header.extend([
-            "PHASE",
-            "LEGACY",
-            "MARKERS",
-            "BACKUP",
-            "LEGACY-LEFT",
-            "SERVICEMAPPINGS",
-            "OPERATOR",
-            "MODULE",
-            "REASON",
-        ]);
-        let mut table: Vec<Vec<String>> = vec![header.into_iter().map(String::from).collect()];
-        for r in &self.clusters {
-            let dash = || "-".to_string();
-            let mut cells = vec![r.context.clone()];
-            if let Some(c) = &r.check {
-                cells.push(if c.ready { "yes" } else { "no" }.into());
-            } else if checking {
-                cells.push("no".into());
-            }
-            cells.push(r.phase.name().into());
-            cells.push(match (r.legacy_installed, &r.legacy_version) {
-                (None, _) => "?".into(),
-                (Some(false), _) => dash(),
-                (Some(true), Some(v)) => v.clone(),
-                (Some(true), None) => "present".into(),
-            });
-            cells.push(match r.markers {
-                None => "?".into(),
-                Some(m) => [(m.migrated, 'M'), (m.backed_up, 'B'), (m.cleaned, 'C')]
-                    .iter()
-                    .map(|&(set, c)| if set { c } else { '-' })
-                    .collect(),
-            });
-            cells.push(r.backup.map(str::to_string).unwrap_or_else(|| "?".into()));
-            cells.push(
-                r.legacy_objects_left
-                    .map(|n| n.to_string())
-                    .unwrap_or_else(|| "?".into()),
-            );
-            cells.push(match (&r.service_mappings, r.error.is_some()) {
-                (_, true) => "?".into(),
-                (Some(m), _) => format!("{}/{}", m.adopted, m.total),
-                (None, _) => dash(),
-            });
-            cells.push(match (r.operator_ready, r.error.is_some()) {
-                (_, true) => "?".into(),
-                (Some(true), _) => "ready".into(),
-                (Some(false), _) => "not-ready".into(),
-                (None, _) => dash(),
-            });
-            cells.push(match (&r.module_state, r.error.is_some()) {
-                (_, true) => "?".into(),
-                (Some(state), _) => state.clone(),
-                (None, _) => dash(),
-            });
-            let reason = match &r.check {
-                Some(c) => &c.verdict,
-                None => &r.phase_reason,
-            };
-            cells.push(reason.lines().next().unwrap_or_default().to_string());
-            table.push(cells);
-        }
-        let columns = table.first().map(Vec::len).unwrap_or(0);
-        let widths: Vec<usize> = (0..columns)
-            .map(|i| {
-                table
-                    .iter()
-                    .map(|row| row.get(i).map(|c| c.chars().count()).unwrap_or(0))
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        let mut out = String::new();
-        for row in &table {
-            let line: Vec<String> = row
-                .iter()
-                .enumerate()
-                .map(|(i, cell)| {
-                    if i + 1 == row.len() {
-                        cell.clone()
-                    } else {
-                        format!("{cell:<w$}", w = widths[i])
-                    }
-                })
-                .collect();
-            out.push_str(line.join("  ").trim_end());
-            out.push('\n');
-        }
+        let mut table = vec![header(checking)];
+        table.extend(self.clusters.iter().map(|r| r.cells(checking)));
+        let mut out = aligned(&table);
         out.push_str(&self.summary_line());
         out.push('\n');
         out
     }
+}
+
+/// The text table's header; READY only when the clusters were checked.
+fn header(checking: bool) -> Vec<String> {
+    let mut header = vec!["CONTEXT"];
+    if checking {
+        header.push("READY");
+    }
+    header.extend([
+        "PHASE",
+        "LEGACY",
+        "MARKERS",
+        "BACKUP",
+        "LEGACY-LEFT",
+        "SERVICEMAPPINGS",
+        "OPERATOR",
+        "MODULE",
+        "REASON",
+    ]);
+    header.into_iter().map(String::from).collect()
+}
+
+impl Row {
+    /// Its cells in the text table, in the header's order: `?` for what was not read, `-` for
+    /// what is not there.
+    fn cells(&self, checking: bool) -> Vec<String> {
+        let mut cells = vec![self.context.clone()];
+        if checking {
+            cells.push(if self.ready() { "yes" } else { "no" }.into());
+        }
+        let operator = |ready: bool| if ready { "ready" } else { "not-ready" }.to_string();
+        cells.extend([
+            self.phase.name().into(),
+            self.legacy_cell(),
+            self.markers_cell(),
+            self.backup.unwrap_or("?").into(),
+            self.legacy_objects_left
+                .map_or_else(|| "?".into(), |n| n.to_string()),
+            self.read_cell(
+                self.service_mappings
+                    .map(|m| format!("{}/{}", m.adopted, m.total)),
+            ),
+            self.read_cell(self.operator_ready.map(operator)),
+            self.read_cell(self.module_state.clone()),
+            self.reason_cell(),
+        ]);
+        cells
+    }
+
+    fn legacy_cell(&self) -> String {
+        match (self.legacy_installed, &self.legacy_version) {
+            (None, _) => "?".into(),
+            (Some(false), _) => "-".into(),
+            (Some(true), Some(v)) => v.clone(),
+            (Some(true), None) => "present".into(),
+        }
+    }
+
+    /// `MBC` with a `-` for each step marker that is not set.
+    fn markers_cell(&self) -> String {
+        match self.markers {
+            None => "?".into(),
+            Some(m) => [(m.migrated, 'M'), (m.backed_up, 'B'), (m.cleaned, 'C')]
+                .iter()
+                .map(|&(set, c)| if set { c } else { '-' })
+                .collect(),
+        }
+    }
+
+    /// A value read from the cluster: `?` when the cluster could not be read, `-` when there is
+    /// none.
+    fn read_cell(&self, value: Option<String>) -> String {
+        match (value, self.error.is_some()) {
+            (_, true) => "?".into(),
+            (Some(value), _) => value,
+            (None, _) => "-".into(),
+        }
+    }
+
+    /// The first line of check's verdict, else of the phase's reason.
+    fn reason_cell(&self) -> String {
+        let reason = match &self.check {
+            Some(c) => &c.verdict,
+            None => &self.phase_reason,
+        };
+        reason.lines().next().unwrap_or_default().to_string()
+    }
+}
+
+/// The rows as columns as wide as their widest cell, two spaces apart; the last column is not
+/// padded.
+fn aligned(table: &[Vec<String>]) -> String {
+    let columns = table.first().map(Vec::len).unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| {
+            table
+                .iter()
+                .map(|row| row.get(i).map(|c| c.chars().count()).unwrap_or(0))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in table {
+        let line: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, cell)| {
+                if i + 1 == row.len() {
+                    cell.clone()
+                } else {
+                    format!("{cell:<w$}", w = widths[i])
+                }
+            })
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// The roots that verify a cluster whose kubeconfig names no CA: the system's, read once for
@@ -390,7 +447,7 @@ fn system_roots(url: &http::Uri) -> &'static [Vec<u8>] {
 /// The part of the kubeconfig that one context uses: its entry, its cluster's and its user's.
 /// Each cluster's client is built from this, not from a copy of the whole file, which for a
 /// fleet of contexts would copy the file once per context.
-fn just(kubeconfig: &Kubeconfig, context: &str) -> Kubeconfig {
+fn context_part(kubeconfig: &Kubeconfig, context: &str) -> Kubeconfig {
     let entry = kubeconfig.contexts.iter().find(|c| c.name == context);
     let used = entry.and_then(|c| c.context.as_ref());
     Kubeconfig {
@@ -437,15 +494,78 @@ fn server_of(kubeconfig: &Kubeconfig, context: &str) -> Option<String> {
         .clone()
 }
 
-/// Asks one cluster, within its own deadline.
-async fn ask_one(kubeconfig: &Kubeconfig, context: String, opts: &Options) -> (Row, ApiStats) {
+/// Asks one cluster, within its own deadline. Its client counts into `stats`, which outlive the
+/// work: a cluster cut off at its deadline still reports the retries it made.
+async fn ask_one(kubeconfig: &Kubeconfig, context: String, opts: &Options) -> (Row, Arc<ApiStats>) {
     let started = Instant::now();
-    let deadline = started + opts.deadline;
     let cluster = server_of(kubeconfig, &context);
-    let stats = ApiStats::default();
+    let stats = Arc::new(ApiStats::default());
+    let work = answer(kubeconfig, &context, opts, started + opts.deadline, &stats);
+    let answered = match tokio::time::timeout(opts.deadline, work).await {
+        Ok(answered) => answered,
+        Err(_) => Err(Error::Deadline {
+            action: format!("asking context {context}"),
+            deadline: opts.deadline,
+        }),
+    };
+    let mut row = match answered {
+        Ok((report, checked)) => Row {
+            check: checked.map(readiness),
+            ..Row::of(context, cluster, &report)
+        },
+        Err(e) => Row::unanswered(&opts.question, context, cluster, &e, stats.retries()),
+    };
+    row.duration_ms = started.elapsed().as_millis() as u64;
+    tracing::debug!(
+        phase = row.phase.name(),
+        duration_ms = row.duration_ms,
+        "cluster asked"
+    );
+    (row, stats)
+}
+
+/// status of the cluster, and for check also check's report.
+async fn answer(
+    kubeconfig: &Kubeconfig,
+    context: &str,
+    opts: &Options,
+    deadline: Instant,
+    stats: &Arc<ApiStats>,
+) -> Result<(Report, Option<CheckReport>)> {
+    let client = client_of(kubeconfig, context, opts, deadline, stats).await?;
+    match &opts.question {
+        Question::Status => status::collect(&client).await.map(|r| (r, None)),
+        Question::Check(options) => {
+            futures::try_join!(status::collect(&client), check::check(&client, options))
+                .map(|(r, c)| (r, Some(c)))
+        }
+    }
+}
+
+/// The cluster's own client, counting into `stats`; errors name the context.
+async fn client_of(
+    kubeconfig: &Kubeconfig,
+    context: &str,
+    opts: &Options,
+    deadline: Instant,
+    stats: &Arc<ApiStats>,
+) -> Result<Client> {
+    let named = |m: String| Error::ClientConfig(format!("context {context}: {m}"));
+    let mut config = Config::from_custom_kubeconfig(
+        context_part(kubeconfig, context),
+        &KubeConfigOptions {
+            context: Some(context.to_string()),
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(|e| named(e.to_string()))?;
+    if config.root_cert.is_none() && config.root_cert_file.is_none() {
+        config.root_cert = Some(system_roots(&config.cluster_url).to_vec());
+    }
     let client_opts = ClientOptions {
         kubeconfig: None,
-        context: Some(context.clone()),
+        context: Some(context.to_string()),
         deadline: opts.deadline,
         request_timeout: opts.request_timeout,
         refused_retries: Some(REFUSED_RETRIES),
@@ -456,77 +576,10 @@ async fn ask_one(kubeconfig: &Kubeconfig, context: String, opts: &Options) -> (R
             Question::Check(_) => Reads::Consistent,
         },
     };
-    let work = async {
-        let mut config = Config::from_custom_kubeconfig(
-            just(kubeconfig, &context),
-            &KubeConfigOptions {
-                context: Some(context.clone()),
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| Error::ClientConfig(format!("context {context}: {e}")))?;
-        if config.root_cert.is_none() && config.root_cert_file.is_none() {
-            config.root_cert = Some(system_roots(&config.cluster_url).to_vec());
-        }
-        let (client, client_stats) =
-            client::from_config(config, &client_opts, deadline).map_err(|e| match e {
-                Error::ClientConfig(m) => Error::ClientConfig(format!("context {context}: {m}")),
-                other => other,
-            })?;
-        let result = match &opts.question {
-            Question::Status => status::collect(&client).await.map(|r| (r, None)),
-            Question::Check(options) => {
-                futures::try_join!(status::collect(&client), check::check(&client, options))
-                    .map(|(r, c)| (r, Some(c)))
-            }
-        };
-        Ok::<_, Error>((result, client_stats))
-    };
-    let outcome = match tokio::time::timeout(opts.deadline, work).await {
-        Ok(Ok((result, client_stats))) => {
-            stats.add(&client_stats);
-            result
-        }
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(Error::Deadline {
-            action: format!("asking context {context}"),
-            deadline: opts.deadline,
-        }),
-    };
-    let mut row = match outcome {
-        Ok((report, checked)) => {
-            let mut row = Row::of(context, cluster, &report);
-            row.check = checked.map(readiness);
-            row
-        }
-        Err(e) => {
-            let mut row = Row::unreachable(context, cluster.clone(), &e, stats.retries());
-            if matches!(opts.question, Question::Check(_)) {
-                let message = row.error.clone().unwrap_or_default();
-                row.check = Some(Readiness {
-                    ready: false,
-                    verdict: message.clone(),
-                    reasons: vec![Reason {
-                        object: format!("API server {}", cluster.as_deref().unwrap_or("?")),
-                        key: None,
-                        value: None,
-                        message,
-                        origin: None,
-                    }],
-                    warnings: Vec::new(),
-                });
-            }
-            row
-        }
-    };
-    row.duration_ms = started.elapsed().as_millis() as u64;
-    tracing::debug!(
-        phase = row.phase.name(),
-        duration_ms = row.duration_ms,
-        "cluster asked"
-    );
-    (row, stats)
+    client::from_config(config, &client_opts, deadline, stats.clone()).map_err(|e| match e {
+        Error::ClientConfig(m) => named(m),
+        other => other,
+    })
 }
 
 fn readiness(c: CheckReport) -> Readiness {
@@ -546,7 +599,7 @@ pub async fn ask(
     opts: &Options,
 ) -> (Fleet, Arc<ApiStats>) {
     let total = Arc::new(ApiStats::default());
-    let rows: Vec<(Row, ApiStats)> = stream::iter(contexts)
+    let rows: Vec<(Row, Arc<ApiStats>)> = stream::iter(contexts)
         .map(|context| {
             let span = tracing::info_span!("cluster", context = %context);
             ask_one(kubeconfig, context, opts).instrument(span)
@@ -674,5 +727,62 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    /// A server that answers its first `failures` requests with 503 and never answers another.
+    async fn failing_then_silent(failures: usize) -> u16 {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let left = Arc::new(AtomicUsize::new(failures));
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let left = left.clone();
+                let service = hyper::service::service_fn(move |_req| {
+                    let failing = left
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok();
+                    async move {
+                        if !failing {
+                            std::future::pending::<()>().await;
+                        }
+                        http::Response::builder().status(503).body(String::new())
+                    }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+                );
+            }
+        });
+        port
+    }
+
+    /// A cluster whose requests fail, are retried and then hang until the cluster's deadline:
+    /// its row and the fleet's totals count the retries its client made before the deadline.
+    #[tokio::test]
+    async fn a_cluster_asked_past_its_deadline_keeps_its_retries() {
+        let port = failing_then_silent(3).await;
+        let kc: Kubeconfig = serde_json::from_value(serde_json::json!({
+            "clusters": [{"name": "c", "cluster": {"server": format!("http://127.0.0.1:{port}")}}],
+            "users": [{"name": "u", "user": {"token": "t"}}],
+            "contexts": [{"name": "slow", "context": {"cluster": "c", "user": "u"}}],
+        }))
+        .expect("kubeconfig");
+        let opts = Options {
+            question: Question::Status,
+            deadline: Duration::from_millis(1500),
+            request_timeout: Duration::from_secs(60),
+            parallel: 1,
+        };
+        let (fleet, total) = ask(&kc, vec!["slow".into()], &opts).await;
+        let row = &fleet.clusters[0];
+        assert_eq!(row.phase, Phase::Unreachable, "{row:?}");
+        // Each of the three 503s was retried once; the retries then hang.
+        assert_eq!(total.retries(), 3, "{row:?}");
+        let error = row.error.as_deref().unwrap_or_default();
+        assert!(error.contains("after 3 retries"), "{error}");
     }
 }

@@ -14,6 +14,11 @@ use kube::core::{ApiResource, GroupVersionKind};
 use crate::error::{Context, Result};
 use crate::names::{self, LEGACY_OBJECTS, LegacyObjects, config_maps, legacy_marker};
 
+/// Requests in flight at once for the objects of the legacy table (35 on a full installation):
+/// clean reads and deletes them, and rollback reads the archived ones, each in one round trip
+/// with all the others.
+pub const LEGACY_CONCURRENCY: usize = 64;
+
 /// A legacy installation that the reconciler manages.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LegacyInstall {
@@ -227,8 +232,9 @@ pub fn in_table(table: &[LegacyObjects], row: &LegacyObjects, name: &str) -> boo
     })
 }
 
-/// Whether an object belongs to the new operator, which is never to be deleted.
-pub fn is_operators(meta: &ObjectMeta) -> bool {
+/// Whether an object carries the new operator's label: it belongs to the module, and is never
+/// deleted.
+pub fn has_operator_label(meta: &ObjectMeta) -> bool {
     meta.labels
         .as_ref()
         .and_then(|l| l.get(names::OPERATOR_LABEL))

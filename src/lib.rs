@@ -7,6 +7,7 @@ pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod configmaps;
+pub mod conflicts;
 pub mod cr;
 pub mod diff;
 pub mod error;

@@ -10,7 +10,7 @@ use crate::configmaps;
 use crate::cr;
 use crate::error::{Error, Result, Source, Violation};
 use crate::names::{self, config_maps};
-use crate::step::Step;
+use crate::step::Marker;
 use crate::{legacy, translate};
 
 /// The user configuration of the legacy installation, read and validated: what migrate (and
@@ -56,10 +56,9 @@ pub fn desired(
         message: format!("spec field {field} is not a mapping"),
         violations: Vec::new(),
     })?;
-    desired.annotations_mut().insert(
-        Step::Migrate.marker_key().into(),
-        names::markers::TRUE.into(),
-    );
+    desired
+        .annotations_mut()
+        .insert(Marker::Migrated.key().into(), names::markers::TRUE.into());
     Ok((plan, desired))
 }
 

@@ -291,28 +291,43 @@ fn to_json_schema(s: &Value, patterns: &mut HashMap<String, String>) -> Value {
         out.insert("type".into(), serde_json::json!(["integer", "string"]));
     }
     if obj.get("nullable") == Some(&Value::Bool(true)) {
-        match out.get_mut("type") {
-            Some(Value::String(t)) => {
-                let t = t.clone();
-                out.insert("type".into(), serde_json::json!([t, "null"]));
-            }
-            Some(Value::Array(types)) => types.push(Value::from("null")),
-            _ => {}
-        }
-        if let Some(Value::Array(options)) = out.get_mut("enum") {
-            options.push(Value::Null);
-        }
+        nullable(&mut out);
     }
+    nested_schemas(obj, &mut out, patterns);
+    if obj.get("x-kubernetes-list-type").and_then(Value::as_str) == Some("set") {
+        out.insert("uniqueItems".into(), Value::Bool(true));
+    }
+    Value::Object(out)
+}
+
+/// `nullable: true`: null is one more type, and one more value of an enum.
+fn nullable(out: &mut Map<String, Value>) {
+    match out.get_mut("type") {
+        Some(Value::String(t)) => {
+            let t = t.clone();
+            out.insert("type".into(), serde_json::json!([t, "null"]));
+        }
+        Some(Value::Array(types)) => types.push(Value::from("null")),
+        _ => {}
+    }
+    if let Some(Value::Array(options)) = out.get_mut("enum") {
+        options.push(Value::Null);
+    }
+}
+
+/// The schemas inside a schema (properties, additional properties, items, `not`, and the
+/// lists of `allOf`, `anyOf`, `oneOf`), each translated in turn.
+fn nested_schemas(
+    obj: &Map<String, Value>,
+    out: &mut Map<String, Value>,
+    patterns: &mut HashMap<String, String>,
+) {
     if let Some(props) = obj.get("properties").and_then(Value::as_object) {
-        out.insert(
-            "properties".into(),
-            Value::Object(
-                props
-                    .iter()
-                    .map(|(k, v)| (k.clone(), to_json_schema(v, patterns)))
-                    .collect(),
-            ),
-        );
+        let props = props
+            .iter()
+            .map(|(k, v)| (k.clone(), to_json_schema(v, patterns)))
+            .collect();
+        out.insert("properties".into(), Value::Object(props));
     }
     for k in ["additionalProperties", "items", "not"] {
         match obj.get(k) {
@@ -327,16 +342,10 @@ fn to_json_schema(s: &Value, patterns: &mut HashMap<String, String>) -> Value {
     }
     for k in ["allOf", "anyOf", "oneOf"] {
         if let Some(Value::Array(list)) = obj.get(k) {
-            out.insert(
-                k.into(),
-                Value::Array(list.iter().map(|v| to_json_schema(v, patterns)).collect()),
-            );
+            let list = list.iter().map(|v| to_json_schema(v, patterns)).collect();
+            out.insert(k.into(), Value::Array(list));
         }
     }
-    if obj.get("x-kubernetes-list-type").and_then(Value::as_str) == Some("set") {
-        out.insert("uniqueItems".into(), Value::Bool(true));
-    }
-    Value::Object(out)
 }
 
 /// A Go (RE2) pattern for Rust's `regex` crate, whose syntax is RE2's. They differ in the Perl

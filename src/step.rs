@@ -27,38 +27,13 @@ impl Step {
         }
     }
 
-    /// What status calls its marker: the state the step leaves.
-    pub fn marker_name(self) -> &'static str {
+    /// The marker that says it is done.
+    pub fn marker(self) -> Marker {
         match self {
-            Step::Migrate => "migrated",
-            Step::Backup => "backed-up",
-            Step::Clean => "cleaned",
+            Step::Migrate => Marker::Migrated,
+            Step::Backup => Marker::BackedUp,
+            Step::Clean => Marker::Cleaned,
         }
-    }
-
-    /// The marker key this tool writes on the CR once the step is done.
-    pub fn marker_key(self) -> &'static str {
-        match self {
-            Step::Migrate => markers::MIGRATED,
-            Step::Backup => markers::BACKED_UP,
-            Step::Clean => markers::CLEANED,
-        }
-    }
-
-    /// Keys of earlier tools and hand-run instructions that count as done as well.
-    pub fn alternative_marker_keys(self) -> &'static [&'static str] {
-        match self {
-            Step::Migrate => markers::MIGRATED_ALT,
-            Step::Backup => markers::BACKED_UP_ALT,
-            Step::Clean => markers::CLEANED_ALT,
-        }
-    }
-
-    /// The key that marks this step done among `annotations`, if any.
-    pub fn marker_in(self, annotations: &BTreeMap<String, String>) -> Option<&'static str> {
-        std::iter::once(self.marker_key())
-            .chain(self.alternative_marker_keys().iter().copied())
-            .find(|k| annotations.get(*k).is_some_and(|v| v == markers::TRUE))
     }
 
     /// Its image's name (the last segment of the reference, without tag or digest).
@@ -90,6 +65,74 @@ impl Step {
     }
 }
 
+/// A marker on the CR: an annotation with value `"true"` that says how far the migration is.
+/// Each step sets its own; `clean --hand-over` also sets `handed-over`, and `finish` sets
+/// `finished`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Marker {
+    Migrated,
+    BackedUp,
+    Cleaned,
+    HandedOver,
+    Finished,
+}
+
+impl Marker {
+    pub const ALL: [Marker; 5] = [
+        Marker::Migrated,
+        Marker::BackedUp,
+        Marker::Cleaned,
+        Marker::HandedOver,
+        Marker::Finished,
+    ];
+
+    /// What status calls it: the state it marks.
+    pub fn name(self) -> &'static str {
+        match self {
+            Marker::Migrated => "migrated",
+            Marker::BackedUp => "backed-up",
+            Marker::Cleaned => "cleaned",
+            Marker::HandedOver => "handed-over",
+            Marker::Finished => "finished",
+        }
+    }
+
+    /// The key this tool writes on the CR.
+    pub fn key(self) -> &'static str {
+        match self {
+            Marker::Migrated => markers::MIGRATED,
+            Marker::BackedUp => markers::BACKED_UP,
+            Marker::Cleaned => markers::CLEANED,
+            Marker::HandedOver => markers::HANDED_OVER,
+            Marker::Finished => markers::FINISHED,
+        }
+    }
+
+    /// Keys of earlier tools and hand-run instructions that count as set as well (the steps'
+    /// markers only: the hand-over is this tool's own).
+    pub fn alternative_keys(self) -> &'static [&'static str] {
+        match self {
+            Marker::Migrated => markers::MIGRATED_ALT,
+            Marker::BackedUp => markers::BACKED_UP_ALT,
+            Marker::Cleaned => markers::CLEANED_ALT,
+            Marker::HandedOver | Marker::Finished => &[],
+        }
+    }
+
+    /// The key that sets it among `annotations`, if any.
+    pub fn key_in(self, annotations: &BTreeMap<String, String>) -> Option<&'static str> {
+        std::iter::once(self.key())
+            .chain(self.alternative_keys().iter().copied())
+            .find(|k| annotations.get(*k).is_some_and(|v| v == markers::TRUE))
+    }
+}
+
+impl From<Step> for Marker {
+    fn from(step: Step) -> Marker {
+        step.marker()
+    }
+}
+
 /// A step in a report is its subcommand's name.
 impl Serialize for Step {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -102,7 +145,7 @@ pub fn serialize_markers<S: Serializer, V: Serialize>(
     markers: &BTreeMap<Step, V>,
     s: S,
 ) -> Result<S::Ok, S::Error> {
-    s.collect_map(markers.iter().map(|(step, v)| (step.marker_name(), v)))
+    s.collect_map(markers.iter().map(|(step, v)| (step.marker().name(), v)))
 }
 
 #[cfg(test)]
@@ -156,5 +199,35 @@ mod tests {
             assert_eq!(Step::with_image(step.image()), Some(step));
         }
         assert_eq!(Step::named("run"), None);
+    }
+
+    /// SPEC's markers, and the keys of earlier tools that count for the steps' markers.
+    #[test]
+    fn five_markers_each_with_its_key() {
+        let keys: Vec<(&str, &str)> = Marker::ALL.iter().map(|m| (m.name(), m.key())).collect();
+        assert_eq!(
+            keys,
+            [
+                ("migrated", "migrator.kyma-project.io/migrated"),
+                ("backed-up", "migrator.kyma-project.io/backed-up"),
+                ("cleaned", "migrator.kyma-project.io/cleaned"),
+                ("handed-over", "migrator.kyma-project.io/handed-over"),
+                ("finished", "migrator.kyma-project.io/finished"),
+            ]
+        );
+        let annotations = |key: &str, value: &str| [(key.to_string(), value.to_string())].into();
+        let cleaned_up = annotations("connectivityproxy.sap.com/cleaned-up", "true");
+        assert_eq!(
+            Marker::Cleaned.key_in(&cleaned_up),
+            Some("connectivityproxy.sap.com/cleaned-up")
+        );
+        assert_eq!(
+            Step::Clean.marker().key_in(&cleaned_up),
+            Marker::Cleaned.key_in(&cleaned_up)
+        );
+        let not_true = annotations("migrator.kyma-project.io/finished", "yes");
+        assert_eq!(Marker::Finished.key_in(&not_true), None);
+        let handed = annotations("connectivityproxy.sap.com/handed-over", "true");
+        assert_eq!(Marker::HandedOver.key_in(&handed), None);
     }
 }

@@ -32,94 +32,98 @@ pub fn parse_legacy_document(source: &Source, text: &str) -> Result<Document> {
     }
 }
 
+/// The JSON value of a parsed YAML item: its tag, then its node (a scalar, a list or a mapping).
 fn to_json(source: &Source, item: &Item, path: &mut Vec<String>) -> Result<Value> {
-    let invalid = |path: &[String], message: String| Error::InvalidConfig {
-        input: source.clone(),
-        message: format!("field {}: {message}", display_path(path)),
-    };
-    let Item { node, tag, .. } = item;
-    if let Some(tag) = tag.as_deref().filter(|t| !yaml::is_core_tag(t)) {
+    if let Some(tag) = item.tag.as_deref().filter(|t| !yaml::is_core_tag(t)) {
         return Err(invalid(
+            source,
             path,
             format!("YAML tag {} is not supported", yaml::tag_text(tag)),
         ));
     }
-    Ok(match node {
-        Node::Null => Value::Null,
-        Node::Bool(b) => Value::Bool(*b),
-        Node::String(s) => Value::String(s.clone()),
-        Node::Int(i) => Value::from(*i),
-        Node::UInt(u) => Value::from(*u),
+    let node = &item.node;
+    match node {
+        Node::Null => Ok(Value::Null),
+        Node::Bool(b) => Ok(Value::Bool(*b)),
+        Node::String(s) => Ok(Value::String(s.clone())),
+        Node::Int(i) => Ok(Value::from(*i)),
+        Node::UInt(u) => Ok(Value::from(*u)),
         Node::Float(f) => serde_json::Number::from_f64(*f)
             .map(Value::Number)
             .ok_or_else(|| {
-                invalid(
-                    path,
-                    format!(
-                        "value {} has no JSON form (NaN or infinity)",
-                        yaml::scalar_text(node)
-                    ),
-                )
-            })?,
-        Node::LargeInteger(literal) => {
-            return Err(invalid(
-                path,
-                format!(
-                    "value {literal} is an integer beyond 64 bits, which the CR cannot hold exactly"
-                ),
-            ));
+                let text = yaml::scalar_text(node);
+                let message = format!("value {text} has no JSON form (NaN or infinity)");
+                invalid(source, path, message)
+            }),
+        Node::LargeInteger(literal) => Err(invalid(
+            source,
+            path,
+            format!(
+                "value {literal} is an integer beyond 64 bits, which the CR cannot hold exactly"
+            ),
+        )),
+        Node::List(items) => list_to_json(source, items, path),
+        Node::Mapping(entries) => mapping_to_json(source, entries, path),
+    }
+}
+
+fn list_to_json(source: &Source, items: &[Item], path: &mut Vec<String>) -> Result<Value> {
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        path.push(format!("[{i}]"));
+        out.push(to_json(source, item, path)?);
+        path.pop();
+    }
+    Ok(Value::Array(out))
+}
+
+fn mapping_to_json(
+    source: &Source,
+    entries: &[(Item, Item)],
+    path: &mut Vec<String>,
+) -> Result<Value> {
+    let mut out = Map::new();
+    for (key, value) in entries {
+        let key = key_text(source, key, path)?;
+        // The reader compares keys with their tags; the CR only by their text.
+        if out.contains_key(key) {
+            return Err(invalid(source, path, format!("duplicate key {key:?}")));
         }
-        Node::List(items) => {
-            let mut out = Vec::with_capacity(items.len());
-            for (i, item) in items.iter().enumerate() {
-                path.push(format!("[{i}]"));
-                out.push(to_json(source, item, path)?);
-                path.pop();
-            }
-            Value::Array(out)
-        }
-        Node::Mapping(entries) => {
-            let mut out = Map::new();
-            for (
-                Item {
-                    node: k,
-                    tag: key_tag,
-                    ..
-                },
-                v,
-            ) in entries
-            {
-                if let Some(tag) = key_tag.as_deref().filter(|t| !yaml::is_core_tag(t)) {
-                    return Err(invalid(
-                        path,
-                        format!(
-                            "key {} has the YAML tag {}, which is not supported",
-                            yaml::scalar_text(k),
-                            yaml::tag_text(tag)
-                        ),
-                    ));
-                }
-                let Node::String(key) = k else {
-                    return Err(invalid(
-                        path,
-                        format!(
-                            "key {} is not a string; the CR only holds string keys",
-                            yaml::scalar_text(k)
-                        ),
-                    ));
-                };
-                // The reader compares keys with their tags; the CR only by their text.
-                if out.contains_key(key) {
-                    return Err(invalid(path, format!("duplicate key {key:?}")));
-                }
-                path.push(key.clone());
-                let v = to_json(source, v, path)?;
-                path.pop();
-                out.insert(key.clone(), v);
-            }
-            Value::Object(out)
-        }
-    })
+        path.push(key.clone());
+        let value = to_json(source, value, path)?;
+        path.pop();
+        out.insert(key.clone(), value);
+    }
+    Ok(Value::Object(out))
+}
+
+/// A mapping key as the CR holds it: a string without a tag of its own.
+fn key_text<'a>(source: &Source, key: &'a Item, path: &[String]) -> Result<&'a String> {
+    let text = || yaml::scalar_text(&key.node);
+    if let Some(tag) = key.tag.as_deref().filter(|t| !yaml::is_core_tag(t)) {
+        let (text, tag) = (text(), yaml::tag_text(tag));
+        let message = format!("key {text} has the YAML tag {tag}, which is not supported");
+        return Err(invalid(source, path, message));
+    }
+    match &key.node {
+        Node::String(key) => Ok(key),
+        _ => Err(invalid(
+            source,
+            path,
+            format!(
+                "key {} is not a string; the CR only holds string keys",
+                text()
+            ),
+        )),
+    }
+}
+
+/// An invalid field of the legacy document, named by its path.
+fn invalid(source: &Source, path: &[String], message: String) -> Error {
+    Error::InvalidConfig {
+        input: source.clone(),
+        message: format!("field {}: {message}", display_path(path)),
+    }
 }
 
 fn describe(v: &Value) -> &'static str {

@@ -476,9 +476,18 @@ async fn check_changes_nothing_and_answers_as_the_service_account() {
     let sa = as_migrator_service_account(&c).await;
     let built_in_crd = fixture_dir(MODULE).join("connectivityproxy-crd.yaml");
     let built_in_crd = built_in_crd.to_str().expect("path");
+    ready_saying_what_migrate_would_write(&c, &sa).await;
+    a_bad_port_is_not_ready_as_migrate_says(&c, &sa).await;
+    a_field_the_crd_does_not_know_is_named_unless_accepted(&c, &sa, built_in_crd).await;
+    marked_migrated_is_ready_with_nothing_to_do(&c, &sa).await;
+    without_the_cr_it_judges_the_default_cr_offline(&c, &sa).await;
+    without_the_module_it_judges_with_the_built_in_crd(&c, &sa).await;
+    without_the_legacy_installation_there_is_nothing_to_migrate(&c, &sa).await;
+}
 
-    // Ready: the server's dry run of migrate's write; what migrate would write.
-    let r = check_unchanged(&c, &sa, &["-o", "json"]).await;
+/// Ready: the server's dry run of migrate's write; what migrate would write.
+async fn ready_saying_what_migrate_would_write(c: &TestCluster, sa: &Path) {
+    let r = check_unchanged(c, sa, &["-o", "json"]).await;
     r.assert_ok();
     let report = json_report(&r);
     assert_eq!(report["ready"], true, "{report}");
@@ -517,7 +526,7 @@ async fn check_changes_nothing_and_answers_as_the_service_account() {
         r.reason()
     );
 
-    let r = check_unchanged(&c, &sa, &[]).await;
+    let r = check_unchanged(c, sa, &[]).await;
     r.assert_ok();
     for line in [
         "legacy installation   present (connectivity-proxy-2.9.3)",
@@ -527,11 +536,13 @@ async fn check_changes_nothing_and_answers_as_the_service_account() {
     ] {
         assert!(r.stdout.contains(line), "{line:?} in:\n{}", r.stdout);
     }
+}
 
-    // A bad port: not ready, naming the object, the key and the value, exactly as migrate does.
+/// A bad port: not ready, naming the object, the key and the value, exactly as migrate does.
+async fn a_bad_port_is_not_ready_as_migrate_says(c: &TestCluster, sa: &Path) {
     set_port(&c.client, "onpremise_proxy_http_port", "80a").await;
     let migrate_says = c.run(&["--dry-run", "migrate"]);
-    let r = check_unchanged(&c, &sa, &["-o", "json"]).await;
+    let r = check_unchanged(c, sa, &["-o", "json"]).await;
     assert_eq!(r.output.status.code(), Some(1), "{}", r.stderr);
     let report = json_report(&r);
     assert_eq!(report["ready"], false);
@@ -552,7 +563,7 @@ async fn check_changes_nothing_and_answers_as_the_service_account() {
     r.assert_failed_with(&[
         "not ready: ConfigMap kyma-system/connectivity-proxy-info key \"onpremise_proxy_http_port\": value \"80a\"",
     ]);
-    let r = check_unchanged(&c, &sa, &[]).await;
+    let r = check_unchanged(c, sa, &[]).await;
     assert!(
         r.stdout.contains(
             "ConfigMap kyma-system/connectivity-proxy-info onpremise_proxy_http_port = \"80a\""
@@ -561,15 +572,21 @@ async fn check_changes_nothing_and_answers_as_the_service_account() {
         r.stdout
     );
     set_port(&c.client, "onpremise_proxy_http_port", "20003").await;
+}
 
-    // A field the CRD does not know: the server would drop it. With a CRD that knows it
-    // (--crd), the offline check is ready; with the built-in CRD, it names the same field.
+/// A field the CRD does not know: the server would drop it. With a CRD that knows it
+/// (--crd), the offline check is ready; with the built-in CRD, it names the same field.
+async fn a_field_the_crd_does_not_know_is_named_unless_accepted(
+    c: &TestCluster,
+    sa: &Path,
+    built_in_crd: &str,
+) {
     set_document(
         &c.client,
         "tenantMode: dedicated\nservers:\n  proxy:\n    http:\n      colour: blue\n",
     )
     .await;
-    let online = json_report(&check_unchanged(&c, &sa, &["-o", "json"]).await);
+    let online = json_report(&check_unchanged(c, sa, &["-o", "json"]).await);
     assert_eq!(online["ready"], false);
     assert_eq!(
         online["reasons"][0]["key"], "config.servers.proxy.http.colour",
@@ -581,7 +598,7 @@ async fn check_changes_nothing_and_answers_as_the_service_account() {
         json!({"object": "ConfigMap kyma-system/connectivity-proxy", "key": "connectivity-proxy-config.yml", "field": "servers.proxy.http.colour"})
     );
     let offline =
-        json_report(&check_unchanged(&c, &sa, &["-o", "json", "--crd", built_in_crd]).await);
+        json_report(&check_unchanged(c, sa, &["-o", "json", "--crd", built_in_crd]).await);
     assert_eq!(
         offline["validation"],
         json!({"method": "offline", "crd": built_in_crd})
@@ -591,8 +608,8 @@ async fn check_changes_nothing_and_answers_as_the_service_account() {
     let dir = tempfile::tempdir().expect("tempdir");
     let with_colour = crd_with_colour(dir.path());
     let r = check_unchanged(
-        &c,
-        &sa,
+        c,
+        sa,
         &["-o", "json", "--crd", with_colour.to_str().expect("path")],
     )
     .await;
@@ -603,8 +620,8 @@ async fn check_changes_nothing_and_answers_as_the_service_account() {
     );
     // Accepting the loss, as migrate's --allow-field-loss does.
     let r = check_unchanged(
-        &c,
-        &sa,
+        c,
+        sa,
         &[
             "-o",
             "json",
@@ -618,14 +635,16 @@ async fn check_changes_nothing_and_answers_as_the_service_account() {
         json_report(&r)["accepted_losses"][0]["key"],
         "config.servers.proxy.http.colour"
     );
-    let r = check_unchanged(&c, &sa, &["--crd", "/nonexistent/crd.yaml"]).await;
+    let r = check_unchanged(c, sa, &["--crd", "/nonexistent/crd.yaml"]).await;
     r.assert_failed_with(&["CustomResourceDefinition from /nonexistent/crd.yaml cannot be used"]);
     let original = fixture_cases()[0].1.clone();
     set_document(&c.client, &original).await;
+}
 
-    // Marked migrated: nothing to do.
-    cr::annotate(&c, &[(markers::MIGRATED, "true")]).await;
-    let r = check_unchanged(&c, &sa, &[]).await;
+/// Marked migrated: nothing to do.
+async fn marked_migrated_is_ready_with_nothing_to_do(c: &TestCluster, sa: &Path) {
+    cr::annotate(c, &[(markers::MIGRATED, "true")]).await;
+    let r = check_unchanged(c, sa, &[]).await;
     r.assert_ok();
     assert!(
         r.reason()
@@ -633,13 +652,15 @@ async fn check_changes_nothing_and_answers_as_the_service_account() {
         "{}",
         r.reason()
     );
+}
 
-    // The CR is not there yet: judged offline with the cluster's CRD, from the default CR.
+/// The CR is not there yet: judged offline with the cluster's CRD, from the default CR.
+async fn without_the_cr_it_judges_the_default_cr_offline(c: &TestCluster, sa: &Path) {
     cr::api(&c.client)
         .delete(contract::cr::NAME, &DeleteParams::default())
         .await
         .expect("delete CR");
-    let report = json_report(&check_unchanged(&c, &sa, &["-o", "json"]).await);
+    let report = json_report(&check_unchanged(c, sa, &["-o", "json"]).await);
     assert_eq!(report["ready"], true, "{report}");
     assert_eq!(
         report["validation"],
@@ -651,22 +672,26 @@ async fn check_changes_nothing_and_answers_as_the_service_account() {
             .is_some_and(|n| n.contains("does not exist yet")),
         "{report}"
     );
+}
 
-    // The module is not installed: the CRD the tool was built with.
-    operator::uninstall(&c).await;
-    let report = json_report(&check_unchanged(&c, &sa, &["-o", "json"]).await);
+/// The module is not installed: the CRD the tool was built with.
+async fn without_the_module_it_judges_with_the_built_in_crd(c: &TestCluster, sa: &Path) {
+    operator::uninstall(c).await;
+    let report = json_report(&check_unchanged(c, sa, &["-o", "json"]).await);
     assert_eq!(report["ready"], true, "{report}");
     assert_eq!(
         report["validation"],
         json!({"method": "offline", "crd": "built-in"})
     );
+}
 
-    // No legacy installation: nothing to migrate, ready.
+/// No legacy installation: nothing to migrate, ready.
+async fn without_the_legacy_installation_there_is_nothing_to_migrate(c: &TestCluster, sa: &Path) {
     let sts: Api<StatefulSet> = Api::namespaced(c.client.clone(), contract::KYMA_SYSTEM);
     sts.delete(legacy_marker::STATEFULSET, &DeleteParams::default())
         .await
         .expect("delete StatefulSet");
-    let r = check_unchanged(&c, &sa, &["-o", "json"]).await;
+    let r = check_unchanged(c, sa, &["-o", "json"]).await;
     r.assert_ok();
     let report = json_report(&r);
     assert_eq!(report["legacy_installation"], Value::Null);

@@ -5,34 +5,30 @@
 
 mod support;
 
-use std::collections::BTreeSet;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authorization::v1::ResourceAttributes;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, ValidationDirective};
+use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use support::config_maps::user_config;
 use support::contract::{
-    self, BACKUP_NAMESPACE, KYMA_SYSTEM, OPERATOR_DEPLOYMENT, USER_CONFIG, legacy_installed,
-    markers,
+    BACKUP_NAMESPACE, KYMA_SYSTEM, OPERATOR_DEPLOYMENT, USER_CONFIG, legacy_installed, markers,
 };
 use support::events::tool_events;
 use support::pod::{Pod, example_deployment, image_of, security_context_flags};
 use support::podman::Podman;
 use support::rbac::{
-    EVERYDAY, Manifest, ROLLBACK, RuleId, SA_NAME, SA_NAMESPACE, cluster_as_sa, create,
-    permissions_of, refused_create, rules_allowing, sa_user,
+    EVERYDAY, Manifest, ROLLBACK, RuleId, SA_NAME, SA_NAMESPACE, Usage, cluster_as_sa, create,
+    permissions_of, refused_create, sa_user,
 };
 use support::rbac_scenario::{Scenario, Stop};
-use support::requests::Request;
 use support::snapshot::{comparable_across_clusters, state_diff};
 use support::values::str_of;
 use support::*;
-
-use cp_mod_migrator::names;
 
 // ---------------------------------------------------------------------------------------------
 // RBAC: sufficient
@@ -54,172 +50,30 @@ async fn the_rbac_manifest_suffices_for_every_command() {
         },
         cluster_as_sa(&manifest)
     );
-    let mut scenario = Scenario {
-        c: &c,
-        kubeconfig: &kubeconfig,
-        manifest: &manifest,
-        runs: Vec::new(),
-    };
-    if let Err(stop) = scenario.play(Some(&reference)).await {
-        let last = scenario.runs.last().map(|(_, r)| r.stderr.clone());
-        panic!(
-            "as {SA_NAME}: {} failed: {}\n{}",
-            stop.step,
-            stop.evidence,
-            last.unwrap_or_default()
-        );
-    }
-
-    let mut used: BTreeSet<(RuleId, String, Option<String>)> = BTreeSet::new();
-    // The rules that a command other than `rollback` used.
-    let mut used_everyday: BTreeSet<RuleId> = BTreeSet::new();
+    let scenario = Scenario::played(&c, &kubeconfig, &manifest, Some(&reference)).await;
     let requests = scenario.requests();
     assert!(
         requests.len() > 100,
         "request log: {} requests",
         requests.len()
     );
-    for (step, req) in &requests {
-        let allowing = rules_allowing(&manifest, req);
-        assert_eq!(
-            allowing.len(),
-            1,
-            "{req:?} is allowed by {:?}: every request needs exactly one rule",
-            allowing
-                .iter()
-                .map(|id| manifest.describe(*id))
-                .collect::<Vec<_>>()
-        );
-        let id = allowing[0];
-        if !step.starts_with("rollback") {
-            used_everyday.insert(id);
-        }
-        let named = manifest.rule(id)["resourceNames"]
-            .as_array()
-            .is_some_and(|n| !n.is_empty());
-        used.insert((
-            id,
-            req.verb.clone(),
-            if named { req.name.clone() } else { None },
-        ));
-    }
-    // `escalate` and `bind` are checked by the API server inside a create, not requested: a
-    // ClusterRole's create used `escalate`, a ClusterRoleBinding's create `bind` on its roleRef.
-    let created = |resource: &str| {
-        requests
-            .iter()
-            .any(|(_, r)| r.verb == "create" && r.resource == resource)
-    };
-    let implicit = |verb: &str, name: Option<String>| {
-        let req = Request {
-            verb: verb.into(),
-            group: "rbac.authorization.k8s.io".into(),
-            resource: "clusterroles".into(),
-            namespace: None,
-            name: name.clone(),
-        };
-        let allowing = rules_allowing(&manifest, &req);
-        assert_eq!(allowing.len(), 1, "{req:?}");
-        (allowing[0], verb.to_string(), name)
-    };
-    if created("clusterroles") {
-        used.insert(implicit("escalate", None));
-    }
-    if created("clusterrolebindings") {
-        let bindings: Api<k8s_openapi::api::rbac::v1::ClusterRoleBinding> =
-            Api::all(c.client.clone());
-        for name in contract::legacy_names("ClusterRoleBinding") {
-            if let Some(b) = bindings.get_opt(name).await.expect("get binding") {
-                used.insert(implicit("bind", Some(b.role_ref.name)));
-            }
-        }
-    }
-    // An archive in parts is rewritten into the set the index does not point at: set b on the
-    // second write in parts, and a part is updated in place only from the third one on
-    // (tests/rollback.rs writes them all); the scenario writes set a once.
-    let set_b: Vec<String> = (1..=names::archive::MAX_PARTS)
-        .map(|i| names::archive::part_name(names::archive::SLOTS[1], i))
-        .collect();
-    let is_part = |name: &str| {
-        names::archive::SLOTS.iter().any(|slot| {
-            (1..=names::archive::MAX_PARTS).any(|i| names::archive::part_name(slot, i) == name)
-        })
-    };
-    let mut unused = Vec::new();
-    for id in manifest.rules() {
-        let rule = manifest.rule(id);
-        let names: Vec<Option<String>> = match rule["resourceNames"].as_array() {
-            Some(n) if !n.is_empty() => n.iter().map(|x| Some(str_of(x).to_string())).collect(),
-            _ => vec![None],
-        };
-        for verb in rule["verbs"].as_array().expect("verbs") {
-            for name in &names {
-                let rewrite_only = name
-                    .as_ref()
-                    .is_some_and(|n| set_b.contains(n) || (str_of(verb) == "update" && is_part(n)));
-                if !used.contains(&(id, str_of(verb).to_string(), name.clone())) && !rewrite_only {
-                    unused.push(format!(
-                        "{}: {} {}",
-                        manifest.describe(id),
-                        str_of(verb),
-                        name.as_deref().unwrap_or("(any name)")
-                    ));
-                }
-            }
-        }
-    }
+
+    let usage = Usage::of(&manifest, &requests, &c).await;
+    let unused = usage.unused(&manifest);
     assert!(
         unused.is_empty(),
         "granted but never used:\n{}",
         unused.join("\n")
     );
-    // The everyday manifest holds nothing that only rollback uses (the everyday commands ran
-    // before deploy/rbac-rollback.yaml was applied, so they need nothing of it).
-    let rollback_only: Vec<String> = manifest
-        .rules()
-        .into_iter()
-        .filter(|&id| manifest.file_of(id) == EVERYDAY && !used_everyday.contains(&id))
-        .map(|id| manifest.describe(id))
-        .collect();
+    // The everyday commands ran before deploy/rbac-rollback.yaml was applied: the everyday
+    // manifest needs nothing that only rollback uses.
+    let rollback_only = usage.rollback_only(&manifest);
     assert!(
         rollback_only.is_empty(),
         "used by rollback alone, so it belongs in {ROLLBACK}:\n{}",
         rollback_only.join("\n")
     );
-    // Every Role and ClusterRole is bound to the ServiceAccount, by a binding of its scope in
-    // its own file; the rollback's only to it, never to the operator's ServiceAccount.
-    for (doc, file) in manifest.docs.iter().zip(&manifest.files) {
-        let kind = str_of(&doc["kind"]);
-        if *file == ROLLBACK && doc["subjects"].is_array() {
-            assert_eq!(
-                doc["subjects"],
-                json!([{"kind": "ServiceAccount", "name": SA_NAME, "namespace": SA_NAMESPACE}]),
-                "{ROLLBACK}: {kind} {}",
-                str_of(&doc["metadata"]["name"])
-            );
-        }
-        if kind != "Role" && kind != "ClusterRole" {
-            continue;
-        }
-        let binding = if kind == "Role" {
-            "RoleBinding"
-        } else {
-            "ClusterRoleBinding"
-        };
-        assert!(
-            manifest.of(file).any(|b| str_of(&b["kind"]) == binding
-                && b["metadata"]["namespace"] == doc["metadata"]["namespace"]
-                && b["roleRef"]["kind"] == kind
-                && b["roleRef"]["name"] == doc["metadata"]["name"]
-                && b["subjects"].as_array().is_some_and(|s| s.iter().any(|s| {
-                    s["kind"] == "ServiceAccount"
-                        && s["name"] == SA_NAME
-                        && s["namespace"] == SA_NAMESPACE
-                }))),
-            "{kind} {} has no {binding} to {SA_NAME}",
-            str_of(&doc["metadata"]["name"])
-        );
-    }
+    assert_eq!(manifest.unbound_roles(), Vec::<String>::new());
 }
 
 /// No wildcards anywhere, and a rule without `resourceNames` only where names cannot be given:
@@ -282,8 +136,29 @@ async fn the_service_account_cannot_make_itself_cluster_admin() {
     let (c, kubeconfig) = cluster_as_sa(&manifest).await;
     c.run(&["run"]).assert_ok();
     let as_sa = client_for(&kubeconfig).await;
-    let legacy_sa = "connectivity-proxy-restart-watcher";
+    rbac_alone_refuses_every_step_to_cluster_admin(&c, &as_sa).await;
+    rollback_refuses_without_its_manifest_and_writes_nothing(&c, &kubeconfig).await;
+    the_policy_refuses_creates_at_names_rbac_cannot_limit(&c, &as_sa).await;
+    with_the_rollback_manifest_the_policy_still_refuses(&c, &manifest, &as_sa, &kubeconfig).await;
+    the_operators_service_account_is_not_held_to_the_policy(&c).await;
+}
 
+/// A legacy ServiceAccount of kyma-system.
+const LEGACY_SA: &str = "connectivity-proxy-restart-watcher";
+
+/// What the admission policy says when it refuses a name.
+const ONLY_LEGACY: &str =
+    "may write only the objects of the legacy installation, its backup and its archive";
+
+/// A Secret `namespace/name` of type `type_`, for the ServiceAccount.
+fn secret(namespace: &str, name: &str, type_: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace,
+            "annotations": {"kubernetes.io/service-account.name": SA_NAME}},
+        "type": type_})
+}
+
+async fn rbac_alone_refuses_every_step_to_cluster_admin(c: &TestCluster, as_sa: &Client) {
     // With deploy/rbac.yaml alone: RBAC refuses each create.
     let escalation = [
         (
@@ -294,20 +169,20 @@ async fn the_service_account_cannot_make_itself_cluster_admin() {
         ),
         (
             "ClusterRoleBinding",
-            cluster_role_binding("connectivity-proxy-restart-watcher", legacy_sa),
+            cluster_role_binding("connectivity-proxy-restart-watcher", LEGACY_SA),
         ),
         (
             "ServiceAccount",
             json!({"apiVersion": "v1", "kind": "ServiceAccount",
-                "metadata": {"name": legacy_sa, "namespace": KYMA_SYSTEM}}),
+                "metadata": {"name": LEGACY_SA, "namespace": KYMA_SYSTEM}}),
         ),
         (
             "Deployment",
-            workload("Deployment", "anything-i-like", Some(legacy_sa)),
+            workload("Deployment", "anything-i-like", Some(LEGACY_SA)),
         ),
     ];
     for (kind, object) in &escalation {
-        let e = refused_create(&c, &as_sa, object).await;
+        let e = refused_create(c, as_sa, object).await;
         assert!(
             e.code == 403 && e.message.contains("cannot create resource"),
             "{kind}: {}",
@@ -322,12 +197,18 @@ async fn the_service_account_cannot_make_itself_cluster_admin() {
         ..Default::default()
     };
     assert!(
-        !support::rbac::allows(&c, &sa_user(legacy_sa), &everything).await,
-        "{legacy_sa} holds everything"
+        !support::rbac::allows(c, &sa_user(LEGACY_SA), &everything).await,
+        "{LEGACY_SA} holds everything"
     );
+}
+
+async fn rollback_refuses_without_its_manifest_and_writes_nothing(
+    c: &TestCluster,
+    kubeconfig: &Path,
+) {
     for args in [&["rollback"][..], &["rollback", "--dry-run"]] {
         let before = c.snapshot().await;
-        let r = run_tool(&kubeconfig, args);
+        let r = run_tool(kubeconfig, args);
         assert!(!r.success(), "{args:?} without {ROLLBACK}");
         let reason = r.reason();
         assert!(
@@ -341,17 +222,13 @@ async fn the_service_account_cannot_make_itself_cluster_admin() {
         let diff = state_diff(&before, &c.snapshot().await);
         assert!(diff.is_empty(), "{args:?} wrote: {diff:?}");
     }
+}
 
+async fn the_policy_refuses_creates_at_names_rbac_cannot_limit(c: &TestCluster, as_sa: &Client) {
     // Secrets: the policy reaches the admission chain through an informer; wait until it
     // refuses.
-    let secret = |namespace: &str, name: &str, type_: &str| {
-        json!({"apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": name, "namespace": namespace,
-                "annotations": {"kubernetes.io/service-account.name": SA_NAME}},
-            "type": type_})
-    };
     let started = Instant::now();
-    while create(&as_sa, &secret(KYMA_SYSTEM, "probe", "Opaque"), true)
+    while create(as_sa, &secret(KYMA_SYSTEM, "probe", "Opaque"), true)
         .await
         .is_ok()
     {
@@ -361,15 +238,13 @@ async fn the_service_account_cannot_make_itself_cluster_admin() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let only_legacy =
-        "may write only the objects of the legacy installation, its backup and its archive";
     let token = "kubernetes.io/service-account-token";
     let refused = [
         (
             secret(KYMA_SYSTEM, "not-a-legacy-secret", "Opaque"),
-            only_legacy,
+            ONLY_LEGACY,
         ),
-        (secret("default", "anything", "Opaque"), only_legacy),
+        (secret("default", "anything", "Opaque"), ONLY_LEGACY),
         (
             secret(
                 BACKUP_NAMESPACE,
@@ -387,15 +262,15 @@ async fn the_service_account_cannot_make_itself_cluster_admin() {
         (
             json!({"apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": "coredns-custom", "namespace": "kube-system"}}),
-            only_legacy,
+            ONLY_LEGACY,
         ),
         (
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "anything"}}),
-            only_legacy,
+            ONLY_LEGACY,
         ),
     ];
     for (object, why) in &refused {
-        let e = refused_create(&c, &as_sa, object).await;
+        let e = refused_create(c, as_sa, object).await;
         assert!(
             e.code == 403 && e.message.contains(why) && e.message.contains("denied"),
             "{} {}/{}: {}",
@@ -407,7 +282,7 @@ async fn the_service_account_cannot_make_itself_cluster_admin() {
     }
     // What the tool writes is allowed.
     create(
-        &as_sa,
+        as_sa,
         &secret(
             BACKUP_NAMESPACE,
             "connectivity-proxy-legacy-archive-b4",
@@ -417,18 +292,25 @@ async fn the_service_account_cannot_make_itself_cluster_admin() {
     )
     .await
     .expect("a part of the archive");
+}
 
+async fn with_the_rollback_manifest_the_policy_still_refuses(
+    c: &TestCluster,
+    manifest: &Manifest,
+    as_sa: &Client,
+    kubeconfig: &Path,
+) {
     // With deploy/rbac-rollback.yaml too: the policy refuses what is not the legacy
     // installation.
-    manifest.apply(&c, ROLLBACK).await;
+    manifest.apply(c, ROLLBACK).await;
     manifest
-        .wait_effective(&c, &sa_user(SA_NAME), ROLLBACK)
+        .wait_effective(c, &sa_user(SA_NAME), ROLLBACK)
         .await;
     let as_workload = "may run a workload only as a legacy ServiceAccount";
     let refused = [
         (
-            workload("Deployment", "anything-i-like", Some(legacy_sa)),
-            only_legacy,
+            workload("Deployment", "anything-i-like", Some(LEGACY_SA)),
+            ONLY_LEGACY,
         ),
         (
             workload(
@@ -445,7 +327,7 @@ async fn the_service_account_cannot_make_itself_cluster_admin() {
         (
             json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
                 "metadata": {"name": "not-a-legacy-role"}, "rules": []}),
-            only_legacy,
+            ONLY_LEGACY,
         ),
         (
             cluster_role_binding("connectivity-proxy-restart-watcher", SA_NAME),
@@ -453,7 +335,7 @@ async fn the_service_account_cannot_make_itself_cluster_admin() {
         ),
     ];
     for (object, why) in &refused {
-        let e = refused_create(&c, &as_sa, object).await;
+        let e = refused_create(c, as_sa, object).await;
         assert!(
             e.code == 403 && e.message.contains(why) && e.message.contains("denied"),
             "{} {}: {} {}",
@@ -463,13 +345,15 @@ async fn the_service_account_cannot_make_itself_cluster_admin() {
             e.message
         );
     }
-    let r = run_tool(&kubeconfig, &["rollback", "--dry-run"]);
+    let r = run_tool(kubeconfig, &["rollback", "--dry-run"]);
     assert!(
         r.success() && r.reason().starts_with("would recreate 33 legacy objects"),
         "rollback --dry-run with {ROLLBACK}: {}",
         r.stderr
     );
+}
 
+async fn the_operators_service_account_is_not_held_to_the_policy(c: &TestCluster) {
     // The operator's own ServiceAccount is bound to the same ClusterRole, not to the policy.
     let token = c
         .token_for(SA_NAMESPACE, "connectivity-proxy-operator")

@@ -9,10 +9,12 @@ use std::path::Path;
 use k8s_openapi::api::core::v1::{ConfigMap, PodStatus};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
+use support::config_maps::{set_copy_port, user_config_value};
+use support::fixtures::legacy_priority_class_back;
 use support::operator::{self, Outcome, Workloads};
 use support::*;
 
-use support::contract::{self, BACKUP_NAMESPACE, KYMA_SYSTEM, USER_CONFIG};
+use support::contract::{KYMA_SYSTEM, USER_CONFIG};
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -132,23 +134,9 @@ async fn status_follows_a_cluster_through_the_phases_of_its_migration() {
     assert_phase(&c, "in-progress", "done: migrate, backup; next: clean");
 
     // A copy edited by hand no longer matches its source.
-    let copies = user_config_api(&c, BACKUP_NAMESPACE);
-    let original = copies.get(USER_CONFIG[1]).await.expect("the copy");
-    let port = original.data.as_ref().expect("data")["onpremise_proxy_http_port"].clone();
-    let set_port = |value: String| {
-        let copies = copies.clone();
-        async move {
-            copies
-                .patch(
-                    USER_CONFIG[1],
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({"data": {"onpremise_proxy_http_port": value}})),
-                )
-                .await
-                .expect("patch the copy");
-        }
-    };
-    set_port("1".into()).await;
+    let port = "onpremise_proxy_http_port";
+    let copied = user_config_value(&c.client, USER_CONFIG[1], port).await;
+    set_copy_port(&c.client, port, "1").await;
     let (_, text) = assert_phase(
         &c,
         "needs-attention",
@@ -156,7 +144,7 @@ async fn status_follows_a_cluster_through_the_phases_of_its_migration() {
          source kyma-system/connectivity-proxy-info",
     );
     assert!(text.contains("copy DIFFERS from source"), "{text}");
-    set_port(port).await;
+    set_copy_port(&c.client, port, &copied.expect("the port")).await;
     assert_phase(&c, "in-progress", "next: clean");
 
     c.run(&["clean"]).assert_ok();
@@ -199,14 +187,7 @@ async fn status_follows_a_cluster_through_the_phases_of_its_migration() {
     );
 
     // A change of the CR's spec: its Ready is about the generation before.
-    cr::api(&c.client)
-        .patch(
-            contract::cr::NAME,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"deployment": {"replicaCount": 2}}})),
-        )
-        .await
-        .expect("change the CR's spec");
+    cr::change_spec(&c).await;
     assert_phase(
         &c,
         "in-progress",
@@ -226,9 +207,7 @@ async fn status_follows_a_cluster_through_the_phases_of_its_migration() {
     assert_phase(&c, "done", "the module is Ready");
 
     // The control plane brings one legacy object back after clean.
-    let text = std::fs::read_to_string(fixture_dir(LEGACY).join("20-priorityclass.yaml"))
-        .expect("fixture");
-    c.apply_yaml(&text).await;
+    legacy_priority_class_back(&c, "control-plane").await;
     assert_phase(
         &c,
         "needs-attention",

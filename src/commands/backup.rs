@@ -2,75 +2,74 @@
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::ResourceExt;
-use kube::api::Api;
+use kube::api::{Api, DynamicObject};
 
 use super::{Ctx, Outcome};
 use crate::configmaps;
 use crate::cr;
 use crate::error::{Context, Error, Result, is_already_exists};
 use crate::names::{self, config_maps};
-use crate::step::Step;
+use crate::step::{Marker, Step};
 
 pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     let current = match super::target(ctx).await? {
         super::Target::Cr(cr) => *cr,
         super::Target::Skip(skipped) => return Ok(skipped),
     };
-    if ctx.marked(&current, Step::Migrate).is_none() {
-        return Ok(Outcome::Skipped(
-            "the CR is not marked migrated, so there is no migrated configuration to protect"
-                .into(),
-        ));
+    if let Some(skipped) = nothing_to_do(ctx, &current) {
+        return Ok(skipped);
     }
-    if let Some(key) = cr::marked(&current, Step::Backup) {
-        return Ok(Outcome::Skipped(format!(
-            "already backed up ({key}=true on the CR)"
-        )));
-    }
-
     // The namespace and the sources are independent: created and read in one round trip. Then
     // both copies are written together, and read back together.
     let (namespace_exists, present) = namespace_and_sources(ctx).await?;
     let now = jiff::Timestamp::now();
-    let copied: Vec<String> = if ctx.dry_run {
+    let copied: Vec<String> = if ctx.options.dry_run {
         plan_copies(ctx, namespace_exists, &present, now).await?
     } else {
-        futures::future::try_join_all(
-            present
-                .iter()
-                .map(|(name, source)| copy_and_verify(ctx, name, source, now)),
-        )
-        .await?
+        let copies = present
+            .iter()
+            .map(|(name, source)| copy_and_verify(ctx, name, source, now));
+        futures::future::try_join_all(copies).await?
     };
-
     let summary = if copied.is_empty() {
         "no source ConfigMap exists; nothing was copied".to_string()
     } else {
         format!("copied and verified {}", copied.join(", "))
     };
-    if ctx.dry_run {
+    mark_backed_up(ctx, &current, summary).await
+}
+
+/// Why backup skips: the CR is not marked migrated, or marked backed up already.
+fn nothing_to_do(ctx: &Ctx, current: &DynamicObject) -> Option<Outcome> {
+    if ctx.marked(current, Step::Migrate).is_none() {
+        return Some(Outcome::Skipped(
+            "the CR is not marked migrated, so there is no migrated configuration to protect"
+                .into(),
+        ));
+    }
+    let key = cr::marked(current, Step::Backup)?;
+    Some(Outcome::Skipped(format!(
+        "already backed up ({key}=true on the CR)"
+    )))
+}
+
+/// The backed-up marker with an Event that tells of the verified copies; in a dry run, the plan.
+async fn mark_backed_up(ctx: &Ctx, current: &DynamicObject, summary: String) -> Result<Outcome> {
+    if ctx.options.dry_run {
+        let key = Marker::BackedUp.key();
         ctx.plan(
             Step::Backup.name(),
-            &format!(
-                "would set {}=true on {}",
-                Step::Backup.marker_key(),
-                cr::display()
-            ),
+            &format!("would set {key}=true on {}", cr::display()),
         );
         ctx.assume(Step::Backup);
         return Ok(Outcome::Done(format!("would have {summary}")));
     }
     // The Event tells of the verified copies, which the marker does not change: both go out
     // together.
-    ctx.event(
-        &current,
-        false,
-        "BackedUp",
-        "Backup",
-        format!("Backed up the user configuration: {summary}"),
-    );
-    let marked = cr::set_markers(&ctx.client, &[Step::Backup], false).await?;
-    ctx.hand_on(&marked);
+    let note = format!("Backed up the user configuration: {summary}");
+    ctx.event(current, false, "BackedUp", "Backup", note);
+    let marked = cr::set_markers(&ctx.client, &[Marker::BackedUp], false).await?;
+    ctx.pass_on(&marked);
     Ok(Outcome::Done(summary))
 }
 
@@ -107,7 +106,13 @@ async fn plan_copies(
     // A dry-run write into a namespace that does not exist yet cannot be asked of the server.
     if namespace_exists {
         futures::future::try_join_all(present.iter().map(|(_, source)| async move {
-            configmaps::put(&ctx.client, &configmaps::backup_copy(source, now), true).await
+            configmaps::put(
+                &ctx.client,
+                &configmaps::backup_copy(source, now),
+                true,
+                ctx.options.deadline,
+            )
+            .await
         }))
         .await?;
     }
@@ -133,7 +138,13 @@ async fn copy_and_verify(
     now: jiff::Timestamp,
 ) -> Result<String> {
     let target = format!("{}/{name}", names::BACKUP_NAMESPACE);
-    configmaps::put(&ctx.client, &configmaps::backup_copy(source, now), false).await?;
+    configmaps::put(
+        &ctx.client,
+        &configmaps::backup_copy(source, now),
+        false,
+        ctx.options.deadline,
+    )
+    .await?;
     let read_back = configmaps::get(&ctx.client, names::BACKUP_NAMESPACE, name).await?;
     if !read_back
         .as_ref()
@@ -153,9 +164,9 @@ async fn ensure_namespace(ctx: &Ctx) -> Result<bool> {
     let api: Api<Namespace> = Api::all(ctx.client.clone());
     let mut ns = Namespace::default();
     ns.metadata.name = Some(names::BACKUP_NAMESPACE.into());
-    let pp = crate::client::post_params(ctx.dry_run);
+    let pp = crate::client::post_params(ctx.options.dry_run);
     match api.create(&pp, &ns).await {
-        Ok(_) if ctx.dry_run => {
+        Ok(_) if ctx.options.dry_run => {
             ctx.plan(
                 Step::Backup.name(),
                 &format!("would create namespace {}", names::BACKUP_NAMESPACE),

@@ -23,6 +23,7 @@ use crate::access;
 use crate::archive::{self, Archive, MappingEntry, MappingsArchive, Prior, WriteOutcome};
 use crate::client::patch_params;
 use crate::configmaps;
+use crate::conflicts::Conflicts;
 use crate::cr;
 use crate::error::{Context, Error, Result, is_not_found};
 use crate::hand_over::{self, Derived, Disposition};
@@ -31,62 +32,26 @@ use crate::module;
 use crate::names::rbac::Permission;
 use crate::names::{self, config_maps, service_mappings as sm};
 use crate::service_mappings;
-use crate::step::Step;
-
-/// Requests in flight at once for the objects of the legacy table (35 on a full installation):
-/// each is read, and deleted, in one round trip with all the others.
-const LEGACY_CONCURRENCY: usize = 64;
+use crate::step::{Marker, Step};
 
 pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     let current = match super::target(ctx).await? {
         super::Target::Cr(cr) => *cr,
         super::Target::Skip(skipped) => return Ok(skipped),
     };
-    if ctx.marked(&current, Step::Migrate).is_none() {
-        return Ok(Outcome::Skipped(
-            "the CR is not marked migrated; the legacy installation stays".into(),
-        ));
-    }
-    if let Some(key) = cr::marked(&current, Step::Clean) {
-        return Ok(Outcome::Skipped(format!(
-            "already cleaned ({key}=true on the CR)"
-        )));
+    if let Some(skipped) = nothing_to_do(ctx, &current) {
+        return Ok(skipped);
     }
     // The gate and the survey only read: they go out together, and nothing is written unless
     // the gate passes.
     let (checked, mut survey) = futures::try_join!(check_backup(ctx, &current), survey(ctx))?;
     check_operator_prerequisites(ctx, &survey.served, &current).await?;
-    // What becomes of each object, decided before anything is written: the hand-over's
-    // permissions are asked for exactly the objects it labels.
-    let dispositions = if ctx.hand_over {
-        let derived = Derived::of(current.data.get("spec"));
-        let decided: Vec<Disposition> = survey
-            .objects
-            .iter()
-            .map(|(o, read)| {
-                let json = read
-                    .as_ref()
-                    .and_then(|r| serde_json::to_value(r).ok())
-                    .unwrap_or_default();
-                hand_over::disposition(o.row, o.name, &json, &derived)
-            })
-            .collect();
-        hand_over_permitted(ctx, &survey.objects, &decided).await?;
-        Some(decided)
-    } else {
-        None
-    };
-    let archived = archive_legacy(
-        ctx,
-        &current.uid().unwrap_or_default(),
-        &checked,
-        &mut survey,
-    )
-    .await?;
+    let dispositions = decide_hand_over(ctx, &current, &survey.objects).await?;
+    let cr_uid = current.uid().unwrap_or_default();
+    let archived = archive_legacy(ctx, &cr_uid, &checked, &mut survey).await?;
     // What the deletes are guarded by; the mappings are in the verified archive now.
     let archived_mappings = archived.service_mappings.items.len();
     let archived = archived.objects;
-
     let adoption = adopt_service_mappings(ctx, &survey.mappings).await?;
     let settle = Settle {
         objects: survey.objects,
@@ -95,38 +60,71 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     };
     let deletion = delete_legacy_objects(ctx, &checked, settle, &archived).await?;
     let summary = closing_line(archived.len(), archived_mappings, &adoption, &deletion);
-    let mut markers = vec![Step::Clean.marker_key()];
-    if ctx.hand_over {
-        markers.push(names::markers::HANDED_OVER);
+    mark_cleaned(ctx, &current, summary).await
+}
+
+/// Why clean skips: the CR is not marked migrated, or marked cleaned already.
+fn nothing_to_do(ctx: &Ctx, current: &DynamicObject) -> Option<Outcome> {
+    if ctx.marked(current, Step::Migrate).is_none() {
+        return Some(Outcome::Skipped(
+            "the CR is not marked migrated; the legacy installation stays".into(),
+        ));
     }
-    if ctx.dry_run {
-        ctx.plan(
-            Step::Clean.name(),
-            &format!(
-                "would set {} on {}",
-                markers
-                    .iter()
-                    .map(|m| format!("{m}=true"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                cr::display()
-            ),
-        );
+    let key = cr::marked(current, Step::Clean)?;
+    Some(Outcome::Skipped(format!(
+        "already cleaned ({key}=true on the CR)"
+    )))
+}
+
+/// With `--hand-over`, what becomes of each object, decided before anything is written: the
+/// hand-over's permissions are asked for exactly the objects it labels.
+async fn decide_hand_over(
+    ctx: &Ctx,
+    current: &DynamicObject,
+    objects: &[(legacy::LegacyObject, Option<DynamicObject>)],
+) -> Result<Option<Vec<Disposition>>> {
+    if !ctx.options.hand_over {
+        return Ok(None);
+    }
+    let derived = Derived::of(current.data.get("spec"));
+    let decided: Vec<Disposition> = objects
+        .iter()
+        .map(|(o, read)| {
+            let json = read
+                .as_ref()
+                .and_then(|r| serde_json::to_value(r).ok())
+                .unwrap_or_default();
+            hand_over::disposition(o.row, o.name, &json, &derived)
+        })
+        .collect();
+    hand_over_permitted(ctx, objects, &decided).await?;
+    Ok(Some(decided))
+}
+
+/// The cleaned marker (and with `--hand-over` the handed-over one) with an Event that says
+/// what was done; in a dry run, the plan.
+async fn mark_cleaned(ctx: &Ctx, current: &DynamicObject, summary: String) -> Result<Outcome> {
+    let mut markers = vec![Marker::Cleaned];
+    if ctx.options.hand_over {
+        markers.push(Marker::HandedOver);
+    }
+    if ctx.options.dry_run {
+        let set: Vec<String> = markers
+            .iter()
+            .map(|m| format!("{}=true", m.key()))
+            .collect();
+        let plan = format!("would set {} on {}", set.join(", "), cr::display());
+        ctx.plan(Step::Clean.name(), &plan);
         return Ok(Outcome::Done(format!("would have: {summary}")));
     }
+    let note = if ctx.options.hand_over {
+        format!("Handed the legacy Connectivity Proxy over to the module: {summary}")
+    } else {
+        format!("Removed the legacy Connectivity Proxy: {summary}")
+    };
     // The Event tells what was done, which the marker does not change: both go out together.
-    ctx.event(
-        &current,
-        false,
-        "Cleaned",
-        "Clean",
-        if ctx.hand_over {
-            format!("Handed the legacy Connectivity Proxy over to the module: {summary}")
-        } else {
-            format!("Removed the legacy Connectivity Proxy: {summary}")
-        },
-    );
-    cr::set_marker_keys(&ctx.client, &markers, false).await?;
+    ctx.event(current, false, "Cleaned", "Clean", note);
+    cr::set_markers(&ctx.client, &markers, false).await?;
     Ok(Outcome::Done(summary))
 }
 
@@ -224,7 +222,7 @@ async fn check_backup(ctx: &Ctx, current: &DynamicObject) -> Result<BackupCheck>
             reason: format!(
                 "{} is not marked backed up ({}=true); run the backup step first",
                 cr::display(),
-                Step::Backup.marker_key()
+                Marker::BackedUp.key()
             ),
         });
     }
@@ -265,7 +263,7 @@ async fn check_operator_prerequisites(
     served: &legacy::Served,
     current: &DynamicObject,
 ) -> Result<()> {
-    if ctx.skip_operator_prerequisites {
+    if ctx.options.skip_operator_prerequisites {
         tracing::info!(
             "--skip-operator-prerequisites: what the module's operator needs is not checked"
         );
@@ -277,9 +275,9 @@ async fn check_operator_prerequisites(
             reason: module::prerequisites_refusal(&missing),
         });
     }
-    if ctx.is_assumed(Step::Migrate) {
-        // A dry run of `run`: the CR was not migrated, so its spec is not what the operator
-        // will read; the real run judges the migrated one.
+    if cr::marked(current, Step::Migrate).is_none() {
+        // A dry run of `run`: migrate was only assumed, so the CR's spec is not what the
+        // operator will read; the real run judges the migrated one.
         ctx.plan(
             Step::Clean.name(),
             &format!(
@@ -310,14 +308,14 @@ fn check_copy(name: &str, source: &ConfigMap, copy: Option<ConfigMap>) -> Result
              (remove {} from the CR first)",
             names::KYMA_SYSTEM,
             names::BACKUP_NAMESPACE,
-            Step::Backup.marker_key()
+            Marker::BackedUp.key()
         )),
         Some(copy) if !configmaps::same_data(&copy, source) => gate(format!(
             "the copy {}/{name} differs from ConfigMap {}/{name}: the configuration changed after the backup; \
              remove {} from the CR and run the backup step again",
             names::BACKUP_NAMESPACE,
             names::KYMA_SYSTEM,
-            Step::Backup.marker_key()
+            Marker::BackedUp.key()
         )),
         Some(_) => Ok(()),
     }
@@ -373,7 +371,7 @@ async fn survey(ctx: &Ctx) -> Result<Survey> {
                     .context(|| format!("reading {}", o.display))?;
                 Ok::<_, Error>((o, read))
             })
-            .buffered(LEGACY_CONCURRENCY)
+            .buffered(legacy::LEGACY_CONCURRENCY)
             .try_collect()
             .await?;
         Ok::<_, Error>((read, unserved, served))
@@ -428,9 +426,6 @@ async fn list_service_mappings(ctx: &Ctx) -> Result<Mappings> {
     Ok(mappings)
 }
 
-/// Conflicting writes of the archive (a concurrent run) after which clean gives up for now.
-const ARCHIVE_ATTEMPTS: u32 = 10;
-
 /// Writes the archive of what clean is about to change (merged into an earlier run's archive
 /// for the same CR), reads it back and checks it. Returns what the archive holds.
 async fn archive_legacy(
@@ -443,9 +438,11 @@ async fn archive_legacy(
     let listed = std::mem::take(&mut survey.mappings.listed);
     let fresh = fresh_archive(cr_uid, checked, survey, listed)?;
     let mut stored = survey.stored.take();
-    for _ in 0..ARCHIVE_ATTEMPTS {
+    let mut conflicts = Conflicts::until(ctx.options.deadline);
+    loop {
         let merged = merged_with_stored(stored.as_ref(), &fresh);
         if store_archive(ctx, &merged, stored.as_ref(), started).await? == Stored::Conflict {
+            conflicts.pause(archive::location).await?;
             stored = archive::read_stored(&ctx.client).await?;
             continue;
         }
@@ -456,10 +453,6 @@ async fn archive_legacy(
         };
         return Ok(merged.unwrap_or(fresh));
     }
-    Err(Error::TooManyConflicts {
-        object: archive::location(),
-        attempts: ARCHIVE_ATTEMPTS,
-    })
 }
 
 #[derive(PartialEq)]
@@ -488,16 +481,17 @@ async fn store_archive(
         &ctx.client,
         archive,
         stored,
-        ctx.dry_run,
-        ctx.archive_part_bytes,
+        ctx.options.dry_run,
+        ctx.options.archive_part_bytes,
+        ctx.options.deadline,
     )
     .await;
     match written {
         // `run --dry-run`: the backup namespace is not there yet to dry-run the write in.
-        Err(Error::Kube { source, .. }) if ctx.dry_run && is_not_found(&source) => {}
+        Err(Error::Kube { source, .. }) if ctx.options.dry_run && is_not_found(&source) => {}
         Err(e) => return Err(e),
         Ok(WriteOutcome::Conflict) => return Ok(Stored::Conflict),
-        Ok(WriteOutcome::Written { .. }) if ctx.dry_run => {}
+        Ok(WriteOutcome::Written { .. }) if ctx.options.dry_run => {}
         Ok(WriteOutcome::Written { bytes, parts }) => {
             verify_archive(ctx, archive).await?;
             tracing::info!(archive = %archive::location(), objects, service_mappings = mappings, bytes, parts, archive_ms = started.elapsed().as_millis() as u64, "archived and verified");
@@ -527,12 +521,13 @@ fn fresh_archive(
     for read in survey.objects.iter().filter_map(|(_, read)| read.as_ref()) {
         // One being deleted (an earlier run's orphaning delete) is in that run's archive as it
         // was; as it is now, it carries the deletion's finalizer.
-        if !legacy::is_operators(&read.metadata) && read.metadata.deletion_timestamp.is_none() {
+        if !legacy::has_operator_label(&read.metadata) && read.metadata.deletion_timestamp.is_none()
+        {
             objects.push(archive::archival(read)?);
         }
     }
     for cm in checked.values().flatten() {
-        if !legacy::is_operators(&cm.metadata) {
+        if !legacy::has_operator_label(&cm.metadata) {
             let object: DynamicObject = serde_json::to_value(cm)
                 .and_then(serde_json::from_value)
                 .map_err(|e| Error::Archive {
@@ -607,7 +602,7 @@ async fn adopt_service_mappings(ctx: &Ctx, mappings: &Mappings) -> Result<Adopti
                 &ctx.client,
                 ar,
                 futures::stream::iter(writes),
-                ctx.dry_run,
+                ctx.options.dry_run,
                 "adopting",
             )
             .await?
@@ -636,14 +631,14 @@ async fn adopt_crd(
     if !service_mappings::is_adopted(&crd.metadata) {
         crds.patch(
             sm::CRD_NAME,
-            &patch_params(ctx.dry_run),
+            &patch_params(ctx.options.dry_run),
             &Patch::Merge(&service_mappings::adoption_patch()),
         )
         .await
         .context(|| format!("adopting CustomResourceDefinition {}", sm::CRD_NAME))?;
         adoption.crd_adopted = true;
     }
-    if ctx.dry_run {
+    if ctx.options.dry_run {
         ctx.plan(
             Step::Clean.name(),
             &format!(
@@ -684,18 +679,63 @@ async fn delete_legacy_objects(
     survey: Settle,
     archived: &[Value],
 ) -> Result<Deletion> {
+    let hand_over = survey.dispositions.is_some();
+    for kind in &survey.unserved {
+        tracing::info!(kind = %kind, "kind not served by this cluster; skipped");
+    }
+    let (writes, mut deletion) = planned_writes(checked, survey, archived);
+    // Every write goes out at once: each is independent of the others, guarded by the
+    // preconditions of its own object. Starting the workloads' deletes a few milliseconds
+    // before the rest (table order) bought nothing: a deleted workload's Pods terminate
+    // seconds later in any case, long after every other delete has been answered.
+    let results: Vec<(Written, Disposition)> = stream::iter(writes)
+        .map(|w| async move {
+            let written = guarded::write_one(
+                w.object,
+                w.against,
+                w.how,
+                ctx.options.dry_run,
+                ctx.options.deadline,
+            )
+            .await?;
+            Ok::<_, Error>((written, w.disposition))
+        })
+        .buffered(legacy::LEGACY_CONCURRENCY)
+        .try_collect()
+        .await?;
+    for (written, disposition) in results {
+        deletion.count(written, disposition, hand_over);
+    }
+    if ctx.options.dry_run {
+        show_plan(ctx, &deletion, hand_over);
+    }
+    Ok(deletion)
+}
+
+/// One guarded write of a legacy object, and what it is for.
+struct PlannedWrite<'a> {
+    object: legacy::LegacyObject,
+    against: Against<'a>,
+    disposition: Disposition,
+    how: How,
+}
+
+/// The write of each legacy object, with the state it is guarded by: a user ConfigMap as the
+/// backup check read it, any other object as the archive holds it. What is left for finish is
+/// counted at once (left, or absent).
+fn planned_writes<'a>(
+    checked: &BackupCheck,
+    survey: Settle,
+    archived: &'a [Value],
+) -> (Vec<PlannedWrite<'a>>, Deletion) {
     let Settle {
         objects,
         unserved,
         dispositions,
     } = survey;
-    let hand_over = dispositions.is_some();
     let dispositions = dispositions
         .map(|d| d.into_iter().map(Some).collect())
         .unwrap_or_else(|| vec![None; objects.len()]);
-    for kind in &unserved {
-        tracing::info!(kind = %kind, "kind not served by this cluster; skipped");
-    }
     let mut deletion = Deletion {
         unserved,
         ..Default::default()
@@ -706,65 +746,64 @@ async fn delete_legacy_objects(
     for ((o, read), disposition) in objects.into_iter().zip(dispositions) {
         let disposition = disposition.unwrap_or(Disposition::Delete(None));
         let how = match &disposition {
+            Disposition::LeaveForFinish if read.is_some() => {
+                deletion.left.push(o.display);
+                continue;
+            }
             Disposition::LeaveForFinish => {
-                if read.is_some() {
-                    deletion.left.push(o.display);
-                } else {
-                    deletion.absent += 1;
-                }
+                deletion.absent += 1;
                 continue;
             }
             Disposition::HandOver => How::HandOver,
             Disposition::Orphan(_) => How::Orphan,
             Disposition::Delete(_) => How::Delete,
         };
-        let against = if o.is_user_config() {
-            Against::BackupCheck(
-                checked
-                    .get(o.name)
-                    .cloned()
-                    .flatten()
-                    .map(|c| Box::new(c.metadata)),
-            )
-        } else {
-            let key = archive::ObjectKey::of_row(o.row, o.name);
-            Against::Archived {
-                read: read.map(Box::new),
-                entry: entries.get(&key).copied(),
-            }
-        };
-        writes.push((o, against, disposition, how));
+        let against = guard(checked, &entries, &o, read);
+        writes.push(PlannedWrite {
+            object: o,
+            against,
+            disposition,
+            how,
+        });
     }
-    // Every write goes out at once: each is independent of the others, guarded by the
-    // preconditions of its own object. Starting the workloads' deletes a few milliseconds
-    // before the rest (table order) bought nothing: a deleted workload's Pods terminate
-    // seconds later in any case, long after every other delete has been answered.
-    let results: Vec<(Written, Disposition)> = stream::iter(writes)
-        .map(|(o, against, disposition, how)| async move {
-            let written = guarded::write_one(o, against, how, ctx.dry_run).await?;
-            Ok::<_, Error>((written, disposition))
-        })
-        .buffered(LEGACY_CONCURRENCY)
-        .try_collect()
-        .await?;
-    for (written, disposition) in results {
+    (writes, deletion)
+}
+
+/// What a write of `o` is guarded by: a user ConfigMap by the state the backup check read,
+/// any other object by the archive's entry.
+fn guard<'a>(
+    checked: &BackupCheck,
+    entries: &BTreeMap<archive::ObjectKey, &'a Value>,
+    o: &legacy::LegacyObject,
+    read: Option<DynamicObject>,
+) -> Against<'a> {
+    if o.is_user_config() {
+        let read = checked.get(o.name).cloned().flatten();
+        return Against::BackupCheck(read.map(|c| Box::new(c.metadata)));
+    }
+    let key = archive::ObjectKey::of_row(o.row, o.name);
+    Against::Archived {
+        read: read.map(Box::new),
+        entry: entries.get(&key).copied(),
+    }
+}
+
+impl Deletion {
+    /// Counts one written object under what became of it.
+    fn count(&mut self, written: Written, disposition: Disposition, hand_over: bool) {
         match (written, disposition) {
-            (Written::Done(what), Disposition::HandOver) => deletion.handed_over.push(what),
+            (Written::Done(what), Disposition::HandOver) => self.handed_over.push(what),
             (Written::Done(what), Disposition::Orphan(why)) => {
-                deletion.orphaned.push(format!("{what} ({why})"))
+                self.orphaned.push(format!("{what} ({why})"))
             }
             (Written::Done(what), Disposition::Delete(Some(why))) if hand_over => {
-                deletion.deleted.push(format!("{what} ({why})"))
+                self.deleted.push(format!("{what} ({why})"))
             }
-            (Written::Done(what), _) => deletion.deleted.push(what),
-            (Written::Absent, _) => deletion.absent += 1,
-            (Written::Protected(what), _) => deletion.protected.push(what),
+            (Written::Done(what), _) => self.deleted.push(what),
+            (Written::Absent, _) => self.absent += 1,
+            (Written::Protected(what), _) => self.protected.push(what),
         }
     }
-    if ctx.dry_run {
-        show_plan(ctx, &deletion, hand_over);
-    }
-    Ok(deletion)
 }
 
 /// The plan of a dry run: what would become of each legacy object.

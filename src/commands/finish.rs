@@ -1,7 +1,7 @@
 //! finish: after `clean --hand-over`, once the module is `Ready`, deletes what the hand-over
 //! left (the legacy objects that carried traffic, each only in the state the archive holds) and
 //! the legacy Pods and ReplicaSets that no workload of the operator adopted, then sets the
-//! finished marker (docs/contract.md, "clean --hand-over and finish").
+//! finished marker (SPEC "clean --hand-over and finish").
 
 use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::apps::v1::ReplicaSet;
@@ -17,13 +17,14 @@ use super::clean::{Against, How, Written, unchanged, write_one};
 use super::{Ctx, Outcome};
 use crate::access;
 use crate::archive;
+use crate::conflicts::Conflicts;
 use crate::cr;
 use crate::error::{Context, Error, Result, is_conflict, is_not_found};
 use crate::hand_over;
 use crate::legacy;
 use crate::module::{self, ModuleState};
-use crate::names::{self, LEGACY_OBJECTS, markers};
-use crate::step::Step;
+use crate::names::{self, LEGACY_OBJECTS};
+use crate::step::{Marker, Step};
 
 /// Requests in flight at once for the objects finish deletes (a dozen on a full installation).
 const CONCURRENCY: usize = 16;
@@ -42,52 +43,12 @@ enum Waiting {
 }
 
 pub async fn run(ctx: &Ctx, options: FinishOptions) -> Result<Outcome> {
-    let missing = access::missing(&ctx.client, names::finish::NEEDS).await?;
-    if !missing.is_empty() {
-        return Err(Error::HandOverNotPermitted {
-            command: "finish",
-            missing: missing.join(", "),
-            manifest: names::rbac::HAND_OVER_MANIFEST,
-        });
-    }
-    let current = loop {
-        let (waiting, resource_version) = match cr::lookup(&ctx.client).await? {
-            cr::Lookup::Found(current) => {
-                let rv = current.resource_version();
-                (judge(*current), rv)
-            }
-            _ => (Waiting::For(format!("{} to exist", cr::display())), None),
-        };
-        let (why, rolling) = match waiting {
-            Waiting::Ready(current) => match unsettled_roll(ctx).await? {
-                None => break current,
-                Some(roll) => (roll, true),
-            },
-            Waiting::Nothing(outcome) => return Ok(outcome),
-            Waiting::For(why) => (why, false),
-        };
-        if options.no_wait {
-            return Ok(Outcome::Skipped(format!(
-                "waiting for {why}; nothing was deleted (--no-wait)"
-            )));
-        }
-        tracing::info!(waiting_for = %why, "finish waits");
-        if rolling {
-            wait_a_little(ctx, &why).await?;
-        } else {
-            wait_for_change(ctx, resource_version, &why).await?;
-        }
+    permitted(ctx).await?;
+    let current = match ready_cr(ctx, options).await? {
+        Ok(current) => current,
+        Err(outcome) => return Ok(outcome),
     };
-    let stored = archive::read_stored(&ctx.client)
-        .await?
-        .filter(|s| Some(s.archive.cr_uid.as_str()) == current.uid().as_deref())
-        .ok_or_else(|| Error::Archive {
-            reason: format!(
-                "finish deletes only what the archive holds, and {} holds none of {}; nothing was deleted",
-                archive::location(),
-                cr::display()
-            ),
-        })?;
+    let stored = archive_of(ctx, &current).await?;
     let (left, pods) = futures::try_join!(
         delete_left(ctx, &stored.archive.objects),
         delete_orphans(ctx, &stored.archive.objects)
@@ -98,70 +59,70 @@ pub async fn run(ctx: &Ctx, options: FinishOptions) -> Result<Outcome> {
         left.1,
         pods.len()
     );
-    if ctx.dry_run {
-        ctx.plan(
-            "finish",
-            &format!(
-                "would delete {}; would set {}=true on {}",
-                left.0
-                    .iter()
-                    .chain(&pods)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                markers::FINISHED,
-                cr::display()
-            ),
+    if ctx.options.dry_run {
+        let deleted: Vec<String> = left.0.iter().chain(&pods).cloned().collect();
+        let plan = format!(
+            "would delete {}; would set {}=true on {}",
+            deleted.join(", "),
+            Marker::Finished.key(),
+            cr::display()
         );
+        ctx.plan("finish", &plan);
         return Ok(Outcome::Done(format!("would have: {summary}")));
     }
-    ctx.event(
-        &current,
-        false,
-        "Finished",
-        "Finish",
-        format!("Deleted what the hand-over left: {summary}"),
-    );
-    cr::set_marker_keys(&ctx.client, &[markers::FINISHED], false).await?;
+    let note = format!("Deleted what the hand-over left: {summary}");
+    ctx.event(&current, false, "Finished", "Finish", note);
+    cr::set_markers(&ctx.client, &[Marker::Finished], false).await?;
     Ok(Outcome::Done(summary))
 }
 
-/// Whether the CR is ready to finish with, what it waits for, or why there is nothing to do.
-fn judge(current: DynamicObject) -> Waiting {
-    if cr::has_marker(&current, markers::FINISHED) {
-        return Waiting::Nothing(Outcome::Skipped(format!(
-            "already finished ({}=true on the CR)",
-            markers::FINISHED
-        )));
+/// Fails, before anything is read or written, unless this identity has what finish needs.
+async fn permitted(ctx: &Ctx) -> Result<()> {
+    let missing = access::missing(&ctx.client, names::finish::NEEDS).await?;
+    if missing.is_empty() {
+        return Ok(());
     }
-    if cr::marked(&current, Step::Clean).is_none() {
-        return Waiting::For(format!(
-            "clean ({} on {})",
-            Step::Clean.marker_key(),
-            cr::display()
-        ));
-    }
-    if !cr::has_marker(&current, markers::HANDED_OVER) {
-        return Waiting::Nothing(Outcome::Skipped(format!(
-            "clean did not hand over (no {} on the CR): nothing to finish",
-            markers::HANDED_OVER
-        )));
-    }
-    let state = ModuleState::of(&current);
-    if state.is_ready() {
-        return Waiting::Ready(Box::new(current));
-    }
-    Waiting::For(format!(
-        "the module to be {} (status.state {}, observedGeneration {} of generation {})",
-        names::operator::STATE_READY,
-        state.state.as_deref().unwrap_or("unset"),
-        shown(state.observed_generation),
-        shown(state.generation),
-    ))
+    Err(Error::HandOverNotPermitted {
+        command: "finish",
+        missing: missing.join(", "),
+        manifest: names::rbac::HAND_OVER_MANIFEST,
+    })
 }
 
-fn shown(n: Option<i64>) -> String {
-    n.map_or_else(|| "unset".into(), |n| n.to_string())
+/// The CR once it is ready to finish with (waiting for it within the deadline, unless
+/// `--no-wait`), or the outcome when there is nothing to do or no waiting.
+async fn ready_cr(
+    ctx: &Ctx,
+    options: FinishOptions,
+) -> Result<std::result::Result<Box<DynamicObject>, Outcome>> {
+    loop {
+        let (waiting, resource_version) = match cr::lookup(&ctx.client).await? {
+            cr::Lookup::Found(current) => {
+                let rv = current.resource_version();
+                (judge(*current), rv)
+            }
+            _ => (Waiting::For(format!("{} to exist", cr::display())), None),
+        };
+        let (why, rolling) = match waiting {
+            Waiting::Ready(current) => match unsettled_roll(ctx).await? {
+                None => return Ok(Ok(current)),
+                Some(roll) => (roll, true),
+            },
+            Waiting::Nothing(outcome) => return Ok(Err(outcome)),
+            Waiting::For(why) => (why, false),
+        };
+        if options.no_wait {
+            return Ok(Err(Outcome::Skipped(format!(
+                "waiting for {why}; nothing was deleted (--no-wait)"
+            ))));
+        }
+        tracing::info!(waiting_for = %why, "finish waits");
+        if rolling {
+            wait_a_little(ctx, &why).await?;
+        } else {
+            wait_for_change(ctx, resource_version, &why).await?;
+        }
+    }
 }
 
 /// `Ready` counts ready replicas, not updated ones: what finish waits for while one of the
@@ -179,14 +140,66 @@ const ROLL_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Sleeps [`ROLL_RECHECK`], or fails at the deadline saying what it waited for.
 async fn wait_a_little(ctx: &Ctx, why: &str) -> Result<()> {
-    if tokio::time::Instant::now() + ROLL_RECHECK > ctx.deadline {
-        tokio::time::sleep_until(ctx.deadline).await;
+    let deadline = ctx.options.deadline;
+    if tokio::time::Instant::now() + ROLL_RECHECK > deadline {
+        tokio::time::sleep_until(deadline).await;
         return Err(Error::NotReady {
             verdict: format!("finish waited for {why} until the deadline; nothing was deleted"),
         });
     }
     tokio::time::sleep(ROLL_RECHECK).await;
     Ok(())
+}
+
+/// clean's archive of this CR: finish deletes only what it holds.
+async fn archive_of(ctx: &Ctx, current: &DynamicObject) -> Result<archive::Stored> {
+    archive::read_stored(&ctx.client)
+        .await?
+        .filter(|s| Some(s.archive.cr_uid.as_str()) == current.uid().as_deref())
+        .ok_or_else(|| Error::Archive {
+            reason: format!(
+                "finish deletes only what the archive holds, and {} holds none of {}; nothing was deleted",
+                archive::location(),
+                cr::display()
+            ),
+        })
+}
+
+/// Whether the CR is ready to finish with, what it waits for, or why there is nothing to do.
+fn judge(current: DynamicObject) -> Waiting {
+    if let Some(key) = cr::marked(&current, Marker::Finished) {
+        return Waiting::Nothing(Outcome::Skipped(format!(
+            "already finished ({key}=true on the CR)"
+        )));
+    }
+    if cr::marked(&current, Step::Clean).is_none() {
+        return Waiting::For(format!(
+            "clean ({} on {})",
+            Marker::Cleaned.key(),
+            cr::display()
+        ));
+    }
+    if cr::marked(&current, Marker::HandedOver).is_none() {
+        return Waiting::Nothing(Outcome::Skipped(format!(
+            "clean did not hand over (no {} on the CR): nothing to finish",
+            Marker::HandedOver.key()
+        )));
+    }
+    let state = ModuleState::of(&current);
+    if state.is_ready() {
+        return Waiting::Ready(Box::new(current));
+    }
+    Waiting::For(format!(
+        "the module to be {} (status.state {}, observedGeneration {} of generation {})",
+        names::operator::STATE_READY,
+        state.state.as_deref().unwrap_or("unset"),
+        shown(state.observed_generation),
+        shown(state.generation),
+    ))
+}
+
+fn shown(n: Option<i64>) -> String {
+    n.map_or_else(|| "unset".into(), |n| n.to_string())
 }
 
 /// Waits, on a watch of the CR and without polling, until it changes (or the watch ends, or
@@ -214,7 +227,7 @@ async fn wait_for_change(ctx: &Ctx, resource_version: Option<String>, why: &str)
         }
         Ok::<_, Error>(())
     };
-    match tokio::time::timeout_at(ctx.deadline, changed).await {
+    match tokio::time::timeout_at(ctx.options.deadline, changed).await {
         Ok(r) => r,
         Err(_) => Err(Error::NotReady {
             verdict: format!("finish waited for {why} until the deadline; nothing was deleted"),
@@ -246,7 +259,14 @@ async fn delete_left(ctx: &Ctx, archived: &[Value]) -> Result<(Vec<String>, usiz
                     read: read.map(Box::new),
                     entry: entries.get(&key).copied(),
                 };
-                write_one(o, against, How::Delete, ctx.dry_run).await
+                write_one(
+                    o,
+                    against,
+                    How::Delete,
+                    ctx.options.dry_run,
+                    ctx.options.deadline,
+                )
+                .await
             }
         })
         .buffered(CONCURRENCY)
@@ -327,9 +347,9 @@ async fn delete_if_uncontrolled<K>(
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    const ATTEMPTS: u32 = 5;
     let mut current = Some(meta);
-    for _ in 0..ATTEMPTS {
+    let mut conflicts = Conflicts::until(ctx.options.deadline);
+    loop {
         let Some(meta) = current.take() else {
             return Ok(false);
         };
@@ -344,17 +364,18 @@ where
         let name = meta.name.clone().unwrap_or_default();
         let params = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Background),
-            ..unchanged(&meta, ctx.dry_run)
+            ..unchanged(&meta, ctx.options.dry_run)
         };
         match api.delete(&name, &params).await {
             Ok(_) => {
-                if !ctx.dry_run {
+                if !ctx.options.dry_run {
                     tracing::info!(object = %what, "orphaned legacy object deleted");
                 }
                 return Ok(true);
             }
             Err(e) if is_not_found(&e) => return Ok(false),
             Err(e) if is_conflict(&e) => {
+                conflicts.pause(|| what.to_string()).await?;
                 current = api
                     .get_metadata_opt(&name)
                     .await
@@ -365,10 +386,6 @@ where
             Err(e) => return Err(e).context(|| format!("deleting {what}")),
         }
     }
-    Err(Error::TooManyConflicts {
-        object: what.to_string(),
-        attempts: ATTEMPTS,
-    })
 }
 
 /// Stays running, without work and without requests, until the container is stopped (SIGTERM,

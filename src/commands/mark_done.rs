@@ -3,20 +3,21 @@
 use super::{Ctx, Outcome};
 use crate::cr;
 use crate::error::Result;
-use crate::step::Step;
+use crate::step::{Marker, Step};
 
 pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     let current = cr::lookup(&ctx.client).await?.required()?;
     let missing: Vec<Step> = Step::IN_ORDER
         .into_iter()
-        .filter(|m| cr::marked(&current, *m) != Some(m.marker_key()))
+        .filter(|m| cr::marked(&current, *m) != Some(m.marker().key()))
         .collect();
     if missing.is_empty() {
         return Ok(Outcome::Skipped("all three markers are set already".into()));
     }
-    let keys: Vec<&str> = missing.iter().map(|m| m.marker_key()).collect();
-    let marked = cr::set_markers(&ctx.client, &missing, ctx.dry_run).await?;
-    if ctx.dry_run {
+    let markers: Vec<Marker> = missing.iter().map(|m| m.marker()).collect();
+    let keys: Vec<&str> = markers.iter().map(|m| m.key()).collect();
+    let marked = cr::set_markers(&ctx.client, &markers, ctx.options.dry_run).await?;
+    if ctx.options.dry_run {
         ctx.plan(
             "mark-done",
             &format!("would set {} on {}", keys.join(", "), cr::display()),

@@ -4,8 +4,9 @@ use kube::api::DynamicObject;
 use serde_json::Value;
 
 use super::{Ctx, Outcome};
+use crate::conflicts::Conflicts;
 use crate::cr;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::migration::{
     LegacyInput, Replaced, desired, field_loss, judge_losses, no_legacy_installation,
     read_legacy_input, summary, warn_on_version, write,
@@ -17,35 +18,17 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     // The legacy input is read once per run; after a conflict only the CR is read again, which
     // keeps the read-to-write window short against a busy concurrent writer.
     let mut input = None;
-    let mut attempt = 0u32;
+    let mut conflicts = Conflicts::until(ctx.options.deadline);
     loop {
-        attempt += 1;
         match attempt_once(ctx, &mut input).await? {
             Attempt::Finished(outcome) => return Ok(outcome),
             Attempt::Conflict(message) => {
+                let attempt = conflicts.seen() + 1;
                 tracing::info!(attempt, conflict = %message, "the CR changed since it was read; reading it again");
-                // Conflicts are retried for as long as the run may take: a busy writer delays
-                // the migration, it does not fail it.
-                let pause = conflict_pause(attempt);
-                if tokio::time::Instant::now() + pause > ctx.deadline {
-                    return Err(Error::TooManyConflicts {
-                        object: cr::display(),
-                        attempts: attempt,
-                    });
-                }
-                tokio::time::sleep(pause).await;
+                conflicts.pause(cr::display).await?;
             }
         }
     }
-}
-
-/// A short, growing, jittered pause, so that a writer on a fixed rhythm does not win every time.
-fn conflict_pause(attempt: u32) -> std::time::Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    std::time::Duration::from_millis(u64::from(attempt.min(20)) * 10 + u64::from(nanos % 50))
 }
 
 enum Attempt {
@@ -54,42 +37,12 @@ enum Attempt {
     Conflict(String),
 }
 
+/// One attempt: the CR and (the first time) the legacy input, the desired CR judged by the
+/// server, then the guarded write, or a dry run's plan.
 async fn attempt_once(ctx: &Ctx, input: &mut Option<LegacyInput>) -> Result<Attempt> {
-    let client = &ctx.client;
-    // The first attempt reads the CR and the legacy installation together: they are
-    // independent reads. The CR's answer is judged first, so a CR that is missing or marked
-    // migrated still decides the outcome; the legacy reads are then merely unused.
-    let (lookup, legacy_read) = if input.is_some() {
-        (cr::lookup(client).await, None)
-    } else {
-        let (lookup, legacy_read) = futures::join!(cr::lookup(client), read_legacy_input(client));
-        (lookup, Some(legacy_read))
-    };
-    let current = lookup?.required()?;
-    if let Some(key) = cr::marked(&current, Step::Migrate) {
-        return Ok(Attempt::Finished(Outcome::Skipped(format!(
-            "already migrated ({key}=true on the CR)"
-        ))));
-    }
-    let read = match legacy_read {
-        Some(legacy_read) => {
-            let Some((install, read)) = legacy_read? else {
-                return Ok(Attempt::Finished(
-                    Outcome::Skipped(no_legacy_installation()),
-                ));
-            };
-            warn_on_version(&install);
-            input.insert(read)
-        }
-        // A later attempt: the legacy input was read by the first.
-        None => match input {
-            Some(read) => read,
-            None => {
-                return Ok(Attempt::Finished(
-                    Outcome::Skipped(no_legacy_installation()),
-                ));
-            }
-        },
+    let (current, read) = match read_inputs(ctx, input).await? {
+        Ok(read) => read,
+        Err(skipped) => return Ok(Attempt::Finished(skipped)),
     };
     let ports = read.ports;
     let (plan, desired) = desired(&current, read)?;
@@ -98,37 +51,57 @@ async fn attempt_once(ctx: &Ctx, input: &mut Option<LegacyInput>) -> Result<Atte
         Judged::Conflict(conflict) => return Ok(Attempt::Conflict(conflict)),
     };
     let summary = summary(&plan, ports, &accepted);
-    if ctx.dry_run {
-        ctx.plan(
-            Step::Migrate.name(),
-            &format!(
-                "{summary}\n{} spec.config would change as follows:\n{}",
-                cr::display(),
-                diff::diff(
-                    "config",
-                    current.data.pointer("/spec/config").unwrap_or(&Value::Null),
-                    &plan.config
-                )
-            ),
-        );
+    if ctx.options.dry_run {
+        let config = current.data.pointer("/spec/config").unwrap_or(&Value::Null);
+        let change = diff::diff("config", config, &plan.config);
+        let display = cr::display();
+        let text = format!("{summary}\n{display} spec.config would change as follows:\n{change}");
+        ctx.plan(Step::Migrate.name(), &text);
         ctx.assume(Step::Migrate);
-        return Ok(Attempt::Finished(Outcome::Done(format!(
-            "would migrate: {summary}"
-        ))));
+        let outcome = Outcome::Done(format!("would migrate: {summary}"));
+        return Ok(Attempt::Finished(outcome));
     }
     let written = match write(&ctx.client, &desired, false).await? {
         Replaced::Stored(written) => *written,
         Replaced::Conflict(conflict) => return Ok(Attempt::Conflict(conflict)),
     };
-    ctx.hand_on(&written);
-    ctx.event(
-        &written,
-        false,
-        "Migrated",
-        "Migrate",
-        format!("Migrated the legacy Connectivity Proxy configuration: {summary}"),
-    );
+    ctx.pass_on(&written);
+    let note = format!("Migrated the legacy Connectivity Proxy configuration: {summary}");
+    ctx.event(&written, false, "Migrated", "Migrate", note);
     Ok(Attempt::Finished(Outcome::Done(summary)))
+}
+
+/// The CR and the legacy input, or why migrate skips (marked migrated, no legacy
+/// installation). The first attempt reads both together: they are independent reads. The CR's
+/// answer is judged first, so a CR that is missing or marked migrated still decides the
+/// outcome; the legacy reads are then merely unused. A later attempt reads the CR alone.
+async fn read_inputs<'a>(
+    ctx: &Ctx,
+    input: &'a mut Option<LegacyInput>,
+) -> Result<std::result::Result<(DynamicObject, &'a LegacyInput), Outcome>> {
+    let client = &ctx.client;
+    let (lookup, legacy_read) = if input.is_some() {
+        (cr::lookup(client).await, None)
+    } else {
+        let (lookup, legacy_read) = futures::join!(cr::lookup(client), read_legacy_input(client));
+        (lookup, Some(legacy_read))
+    };
+    let current = lookup?.required()?;
+    if let Some(key) = cr::marked(&current, Step::Migrate) {
+        let skipped = format!("already migrated ({key}=true on the CR)");
+        return Ok(Err(Outcome::Skipped(skipped)));
+    }
+    if let Some(legacy_read) = legacy_read {
+        let Some((install, read)) = legacy_read? else {
+            return Ok(Err(Outcome::Skipped(no_legacy_installation())));
+        };
+        warn_on_version(&install);
+        *input = Some(read);
+    }
+    match input.as_ref() {
+        Some(read) => Ok(Ok((current, read))),
+        None => Ok(Err(Outcome::Skipped(no_legacy_installation()))),
+    }
 }
 
 /// What the server would store of the CR migrate writes.
@@ -153,7 +126,7 @@ async fn judge_on_the_server(
     let (refused, accepted) = judge_losses(
         plan,
         stored.data.get("spec").unwrap_or(&Value::Null),
-        &ctx.allow_field_loss,
+        &ctx.options.allow_field_loss,
     );
     if !refused.is_empty() {
         return Err(field_loss(&refused));

@@ -1,6 +1,6 @@
-//! The commands: the three steps, and restore, rollback, mark-done, status and check. Each reads
-//! the cluster, decides, and (unless dry-run) writes; it returns what it did, and the command line
-//! shows it.
+//! The commands: the three steps, and finish, restore, rollback, mark-done, status and check.
+//! Each reads the cluster, decides, and (unless dry-run) writes; it returns what it did, and the
+//! command line shows it.
 
 pub mod backup;
 pub mod check;
@@ -13,7 +13,7 @@ pub mod rollback;
 pub mod status;
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use kube::Client;
 use kube::api::DynamicObject;
@@ -30,23 +30,12 @@ pub enum Outcome {
     Skipped(String),
 }
 
-/// What every step needs: the client and the run's options.
-pub struct Ctx {
-    pub client: Client,
+/// What a command was asked to do: the command line's flags, set once.
+#[derive(Debug, Clone)]
+pub struct Options {
     pub dry_run: bool,
     /// Fields (as migrate names them) whose loss to CRD pruning the user accepted.
     pub allow_field_loss: Vec<String>,
-    /// With `run --dry-run`: markers that the earlier steps would have set, so that each step's
-    /// plan is shown as if they had been done.
-    assumed: Mutex<BTreeSet<Step>>,
-    /// In `run`: the CR as the last step's own write returned it, so that the next step does
-    /// not read it again. Steps are idempotent, so a concurrent change it misses is harmless.
-    handed_on: Mutex<Option<DynamicObject>>,
-    recorder: Recorder,
-    /// Dry-run plans, in the order the steps made them, for the command line to show.
-    plans: Mutex<Vec<String>>,
-    /// Events on their way: nothing waits for them but the end of the command.
-    events: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// When the command must be finished; retries after conflicts stop here.
     pub deadline: tokio::time::Instant,
     /// Compressed bytes per Secret of clean's archive (smaller only to test the split).
@@ -58,82 +47,73 @@ pub struct Ctx {
     pub hand_over: bool,
 }
 
-impl Ctx {
-    pub fn new(
-        client: Client,
-        dry_run: bool,
-        allow_field_loss: Vec<String>,
-        deadline: tokio::time::Instant,
-    ) -> Self {
-        let instance = std::env::var("POD_NAME")
-            .ok()
-            .or_else(|| std::env::var("HOSTNAME").ok());
-        let reporter = Reporter {
-            controller: names::FIELD_MANAGER.into(),
-            instance,
-        };
-        Ctx {
-            recorder: Recorder::new(client.clone(), reporter),
-            events: Mutex::default(),
-            plans: Mutex::default(),
-            client,
-            dry_run,
-            allow_field_loss,
-            assumed: Mutex::default(),
-            handed_on: Mutex::default(),
+impl Options {
+    /// The defaults of every flag but the deadline.
+    pub fn new(deadline: tokio::time::Instant) -> Options {
+        Options {
+            dry_run: false,
+            allow_field_loss: Vec::new(),
             deadline,
             archive_part_bytes: names::archive::PART_BYTES,
             skip_operator_prerequisites: false,
             hand_over: false,
         }
     }
+}
+
+/// What every command needs: the client, its options, and what it leaves for the command line
+/// (a dry run's plan) and for the cluster (its Events); in `run`, what one step passes on to the
+/// next.
+pub struct Ctx {
+    pub client: Client,
+    pub options: Options,
+    plan: Plan,
+    events: Events,
+    carried: Carried,
+}
+
+impl Ctx {
+    pub fn new(client: Client, options: Options) -> Self {
+        Ctx {
+            events: Events::new(&client),
+            plan: Plan::default(),
+            carried: Carried::default(),
+            client,
+            options,
+        }
+    }
 
     /// The key marking `marker` done on the CR, or (dry-run of `run`) that an earlier step would set it.
     pub fn marked(&self, cr: &DynamicObject, marker: Step) -> Option<&'static str> {
         cr::marked(cr, marker).or_else(|| {
-            self.is_assumed(marker)
+            self.carried
+                .is_assumed(marker)
                 .then_some("(set by the earlier steps of this dry run)")
         })
     }
 
-    pub fn is_assumed(&self, marker: Step) -> bool {
-        self.assumed
-            .lock()
-            .map(|s| s.contains(&marker))
-            .unwrap_or(false)
-    }
-
     /// Records that a dry-run step would have set `marker`.
     pub fn assume(&self, marker: Step) {
-        if let Ok(mut s) = self.assumed.lock() {
-            s.insert(marker);
-        }
+        self.carried.assume(marker);
+    }
+
+    /// Keeps the CR a step has just written for the next step of this run.
+    pub fn pass_on(&self, written: &DynamicObject) {
+        *lock(&self.carried.cr) = Some(written.clone());
+    }
+
+    fn take_passed_on(&self) -> Option<DynamicObject> {
+        lock(&self.carried.cr).take()
     }
 
     /// Records a line of a dry run's plan: what `step` would write.
     pub fn plan(&self, step: &str, text: &str) {
-        if let Ok(mut plans) = self.plans.lock() {
-            plans.push(format!("--- {step} (dry run): {text}"));
-        }
+        lock(&self.plan.lines).push(format!("--- {step} (dry run): {text}"));
     }
 
     /// The plan lines recorded since the last call.
     pub fn take_plans(&self) -> Vec<String> {
-        self.plans
-            .lock()
-            .map(|mut plans| std::mem::take(&mut *plans))
-            .unwrap_or_default()
-    }
-
-    /// Keeps the CR a step has just written for the next step of this run.
-    pub fn hand_on(&self, written: &DynamicObject) {
-        if let Ok(mut slot) = self.handed_on.lock() {
-            *slot = Some(written.clone());
-        }
-    }
-
-    fn take_handed_on(&self) -> Option<DynamicObject> {
-        self.handed_on.lock().ok().and_then(|mut slot| slot.take())
+        std::mem::take(&mut *lock(&self.plan.lines))
     }
 
     /// Records an Event on the CR. An Event that cannot be written is logged, not fatal: the
@@ -147,18 +127,73 @@ impl Ctx {
         action: &str,
         note: String,
     ) {
-        if self.dry_run {
-            return;
+        if !self.options.dry_run {
+            self.events.send(cr, warning, reason, action, note);
         }
-        let mut note = note;
-        if note.len() > 1000 {
-            let mut cut = 990;
-            while !note.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            note.truncate(cut);
-            note.push_str(" …");
+    }
+
+    /// Waits until every Event recorded so far has been sent (or has failed, which is logged).
+    pub async fn events_sent(&self) {
+        self.events.sent().await;
+    }
+}
+
+/// The lock of state that stays whole whatever panicked while holding it (lines pushed or
+/// taken, a value set or taken): a poisoned lock is used as it is, not lost.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Dry-run plans, in the order the steps made them, for the command line to show.
+#[derive(Default)]
+struct Plan {
+    lines: Mutex<Vec<String>>,
+}
+
+/// What one step of `run` passes on to the next.
+#[derive(Default)]
+struct Carried {
+    /// With `run --dry-run`: markers that the earlier steps would have set, so that each step's
+    /// plan is shown as if they had been done.
+    assumed: Mutex<BTreeSet<Step>>,
+    /// The CR as the last step's own write returned it, so that the next step does not read it
+    /// again. Steps are idempotent, so a concurrent change it misses is harmless.
+    cr: Mutex<Option<DynamicObject>>,
+}
+
+impl Carried {
+    fn is_assumed(&self, marker: Step) -> bool {
+        lock(&self.assumed).contains(&marker)
+    }
+
+    fn assume(&self, marker: Step) {
+        lock(&self.assumed).insert(marker);
+    }
+}
+
+/// The Events on the CR: their recorder, and those on their way (nothing waits for them but
+/// the end of the command).
+struct Events {
+    recorder: Recorder,
+    sending: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Events {
+    fn new(client: &Client) -> Events {
+        let instance = std::env::var("POD_NAME")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok());
+        let reporter = Reporter {
+            controller: names::FIELD_MANAGER.into(),
+            instance,
+        };
+        Events {
+            recorder: Recorder::new(client.clone(), reporter),
+            sending: Mutex::default(),
         }
+    }
+
+    fn send(&self, cr: &DynamicObject, warning: bool, reason: &str, action: &str, note: String) {
         let ev = Event {
             type_: if warning {
                 EventType::Warning
@@ -166,7 +201,7 @@ impl Ctx {
                 EventType::Normal
             },
             reason: reason.into(),
-            note: Some(note),
+            note: Some(shortened(note)),
             action: action.into(),
             secondary: None,
         };
@@ -178,24 +213,30 @@ impl Ctx {
                 tracing::warn!(error = %e, reason, "could not record an Event on the CR");
             }
         });
-        if let Ok(mut events) = self.events.lock() {
-            events.push(sending);
-        }
+        lock(&self.sending).push(sending);
     }
 
-    /// Waits until every Event recorded so far has been sent (or has failed, which is logged).
-    pub async fn events_sent(&self) {
-        let sending = self
-            .events
-            .lock()
-            .map(|mut events| std::mem::take(&mut *events))
-            .unwrap_or_default();
+    async fn sent(&self) {
+        let sending = std::mem::take(&mut *lock(&self.sending));
         for handle in sending {
             if let Err(e) = handle.await {
                 tracing::warn!(error = %e, "recording an Event on the CR did not finish");
             }
         }
     }
+}
+
+/// An Event's note cut to what the API server accepts (1 kB), at a character boundary.
+fn shortened(mut note: String) -> String {
+    if note.len() > 1000 {
+        let mut cut = 990;
+        while !note.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        note.truncate(cut);
+        note.push_str(" …");
+    }
+    note
 }
 
 /// The CR that backup and clean work on, or why they have nothing to do.
@@ -208,7 +249,7 @@ pub enum Target {
 /// The CR for backup and clean (within `run`, the one the step before wrote), or the skip they
 /// report when the CRD or the CR is missing.
 pub async fn target(ctx: &Ctx) -> crate::Result<Target> {
-    if let Some(written) = ctx.take_handed_on() {
+    if let Some(written) = ctx.take_passed_on() {
         return Ok(Target::Cr(Box::new(written)));
     }
     Ok(match cr::lookup(&ctx.client).await? {

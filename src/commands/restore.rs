@@ -17,7 +17,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
             "namespace {} holds no backup copy",
             names::BACKUP_NAMESPACE
         ))
-    } else if ctx.dry_run {
+    } else if ctx.options.dry_run {
         Outcome::Done(format!("would restore {}", restored.join(", ")))
     } else {
         Outcome::Done(format!("restored {}", restored.join(", ")))
@@ -33,8 +33,14 @@ pub async fn restore_one(ctx: &Ctx, name: &str) -> Result<Option<String>> {
     };
     let original = configmaps::restored(&copy);
     let target = format!("{}/{name}", names::KYMA_SYSTEM);
-    configmaps::put(&ctx.client, &original, ctx.dry_run).await?;
-    if ctx.dry_run {
+    configmaps::put(
+        &ctx.client,
+        &original,
+        ctx.options.dry_run,
+        ctx.options.deadline,
+    )
+    .await?;
+    if ctx.options.dry_run {
         ctx.plan(
             "restore",
             &format!(

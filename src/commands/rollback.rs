@@ -26,8 +26,6 @@ use crate::service_mappings;
 
 /// Requests in flight at once.
 const CONCURRENCY: usize = service_mappings::CONCURRENCY;
-/// Reads in flight at once of the archived legacy objects (35 at most): all in one round trip.
-const LEGACY_CONCURRENCY: usize = 64;
 
 /// An archived object and where this cluster serves its kind.
 struct Target {
@@ -60,7 +58,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     // Before the legacy webhook is back: it would judge these writes before its Pods can answer.
     let mappings = mappings::restore(ctx, &archived.service_mappings, found.crd).await?;
     let objects = recreate_in_order(ctx, &targets, &found.existing).await?;
-    if ctx.dry_run {
+    if ctx.options.dry_run {
         for what in &objects.recreated {
             ctx.plan("rollback", &format!("would recreate {what}"));
         }
@@ -68,7 +66,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         verify(&targets, &objects.recreated).await?;
     }
     let summary = closing_line(ctx, &objects, &unserved, &mappings);
-    if ctx.dry_run {
+    if ctx.options.dry_run {
         ctx.plan("rollback", &summary);
     }
     Ok(Outcome::Done(summary))
@@ -108,7 +106,7 @@ async fn read_cluster(
                 .await
                 .context(|| format!("reading {}", t.display))
         })
-        .buffered(LEGACY_CONCURRENCY)
+        .buffered(legacy::LEGACY_CONCURRENCY)
         .try_collect::<Vec<_>>();
     // The ServiceMapping CRD only when there is anything to un-adopt.
     let crd = async {
@@ -139,7 +137,7 @@ fn refuse_while_installed(targets: &[Target], found: &Found) -> Result<()> {
     for (t, object) in targets.iter().zip(&found.existing) {
         if object
             .as_ref()
-            .is_some_and(|m| legacy::is_operators(&m.metadata))
+            .is_some_and(|m| legacy::has_operator_label(&m.metadata))
         {
             blockers.push(format!(
                 "{} carries the new operator's label {}={}",
@@ -242,7 +240,8 @@ fn closing_line(
     unserved: &[String],
     mappings: &mappings::Restored,
 ) -> String {
-    let would = |done: &str, planned: &str| if ctx.dry_run { planned } else { done }.to_string();
+    let would =
+        |done: &str, planned: &str| if ctx.options.dry_run { planned } else { done }.to_string();
     format!(
         "{} {} legacy objects; {} left as they were{}; {} skipped as not served{}; {}; {} {}",
         would("recreated", "would recreate"),
@@ -393,9 +392,13 @@ async fn recreate(ctx: &Ctx, t: &Target) -> Result<bool> {
         serde_json::from_value(t.object.clone()).map_err(|e| Error::Archive {
             reason: format!("{} in the archive is not an object: {e}", t.display),
         })?;
-    match t.api.create(&post_params(ctx.dry_run), &object).await {
+    match t
+        .api
+        .create(&post_params(ctx.options.dry_run), &object)
+        .await
+    {
         Ok(_) => {
-            if !ctx.dry_run {
+            if !ctx.options.dry_run {
                 tracing::info!(object = %t.display, "recreated");
             }
             Ok(true)

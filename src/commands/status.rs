@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use kube::api::Api;
+use kube::api::{Api, DynamicObject};
 use kube::{Client, ResourceExt};
 use serde::Serialize;
 
@@ -20,7 +20,7 @@ use crate::legacy::{self, LegacyInstall, Served};
 use crate::module::{self, ModuleState, RefusedCount};
 use crate::names::{self, config_maps};
 use crate::service_mappings::{Listed, is_adopted};
-use crate::step::Step;
+use crate::step::{Marker, Step};
 use crate::translate;
 use operator_pods::Failing;
 use phase::Phase;
@@ -103,79 +103,37 @@ pub async fn collect(client: &Client) -> Result<Report> {
         // Its problem is a row of its own, never the end of status.
         async { Ok(archive::read_stored(client).await) },
     )?;
-    let markers = Step::IN_ORDER
-        .into_iter()
-        .map(|m| {
-            let key = match &lookup {
-                Lookup::Found(cr) => cr::marked(cr, m).map(str::to_string),
-                _ => None,
-            };
-            (m, key)
-        })
-        .collect();
-    let backup = config_maps::USER_CONFIG
-        .into_iter()
-        .zip(copies)
-        .map(|(name, copy)| {
-            let source = legacy.user_config.get(name);
-            BackupCopy {
-                name: name.into(),
-                source_exists: source.is_some(),
-                copy_exists: copy.is_some(),
-                copy_matches_source: match (source, &copy) {
-                    (Some(s), Some(c)) => Some(configmaps::same_data(s, c)),
-                    _ => None,
-                },
-            }
-        })
-        .collect();
+    let cr = match &lookup {
+        Lookup::Found(cr) => Some(cr.as_ref()),
+        _ => None,
+    };
     if let Some(m) = &mut service_mappings {
-        let shared = shared_tenant(&lookup, legacy.user_config.get(config_maps::CONFIG));
+        let shared = shared_tenant(cr, legacy.user_config.get(config_maps::CONFIG));
         m.refused_by_module_schema = m.refused.in_mode(shared);
     }
-    let operator_stops_at = operator_stops_at(client, &lookup, &unowned).await?;
-    let handed_over =
-        matches!(&lookup, Lookup::Found(cr) if cr::has_marker(cr, names::markers::HANDED_OVER));
-    let rolls = if handed_over {
-        module::rolls(client).await?
-    } else {
-        Vec::new()
-    };
-    let hand_over = match &lookup {
-        Lookup::Found(cr) => HandOver {
-            handed_over: cr::has_marker(cr, names::markers::HANDED_OVER),
-            finished: cr::has_marker(cr, names::markers::FINISHED),
-        },
-        _ => HandOver::default(),
-    };
-    // What a hand-over leaves waits for finish; it is not left over from clean.
-    let (waiting_for_finish, remaining) = if hand_over.handed_over && !hand_over.finished {
-        legacy
-            .remaining
-            .into_iter()
-            .partition(|o| legacy.left_for_finish.contains(o))
-    } else {
-        (Vec::new(), legacy.remaining)
-    };
+    let hand_over = cr.map(hand_over_of).unwrap_or_default();
+    let (operator_stops_at, rolls) = futures::try_join!(
+        operator_stops_at(client, cr, &unowned),
+        rolls_after(client, hand_over)
+    )?;
+    let (waiting_for_finish, remaining) =
+        waiting_for_finish(hand_over, legacy.remaining, &legacy.left_for_finish);
     Ok(Report::new(Status {
         legacy_installation: legacy.installation,
         hand_over,
         waiting_for_finish,
         crd_installed: !matches!(lookup, Lookup::CrdMissing),
-        cr_exists: matches!(lookup, Lookup::Found(_)),
-        markers,
+        cr_exists: cr.is_some(),
+        markers: markers_of(cr),
         backup_namespace_exists,
-        backup,
+        backup: backup_copies_of(&legacy.user_config, copies),
         legacy_objects_remaining: remaining,
         legacy_kinds_not_served: legacy.not_served,
         operator: deployment.as_ref().map(operator),
-        archive: archive_status(archive, &lookup, service_mappings.as_ref()),
+        archive: archive_status(archive, cr, service_mappings.as_ref()),
         service_mappings,
         failing,
-        module: match &lookup {
-            Lookup::Found(cr) => Some(ModuleState::of(cr)),
-            _ => None,
-        },
+        module: cr.map(ModuleState::of),
         operator_prerequisites_missing: module::prerequisites_missing(&served, false),
         blocking_objects: module::blocking(&unowned),
         operator_stops_at,
@@ -189,15 +147,12 @@ pub async fn collect(client: &Client) -> Result<Report> {
 /// cluster shows no cause.
 async fn operator_stops_at(
     client: &Client,
-    lookup: &Lookup,
+    cr: Option<&DynamicObject>,
     unowned: &[module::Unowned],
 ) -> Result<Option<String>> {
-    let Lookup::Found(cr) = lookup else {
+    let Some(cr) = cr.filter(|cr| ModuleState::of(cr).is_error()) else {
         return Ok(None);
     };
-    if !ModuleState::of(cr).is_error() {
-        return Ok(None);
-    }
     if let Some(missing) = module::shoot_info_missing(client, cr.data.get("spec")).await? {
         return Ok(Some(module::shoot_info_message(&missing)));
     }
@@ -208,6 +163,71 @@ async fn operator_stops_at(
             u.display
         )
     }))
+}
+
+/// After a hand-over, how far the module's workloads have replaced the legacy Pods they took
+/// over (nothing is read without one).
+async fn rolls_after(client: &Client, hand_over: HandOver) -> Result<Vec<module::Roll>> {
+    if !hand_over.handed_over {
+        return Ok(Vec::new());
+    }
+    module::rolls(client).await
+}
+
+/// The legacy objects still there, split into those waiting for finish and the rest: what a
+/// hand-over leaves waits for finish, it is not left over from clean.
+fn waiting_for_finish(
+    hand_over: HandOver,
+    remaining: Vec<String>,
+    left_for_finish: &[String],
+) -> (Vec<String>, Vec<String>) {
+    if hand_over.handed_over && !hand_over.finished {
+        remaining
+            .into_iter()
+            .partition(|o| left_for_finish.contains(o))
+    } else {
+        (Vec::new(), remaining)
+    }
+}
+
+/// The key that marks each step done on the CR, if any.
+fn markers_of(cr: Option<&DynamicObject>) -> BTreeMap<Step, Option<String>> {
+    Step::IN_ORDER
+        .into_iter()
+        .map(|m| (m, cr.and_then(|cr| cr::marked(cr, m)).map(str::to_string)))
+        .collect()
+}
+
+/// The markers of `clean --hand-over` and `finish` on the CR.
+fn hand_over_of(cr: &DynamicObject) -> HandOver {
+    HandOver {
+        handed_over: cr::marked(cr, Marker::HandedOver).is_some(),
+        finished: cr::marked(cr, Marker::Finished).is_some(),
+    }
+}
+
+/// Each user-configuration ConfigMap (in `USER_CONFIG` order): its source, its copy, and
+/// whether they hold the same data.
+fn backup_copies_of(
+    sources: &BTreeMap<&'static str, ConfigMap>,
+    copies: Vec<Option<ConfigMap>>,
+) -> Vec<BackupCopy> {
+    config_maps::USER_CONFIG
+        .into_iter()
+        .zip(copies)
+        .map(|(name, copy)| {
+            let source = sources.get(name);
+            BackupCopy {
+                name: name.into(),
+                source_exists: source.is_some(),
+                copy_exists: copy.is_some(),
+                copy_matches_source: match (source, &copy) {
+                    (Some(s), Some(c)) => Some(configmaps::same_data(s, c)),
+                    _ => None,
+                },
+            }
+        })
+        .collect()
 }
 
 /// What the cluster serves (one discovery request), then the legacy table's objects and those
@@ -224,11 +244,7 @@ async fn at_known_names(client: &Client) -> Result<(LegacyRead, Vec<module::Unow
 /// Whether the module's ServiceMappings are judged in the shared tenant mode: the CR's once
 /// migrated (or with no legacy configuration to migrate), else the legacy configuration's
 /// `tenantMode` that migrate will carry over (the CR's when it has none).
-fn shared_tenant(lookup: &Lookup, legacy_config: Option<&ConfigMap>) -> bool {
-    let cr = match lookup {
-        Lookup::Found(cr) => Some(cr.as_ref()),
-        _ => None,
-    };
+fn shared_tenant(cr: Option<&DynamicObject>, legacy_config: Option<&ConfigMap>) -> bool {
     let migrated = cr.is_some_and(|c| cr::marked(c, Step::Migrate).is_some());
     let legacy_mode = legacy_config
         .filter(|_| !migrated)
@@ -285,7 +301,7 @@ async fn operator_and_failing(client: &Client) -> Result<(Option<Deployment>, Op
 
 fn archive_status(
     read: Result<Option<archive::Stored>>,
-    lookup: &Lookup,
+    cr: Option<&DynamicObject>,
     mappings: Option<&ServiceMappings>,
 ) -> ArchiveStatus {
     match read {
@@ -303,12 +319,8 @@ fn archive_status(
                     .is_some_and(|p| !p.is_adoption()),
             ),
             service_mappings_differ: mappings.map(|m| drift(&stored.archive, m)),
-            belongs_to_current_cr: match lookup {
-                Lookup::Found(cr) => {
-                    Some(cr.uid().as_deref() == Some(stored.archive.cr_uid.as_str()))
-                }
-                _ => None,
-            },
+            belongs_to_current_cr: cr
+                .map(|cr| cr.uid().as_deref() == Some(stored.archive.cr_uid.as_str())),
             cr_uid: Some(stored.archive.cr_uid),
             bytes: Some(stored.bytes),
             parts: Some(stored.parts),
@@ -398,7 +410,7 @@ async fn legacy_objects(client: &Client, served: &Served) -> Result<LegacyRead> 
         }
         // The module's operator makes ConfigMaps of the same names (its own): they are not the
         // legacy sources of the copies.
-        if legacy::is_operators(&meta) {
+        if legacy::has_operator_label(&meta) {
             continue;
         }
         read.remaining.push(o.display.clone());
@@ -526,7 +538,7 @@ fn installation_rows(rows: &mut Rows, s: &Status) {
     rows.line("ConnectivityProxy CR", yes(s.cr_exists));
     for (step, key) in &s.markers {
         rows.line(
-            &format!("step {}", step.marker_name()),
+            &format!("step {}", step.marker().name()),
             key.as_ref()
                 .map(|k| format!("done ({k})"))
                 .unwrap_or_else(|| "not done".into()),

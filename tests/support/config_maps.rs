@@ -10,7 +10,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use super::TestCluster;
-use super::contract::{KYMA_SYSTEM, USER_CONFIG, USER_CONFIG_KEY};
+use super::contract::{BACKUP_NAMESPACE, KYMA_SYSTEM, USER_CONFIG, USER_CONFIG_KEY};
 
 /// The ConfigMaps of kyma-system.
 pub fn cm_api(client: &Client) -> Api<ConfigMap> {
@@ -44,7 +44,16 @@ pub async fn set_legacy_config(c: &TestCluster, text: &str) {
 
 /// Sets one key of `connectivity-proxy-info` (a port) by a merge patch.
 pub async fn set_port(client: &Client, key: &str, value: &str) {
-    cm_api(client)
+    set_port_in(client, KYMA_SYSTEM, key, value).await;
+}
+
+/// Sets one key of the backup copy of `connectivity-proxy-info`, as an edit by hand would.
+pub async fn set_copy_port(client: &Client, key: &str, value: &str) {
+    set_port_in(client, BACKUP_NAMESPACE, key, value).await;
+}
+
+async fn set_port_in(client: &Client, namespace: &str, key: &str, value: &str) {
+    Api::<ConfigMap>::namespaced(client.clone(), namespace)
         .patch(
             USER_CONFIG[1],
             &PatchParams::default(),

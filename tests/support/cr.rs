@@ -22,6 +22,18 @@ pub fn api(client: &Client) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), KYMA_SYSTEM, &resource())
 }
 
+/// Changes the CR's spec (its `replicaCount`), as a user would: its generation grows.
+pub async fn change_spec(c: &TestCluster) {
+    api(&c.client)
+        .patch(
+            cr::NAME,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"deployment": {"replicaCount": 2}}})),
+        )
+        .await
+        .expect("change the CR's spec");
+}
+
 /// Sets `annotations` on the CR (a merge patch: the others stay).
 pub async fn annotate(c: &TestCluster, annotations: &[(&str, &str)]) {
     let set: serde_json::Map<String, Value> = annotations

@@ -147,30 +147,26 @@ impl ReadyEndpoints {
         }
     }
 
-    /// The record: ready endpoints after each change, from the start of the watch.
-    pub fn timeline(&self) -> Vec<(Duration, usize)> {
-        let seen = self.seen.lock().expect("seen");
-        let timeline = &seen.timeline;
-        let start = timeline.first().map(|(at, _)| *at);
-        timeline
-            .iter()
-            .map(|(at, n)| (start.map_or(Duration::ZERO, |s| *at - s), *n))
+    /// How long each of [`ReadyEndpoints::outage_spans`] lasted.
+    pub fn outages(&self) -> Vec<Duration> {
+        self.outage_spans()
+            .into_iter()
+            .map(|(from, to)| to - from)
             .collect()
     }
 
-    /// Every interval, after the first ready endpoint, in which there was none (one still
-    /// open counts up to now).
-    pub fn outages(&self) -> Vec<Duration> {
+    /// Every interval, after the first ready endpoint, in which there was none, from when it
+    /// began to when it ended (one still open, to now).
+    pub fn outage_spans(&self) -> Vec<(Instant, Instant)> {
         let seen = self.seen.lock().expect("seen");
-        let timeline = &seen.timeline;
-        let mut outages = Vec::new();
+        let mut spans = Vec::new();
         let mut since: Option<Instant> = None;
         let mut served = false;
-        for (at, n) in timeline.iter() {
+        for (at, n) in seen.timeline.iter() {
             match (*n, since) {
                 (0, None) if served => since = Some(*at),
                 (n, Some(start)) if n > 0 => {
-                    outages.push(*at - start);
+                    spans.push((start, *at));
                     since = None;
                 }
                 _ => {}
@@ -178,9 +174,9 @@ impl ReadyEndpoints {
             served |= *n > 0;
         }
         if let Some(start) = since {
-            outages.push(start.elapsed());
+            spans.push((start, Instant::now()));
         }
-        outages
+        spans
     }
 }
 

@@ -15,6 +15,10 @@
 //!   that injects faults), `crash_rig` (tests/reliability.rs's rig and crash matrix), `rbac` and
 //!   `rbac_scenario` (the RBAC manifests and the scenario run as their ServiceAccount), `podman`,
 //!   `images` and `pod` (the images run as a kubelet would run the example Deployment's Pod).
+//!
+//! Each test file compiles this module on its own and uses a part of it, so the rest is dead
+//! code there: dead code is allowed here for that reason alone. `scripts/dead-test-helpers`
+//! finds what no test file and no benchmark uses.
 #![allow(dead_code)]
 
 pub mod archive;
@@ -50,7 +54,6 @@ pub mod way_back;
 pub mod workloads;
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -660,11 +663,4 @@ pub async fn client_for(kubeconfig: &Path) -> Client {
 pub fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-/// Writes a log of the server to stderr for a failing test's context.
-pub fn dump_server_log(c: &TestCluster) {
-    if let Ok(log) = std::fs::read_to_string(c.dir().join("server.log")) {
-        let _ = writeln!(std::io::stderr(), "{}", tail(&log, 40));
-    }
 }

@@ -9,11 +9,12 @@
 //!   its grace period, capped by [`Timing::grace_cap`], then removes it, as a kubelet does after
 //!   its containers stopped.
 //!
-//! No container runs: what the agent models is the Pod's lifecycle, not its process.
+//! No container runs: what the agent models is the Pod's lifecycle, not its process. Its
+//! journal says when it started, readied and removed each Pod, as a kubelet's events would.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -36,7 +37,28 @@ pub struct Timing {
 /// A running agent; it stops when dropped.
 pub struct NodeAgent {
     pub node: String,
+    seen: Arc<Mutex<Seen>>,
     task: JoinHandle<()>,
+}
+
+/// What the agent did to a Pod. Each is journaled as the agent does it, before the API server
+/// is told: what the Pod's endpoints show follows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Happened {
+    /// Running, not yet Ready.
+    Started,
+    Ready,
+    /// Removed after its grace period: it serves no more.
+    Removed,
+}
+
+/// One entry of the journal.
+#[derive(Debug, Clone)]
+pub struct PodEvent {
+    pub at: Instant,
+    pub pod: String,
+    pub uid: String,
+    pub happened: Happened,
 }
 
 impl Drop for NodeAgent {
@@ -52,6 +74,16 @@ struct Seen {
     started: HashSet<String>,
     ending: HashSet<String>,
     next_ip: u32,
+    journal: Vec<PodEvent>,
+}
+
+fn journal(seen: &Mutex<Seen>, pod: &str, uid: &str, happened: Happened) {
+    seen.lock().expect("seen").journal.push(PodEvent {
+        at: Instant::now(),
+        pod: pod.to_string(),
+        uid: uid.to_string(),
+        happened,
+    });
 }
 
 impl NodeAgent {
@@ -61,19 +93,26 @@ impl NodeAgent {
         let pods: Api<Pod> = Api::all(client.clone());
         let node_name = node.to_string();
         let seen = Arc::new(Mutex::new(Seen::default()));
+        let shared = seen.clone();
         let task = tokio::spawn(async move {
             let mut events = watcher(pods.clone(), watcher::Config::default())
                 .default_backoff()
                 .applied_objects()
                 .boxed();
             while let Ok(Some(pod)) = events.try_next().await {
-                act(&pods, &node_name, &seen, timing, pod).await;
+                act(&pods, &node_name, &shared, timing, pod).await;
             }
         });
         NodeAgent {
             node: node.to_string(),
+            seen,
             task,
         }
+    }
+
+    /// What it did to each Pod so far, in order.
+    pub fn journal(&self) -> Vec<PodEvent> {
+        self.seen.lock().expect("seen").journal.clone()
     }
 }
 
@@ -124,7 +163,7 @@ async fn act(pods: &Api<Pod>, node: &str, seen: &Arc<Mutex<Seen>>, timing: Timin
                 .map_or(timing.grace_cap, |s| {
                     Duration::from_secs(s.max(0) as u64).min(timing.grace_cap)
                 });
-            tokio::spawn(end(api, name, uid, grace));
+            tokio::spawn(end(api, name, uid, grace, seen.clone()));
         }
         return;
     }
@@ -139,7 +178,7 @@ async fn act(pods: &Api<Pod>, node: &str, seen: &Arc<Mutex<Seen>>, timing: Timin
                 s.next_ip += 1;
                 format!("10.244.{}.{}", s.next_ip / 250, s.next_ip % 250 + 2)
             };
-            tokio::spawn(run(api, name, ip, timing.ready_after));
+            tokio::spawn(run(api, name, uid, ip, timing.ready_after, seen.clone()));
         }
         Some(_) => {}
     }
@@ -159,9 +198,18 @@ async fn bind(api: &Api<Pod>, name: &str, node: &str) {
 }
 
 /// A started Pod: Running with an IP at once, Ready after `ready_after`.
-async fn run(api: Api<Pod>, name: String, ip: String, ready_after: Duration) {
+async fn run(
+    api: Api<Pod>,
+    name: String,
+    uid: String,
+    ip: String,
+    ready_after: Duration,
+    seen: Arc<Mutex<Seen>>,
+) {
+    journal(&seen, &name, &uid, Happened::Started);
     if write_status(&api, &name, &ip, false).await {
         tokio::time::sleep(ready_after).await;
+        journal(&seen, &name, &uid, Happened::Ready);
         write_status(&api, &name, &ip, true).await;
     }
 }
@@ -191,8 +239,9 @@ async fn write_status(api: &Api<Pod>, name: &str, ip: &str, ready: bool) -> bool
 
 /// A deleted Pod serves for its grace period, then goes (only that Pod: its uid guards the
 /// delete, as a new Pod of the same name may follow it).
-async fn end(api: Api<Pod>, name: String, uid: String, grace: Duration) {
+async fn end(api: Api<Pod>, name: String, uid: String, grace: Duration, seen: Arc<Mutex<Seen>>) {
     tokio::time::sleep(grace).await;
+    journal(&seen, &name, &uid, Happened::Removed);
     let params = DeleteParams {
         grace_period_seconds: Some(0),
         preconditions: Some(Preconditions {

@@ -9,7 +9,7 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::json;
 
 use super::endpoints::ReadyEndpoints;
-use super::node_agent::{NodeAgent, Timing};
+use super::node_agent::{NodeAgent, PodEvent, Timing};
 use super::operator::{self, Outcome};
 use super::real_operator::{self, RealOperator, States};
 use super::workloads::{NAME as PROXY, NAMESPACE};
@@ -34,6 +34,12 @@ pub struct Model {
 pub struct Seen {
     /// Every interval with no ready endpoint.
     pub outages: Vec<Duration>,
+    /// The same, from when each began to when it ended.
+    pub outage_spans: Vec<(Instant, Instant)>,
+    /// When the module's operator started, after `run`.
+    pub operator_started: Instant,
+    /// What the node agent did to each Pod, in order.
+    pub pods: Vec<PodEvent>,
     /// The same for the headless tunnel Service `connectivity-proxy-tunnel`.
     pub tunnel_outages: Vec<Duration>,
     /// From the start of `run` until the module was `Ready` with a ready endpoint.
@@ -141,9 +147,11 @@ pub async fn migrated_with(args: &[&str], model: Model, which: Operator) -> Migr
     );
     let started = Instant::now();
     c.run(args).assert_ok();
+    let mut operator_started = Instant::now();
     let operator = match which {
         Operator::Emulated => {
             tokio::time::sleep(model.operator_start).await;
+            operator_started = Instant::now();
             assert_eq!(
                 operator::reconcile_until_ready(&c, Duration::from_millis(500), LIMIT).await,
                 Outcome::Ready
@@ -159,6 +167,9 @@ pub async fn migrated_with(args: &[&str], model: Model, which: Operator) -> Migr
     endpoints.wait_for(1, LIMIT).await;
     let seen = Seen {
         outages: endpoints.outages(),
+        outage_spans: endpoints.outage_spans(),
+        operator_started,
+        pods: agent.journal(),
         tunnel_outages: tunnel.outages(),
         until_ready: started.elapsed(),
         cluster_ips: endpoints.cluster_ips(),

@@ -2,15 +2,18 @@
 //! rollback only, deploy/rbac-hand-over.yaml while the hand-over is used) as a model of their rules, and the tool run as their ServiceAccount on the
 //! RBAC-enforcing test server: what the authorizer allows, and creates that it must refuse.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, DynamicObject, PostParams};
-use serde_json::Value;
+use serde_json::{Value, json};
 
+use super::contract;
 use super::requests::Request;
 use super::values::str_of;
 use super::{TestCluster, repo_root, yaml_documents};
@@ -378,4 +381,169 @@ pub async fn refused_create(
         object["kind"]
     );
     refusal
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the tool's requests used of a manifest
+
+/// Which rule allowed each request of a scenario, with which verb and (for a rule that names
+/// its objects) which name.
+pub struct Usage {
+    used: BTreeSet<(RuleId, String, Option<String>)>,
+    /// The rules that a command other than `rollback` used.
+    everyday: BTreeSet<RuleId>,
+}
+
+impl Usage {
+    /// The rule of each request, which must be exactly one; and `escalate` and `bind`, which
+    /// the API server checks inside a create rather than as a request of their own: a
+    /// ClusterRole's create used `escalate`, a ClusterRoleBinding's create `bind` on the role
+    /// it names (as `c` holds the binding now).
+    pub async fn of(m: &Manifest, requests: &[(&str, Request)], c: &TestCluster) -> Usage {
+        let mut usage = Usage {
+            used: BTreeSet::new(),
+            everyday: BTreeSet::new(),
+        };
+        for (step, req) in requests {
+            let id = only_rule_allowing(m, req);
+            if !step.starts_with("rollback") {
+                usage.everyday.insert(id);
+            }
+            let named = m.rule(id)["resourceNames"]
+                .as_array()
+                .is_some_and(|n| !n.is_empty());
+            let name = if named { req.name.clone() } else { None };
+            usage.used.insert((id, req.verb.clone(), name));
+        }
+        let created = |resource: &str| {
+            requests
+                .iter()
+                .any(|(_, r)| r.verb == "create" && r.resource == resource)
+        };
+        if created("clusterroles") {
+            usage.implicit(m, "escalate", None);
+        }
+        if created("clusterrolebindings") {
+            let bindings: Api<ClusterRoleBinding> = Api::all(c.client.clone());
+            for name in contract::legacy_names("ClusterRoleBinding") {
+                if let Some(b) = bindings.get_opt(name).await.expect("get binding") {
+                    usage.implicit(m, "bind", Some(b.role_ref.name));
+                }
+            }
+        }
+        usage
+    }
+
+    fn implicit(&mut self, m: &Manifest, verb: &str, name: Option<String>) {
+        let req = Request {
+            verb: verb.into(),
+            group: "rbac.authorization.k8s.io".into(),
+            resource: "clusterroles".into(),
+            namespace: None,
+            name: name.clone(),
+        };
+        self.used
+            .insert((only_rule_allowing(m, &req), verb.to_string(), name));
+    }
+
+    /// Each verb, and name, of each rule that no request used; except the archive's parts that
+    /// only a rewrite uses: an archive in parts is rewritten into the set the index does not
+    /// point at (set b on the second write in parts), and a part is updated in place only from
+    /// the third write on (tests/rollback.rs writes them all); a scenario writes set a once.
+    pub fn unused(&self, m: &Manifest) -> Vec<String> {
+        let mut unused = Vec::new();
+        for id in m.rules() {
+            let rule = m.rule(id);
+            let names: Vec<Option<String>> = match rule["resourceNames"].as_array() {
+                Some(n) if !n.is_empty() => n.iter().map(|x| Some(str_of(x).to_string())).collect(),
+                _ => vec![None],
+            };
+            for verb in rule["verbs"].as_array().expect("verbs") {
+                let verb = str_of(verb);
+                for name in &names {
+                    let used = self.used.contains(&(id, verb.to_string(), name.clone()));
+                    if !used && !name.as_deref().is_some_and(|n| rewrite_only(verb, n)) {
+                        let name = name.as_deref().unwrap_or("(any name)");
+                        unused.push(format!("{}: {verb} {name}", m.describe(id)));
+                    }
+                }
+            }
+        }
+        unused
+    }
+
+    /// The rules of the everyday manifest that only rollback used.
+    pub fn rollback_only(&self, m: &Manifest) -> Vec<String> {
+        m.rules()
+            .into_iter()
+            .filter(|&id| m.file_of(id) == EVERYDAY && !self.everyday.contains(&id))
+            .map(|id| m.describe(id))
+            .collect()
+    }
+}
+
+/// The one rule that allows `req`.
+fn only_rule_allowing(m: &Manifest, req: &Request) -> RuleId {
+    let allowing = rules_allowing(m, req);
+    let described: Vec<String> = allowing.iter().map(|id| m.describe(*id)).collect();
+    assert_eq!(
+        allowing.len(),
+        1,
+        "{req:?} is allowed by {described:?}: every request needs exactly one rule"
+    );
+    allowing[0]
+}
+
+/// A part of the archive's second set, or an update of any part: used by rewrites only.
+fn rewrite_only(verb: &str, name: &str) -> bool {
+    use cp_mod_migrator::names::archive::{MAX_PARTS, SLOTS, part_name};
+    let in_set = |slot: &str| (1..=MAX_PARTS).any(|i| part_name(slot, i) == name);
+    in_set(SLOTS[1]) || (verb == "update" && SLOTS.iter().any(|slot| in_set(slot)))
+}
+
+impl Manifest {
+    /// Each Role and ClusterRole that no binding of its scope, in its own file, gives to the
+    /// ServiceAccount; and each binding of the rollback's manifest to anyone but it.
+    pub fn unbound_roles(&self) -> Vec<String> {
+        let mut wrong = Vec::new();
+        let only_the_sa =
+            json!([{"kind": "ServiceAccount", "name": SA_NAME, "namespace": SA_NAMESPACE}]);
+        for (doc, file) in self.docs.iter().zip(&self.files) {
+            let kind = str_of(&doc["kind"]);
+            let name = str_of(&doc["metadata"]["name"]);
+            if *file == ROLLBACK && doc["subjects"].is_array() && doc["subjects"] != only_the_sa {
+                wrong.push(format!(
+                    "{ROLLBACK}: {kind} {name} binds others than {SA_NAME}"
+                ));
+            }
+            if (kind == "Role" || kind == "ClusterRole") && !self.binds_in_file(doc, file) {
+                wrong.push(format!(
+                    "{kind} {name} has no binding to {SA_NAME} in {file}"
+                ));
+            }
+        }
+        wrong
+    }
+
+    fn binds_in_file(&self, role: &Value, file: &str) -> bool {
+        let kind = str_of(&role["kind"]);
+        let binding = if kind == "Role" {
+            "RoleBinding"
+        } else {
+            "ClusterRoleBinding"
+        };
+        self.of(file).any(|b| {
+            str_of(&b["kind"]) == binding
+                && b["metadata"]["namespace"] == role["metadata"]["namespace"]
+                && b["roleRef"]["kind"] == kind
+                && b["roleRef"]["name"] == role["metadata"]["name"]
+                && b["subjects"].as_array().is_some_and(|s| {
+                    s.iter().any(|s| {
+                        s["kind"] == "ServiceAccount"
+                            && s["name"] == SA_NAME
+                            && s["namespace"] == SA_NAMESPACE
+                    })
+                })
+        })
+    }
 }

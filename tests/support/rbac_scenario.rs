@@ -56,6 +56,34 @@ pub struct Scenario<'a> {
     pub runs: Vec<(String, RunResult)>,
 }
 
+impl<'a> Scenario<'a> {
+    /// The whole scenario played on `c` as the ServiceAccount of `kubeconfig`; the test fails
+    /// at its first step that does not go as the contract says, with the evidence.
+    pub async fn played(
+        c: &'a TestCluster,
+        kubeconfig: &'a Path,
+        manifest: &'a Manifest,
+        reference: Option<&BTreeMap<String, Value>>,
+    ) -> Scenario<'a> {
+        let mut scenario = Scenario {
+            c,
+            kubeconfig,
+            manifest,
+            runs: Vec::new(),
+        };
+        if let Err(stop) = scenario.play(reference).await {
+            let last = scenario.runs.last().map(|(_, r)| r.stderr.clone());
+            panic!(
+                "as {SA_NAME}: {} failed: {}\n{}",
+                stop.step,
+                stop.evidence,
+                last.unwrap_or_default()
+            );
+        }
+        scenario
+    }
+}
+
 impl Scenario<'_> {
     /// Runs a command as the SA; a non-zero exit, or a refusal in its log (an Event the server
     /// refused is only a warning), stops the scenario.

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use crate::archive;
 use crate::client::patch_params;
+use crate::conflicts::Conflicts;
 use crate::error::{Context, Error, Result, is_conflict, is_not_found};
 use crate::hand_over;
 use crate::legacy;
@@ -46,6 +47,7 @@ pub async fn write_one(
     against: Against<'_>,
     how: How,
     dry_run: bool,
+    deadline: tokio::time::Instant,
 ) -> Result<Written> {
     let (mut current, entry) = match against {
         Against::BackupCheck(verified) => {
@@ -62,12 +64,12 @@ pub async fn write_one(
     // The uid and resourceVersion guards make sure that what is written is the object as read,
     // unchanged: if it was replaced, or labelled as the operator's, in between, the write
     // conflicts and the object is checked again.
-    const ATTEMPTS: u32 = 5;
-    for _ in 0..ATTEMPTS {
+    let mut conflicts = Conflicts::until(deadline);
+    loop {
         let Some(read) = current.take() else {
             return Ok(Written::Absent);
         };
-        if legacy::is_operators(&read.metadata) {
+        if legacy::has_operator_label(&read.metadata) {
             tracing::info!(object = %what, "carries the new operator's label; kept");
             return Ok(Written::Protected(what));
         }
@@ -86,6 +88,7 @@ pub async fn write_one(
             Ok(()) => return Ok(done(what, how, dry_run)),
             Err(e) if is_not_found(&e) => return Ok(Written::Absent),
             Err(e) if is_conflict(&e) => {
+                conflicts.pause(|| what.clone()).await?;
                 current = api
                     .get_opt(name)
                     .await
@@ -95,10 +98,6 @@ pub async fn write_one(
             Err(e) => return Err(e).context(|| format!("{} {what}", doing(how))),
         }
     }
-    Err(Error::TooManyConflicts {
-        object: what,
-        attempts: ATTEMPTS,
-    })
 }
 
 /// Writes a user ConfigMap only in the state whose copy the backup check verified. Any other
@@ -128,7 +127,7 @@ async fn write_backed_up(
             }),
         };
     };
-    if legacy::is_operators(&meta) {
+    if legacy::has_operator_label(&meta) {
         tracing::info!(object = %what, "carries the new operator's label; kept");
         return Ok(Written::Protected(what));
     }

@@ -14,6 +14,7 @@ use serde_json::Value;
 use crate::archive::{self, MappingEntry, MappingsArchive, Prior};
 use crate::client::{patch_params, post_params};
 use crate::commands::Ctx;
+use crate::conflicts::Conflicts;
 use crate::diff::first_difference;
 use crate::error::{Context, Error, Result, is_already_exists, is_conflict, is_not_found};
 use crate::names::service_mappings as sm;
@@ -114,90 +115,109 @@ async fn restore_crd(
     archived: &MappingsArchive,
     mut current: Option<CustomResourceDefinition>,
 ) -> Result<(Option<CustomResourceDefinition>, CrdAction)> {
-    let api: Api<CustomResourceDefinition> = Api::all(ctx.client.clone());
-    let what = || format!("CustomResourceDefinition {}", sm::CRD_NAME);
-    let prior = archived.crd.clone().unwrap_or_default();
     let Some(object) = &archived.crd_object else {
-        // An older archive: only the adoption's keys can be put back.
-        let Some(crd) = current else {
-            return Ok((None, CrdAction::Gone));
-        };
-        if archived.crd.is_none() || prior.matches(&crd.metadata) {
-            return Ok((Some(crd), CrdAction::Unchanged));
-        }
-        let crd = api
-            .patch(
-                sm::CRD_NAME,
-                &patch_params(ctx.dry_run),
-                &Patch::Merge(&prior.restoring_patch()),
-            )
-            .await
-            .context(|| format!("un-adopting {}", what()))?;
-        return Ok((Some(crd), CrdAction::PutBack));
+        return unadopt_crd(ctx, archived, current).await;
     };
-    const ATTEMPTS: u32 = 5;
-    for _ in 0..ATTEMPTS {
-        let written = match &current {
-            None => {
-                let crd: CustomResourceDefinition =
-                    decode(prior.applied_to(object.clone()), &what)?;
-                match api.create(&post_params(ctx.dry_run), &crd).await {
-                    Ok(_) if ctx.dry_run => return Ok((None, CrdAction::Recreated)),
-                    Ok(_) => {
-                        tracing::info!(crd = sm::CRD_NAME, "recreated from the archive");
-                        return Ok((Some(established(ctx, &api).await?), CrdAction::Recreated));
-                    }
-                    Err(e) if is_already_exists(&e) => None,
-                    Err(e) => return Err(e).context(|| format!("recreating {}", what())),
-                }
-            }
-            Some(crd) => {
-                let Some(wanted) = put_back(crd, object, &prior, &what)? else {
-                    // An earlier rollback may have stopped right after creating it.
-                    if !ctx.dry_run && !is_established(crd) {
-                        return Ok((Some(established(ctx, &api).await?), CrdAction::Unchanged));
-                    }
-                    return Ok((current, CrdAction::Unchanged));
-                };
-                match api
-                    .patch(
-                        sm::CRD_NAME,
-                        &patch_params(ctx.dry_run),
-                        &Patch::Merge(&wanted),
-                    )
-                    .await
-                {
-                    Ok(written) => {
-                        if !ctx.dry_run {
-                            tracing::info!(
-                                crd = sm::CRD_NAME,
-                                "spec and adoption put back as before clean"
-                            );
-                        }
-                        Some(written)
-                    }
-                    Err(e) if is_conflict(&e) || is_not_found(&e) => None,
-                    Err(e) => return Err(e).context(|| format!("putting back {}", what())),
-                }
-            }
+    let api: Api<CustomResourceDefinition> = Api::all(ctx.client.clone());
+    let prior = archived.crd.clone().unwrap_or_default();
+    let mut conflicts = Conflicts::until(ctx.options.deadline);
+    loop {
+        let done = match &current {
+            None => recreate_crd(ctx, &api, object, &prior).await?,
+            Some(crd) => put_crd_back(ctx, &api, crd, object, &prior).await?,
         };
-        if let Some(written) = written {
-            let crd = if ctx.dry_run {
-                current.unwrap_or(written)
-            } else {
-                established(ctx, &api).await?
-            };
-            return Ok((Some(crd), CrdAction::PutBack));
+        if let Some(done) = done {
+            return Ok(done);
         }
+        conflicts.pause(crd_display).await?;
         current = api
             .get_opt(sm::CRD_NAME)
             .await
-            .context(|| format!("reading {}", what()))?;
+            .context(|| format!("reading {}", crd_display()))?;
     }
-    Err(Error::TooManyConflicts {
-        object: what(),
-        attempts: ATTEMPTS,
-    })
+}
+
+fn crd_display() -> String {
+    format!("CustomResourceDefinition {}", sm::CRD_NAME)
+}
+
+/// An older archive holds only the adoption's keys of the CRD: those are put back.
+async fn unadopt_crd(
+    ctx: &Ctx,
+    archived: &MappingsArchive,
+    current: Option<CustomResourceDefinition>,
+) -> Result<(Option<CustomResourceDefinition>, CrdAction)> {
+    let Some(crd) = current else {
+        return Ok((None, CrdAction::Gone));
+    };
+    let prior = match &archived.crd {
+        Some(prior) if !prior.matches(&crd.metadata) => prior,
+        _ => return Ok((Some(crd), CrdAction::Unchanged)),
+    };
+    let api: Api<CustomResourceDefinition> = Api::all(ctx.client.clone());
+    let crd = api
+        .patch(
+            sm::CRD_NAME,
+            &patch_params(ctx.options.dry_run),
+            &Patch::Merge(&prior.restoring_patch()),
+        )
+        .await
+        .context(|| format!("un-adopting {}", crd_display()))?;
+    Ok((Some(crd), CrdAction::PutBack))
+}
+
+/// Creates the CRD as the archive holds it and waits until it is Established; `None` when it
+/// exists after all (created concurrently).
+async fn recreate_crd(
+    ctx: &Ctx,
+    api: &Api<CustomResourceDefinition>,
+    object: &Value,
+    prior: &Prior,
+) -> Result<Option<(Option<CustomResourceDefinition>, CrdAction)>> {
+    let crd: CustomResourceDefinition = decode(prior.applied_to(object.clone()), &crd_display)?;
+    match api.create(&post_params(ctx.options.dry_run), &crd).await {
+        Ok(_) if ctx.options.dry_run => Ok(Some((None, CrdAction::Recreated))),
+        Ok(_) => {
+            tracing::info!(crd = sm::CRD_NAME, "recreated from the archive");
+            let crd = established(ctx, api).await?;
+            Ok(Some((Some(crd), CrdAction::Recreated)))
+        }
+        Err(e) if is_already_exists(&e) => Ok(None),
+        Err(e) => Err(e).context(|| format!("recreating {}", crd_display())),
+    }
+}
+
+/// Puts the CRD's spec, labels and annotations back as the archive holds them, guarded by its
+/// resourceVersion; `None` after a conflict (or when it is gone since it was read).
+async fn put_crd_back(
+    ctx: &Ctx,
+    api: &Api<CustomResourceDefinition>,
+    crd: &CustomResourceDefinition,
+    object: &Value,
+    prior: &Prior,
+) -> Result<Option<(Option<CustomResourceDefinition>, CrdAction)>> {
+    let Some(wanted) = put_back(crd, object, prior, &crd_display)? else {
+        // An earlier rollback may have stopped right after creating it.
+        if !ctx.options.dry_run && !is_established(crd) {
+            let crd = established(ctx, api).await?;
+            return Ok(Some((Some(crd), CrdAction::Unchanged)));
+        }
+        return Ok(Some((Some(crd.clone()), CrdAction::Unchanged)));
+    };
+    let pp = patch_params(ctx.options.dry_run);
+    match api.patch(sm::CRD_NAME, &pp, &Patch::Merge(&wanted)).await {
+        Ok(_) if ctx.options.dry_run => Ok(Some((Some(crd.clone()), CrdAction::PutBack))),
+        Ok(_) => {
+            tracing::info!(
+                crd = sm::CRD_NAME,
+                "spec and adoption put back as before clean"
+            );
+            let crd = established(ctx, api).await?;
+            Ok(Some((Some(crd), CrdAction::PutBack)))
+        }
+        Err(e) if is_conflict(&e) || is_not_found(&e) => Ok(None),
+        Err(e) => Err(e).context(|| format!("putting back {}", crd_display())),
+    }
 }
 
 /// The merge patch that makes `current` as it was before clean: the archived spec, labels and
@@ -280,7 +300,7 @@ async fn established(
         if let Some(crd) = crd.filter(is_established) {
             return Ok(crd);
         }
-        if tokio::time::Instant::now() >= ctx.deadline {
+        if tokio::time::Instant::now() >= ctx.options.deadline {
             return Err(Error::Archive {
                 reason: format!(
                     "CustomResourceDefinition {} was written but is not Established before the deadline",
@@ -345,9 +365,14 @@ async fn unadopt_present(
             )
         })
     };
-    restored.unadopted =
-        service_mappings::list_and_patch(&ctx.client, ar, select, ctx.dry_run, "un-adopting")
-            .await?;
+    restored.unadopted = service_mappings::list_and_patch(
+        &ctx.client,
+        ar,
+        select,
+        ctx.options.dry_run,
+        "un-adopting",
+    )
+    .await?;
     changed.sort();
     restored.changed = changed;
     Ok(seen)
@@ -372,7 +397,7 @@ async fn recreate(
         None => Api::all_with(ctx.client.clone(), ar),
     };
     loop {
-        match api.create(&post_params(ctx.dry_run), &object).await {
+        match api.create(&post_params(ctx.options.dry_run), &object).await {
             Ok(stored) => {
                 let stored = serde_json::to_value(stored).unwrap_or(Value::Null);
                 return match first_difference("", &wanted, &stored) {

@@ -7,12 +7,10 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 
 use crate::archive::{self, Archive, MappingEntry, MappingsArchive, WriteOutcome};
 use crate::commands::{Ctx, Outcome};
+use crate::conflicts::Conflicts;
 use crate::error::{Error, Result};
 use crate::names::service_mappings as sm;
 use crate::service_mappings;
-
-/// Conflicting writes of the archive (a concurrent run) after which prepare gives up for now.
-const ATTEMPTS: u32 = 10;
 
 pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     let (stored, crd) = futures::try_join!(
@@ -30,7 +28,8 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         )));
     };
     let fresh = read_now(ctx, &stored.archive, &crd).await?;
-    for _ in 0..ATTEMPTS {
+    let mut conflicts = Conflicts::until(ctx.options.deadline);
+    loop {
         let before = &stored.archive;
         let merged = before.clone().merged_with(Archive::new(
             before.cr_uid.clone(),
@@ -46,16 +45,13 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         match record(ctx, &merged, &stored, summary).await? {
             Some(outcome) => return Ok(outcome),
             None => {
+                conflicts.pause(archive::location).await?;
                 stored = archive::read_stored(&ctx.client)
                     .await?
                     .ok_or_else(no_archive)?
             }
         }
     }
-    Err(Error::TooManyConflicts {
-        object: archive::location(),
-        attempts: ATTEMPTS,
-    })
 }
 
 fn no_archive() -> Error {
@@ -98,13 +94,14 @@ async fn record(
         &ctx.client,
         merged,
         Some(stored),
-        ctx.dry_run,
-        ctx.archive_part_bytes,
+        ctx.options.dry_run,
+        ctx.options.archive_part_bytes,
+        ctx.options.deadline,
     )
     .await?;
     match written {
         WriteOutcome::Conflict => Ok(None),
-        WriteOutcome::Written { .. } if ctx.dry_run => {
+        WriteOutcome::Written { .. } if ctx.options.dry_run => {
             ctx.plan(
                 "rollback",
                 &format!("would record in {}: {summary}", archive::location()),

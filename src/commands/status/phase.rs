@@ -8,15 +8,18 @@
 //! 3. `needs-attention`: the state contradicts itself, or the module cannot come up (it
 //!    reports `Error`, an object at one of its operator's names stops it, or its operator
 //!    cannot start); the first such finding is the reason.
-//! 4. `done`: all three markers, no legacy object left, both copies present, and the module
+//! 4. `handed-over`: all three markers, no legacy object left but what waits for finish, both
+//!    copies present, and the CR marked handed-over but not finished.
+//! 5. `done`: all three markers, no legacy object left, both copies present, and the module
 //!    `Ready` for the CR's current generation (until then `in-progress`: the module is
 //!    starting).
-//! 5. `no-legacy`: no legacy object, no marker, no copy, no archive.
-//! 6. `not-started`: legacy objects present, module not enabled (no CR, no operator Deployment).
-//! 7. `in-progress`: the rest: the module is enabled and the steps are under way.
+//! 6. `no-legacy`: no legacy object, no marker, no copy, no archive.
+//! 7. `not-started`: legacy objects present, module not enabled (no CR, no operator Deployment).
+//! 8. `in-progress`: the rest: the module is enabled and the steps are under way.
 
 use serde::Serialize;
 
+use super::operator_pods::Failing;
 use super::picture::{BackupCopy, Status};
 use crate::module::ModuleState;
 use crate::names::{self, operator};
@@ -64,58 +67,18 @@ impl Phase {
     }
 }
 
-/// The phase and its one-line reason.
+/// The phase and its one-line reason, in the precedence above.
 pub fn decide(s: &Status) -> (Phase, String) {
     if let Some(f) = &s.failing {
-        return (
-            Phase::Failing,
-            format!(
-                "init container {} ({}) of Pod {} keeps failing after {} restarts",
-                f.container,
-                f.step
-                    .map(|st| format!("step {}", st.name()))
-                    .unwrap_or_else(|| "step unknown".into()),
-                f.pod,
-                f.restarts
-            ),
-        );
+        return (Phase::Failing, failing(f));
     }
     if let Some(why) = contradiction(s) {
         return (Phase::NeedsAttention, why);
     }
-    let marked = |m: Step| s.markers.get(&m).is_some_and(Option::is_some);
-    let all_marked = Step::IN_ORDER.into_iter().all(marked);
-    let any_marked = Step::IN_ORDER.into_iter().any(marked);
     let legacy_left = legacy_left(s);
+    let all_marked = Step::IN_ORDER.into_iter().all(|m| marked(s, m));
     if all_marked && legacy_left == 0 && s.backup.iter().all(|b| b.copy_exists) {
-        let module = s.module.clone().unwrap_or_default();
-        // Ready counts ready replicas: a module still rolling the legacy Pods it took over is
-        // not done, finished or not.
-        let rolling = s.rolls.iter().any(|r| !r.settled);
-        if s.hand_over.handed_over && (!s.hand_over.finished || rolling) {
-            return (Phase::HandedOver, handed_over(s, &module));
-        }
-        if !module.is_ready() {
-            return (
-                Phase::InProgress,
-                format!(
-                    "migrated, backed up and cleaned; the module is starting ({})",
-                    starting(&module)
-                ),
-            );
-        }
-        let adopted = s
-            .service_mappings
-            .as_ref()
-            .map(|m| format!("; {} of {} ServiceMappings adopted", m.adopted, m.total))
-            .unwrap_or_default();
-        return (
-            Phase::Done,
-            format!(
-                "migrated, backed up and cleaned; no legacy object left{adopted}; the module is {}",
-                operator::STATE_READY
-            ),
-        );
+        return migrated(s);
     }
     let module_enabled = s.cr_exists || s.operator.is_some();
     let module = if module_enabled {
@@ -123,6 +86,7 @@ pub fn decide(s: &Status) -> (Phase, String) {
     } else {
         "the module is not enabled"
     };
+    let any_marked = Step::IN_ORDER.into_iter().any(|m| marked(s, m));
     if legacy_left == 0 && !any_marked && !left_by_a_migration(s) {
         return (
             Phase::NoLegacy,
@@ -130,33 +94,92 @@ pub fn decide(s: &Status) -> (Phase, String) {
         );
     }
     if legacy_left > 0 && !module_enabled {
-        let what = match &s.legacy_installation {
-            Some(l) => format!(
-                "legacy installation present ({})",
-                l.chart.as_deref().unwrap_or("no chart label")
+        return (Phase::NotStarted, not_started(s, legacy_left, module));
+    }
+    (Phase::InProgress, under_way(s, module))
+}
+
+/// Whether the step's marker is set on the CR.
+fn marked(s: &Status, step: Step) -> bool {
+    s.markers.get(&step).is_some_and(Option::is_some)
+}
+
+fn failing(f: &Failing) -> String {
+    let step = f
+        .step
+        .map(|st| format!("step {}", st.name()))
+        .unwrap_or_else(|| "step unknown".into());
+    format!(
+        "init container {} ({step}) of Pod {} keeps failing after {} restarts",
+        f.container, f.pod, f.restarts
+    )
+}
+
+/// Every step marked, no legacy object left and both copies there: handed over and waiting
+/// for finish, the module starting, or done once it is `Ready`.
+fn migrated(s: &Status) -> (Phase, String) {
+    let module = s.module.clone().unwrap_or_default();
+    // Ready counts ready replicas: a module still rolling the legacy Pods it took over is not
+    // done, finished or not.
+    let rolling = s.rolls.iter().any(|r| !r.settled);
+    if s.hand_over.handed_over && (!s.hand_over.finished || rolling) {
+        return (Phase::HandedOver, handed_over(s, &module));
+    }
+    if !module.is_ready() {
+        return (
+            Phase::InProgress,
+            format!(
+                "migrated, backed up and cleaned; the module is starting ({})",
+                starting(&module)
             ),
-            None => format!("{} present", legacy_objects(legacy_left)),
-        };
-        return (Phase::NotStarted, format!("{what}; {module}"));
+        );
+    }
+    let adopted = s
+        .service_mappings
+        .as_ref()
+        .map(|m| format!("; {} of {} ServiceMappings adopted", m.adopted, m.total))
+        .unwrap_or_default();
+    (
+        Phase::Done,
+        format!(
+            "migrated, backed up and cleaned; no legacy object left{adopted}; the module is {}",
+            operator::STATE_READY
+        ),
+    )
+}
+
+/// The legacy installation (or what is left of it) and the module not enabled.
+fn not_started(s: &Status, legacy_left: usize, module: &str) -> String {
+    let what = match &s.legacy_installation {
+        Some(l) => format!(
+            "legacy installation present ({})",
+            l.chart.as_deref().unwrap_or("no chart label")
+        ),
+        None => format!("{} present", legacy_objects(legacy_left)),
+    };
+    format!("{what}; {module}")
+}
+
+/// The steps done so far and the next one.
+fn under_way(s: &Status, module: &str) -> String {
+    if !s.cr_exists {
+        return "the operator Deployment exists, the ConnectivityProxy CR does not yet".into();
     }
     let done: Vec<&str> = Step::IN_ORDER
         .into_iter()
-        .filter(|m| marked(*m))
+        .filter(|m| marked(s, *m))
         .map(Step::name)
         .collect();
     let next = Step::IN_ORDER
         .into_iter()
-        .find(|m| !marked(*m))
+        .find(|m| !marked(s, *m))
         .map(Step::name)
         .unwrap_or("none");
-    let reason = if !s.cr_exists {
-        "the operator Deployment exists, the ConnectivityProxy CR does not yet".to_string()
-    } else if done.is_empty() {
+    if done.is_empty() {
         format!("{module}; no step done yet; next: {next}")
     } else {
         format!("{module}; done: {}; next: {next}", done.join(", "))
-    };
-    (Phase::InProgress, reason)
+    }
 }
 
 /// Migrated and serving (the legacy Pods or the module's), waiting for finish.
@@ -184,80 +207,108 @@ fn handed_over(s: &Status, module: &ModuleState) -> String {
     )
 }
 
-/// The first thing that contradicts the rest, if any.
+/// The first thing that contradicts the rest, if any, in this order.
 fn contradiction(s: &Status) -> Option<String> {
-    let marked = |m: Step| s.markers.get(&m).is_some_and(Option::is_some);
-    let copy = |b: &BackupCopy| format!("{}/{}", names::BACKUP_NAMESPACE, b.name);
+    cleaned_with_legacy_left(s)
+        .or_else(|| copy_differs(s))
+        .or_else(|| {
+            let e = s.archive.error.as_ref()?;
+            Some(format!("clean's archive cannot be read: {e}"))
+        })
+        .or_else(|| archive_of_another_cr(s))
+        .or_else(|| out_of_order(s))
+        .or_else(|| backed_up_without_copy(s))
+        .or_else(|| module_cannot_come_up(s))
+        .or_else(|| left_by_a_forgotten_migration(s))
+}
+
+fn backup_copy(b: &BackupCopy) -> String {
+    format!("{}/{}", names::BACKUP_NAMESPACE, b.name)
+}
+
+fn cleaned_with_legacy_left(s: &Status) -> Option<String> {
     let legacy_left = legacy_left(s);
-    if marked(Step::Clean) && legacy_left > 0 {
-        let first = s
-            .legacy_objects_remaining
-            .first()
-            .map(|o| format!(" ({o}{})", if legacy_left > 1 { ", …" } else { "" }))
-            .unwrap_or_default();
-        return Some(format!(
-            "marked cleaned, but {} remain{}{first}",
-            legacy_objects(legacy_left),
-            if legacy_left == 1 { "s" } else { "" }
-        ));
+    if !marked(s, Step::Clean) || legacy_left == 0 {
+        return None;
     }
-    if let Some(b) = s
+    let first = s
+        .legacy_objects_remaining
+        .first()
+        .map(|o| format!(" ({o}{})", if legacy_left > 1 { ", …" } else { "" }))
+        .unwrap_or_default();
+    Some(format!(
+        "marked cleaned, but {} remain{}{first}",
+        legacy_objects(legacy_left),
+        if legacy_left == 1 { "s" } else { "" }
+    ))
+}
+
+fn copy_differs(s: &Status) -> Option<String> {
+    let b = s
         .backup
         .iter()
-        .find(|b| b.copy_matches_source == Some(false))
-    {
-        return Some(format!(
-            "the backup copy {} differs from its source {}/{}",
-            copy(b),
-            names::KYMA_SYSTEM,
-            b.name
-        ));
+        .find(|b| b.copy_matches_source == Some(false))?;
+    Some(format!(
+        "the backup copy {} differs from its source {}/{}",
+        backup_copy(b),
+        names::KYMA_SYSTEM,
+        b.name
+    ))
+}
+
+fn archive_of_another_cr(s: &Status) -> Option<String> {
+    if !marked(s, Step::Clean) || s.archive.belongs_to_current_cr != Some(false) {
+        return None;
     }
-    if let Some(e) = &s.archive.error {
-        return Some(format!("clean's archive cannot be read: {e}"));
-    }
-    if marked(Step::Clean) && s.archive.belongs_to_current_cr == Some(false) {
-        return Some(format!(
-            "marked cleaned, but clean's archive belongs to another CR (uid {})",
-            s.archive.cr_uid.as_deref().unwrap_or_default()
-        ));
-    }
-    for (i, later) in Step::IN_ORDER.into_iter().enumerate() {
-        if let Some(earlier) = Step::IN_ORDER[..i].iter().find(|m| !marked(**m))
-            && marked(later)
-        {
-            return Some(format!(
+    Some(format!(
+        "marked cleaned, but clean's archive belongs to another CR (uid {})",
+        s.archive.cr_uid.as_deref().unwrap_or_default()
+    ))
+}
+
+/// A step marked while an earlier one is not.
+fn out_of_order(s: &Status) -> Option<String> {
+    Step::IN_ORDER
+        .into_iter()
+        .enumerate()
+        .filter(|(_, later)| marked(s, *later))
+        .find_map(|(i, later)| {
+            let earlier = Step::IN_ORDER[..i].iter().find(|m| !marked(s, **m))?;
+            Some(format!(
                 "marked {} but not {}: the steps run in order",
-                later.marker_name(),
-                earlier.marker_name()
-            ));
-        }
+                later.marker().name(),
+                earlier.marker().name()
+            ))
+        })
+}
+
+fn backed_up_without_copy(s: &Status) -> Option<String> {
+    if !marked(s, Step::Backup) {
+        return None;
     }
-    if marked(Step::Backup)
-        && let Some(b) = s.backup.iter().find(|b| !b.copy_exists)
-    {
-        return Some(format!(
-            "marked backed-up, but the backup copy {} is missing",
-            copy(b)
-        ));
+    let b = s.backup.iter().find(|b| !b.copy_exists)?;
+    Some(format!(
+        "marked backed-up, but the backup copy {} is missing",
+        backup_copy(b)
+    ))
+}
+
+/// Nothing legacy and no marker, but copies or an archive in the backup namespace.
+fn left_by_a_forgotten_migration(s: &Status) -> Option<String> {
+    let any_marked = Step::IN_ORDER.into_iter().any(|m| marked(s, m));
+    if legacy_left(s) > 0 || any_marked || !left_by_a_migration(s) {
+        return None;
     }
-    if let Some(why) = module_cannot_come_up(s) {
-        return Some(why);
-    }
-    let any_marked = Step::IN_ORDER.into_iter().any(marked);
-    if legacy_left == 0 && !any_marked && left_by_a_migration(s) {
-        return Some(format!(
-            "no legacy installation and no marker on a CR, but an earlier migration left {} in \
-             {}: the module was disabled or its CR replaced after the migration",
-            if s.archive.present {
-                "clean's archive"
-            } else {
-                "backup copies"
-            },
-            names::BACKUP_NAMESPACE
-        ));
-    }
-    None
+    Some(format!(
+        "no legacy installation and no marker on a CR, but an earlier migration left {} in \
+         {}: the module was disabled or its CR replaced after the migration",
+        if s.archive.present {
+            "clean's archive"
+        } else {
+            "backup copies"
+        },
+        names::BACKUP_NAMESPACE
+    ))
 }
 
 /// Why the module cannot reach `Ready` as things are, if it cannot: it reports `Error` (the
@@ -364,7 +415,7 @@ mod tests {
     fn markers(set: &[Step]) -> std::collections::BTreeMap<Step, Option<String>> {
         Step::IN_ORDER
             .into_iter()
-            .map(|m| (m, set.contains(&m).then(|| m.marker_key().to_string())))
+            .map(|m| (m, set.contains(&m).then(|| m.marker().key().to_string())))
             .collect()
     }
 
