@@ -205,6 +205,10 @@ pub mod operator {
         "servicebindings.services.cloud.sap.com",
     ];
 
+    /// The field manager of the operator's server-side applies (forced). A handed-over object's
+    /// fields are given to it, so that its first apply removes what it does not declare.
+    pub const FIELD_MANAGER: &str = "connectivityproxyreconciler";
+
     /// The tenant mode in which the operator's ServiceMapping schema also requires
     /// `subaccountId` (the CR's `spec.config.tenantMode`).
     pub const SHARED_TENANT: &str = super::TENANT_SHARED;

@@ -395,6 +395,26 @@ async fn auto_provision_without_the_shoot_info_is_named_and_with_it_the_module_i
 // ---------------------------------------------------------------------------------------------
 // The emulation held against the real operator
 
+/// A cluster that never had the legacy installation, with the module enabled: its namespaces,
+/// the CRDs the operator needs to start (Istio's, Gardener's, the BTP operator's; not the
+/// ServiceMapping CRD, which the operator makes), the module's CRD and default CR.
+async fn never_legacy(c: &TestCluster) {
+    for file in [
+        "00-namespaces.yaml",
+        "10-crds.yaml",
+        "11-btp-operator-crds.yaml",
+    ] {
+        let text = std::fs::read_to_string(fixture_dir(LEGACY).join(file)).expect("fixture");
+        for doc in yaml_documents(&text)
+            .into_iter()
+            .filter(|d| d["metadata"]["name"] != emulated::SERVICE_MAPPING_CRD)
+        {
+            c.apply(&serde_json::from_value(doc).expect("object")).await;
+        }
+    }
+    c.apply_dir(&fixture_dir(MODULE)).await;
+}
+
 /// What a scenario does before the operator reconciles.
 #[derive(Debug, Clone, Copy)]
 enum Road {
@@ -418,23 +438,7 @@ async fn reconciled(road: Road, which: Operator) -> Reconciled {
     let c = TestCluster::with_controllers().await;
     let agent = NodeAgent::start(&c.client, "node-a", TIMING).await;
     match road {
-        Road::DefaultCr => {
-            for file in [
-                "00-namespaces.yaml",
-                "10-crds.yaml",
-                "11-btp-operator-crds.yaml",
-            ] {
-                let text =
-                    std::fs::read_to_string(fixture_dir(LEGACY).join(file)).expect("fixture");
-                for doc in yaml_documents(&text)
-                    .into_iter()
-                    .filter(|d| d["metadata"]["name"] != emulated::SERVICE_MAPPING_CRD)
-                {
-                    c.apply(&serde_json::from_value(doc).expect("object")).await;
-                }
-            }
-            c.apply_dir(&fixture_dir(MODULE)).await;
-        }
+        Road::DefaultCr => never_legacy(&c).await,
         Road::Plain | Road::HandOver => {
             for f in Tenant::Dedicated.fixtures() {
                 c.apply_dir(&fixture_dir(f)).await;
@@ -542,5 +546,122 @@ async fn left(c: &TestCluster) -> support::operator_diff::Made {
         .into_iter()
         .filter(|(k, _)| k.contains(" kyma-system/") || k.contains(" /"))
         .map(|(k, _)| (k, Value::Null))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Nothing of the legacy chart left after a hand-over
+
+/// contract.md, clean --hand-over: whatever the legacy objects hold (a port the operator does not
+/// declare, named on one Service and unnamed on another, labels and annotations of the legacy
+/// chart and of users on every handed-over kind), the operator's first apply leaves exactly what
+/// it declares: the module reaches `Ready` without ever reporting `Error`, and every handed-over
+/// object equals what the operator makes on a cluster that never had the legacy installation
+/// (server-allocated fields aside).
+#[tokio::test]
+async fn a_hand_over_leaves_nothing_of_the_legacy_objects_whatever_they_hold() {
+    let (c, _agent) = legacy_shoot(Tenant::Dedicated.fixtures()).await;
+    add_what_the_operator_does_not_declare(&c).await;
+    let states = States::watch(&c.client);
+    c.run(&["run", "--hand-over"]).assert_ok();
+    let op = RealOperator::start(&c).await;
+    states.wait_for(STATE_READY, LIMIT).await;
+    assert!(
+        !states.seen().iter().any(|s| s == STATE_ERROR),
+        "never Error: {:?}\n{}",
+        states.seen(),
+        tail(&op.log(), 40)
+    );
+    let handed_over = handed_over_objects(&c).await;
+    let spec = c.cr().await.data["spec"].clone();
+    drop(op);
+
+    let fresh = TestCluster::start().await;
+    never_legacy(&fresh).await;
+    real_operator::give_shoot_info(&fresh).await;
+    real_operator::patch_cr(&fresh, json!({ "spec": spec })).await;
+    let op = RealOperator::start(&fresh).await;
+    let started = std::time::Instant::now();
+    let made_fresh = loop {
+        let made = handed_over_objects(&fresh).await;
+        if made.len() == contract::hand_over::HANDED_OVER.len() {
+            break made;
+        }
+        assert!(
+            started.elapsed() < LIMIT,
+            "the operator made {:?}\n{}",
+            made.keys(),
+            tail(&op.log(), 40)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let expected: std::collections::BTreeSet<String> = contract::hand_over::HANDED_OVER
+        .iter()
+        .map(|k| k.to_string())
+        .collect();
+    assert_eq!(
+        handed_over
+            .keys()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>(),
+        expected,
+        "every object handed over"
+    );
+    let mut differ = Vec::new();
+    for (key, legacy) in &handed_over {
+        if made_fresh.get(key) != Some(legacy) {
+            differ.push(format!(
+                "{key}:\n  handed over: {legacy}\n  made fresh:  {}",
+                made_fresh.get(key).cloned().unwrap_or_default()
+            ));
+        }
+    }
+    assert!(differ.is_empty(), "{}", differ.join("\n"));
+}
+
+/// A label and an annotation of the legacy chart's kind and of a user's on every object clean
+/// hands over, a named port the operator does not declare on `connectivity-proxy` and an unnamed
+/// one on `connectivity-proxy-smv` (its only port).
+async fn add_what_the_operator_does_not_declare(c: &TestCluster) {
+    for key in contract::hand_over::HANDED_OVER {
+        let (kind, at) = key.split_once(' ').expect("Kind ns/name");
+        let (namespace, name) = at.split_once('/').expect("ns/name");
+        let mut patch = json!({"metadata": {
+            "labels": {"example.com/legacy-only": "yes", "chart": "connectivity-proxy-2.9.3"},
+            "annotations": {"example.com/note": "set by hand",
+                "kubectl.kubernetes.io/last-applied-configuration": "{}"},
+        }});
+        match name {
+            "connectivity-proxy" if kind == "Service" => {
+                patch["spec"] = json!({"ports": [
+                    {"name": "http", "port": 20003, "targetPort": 20003, "protocol": "TCP"},
+                    {"name": "rfc-and-ldap", "port": 20001, "targetPort": 20001, "protocol": "TCP"},
+                    {"name": "socks5", "port": 20004, "targetPort": 20004, "protocol": "TCP"},
+                    {"name": "legacy-metrics", "port": 9090, "targetPort": 9090, "protocol": "TCP"},
+                ]});
+            }
+            "connectivity-proxy-smv" => {
+                patch["spec"] =
+                    json!({"ports": [{"port": 9443, "targetPort": 8443, "protocol": "TCP"}]});
+            }
+            _ => {}
+        }
+        c.merge_patch(kind, namespace, name, &patch).await;
+    }
+}
+
+/// The objects clean hands over, each as made (server-owned metadata, status and allocated
+/// Service addresses aside), by `Kind namespace/name`; those that carry the operator's label.
+async fn handed_over_objects(c: &TestCluster) -> std::collections::BTreeMap<String, Value> {
+    snap(&c.client, &discover(&c.client).await)
+        .await
+        .into_iter()
+        .filter_map(|(key, o)| {
+            let short = key.split_once('/').map(|(_, rest)| rest.to_string())?;
+            let own = o.value["metadata"]["labels"][contract::adoption::LABEL]
+                == json!(contract::adoption::LABEL_VALUE);
+            (own && contract::hand_over::HANDED_OVER.contains(&short.as_str()))
+                .then(|| (short, support::operator_diff::as_made(&o.ar.kind, &o.value)))
+        })
         .collect()
 }

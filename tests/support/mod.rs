@@ -324,6 +324,23 @@ impl TestCluster {
         }
     }
 
+    /// A merge patch of the object of `kind` (found by discovery) at `namespace`/`name`.
+    pub async fn merge_patch(&self, kind: &str, namespace: &str, name: &str, patch: &Value) {
+        let discovery = Discovery::new(self.client.clone())
+            .run()
+            .await
+            .expect("discovery");
+        let (ar, _) = discovery
+            .groups()
+            .flat_map(|g| g.recommended_resources())
+            .find(|(ar, _)| ar.kind == kind)
+            .unwrap_or_else(|| panic!("no kind {kind} served"));
+        Api::<DynamicObject>::namespaced_with(self.client.clone(), namespace, &ar)
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .unwrap_or_else(|e| panic!("patch {kind} {namespace}/{name}: {e}"));
+    }
+
     /// Deletes the object that `obj` names (its kind, namespace and name), if it exists.
     pub async fn delete(&self, obj: &DynamicObject) {
         let types = obj.types.clone().expect("apiVersion and kind");

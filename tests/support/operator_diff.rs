@@ -114,3 +114,20 @@ pub fn differences(real: &Made, emulated: &Made) -> Vec<String> {
     }
     out
 }
+
+/// An object as its maker made it: without the metadata the server sets on every write, its
+/// status, and the addresses it allocates to a Service.
+pub fn as_made(kind: &str, object: &Value) -> Value {
+    let mut o = object.clone();
+    super::drop_server_owned(&mut o);
+    if let Some(map) = o.as_object_mut() {
+        map.remove("status");
+    }
+    if kind == "Service"
+        && let Some(spec) = o.get_mut("spec").and_then(Value::as_object_mut)
+    {
+        spec.remove("clusterIP");
+        spec.remove("clusterIPs");
+    }
+    o
+}

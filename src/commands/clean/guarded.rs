@@ -1,7 +1,9 @@
 //! The writes of clean and finish on legacy objects: each only while the object is in the
 //! state that the verified archive (or, for a user ConfigMap, the backup check) holds.
 
-use kube::api::{DeleteParams, DynamicObject, Patch, Preconditions, PropagationPolicy};
+use kube::api::{
+    DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
+};
 use kube::core::ObjectMeta;
 use serde_json::Value;
 
@@ -11,6 +13,7 @@ use crate::conflicts::Conflicts;
 use crate::error::{Context, Error, Result, is_conflict, is_not_found};
 use crate::hand_over;
 use crate::legacy;
+use crate::names;
 
 /// What is done to a legacy object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,16 +164,65 @@ async fn write(
             api.delete(name, &params).await.map(|_| ())
         }
         How::HandOver => {
-            let patch = hand_over::hand_over_patch(
+            let owned = operators_fields(api, name, object).await?;
+            let mut patch = hand_over::hand_over_patch(
                 meta.uid.as_deref(),
                 meta.resource_version.as_deref(),
                 object,
             );
+            // Every field the object has now becomes the operator's alone: server-side apply
+            // removes what its manager owns and no longer declares, so the operator's first
+            // forced apply leaves exactly what it declares. The label and annotations are the
+            // commit point, in the same guarded write: before it, a rerun starts over.
+            if let Some(owned) = owned {
+                patch["metadata"]["managedFields"] = serde_json::json!([owned]);
+            }
             api.patch(name, &patch_params(dry_run), &Patch::Merge(&patch))
                 .await
                 .map(|_| ())
         }
     }
+}
+
+/// The `managedFields` entry that gives the operator's field manager every field of the object
+/// as it is now (server-owned metadata, status and allocated Service addresses aside): what the
+/// server computes for a forced apply of that content by that manager, asked as a dry run.
+/// `object` is the object as read; without it (a user ConfigMap checked by its metadata) it is
+/// read now, and the guarded write after this finds any change.
+async fn operators_fields(
+    api: &kube::Api<DynamicObject>,
+    name: &str,
+    object: Option<&Value>,
+) -> std::result::Result<Option<Value>, kube::Error> {
+    let current: DynamicObject = match object {
+        Some(o) => serde_json::from_value(o.clone()).map_err(kube::Error::SerdeError)?,
+        None => api.get(name).await?,
+    };
+    let content = archive::archival(&current)
+        .map_err(|e| kube::Error::SerdeError(serde::de::Error::custom(e.to_string())))?;
+    let params = PatchParams {
+        dry_run: true,
+        force: true,
+        field_manager: Some(names::operator::FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    let would = api.patch(name, &params, &Patch::Apply(&content)).await?;
+    let entry = would
+        .metadata
+        .managed_fields
+        .into_iter()
+        .flatten()
+        .find(|f| {
+            f.manager.as_deref() == Some(names::operator::FIELD_MANAGER)
+                && f.operation.as_deref() == Some("Apply")
+        })
+        .map(|mut f| {
+            f.time = None;
+            f
+        });
+    entry
+        .map(|e| serde_json::to_value(e).map_err(kube::Error::SerdeError))
+        .transpose()
 }
 
 /// A delete that succeeds only while the object is exactly as `meta` describes it.
