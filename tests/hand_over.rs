@@ -12,7 +12,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Service;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, PropagationPolicy};
-use support::node_agent::{Happened, PodEvent};
+use support::node_agent::{Happened, NodeAgent, PodEvent};
 use support::outage::{self, LIMIT};
 use support::rbac::{HAND_OVER, Manifest, SA_NAME, sa_user};
 use support::workloads::*;
@@ -441,13 +441,16 @@ async fn existing(c: &TestCluster, keys: &[&str]) -> Vec<String> {
 /// A cluster with the legacy installation, the module and the controllers (the garbage
 /// collector completes the orphaning deletes), deploy/rbac.yaml applied, and a kubeconfig of
 /// its ServiceAccount.
-async fn cluster_as_sa(manifest: &Manifest) -> (TestCluster, std::path::PathBuf) {
+async fn cluster_as_sa(manifest: &Manifest) -> (TestCluster, std::path::PathBuf, NodeAgent) {
     let c = TestCluster::with_controllers().await;
+    // Pods that become Ready: the module's StatefulSet replaces the legacy ones, and finish
+    // waits for that.
+    let agent = NodeAgent::start(&c.client, "node-a", TIMING).await;
     for fixture in Tenant::Dedicated.fixtures() {
         c.apply_dir(&fixture_dir(fixture)).await;
     }
     let kubeconfig = manifest.as_service_account(&c).await;
-    (c, kubeconfig)
+    (c, kubeconfig, agent)
 }
 
 /// The module's operator after clean: once the orphaned legacy workloads are gone, it adopts
@@ -458,7 +461,10 @@ async fn operator_ready(c: &TestCluster) {
         assert!(started.elapsed() < LIMIT, "the orphaned workloads not gone");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(operator::reconcile(c).await, operator::Outcome::Ready);
+    assert_eq!(
+        operator::reconcile_until_rolled(c, Duration::from_millis(500), LIMIT).await,
+        operator::Outcome::Ready
+    );
 }
 
 /// As the ServiceAccount: migrate and backup; clean --hand-over, then (the operator Ready)
@@ -487,7 +493,7 @@ async fn hand_over_as(
 #[tokio::test]
 async fn the_hand_over_runs_with_its_manifest_and_stops_without_it_writing_nothing() {
     let manifest = Manifest::hand_over();
-    let (c, kubeconfig) = cluster_as_sa(&manifest).await;
+    let (c, kubeconfig, _agent) = cluster_as_sa(&manifest).await;
     let as_sa = |args: &[&str]| support::run_tool(&kubeconfig, args);
     as_sa(&["migrate"]).assert_ok();
     as_sa(&["backup"]).assert_ok();
@@ -534,7 +540,7 @@ async fn every_hand_over_rule_is_necessary() {
         let manifest = &manifest;
         async move {
             let reduced = manifest.without(id);
-            let (c, kubeconfig) = cluster_as_sa(&reduced).await;
+            let (c, kubeconfig, _agent) = cluster_as_sa(&reduced).await;
             reduced.apply(&c, HAND_OVER).await;
             reduced
                 .wait_effective(&c, &sa_user(SA_NAME), HAND_OVER)
@@ -590,7 +596,7 @@ async fn finish_deletes_the_legacy_pods_no_workload_adopted() {
     .await;
     c.run(&["run", "--hand-over"]).assert_ok();
     assert_eq!(
-        operator::reconcile_until_ready(&c, Duration::from_millis(500), LIMIT).await,
+        operator::reconcile_until_rolled(&c, Duration::from_millis(500), LIMIT).await,
         operator::Outcome::Ready
     );
     // Its ReplicaSet lost its Deployment and no other took it; its Pod is still the

@@ -11,9 +11,9 @@ mod support;
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use serde_json::{Value, json};
 
 use support::contract::{self, KYMA_SYSTEM, USER_CONFIG, USER_CONFIG_KEY};
@@ -361,6 +361,11 @@ async fn auto_provision_without_the_shoot_info_is_named_and_with_it_the_module_i
     for f in Tenant::Dedicated.fixtures() {
         c.apply_dir(&fixture_dir(f)).await;
     }
+    // A cluster that is not a Gardener shoot: the fixture's shoot-info taken away.
+    Api::<ConfigMap>::namespaced(c.client.clone(), SHOOT_INFO_NAMESPACE)
+        .delete(SHOOT_INFO, &Default::default())
+        .await
+        .expect("delete kube-system/shoot-info");
     support::config_maps::set_legacy_config(
         &c,
         "tenantMode: dedicated\nservers:\n  businessDataTunnel:\n    externalHost: auto-provision\n    externalPort: 443\n",
@@ -383,13 +388,15 @@ async fn auto_provision_without_the_shoot_info_is_named_and_with_it_the_module_i
     real_operator::give_shoot_info(&c).await;
     c.run(&["clean"]).assert_ok();
     let states = States::watch(&c.client);
-    let _op = RealOperator::start(&c).await;
+    let op = RealOperator::start(&c).await;
     states.wait_for(STATE_READY, LIMIT).await;
-    let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), SHOOT_INFO_NAMESPACE);
-    assert!(cms.get_opt(SHOOT_INFO).await.expect("get").is_some());
-    let _ = Api::<Pod>::namespaced(c.client.clone(), KYMA_SYSTEM)
-        .list(&ListParams::default())
-        .await;
+    // What the proxy reads: the tunnel's host from the shoot's domain.
+    let rendered = rendered_config(&c.client, &op).await;
+    assert_eq!(
+        rendered["servers"]["businessDataTunnel"]["externalHost"],
+        json!(format!("cp.{}", real_operator::SHOOT_DOMAIN)),
+        "{rendered:#}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -176,13 +176,15 @@ pub async fn check(client: &Client, options: &CheckOptions) -> Result<CheckRepor
     let cleaned = found.is_some_and(|cr| cr::marked(cr, Step::Clean).is_some());
     let cr_tenant_mode = found.and_then(module::tenant_mode_of).cloned();
     let cr_spec = found.and_then(|cr| cr.data.get("spec")).cloned();
+    let migrated = found.is_some_and(|cr| cr::marked(cr, Step::Migrate).is_some());
     // Clean has the legacy installation still to remove: it needs the operator's CRDs served.
     let judge_prerequisites = install.is_some() && !cleaned && !options.skip_operator_prerequisites;
     let (mut report, mut found) = futures::try_join!(
         check_migrate(client, options, lookup, install),
         inspect_module(client)
     )?;
-    if judge_prerequisites {
+    // The spec the operator will read is known once migrate would write it, or has written it.
+    if judge_prerequisites && (report.would_write.is_some() || migrated) {
         let spec = spec_after_migrate(cr_spec, report.would_write.as_ref());
         found.shoot_info_missing = module::shoot_info_missing(client, Some(&spec)).await?;
     }

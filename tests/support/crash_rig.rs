@@ -284,6 +284,9 @@ impl Rig {
                     operator::reconcile(&cluster).await,
                     operator::Outcome::Ready
                 );
+                // No controller runs here: the status its controllers would write once the
+                // module's workloads had replaced the legacy Pods, which finish waits for.
+                operator::report_workloads_rolled(&cluster).await;
             }
         }
         let pristine = snap(&cluster.client, &discover(&cluster.client).await).await;

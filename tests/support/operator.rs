@@ -1376,6 +1376,36 @@ pub async fn workloads_rolled(c: &TestCluster) -> bool {
     true
 }
 
+/// Writes, as the controllers would once every Pod runs the current template, the status of
+/// each StatefulSet and Deployment the operator made: for a cluster without controllers.
+pub async fn report_workloads_rolled(c: &TestCluster) {
+    for d in table(c).await {
+        if !d.made || ![STATEFUL_SET.kind, DEPLOYMENT.kind].contains(&d.kind.kind) {
+            continue;
+        }
+        let Some(object) = d.get(&c.client).await else {
+            continue;
+        };
+        let replicas = object.data["spec"]["replicas"].as_i64().unwrap_or(1);
+        let mut status = json!({"observedGeneration": object.metadata.generation,
+            "replicas": replicas, "readyReplicas": replicas, "updatedReplicas": replicas,
+            "availableReplicas": replicas});
+        if d.kind == STATEFUL_SET {
+            status["currentRevision"] = json!("rolled");
+            status["updateRevision"] = json!("rolled");
+            status["currentReplicas"] = json!(replicas);
+        }
+        d.api(&c.client)
+            .patch_status(
+                &d.name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "status": status })),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("write the status of {}: {e}", d.key()));
+    }
+}
+
 /// Reconciles as the operator does on the events of its workloads while they roll to its
 /// template (every `every`), until they have rolled and it reports `Ready`, or `limit`.
 pub async fn reconcile_until_rolled(c: &TestCluster, every: Duration, limit: Duration) -> Outcome {

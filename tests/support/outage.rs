@@ -153,7 +153,7 @@ pub async fn migrated_with(args: &[&str], model: Model, which: Operator) -> Migr
             tokio::time::sleep(model.operator_start).await;
             operator_started = Instant::now();
             assert_eq!(
-                operator::reconcile_until_ready(&c, Duration::from_millis(500), LIMIT).await,
+                operator::reconcile_until_rolled(&c, Duration::from_millis(500), LIMIT).await,
                 Outcome::Ready
             );
             None
