@@ -299,18 +299,7 @@ impl TestCluster {
 
     /// Server-side apply of one object (forced), then waits if it is a CRD.
     pub async fn apply(&self, obj: &DynamicObject) {
-        let types = obj.types.clone().expect("apiVersion and kind");
-        let gvk = GroupVersionKind::try_from(&types).expect("gvk");
-        let (ar, namespaced) = self.resource(&gvk).await;
-        let api: Api<DynamicObject> = if namespaced {
-            Api::namespaced_with(
-                self.client.clone(),
-                &obj.namespace().expect("namespace"),
-                &ar,
-            )
-        } else {
-            Api::all_with(self.client.clone(), &ar)
-        };
+        let (api, gvk) = self.api_of(obj).await;
         let name = obj.name_any();
         api.patch(
             &name,
@@ -343,10 +332,20 @@ impl TestCluster {
 
     /// Deletes the object that `obj` names (its kind, namespace and name), if it exists.
     pub async fn delete(&self, obj: &DynamicObject) {
+        let (api, gvk) = self.api_of(obj).await;
+        match api.delete(&obj.name_any(), &Default::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => panic!("delete {} {}: {e}", gvk.kind, obj.name_any()),
+        }
+    }
+
+    /// The API of the kind `obj` names (found by discovery), in its namespace if it has one.
+    async fn api_of(&self, obj: &DynamicObject) -> (Api<DynamicObject>, GroupVersionKind) {
         let types = obj.types.clone().expect("apiVersion and kind");
         let gvk = GroupVersionKind::try_from(&types).expect("gvk");
         let (ar, namespaced) = self.resource(&gvk).await;
-        let api: Api<DynamicObject> = if namespaced {
+        let api = if namespaced {
             Api::namespaced_with(
                 self.client.clone(),
                 &obj.namespace().expect("namespace"),
@@ -355,11 +354,7 @@ impl TestCluster {
         } else {
             Api::all_with(self.client.clone(), &ar)
         };
-        match api.delete(&obj.name_any(), &Default::default()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => panic!("delete {} {}: {e}", gvk.kind, obj.name_any()),
-        }
+        (api, gvk)
     }
 
     async fn resource(&self, gvk: &GroupVersionKind) -> (ApiResource, bool) {
