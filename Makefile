@@ -13,7 +13,7 @@ demo-stop:
 
 ## Everything CI checks: formatting, lints, unit and integration tests on a real API server.
 test: deps lint testenv
-	cargo test --all-targets
+	cargo test --all-targets --no-fail-fast
 
 lint:
 	cargo fmt --all -- --check

@@ -450,6 +450,7 @@ async fn cluster_as_sa(manifest: &Manifest) -> (TestCluster, std::path::PathBuf,
         c.apply_dir(&fixture_dir(fixture)).await;
     }
     let kubeconfig = manifest.as_service_account(&c).await;
+    support::workloads::settled(&c).await;
     (c, kubeconfig, agent)
 }
 

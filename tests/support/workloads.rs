@@ -196,3 +196,32 @@ pub async fn module_serving(c: &TestCluster, module: &StatefulSet, before: &[Str
     })
     .await
 }
+
+/// Waits until the cluster is at rest: every Pod Ready, then two snapshots a second apart
+/// equal. A test that asserts "writes nothing" needs it, or the controllers' own status
+/// updates (a Pod turning Ready, its Deployment counting it) show up as the tool's writes.
+pub async fn settled(c: &TestCluster) {
+    let started = std::time::Instant::now();
+    let all: Api<Pod> = Api::all(c.client.clone());
+    loop {
+        let pods = all.list(&ListParams::default()).await.expect("list Pods");
+        if pods.items.iter().all(ready) {
+            break;
+        }
+        assert!(started.elapsed() < LIMIT, "Pods not Ready within {LIMIT:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut before = c.snapshot().await;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = c.snapshot().await;
+        if now == before {
+            return;
+        }
+        assert!(
+            started.elapsed() < LIMIT,
+            "the cluster not at rest within {LIMIT:?}"
+        );
+        before = now;
+    }
+}
