@@ -69,9 +69,9 @@ pub fn disposition(
             .find(|(kind, n, _)| *kind == row.kind && *n == name)
             .map(|(_, _, fits)| *fits);
         let misfit = match fits {
-            None => return Disposition::HandOver,
             Some(Fits::Never(why)) => return Disposition::Delete(Some(why.to_string())),
             Some(fits) => misfit(fits, object),
+            None => frozen(row.kind, object),
         };
         return match misfit {
             None => Disposition::HandOver,
@@ -163,6 +163,21 @@ fn misfit(fits: Fits, object: &Value) -> Option<String> {
         Fits::Never(why) => return Some(why.to_string()),
     }
     (!why.is_empty()).then(|| why.join("; "))
+}
+
+/// Why an object without a row in the operator's table cannot take its state: a ConfigMap or
+/// Secret marked immutable, whose data and flag the API server never lets the operator's forced
+/// apply change (`None`: it can).
+fn frozen(kind: &str, object: &Value) -> Option<String> {
+    (matches!(kind, "ConfigMap" | "Secret") && object[ho::IMMUTABLE] == Value::Bool(true)).then(
+        || {
+            format!(
+                "{}: true, and the API server refuses the operator's apply of its own data \
+                 over it: the module would stay in Error",
+                ho::IMMUTABLE
+            )
+        },
+    )
 }
 
 fn selector_misfit(spec: &Value, wanted: Labels) -> Option<String> {
@@ -268,6 +283,29 @@ mod tests {
             ),
             Disposition::HandOver
         );
+    }
+
+    #[test]
+    fn an_immutable_config_map_is_deleted_not_handed_over() {
+        let mut cm = json!({"data": {"k": "v"}});
+        let mutable = disposition(
+            row("ConfigMap"),
+            "connectivity-proxy-info",
+            &cm,
+            &Derived::default(),
+        );
+        assert_eq!(mutable, Disposition::HandOver);
+        cm["immutable"] = json!(true);
+        let d = disposition(
+            row("ConfigMap"),
+            "connectivity-proxy-info",
+            &cm,
+            &Derived::default(),
+        );
+        let Disposition::Delete(Some(why)) = d else {
+            panic!("not deleted: {d:?}")
+        };
+        assert!(why.starts_with("immutable: true"), "{why}");
     }
 
     #[test]

@@ -854,6 +854,9 @@ pub mod hand_over {
         ),
     ];
 
+    /// The field of a ConfigMap or Secret that freezes its data and itself once `true`.
+    pub const IMMUTABLE: &str = "immutable";
+
     const NO_RBAC: &str =
         "labelling RBAC takes escalate or bind, which the everyday permissions do not grant";
 

@@ -232,6 +232,72 @@ async fn the_hand_over_plan_names_what_becomes_of_each_legacy_object() {
     );
 }
 
+/// A legacy ConfigMap at one of the operator's names marked `immutable: true`: the API server
+/// would refuse the operator's apply of its own data over it (the module in Error for good), so
+/// `check` names it before anything is written and `clean --hand-over` deletes it, saying why,
+/// while the rest is handed over.
+#[tokio::test]
+async fn an_immutable_config_map_is_deleted_instead_of_handed_over_and_check_names_it() {
+    const INFO: &str = "ConfigMap kyma-system/connectivity-proxy-info";
+    let c = TestCluster::with(Tenant::Dedicated.fixtures()).await;
+    c.merge_patch(
+        "ConfigMap",
+        contract::KYMA_SYSTEM,
+        "connectivity-proxy-info",
+        &serde_json::json!({"immutable": true}),
+    )
+    .await;
+
+    let r = support::unchanged::assert_writes_nothing(&c, &["check", "-o", "json"]).await;
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).expect("check's JSON");
+    let named: Vec<&serde_json::Value> = report["not_handed_over"]
+        .as_array()
+        .expect("not_handed_over")
+        .iter()
+        .filter(|reason| reason["object"] == INFO)
+        .collect();
+    assert_eq!(named.len(), 1, "{report:#}");
+    assert!(
+        named[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("immutable")),
+        "{report:#}"
+    );
+
+    c.run(&["migrate"]).assert_ok();
+    c.run(&["backup"]).assert_ok();
+    let r =
+        support::unchanged::assert_writes_nothing(&c, &["clean", "--hand-over", "--dry-run"]).await;
+    let deleted = r
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("--- clean (dry run): would delete "))
+        .find(|rest| rest.starts_with(|ch: char| ch.is_ascii_digit()))
+        .unwrap_or_else(|| panic!("no plan of deletions:\n{}", r.stdout));
+    assert!(
+        deleted.contains(&format!("{INFO} (immutable")),
+        "the plan says why: {deleted}"
+    );
+
+    c.run(&["clean", "--hand-over"]).assert_ok();
+    assert_eq!(existing(&c, &[INFO]).await, Vec::<String>::new(), "deleted");
+    let snapshot = c.snapshot().await;
+    for key in contract::hand_over::HANDED_OVER
+        .iter()
+        .filter(|k| **k != INFO)
+    {
+        let (kind, place) = key.split_once(' ').expect("Kind namespace/name");
+        let object = snapshot
+            .iter()
+            .find(|(k, _)| k.ends_with(&format!("/{kind} {place}")))
+            .map(|(_, v)| v)
+            .unwrap_or_else(|| panic!("{key} gone"));
+        let meta: kube::api::ObjectMeta =
+            serde_json::from_value(object["metadata"].clone()).expect("metadata");
+        assert!(contract::is_adopted(&meta), "{key} handed over: {object}");
+    }
+}
+
 /// The objects of one plan line, each `Kind namespace/name` without the reason after it.
 fn plan_entries(line: &str) -> Vec<String> {
     let mut entries: Vec<String> = Vec::new();

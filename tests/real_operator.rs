@@ -562,8 +562,9 @@ async fn left(c: &TestCluster) -> support::operator_diff::Made {
 /// contract.md, clean --hand-over: whatever the legacy objects hold (a port the operator does not
 /// declare, named on one Service and unnamed on another, labels and annotations of the legacy
 /// chart and of users on every handed-over kind), the operator's first apply leaves exactly what
-/// it declares: the module reaches `Ready` without ever reporting `Error`, and every handed-over
-/// object equals what the operator makes on a cluster that never had the legacy installation
+/// it declares; a ConfigMap its apply could not change (`immutable: true`) is deleted instead.
+/// The module reaches `Ready` without ever reporting `Error`, and every object at a handed-over
+/// name equals what the operator makes on a cluster that never had the legacy installation
 /// (server-allocated fields aside).
 #[tokio::test]
 async fn a_hand_over_leaves_nothing_of_the_legacy_objects_whatever_they_hold() {
@@ -628,7 +629,7 @@ async fn a_hand_over_leaves_nothing_of_the_legacy_objects_whatever_they_hold() {
 
 /// A label and an annotation of the legacy chart's kind and of a user's on every object clean
 /// hands over, a named port the operator does not declare on `connectivity-proxy` and an unnamed
-/// one on `connectivity-proxy-smv` (its only port).
+/// one on `connectivity-proxy-smv` (its only port); `connectivity-proxy-info` made immutable.
 async fn add_what_the_operator_does_not_declare(c: &TestCluster) {
     for key in contract::hand_over::HANDED_OVER {
         let (kind, at) = key.split_once(' ').expect("Kind ns/name");
@@ -651,6 +652,7 @@ async fn add_what_the_operator_does_not_declare(c: &TestCluster) {
                 patch["spec"] =
                     json!({"ports": [{"port": 9443, "targetPort": 8443, "protocol": "TCP"}]});
             }
+            "connectivity-proxy-info" => patch["immutable"] = json!(true),
             _ => {}
         }
         c.merge_patch(kind, namespace, name, &patch).await;

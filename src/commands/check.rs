@@ -12,9 +12,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Outcome;
+use futures::{StreamExt, TryStreamExt, stream};
+
 use crate::cr::{self, Lookup};
 use crate::error::Violation;
 use crate::error::{Context, Error, Result, Source};
+use crate::hand_over::{self, Derived, Disposition};
 use crate::legacy::{self, LegacyInstall, Served};
 use crate::migration;
 use crate::module::{self, JudgedMappings};
@@ -48,6 +51,11 @@ pub struct CheckReport {
     /// spec), shaped like `reasons` (`key`: the field from the object's root).
     #[serde(default)]
     pub warnings: Vec<Reason>,
+    /// What `clean --hand-over` would delete (or orphan, for a workload) instead of handing it
+    /// over to the module's operator, each with why; judged while the legacy installation is
+    /// there. It does not change `ready`: clean deletes these and the operator makes its own.
+    #[serde(default)]
+    pub not_handed_over: Vec<Reason>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,6 +185,7 @@ pub async fn check(client: &Client, options: &CheckOptions) -> Result<CheckRepor
     let cr_tenant_mode = found.and_then(module::tenant_mode_of).cloned();
     let cr_spec = found.and_then(|cr| cr.data.get("spec")).cloned();
     let migrated = found.is_some_and(|cr| cr::marked(cr, Step::Migrate).is_some());
+    let legacy_present = install.is_some();
     // Clean has the legacy installation still to remove: it needs the operator's CRDs served.
     let judge_prerequisites = install.is_some() && !cleaned && !options.skip_operator_prerequisites;
     let (mut report, mut found) = futures::try_join!(
@@ -185,11 +194,57 @@ pub async fn check(client: &Client, options: &CheckOptions) -> Result<CheckRepor
     )?;
     // The spec the operator will read is known once migrate would write it, or has written it.
     if judge_prerequisites && (report.would_write.is_some() || migrated) {
-        let spec = spec_after_migrate(cr_spec, report.would_write.as_ref());
+        let spec = spec_after_migrate(cr_spec.clone(), report.would_write.as_ref());
         found.shoot_info_missing = module::shoot_info_missing(client, Some(&spec)).await?;
+    }
+    if legacy_present && !cleaned {
+        let spec = spec_after_migrate(cr_spec, report.would_write.as_ref());
+        report.not_handed_over = not_handed_over(client, &found.served, &spec).await?;
     }
     add_module_findings(&mut report, found, judge_prerequisites, cr_tenant_mode);
     Ok(report)
+}
+
+/// The legacy objects that `clean --hand-over` would delete or orphan instead of handing over,
+/// judged as clean judges them (`hand_over::disposition`) from the objects as they are now.
+async fn not_handed_over(client: &Client, served: &Served, spec: &Value) -> Result<Vec<Reason>> {
+    let derived = Derived::of(Some(spec));
+    let (objects, _) = legacy::objects_of(client, served, names::LEGACY_OBJECTS);
+    let judged = objects.into_iter().filter(|o| {
+        hand_over::at_operator_name(o.row, o.name) || hand_over::left_for_finish(o.row, o.name)
+    });
+    let read: Vec<(legacy::LegacyObject, Option<DynamicObject>)> = stream::iter(judged)
+        .map(|o| async move {
+            let read = o
+                .api
+                .get_opt(o.name)
+                .await
+                .context(|| format!("reading {}", o.display))?;
+            Ok::<_, Error>((o, read))
+        })
+        .buffered(legacy::LEGACY_CONCURRENCY)
+        .try_collect()
+        .await?;
+    Ok(read
+        .into_iter()
+        .filter_map(|(o, read)| {
+            let object = serde_json::to_value(read?).ok()?;
+            let message = match hand_over::disposition(o.row, o.name, &object, &derived) {
+                Disposition::Delete(Some(why)) => format!("deleted: {why}"),
+                Disposition::Orphan(why) => format!(
+                    "deleted with its Pods orphaned, for the operator's workload to adopt: {why}"
+                ),
+                _ => return None,
+            };
+            Some(Reason {
+                object: o.display,
+                key: None,
+                value: None,
+                message,
+                origin: None,
+            })
+        })
+        .collect())
 }
 
 /// The CR's spec as the operator will read it after migrate: the CR's own (without a CR, the
@@ -343,6 +398,7 @@ async fn check_migrate(
         would_write: None,
         notes: Vec::new(),
         warnings: Vec::new(),
+        not_handed_over: Vec::new(),
     };
     if let Lookup::Found(current) = &lookup
         && let Some(key) = cr::marked(current, Step::Migrate)
@@ -748,8 +804,37 @@ fn origin(path: &[String]) -> Option<Origin> {
     }
 }
 
-/// The report for a person.
+/// The report for a person: the verdict and how it was reached, each list of reasons, the
+/// notes, then what migrate would write.
 pub fn render_text(r: &CheckReport) -> String {
+    let mut out = verdict_lines(r);
+    list_reasons(&mut out, "reasons", &r.reasons);
+    list_reasons(
+        &mut out,
+        "accepted losses (--allow-field-loss)",
+        &r.accepted_losses,
+    );
+    list_reasons(
+        &mut out,
+        "warnings (ServiceMappings the module's schema refuses; the migration is not affected)",
+        &r.warnings,
+    );
+    list_reasons(
+        &mut out,
+        "clean --hand-over would delete, not hand over (the module makes its own)",
+        &r.not_handed_over,
+    );
+    for note in &r.notes {
+        out.push_str(&format!("note: {note}\n"));
+    }
+    if let Some(w) = &r.would_write {
+        out.push_str(&would_write_lines(w));
+    }
+    out
+}
+
+/// The head of the text report: the legacy installation, how it was judged, the verdict.
+fn verdict_lines(r: &CheckReport) -> String {
     let mut out = String::new();
     let mut line = |k: &str, v: &str| out.push_str(&format!("{k:<21} {v}\n"));
     line(
@@ -780,45 +865,38 @@ pub fn render_text(r: &CheckReport) -> String {
     }
     line("verdict", if r.ready { "ready" } else { "not ready" });
     line(if r.ready { "because" } else { "why not" }, &r.verdict);
-    let mut list = |title: &str, reasons: &[Reason]| {
-        if reasons.is_empty() {
-            return;
-        }
-        out.push_str(&format!("{title}:\n"));
-        for reason in reasons.iter().take(MAX_TEXT_REASONS) {
-            out.push_str(&format!("  - {}\n", reason_line(reason)));
-        }
-        if reasons.len() > MAX_TEXT_REASONS {
-            out.push_str(&format!(
-                "  … and {} more (all of them with -o json)\n",
-                reasons.len() - MAX_TEXT_REASONS
-            ));
-        }
-    };
-    list("reasons", &r.reasons);
-    list("accepted losses (--allow-field-loss)", &r.accepted_losses);
-    list(
-        "warnings (ServiceMappings the module's schema refuses; the migration is not affected)",
-        &r.warnings,
-    );
-    for note in &r.notes {
-        out.push_str(&format!("note: {note}\n"));
+    out
+}
+
+/// A titled list of reasons, at most [`MAX_TEXT_REASONS`] of them; nothing when empty.
+fn list_reasons(out: &mut String, title: &str, reasons: &[Reason]) {
+    if reasons.is_empty() {
+        return;
     }
-    if let Some(w) = &r.would_write {
+    out.push_str(&format!("{title}:\n"));
+    for reason in reasons.iter().take(MAX_TEXT_REASONS) {
+        out.push_str(&format!("  - {}\n", reason_line(reason)));
+    }
+    if reasons.len() > MAX_TEXT_REASONS {
         out.push_str(&format!(
-            "{} spec.config would change as follows:\n",
+            "  … and {} more (all of them with -o json)\n",
+            reasons.len() - MAX_TEXT_REASONS
+        ));
+    }
+}
+
+/// What migrate would change in `spec.config`, one field a line, and the Secret it would name.
+fn would_write_lines(w: &WouldWrite) -> String {
+    let mut out = format!("{} spec.config would change as follows:\n", w.object);
+    for change in &w.changes {
+        out.push_str(&format!("  {change}\n"));
+    }
+    out.push_str(&format!("  {} fields unchanged\n", w.unchanged_fields));
+    if let Some(secret) = &w.secret_name {
+        out.push_str(&format!(
+            "{} spec.secretConfig.integration.connectivityService.secretName would be {secret}\n",
             w.object
         ));
-        for change in &w.changes {
-            out.push_str(&format!("  {change}\n"));
-        }
-        out.push_str(&format!("  {} fields unchanged\n", w.unchanged_fields));
-        if let Some(secret) = &w.secret_name {
-            out.push_str(&format!(
-                "{} spec.secretConfig.integration.connectivityService.secretName would be {secret}\n",
-                w.object
-            ));
-        }
     }
     out
 }
@@ -965,6 +1043,13 @@ mod tests {
             would_write: None,
             notes: Vec::new(),
             warnings: Vec::new(),
+            not_handed_over: vec![Reason {
+                object: "ConfigMap kyma-system/connectivity-proxy-info".into(),
+                key: None,
+                value: None,
+                message: "deleted: immutable".into(),
+                origin: None,
+            }],
         };
         let text = serde_json::to_string(&report).expect("json");
         assert!(text.contains("\"method\":\"server-dry-run\""), "{text}");
@@ -975,5 +1060,12 @@ mod tests {
         assert!(render_text(&report).contains(
             "ConnectivityProxy kyma-system/connectivity-proxy config.x = 1: dropped (from ConfigMap kyma-system/connectivity-proxy key \"connectivity-proxy-config.yml\" field x)"
         ));
+        assert!(
+            render_text(&report).contains(
+                "not hand over (the module makes its own):\n  - ConfigMap kyma-system/connectivity-proxy-info: deleted: immutable\n"
+            ),
+            "{}",
+            render_text(&report)
+        );
     }
 }

@@ -46,7 +46,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     // the gate passes.
     let (checked, mut survey) = futures::try_join!(check_backup(ctx, &current), survey(ctx))?;
     check_operator_prerequisites(ctx, &survey.served, &current).await?;
-    let dispositions = decide_hand_over(ctx, &current, &survey.objects).await?;
+    let dispositions = decide_hand_over(ctx, &current, &survey.objects, &checked).await?;
     let cr_uid = current.uid().unwrap_or_default();
     let archived = archive_legacy(ctx, &cr_uid, &checked, &mut survey).await?;
     // What the deletes are guarded by; the mappings are in the verified archive now.
@@ -82,6 +82,7 @@ async fn decide_hand_over(
     ctx: &Ctx,
     current: &DynamicObject,
     objects: &[(legacy::LegacyObject, Option<DynamicObject>)],
+    checked: &BackupCheck,
 ) -> Result<Option<Vec<Disposition>>> {
     if !ctx.options.hand_over {
         return Ok(None);
@@ -90,11 +91,15 @@ async fn decide_hand_over(
     let decided: Vec<Disposition> = objects
         .iter()
         .map(|(o, read)| {
-            let json = read
-                .as_ref()
-                .and_then(|r| serde_json::to_value(r).ok())
-                .unwrap_or_default();
-            hand_over::disposition(o.row, o.name, &json, &derived)
+            // The user's ConfigMaps were read by the backup's gate, not by the survey.
+            let json = if o.is_user_config() {
+                checked
+                    .get(o.name)
+                    .and_then(|cm| serde_json::to_value(cm).ok())
+            } else {
+                read.as_ref().and_then(|r| serde_json::to_value(r).ok())
+            };
+            hand_over::disposition(o.row, o.name, &json.unwrap_or_default(), &derived)
         })
         .collect();
     hand_over_permitted(ctx, objects, &decided).await?;
