@@ -300,36 +300,11 @@ fn add_module_findings(
     } else {
         Vec::new()
     };
-    let mut stops: Vec<Reason> = missing
-        .iter()
-        .map(|crd| Reason {
-            object: format!("CustomResourceDefinition {crd}"),
-            key: None,
-            value: None,
-            message: "not served: the module's operator does not start without it, so clean \
-                      refuses to delete the legacy installation"
-                .into(),
-            origin: None,
-        })
-        .collect();
     let shoot_info = found
         .shoot_info_missing
         .as_deref()
         .map(module::shoot_info_message);
-    stops.extend(shoot_info.iter().map(|message| Reason {
-        object: module::shoot_info_display(),
-        key: Some(names::operator::SHOOT_INFO_DOMAIN_KEY.into()),
-        value: None,
-        message: message.clone(),
-        origin: None,
-    }));
-    stops.extend(found.blocking.iter().map(|object| Reason {
-        object: object.clone(),
-        key: None,
-        value: None,
-        message: module::blocking_message(),
-        origin: None,
-    }));
+    let stops = module_stops(&missing, shoot_info.as_deref(), &found.blocking);
     if !stops.is_empty() && report.ready {
         report.ready = false;
         report.verdict = match (missing.is_empty(), &shoot_info) {
@@ -342,9 +317,55 @@ fn add_module_findings(
         };
     }
     report.reasons.extend(stops);
-    let Some(mappings) = found.mappings else {
-        return;
+    if let Some(mappings) = found.mappings {
+        add_mapping_warnings(report, &mappings, cr_tenant_mode);
+    }
+}
+
+/// One reason for each thing that stops the module: a CRD its operator needs and the cluster
+/// does not serve, the shoot's ConfigMap it would read, an object at one of its names.
+fn module_stops(missing: &[String], shoot_info: Option<&str>, blocking: &[String]) -> Vec<Reason> {
+    let reason = |object: String, key: Option<String>, message: String| Reason {
+        object,
+        key,
+        value: None,
+        message,
+        origin: None,
     };
+    let mut stops: Vec<Reason> = missing
+        .iter()
+        .map(|crd| {
+            reason(
+                format!("CustomResourceDefinition {crd}"),
+                None,
+                "not served: the module's operator does not start without it, so clean \
+                 refuses to delete the legacy installation"
+                    .into(),
+            )
+        })
+        .collect();
+    stops.extend(shoot_info.map(|message| {
+        reason(
+            module::shoot_info_display(),
+            Some(names::operator::SHOOT_INFO_DOMAIN_KEY.into()),
+            message.to_string(),
+        )
+    }));
+    stops.extend(
+        blocking
+            .iter()
+            .map(|object| reason(object.clone(), None, module::blocking_message())),
+    );
+    stops
+}
+
+/// The ServiceMappings the module's schema refuses in the tenant mode the CR will have: a note
+/// with how many, and each field as a warning.
+fn add_mapping_warnings(
+    report: &mut CheckReport,
+    mappings: &JudgedMappings,
+    cr_tenant_mode: Option<Value>,
+) {
     // The tenant mode the CR will have: what migrate would write, else the CR's own.
     let tenant_mode = report
         .would_write

@@ -42,6 +42,9 @@ pub struct Seen {
     pub pods: Vec<PodEvent>,
     /// The same for the headless tunnel Service `connectivity-proxy-tunnel`.
     pub tunnel_outages: Vec<Duration>,
+    /// The same for `connectivity-proxy-tunnel-0`, where the legacy VirtualService `cc-proxy`
+    /// sends Cloud Connector's tunnel: a hand-over deletes it (headless) for the operator's.
+    pub tunnel_0_outages: Vec<Duration>,
     /// From the start of `run` until the module was `Ready` with a ready endpoint.
     pub until_ready: Duration,
     /// Every ClusterIP the Service had, in order.
@@ -99,6 +102,7 @@ pub async fn migrated_with(args: &[&str], model: Model, which: Operator) -> Migr
     let agent = NodeAgent::start(&c.client, "node-a", model.pods).await;
     let endpoints = ReadyEndpoints::watch(&c.client, NAMESPACE, PROXY);
     let tunnel = ReadyEndpoints::watch(&c.client, NAMESPACE, TUNNEL);
+    let tunnel_0 = ReadyEndpoints::watch(&c.client, NAMESPACE, TUNNEL_0);
     let smv = ReadyEndpoints::watch(&c.client, NAMESPACE, SM_VALIDATION);
     for fixture in Tenant::Dedicated.fixtures() {
         c.apply_dir(&fixture_dir(fixture)).await;
@@ -135,7 +139,7 @@ pub async fn migrated_with(args: &[&str], model: Model, which: Operator) -> Migr
     tunnel
         .wait_for(usize::try_from(replicas).expect("replicas"), LIMIT)
         .await;
-
+    tunnel_0.wait_for(1, LIMIT).await;
     smv.wait_for(1, LIMIT).await;
     let legacy_pods = all_pods(&c.client)
         .await
@@ -165,12 +169,14 @@ pub async fn migrated_with(args: &[&str], model: Model, which: Operator) -> Migr
         }
     };
     endpoints.wait_for(1, LIMIT).await;
+    tunnel_0.wait_for(1, LIMIT).await;
     let seen = Seen {
         outages: endpoints.outages(),
         outage_spans: endpoints.outage_spans(),
         operator_started,
         pods: agent.journal(),
         tunnel_outages: tunnel.outages(),
+        tunnel_0_outages: tunnel_0.outages(),
         until_ready: started.elapsed(),
         cluster_ips: endpoints.cluster_ips(),
     };
@@ -190,6 +196,8 @@ pub async fn migrated_with(args: &[&str], model: Model, which: Operator) -> Migr
 
 /// The headless Service of the proxy's tunnel (docs/operator.md), the StatefulSet's `serviceName`.
 pub const TUNNEL: &str = "connectivity-proxy-tunnel";
+/// The tunnel's Service of the first Pod, `connectivity-proxy-0` (docs/operator.md).
+pub const TUNNEL_0: &str = "connectivity-proxy-tunnel-0";
 /// The Service of the ServiceMapping validation webhook, in front of the sm-operator's Pods.
 pub const SM_VALIDATION: &str = "connectivity-proxy-smv";
 
