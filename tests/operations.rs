@@ -19,6 +19,7 @@ use support::contract::{
     BACKUP_NAMESPACE, KYMA_SYSTEM, OPERATOR_DEPLOYMENT, USER_CONFIG, legacy_installed, markers,
 };
 use support::events::tool_events;
+use support::images::Image;
 use support::pod::{Pod, example_deployment, image_of, security_context_flags};
 use support::podman::Podman;
 use support::rbac::{
@@ -618,31 +619,11 @@ async fn images_run_the_example_deployment_init_containers() {
         t.elapsed().as_secs_f64(),
         String::from_utf8_lossy(&build.stderr)
     );
-
     let t = Instant::now();
     let runtime_dir = tempfile::tempdir().expect("tempdir");
     let podman = Podman::new(runtime_dir.path());
     let images = images::load(&podman);
-    for image in &images {
-        assert_eq!(image.config["User"], "1337:1337", "{}", image.reference);
-        assert_eq!(
-            image.config["Entrypoint"],
-            json!(["/cp-mod-migrator", image.step]),
-            "{}",
-            image.reference
-        );
-        assert_eq!(
-            image.layers,
-            Some(1),
-            "{}: FROM scratch plus the binary",
-            image.reference
-        );
-    }
-    let names: Vec<&str> = images.iter().map(|i| i.name.as_str()).collect();
-    assert_eq!(
-        names,
-        ["cp-mod-migrator", "cp-mod-backup", "cp-mod-cleaner"]
-    );
+    each_image_is_one_layer_from_scratch_for_its_step(&images);
     eprintln!(
         "podman and runc ready, the three archives loaded: {:.1}s",
         t.elapsed().as_secs_f64()
@@ -661,171 +642,24 @@ async fn images_run_the_example_deployment_init_containers() {
     }
     assert_eq!(str_of(&alternative["command"][1]), "run");
     for container in init.iter().chain([&alternative]) {
-        let sc = &container["securityContext"];
-        let name = str_of(&container["name"]);
-        assert_eq!(sc["runAsUser"], 1337, "{name}");
-        assert_eq!(sc["runAsGroup"], 1337, "{name}");
-        assert_eq!(sc["runAsNonRoot"], true, "{name}");
-        assert_eq!(sc["readOnlyRootFilesystem"], true, "{name}");
-        assert_eq!(sc["allowPrivilegeEscalation"], false, "{name}");
-        assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]), "{name}");
-        assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault", "{name}");
-        for kind in ["requests", "limits"] {
-            for r in ["cpu", "memory"] {
-                assert!(
-                    container["resources"][kind][r].is_string(),
-                    "{name}: resources.{kind}.{r}"
-                );
-            }
-        }
-        assert!(
-            container["env"]
-                .as_array()
-                .is_some_and(|e| e.iter().any(|e| e["name"] == "POD_NAME"
-                    && e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name")),
-            "{name}: POD_NAME from the downward API"
-        );
-        // The termination message, or else the log's tail, when a step fails.
-        assert_eq!(
-            container["terminationMessagePolicy"], "FallbackToLogsOnError",
-            "{name}"
-        );
-        assert!(container["terminationMessagePath"].is_null(), "{name}");
+        runs_as_a_hardened_container(container);
     }
     let service_account = str_of(&pod_spec["serviceAccountName"]).to_string();
 
-    let manifest = Manifest::load();
     let (three, single) = tokio::join!(
         TestCluster::legacy_and_module(),
         TestCluster::legacy_and_module()
     );
-
-    // The API server accepts the Deployment, and the variant with the single container, as
-    // they are (strict field validation, server-side dry run).
-    let deployments: Api<DynamicObject> = Api::namespaced_with(
-        three.client.clone(),
-        KYMA_SYSTEM,
-        &kube::core::ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&()),
-    );
-    let strict = PatchParams {
-        dry_run: true,
-        field_validation: Some(ValidationDirective::Strict),
-        ..PatchParams::apply("example-check")
-    };
-    let mut variant = deployment.clone();
-    variant["spec"]["template"]["spec"]["initContainers"] = json!([alternative.clone()]);
-    for d in [&deployment, &variant] {
-        deployments
-            .patch(OPERATOR_DEPLOYMENT, &strict, &Patch::Apply(d))
-            .await
-            .unwrap_or_else(|e| panic!("the API server rejects the example Deployment: {e}"));
-    }
-
-    // The init containers run as the Pod's ServiceAccount, which the manifest binds.
-    let mut pods = Vec::new();
-    for c in [&three, &single] {
-        manifest.apply(c, EVERYDAY).await;
-        pods.push(
-            Pod::new(
-                c,
-                &service_account,
-                "connectivity-proxy-operator-5f7d9-x2k4q",
-            )
-            .await,
-        );
-        manifest
-            .wait_effective(c, &sa_user(&service_account), EVERYDAY)
-            .await;
-    }
-
-    // Not root: a file only root may read is out of reach for the image's user. Read-only: the
-    // failed command's termination message, sent to the image's only file, is refused by the
-    // kernel (EROFS), and the command ends as it would anyway.
-    let secret = three.dir().join("root-only");
-    std::fs::write(&secret, "apiVersion: v1\nkind: Config\n").expect("write");
-    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .expect("chmod");
-    {
-        let out = podman
-            .command()
-            .args(["run", "--rm", "--network", "none"])
-            .args(security_context_flags(&init[0]["securityContext"]))
-            .arg("--volume")
-            .arg(format!("{}:/probe/kubeconfig:ro", secret.display()))
-            .args(["--env", "CP_MIGRATOR_LOG=info,cp_mod_migrator=debug"])
-            .args([
-                "--env",
-                &format!("{}=/cp-mod-migrator", TERMINATION_LOG_ENV),
-            ])
-            .arg(&images[0].id)
-            .args(["--kubeconfig", "/probe/kubeconfig"])
-            .output()
-            .expect("podman run");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !out.status.success() && stderr.contains("Permission denied"),
-            "as the image's user, a root-only file must be unreadable:\n{stderr}"
-        );
-        assert!(
-            stderr.contains("no termination message written")
-                && stderr.contains("Read-only file system"),
-            "the root filesystem must be read-only:\n{stderr}"
-        );
-    }
-
-    // A step that fails leaves its reason as the termination message; the kubelet then starts
-    // the same container again, not the next one.
-    let info: Api<ConfigMap> = Api::namespaced(three.client.clone(), KYMA_SYSTEM);
-    let socks5 = |port: &str| Patch::Merge(json!({"data": {"onpremise_socks5_proxy_port": port}}));
-    let good = info
-        .get(USER_CONFIG[1])
-        .await
-        .expect("get")
-        .data
-        .expect("data")["onpremise_socks5_proxy_port"]
-        .clone();
-    info.patch(USER_CONFIG[1], &PatchParams::default(), &socks5("0"))
-        .await
-        .expect("a bad port");
-    let failed = pods[0].run(&podman, &init[0], &images);
-    failed.result.assert_failed_with(&[
-        "connectivity-proxy-info",
-        "onpremise_socks5_proxy_port",
-        "value \"0\"",
-    ]);
-    assert_eq!(
-        failed.termination_message,
-        failed.result.reason(),
-        "{}",
-        failed.result.stderr
-    );
-    info.patch(USER_CONFIG[1], &PatchParams::default(), &socks5(&good))
-        .await
-        .expect("the port as it was");
+    the_api_server_accepts_the_deployment_and_its_variant(&three, &deployment, &alternative).await;
+    let pods = [
+        pod_of_the_service_account(&three, &service_account).await,
+        pod_of_the_service_account(&single, &service_account).await,
+    ];
+    neither_root_nor_writable(&three, &podman, &init[0], &images[0]);
+    a_failing_step_leaves_its_reason(&three, &pods[0], &podman, &init[0], &images).await;
 
     let t = Instant::now();
-    for round in ["first start", "restart"] {
-        for (container, image) in init.iter().zip(&images) {
-            let r = pods[0].run(&podman, container, &images);
-            r.result.assert_ok();
-            assert_eq!(
-                r.termination_message, "",
-                "a step that succeeds writes none"
-            );
-            let line = r.result.last_line();
-            assert_eq!(line["step"], image.step.as_str(), "{round}");
-            let expected = if round == "first start" {
-                "done"
-            } else {
-                "skipped"
-            };
-            assert_eq!(
-                line["outcome"], expected,
-                "{round} {}: {}",
-                image.step, r.result.stderr
-            );
-        }
-    }
+    each_step_runs_once_and_skips_on_a_restart(&pods[0], &podman, &init, &images);
     eprintln!(
         "three init containers, started twice: {:.1}s",
         t.elapsed().as_secs_f64()
@@ -857,4 +691,213 @@ async fn images_run_the_example_deployment_init_containers() {
     );
     assert_eq!(r.termination_message, "");
     assert!(!legacy_installed(&single.client).await);
+}
+
+/// One image per step, in the steps' order, each FROM scratch plus the binary, running it with
+/// its step as UID 1337.
+fn each_image_is_one_layer_from_scratch_for_its_step(images: &[Image]) {
+    for image in images {
+        assert_eq!(image.config["User"], "1337:1337", "{}", image.reference);
+        assert_eq!(
+            image.config["Entrypoint"],
+            json!(["/cp-mod-migrator", image.step]),
+            "{}",
+            image.reference
+        );
+        assert_eq!(
+            image.layers,
+            Some(1),
+            "{}: FROM scratch plus the binary",
+            image.reference
+        );
+    }
+    let names: Vec<&str> = images.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["cp-mod-migrator", "cp-mod-backup", "cp-mod-cleaner"]
+    );
+}
+
+/// The example's container: not root, read-only, no capabilities, no new privileges, the
+/// runtime's seccomp profile, requests and limits, its Pod's name, and its reason kept when it
+/// fails.
+fn runs_as_a_hardened_container(container: &Value) {
+    let sc = &container["securityContext"];
+    let name = str_of(&container["name"]);
+    assert_eq!(sc["runAsUser"], 1337, "{name}");
+    assert_eq!(sc["runAsGroup"], 1337, "{name}");
+    assert_eq!(sc["runAsNonRoot"], true, "{name}");
+    assert_eq!(sc["readOnlyRootFilesystem"], true, "{name}");
+    assert_eq!(sc["allowPrivilegeEscalation"], false, "{name}");
+    assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]), "{name}");
+    assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault", "{name}");
+    for kind in ["requests", "limits"] {
+        for r in ["cpu", "memory"] {
+            assert!(
+                container["resources"][kind][r].is_string(),
+                "{name}: resources.{kind}.{r}"
+            );
+        }
+    }
+    assert!(
+        container["env"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["name"] == "POD_NAME"
+                && e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name")),
+        "{name}: POD_NAME from the downward API"
+    );
+    // The termination message, or else the log's tail, when a step fails.
+    assert_eq!(
+        container["terminationMessagePolicy"], "FallbackToLogsOnError",
+        "{name}"
+    );
+    assert!(container["terminationMessagePath"].is_null(), "{name}");
+}
+
+/// The API server accepts the Deployment, and the variant with the single container, as they
+/// are (strict field validation, server-side dry run).
+async fn the_api_server_accepts_the_deployment_and_its_variant(
+    c: &TestCluster,
+    deployment: &Value,
+    alternative: &Value,
+) {
+    let deployments: Api<DynamicObject> = Api::namespaced_with(
+        c.client.clone(),
+        KYMA_SYSTEM,
+        &kube::core::ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&()),
+    );
+    let strict = PatchParams {
+        dry_run: true,
+        field_validation: Some(ValidationDirective::Strict),
+        ..PatchParams::apply("example-check")
+    };
+    let mut variant = deployment.clone();
+    variant["spec"]["template"]["spec"]["initContainers"] = json!([alternative.clone()]);
+    for d in [deployment, &variant] {
+        deployments
+            .patch(OPERATOR_DEPLOYMENT, &strict, &Patch::Apply(d))
+            .await
+            .unwrap_or_else(|e| panic!("the API server rejects the example Deployment: {e}"));
+    }
+}
+
+/// The init containers run as the Pod's ServiceAccount, which the manifest binds.
+async fn pod_of_the_service_account(c: &TestCluster, service_account: &str) -> Pod {
+    let manifest = Manifest::load();
+    manifest.apply(c, EVERYDAY).await;
+    let pod = Pod::new(
+        c,
+        service_account,
+        "connectivity-proxy-operator-5f7d9-x2k4q",
+    )
+    .await;
+    manifest
+        .wait_effective(c, &sa_user(service_account), EVERYDAY)
+        .await;
+    pod
+}
+
+/// Not root: a file only root may read is out of reach for the image's user. Read-only: the
+/// failed command's termination message, sent to the image's only file, is refused by the
+/// kernel (EROFS), and the command ends as it would anyway.
+fn neither_root_nor_writable(c: &TestCluster, podman: &Podman, container: &Value, image: &Image) {
+    let secret = c.dir().join("root-only");
+    std::fs::write(&secret, "apiVersion: v1\nkind: Config\n").expect("write");
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+    let out = podman
+        .command()
+        .args(["run", "--rm", "--network", "none"])
+        .args(security_context_flags(&container["securityContext"]))
+        .arg("--volume")
+        .arg(format!("{}:/probe/kubeconfig:ro", secret.display()))
+        .args(["--env", "CP_MIGRATOR_LOG=info,cp_mod_migrator=debug"])
+        .args([
+            "--env",
+            &format!("{}=/cp-mod-migrator", TERMINATION_LOG_ENV),
+        ])
+        .arg(&image.id)
+        .args(["--kubeconfig", "/probe/kubeconfig"])
+        .output()
+        .expect("podman run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("Permission denied"),
+        "as the image's user, a root-only file must be unreadable:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("no termination message written")
+            && stderr.contains("Read-only file system"),
+        "the root filesystem must be read-only:\n{stderr}"
+    );
+}
+
+/// A step that fails leaves its reason as the termination message; the kubelet then starts the
+/// same container again, not the next one. The bad input is put back after.
+async fn a_failing_step_leaves_its_reason(
+    c: &TestCluster,
+    pod: &Pod,
+    podman: &Podman,
+    container: &Value,
+    images: &[Image],
+) {
+    let info: Api<ConfigMap> = Api::namespaced(c.client.clone(), KYMA_SYSTEM);
+    let socks5 = |port: &str| Patch::Merge(json!({"data": {"onpremise_socks5_proxy_port": port}}));
+    let good = info
+        .get(USER_CONFIG[1])
+        .await
+        .expect("get")
+        .data
+        .expect("data")["onpremise_socks5_proxy_port"]
+        .clone();
+    info.patch(USER_CONFIG[1], &PatchParams::default(), &socks5("0"))
+        .await
+        .expect("a bad port");
+    let failed = pod.run(podman, container, images);
+    failed.result.assert_failed_with(&[
+        "connectivity-proxy-info",
+        "onpremise_socks5_proxy_port",
+        "value \"0\"",
+    ]);
+    assert_eq!(
+        failed.termination_message,
+        failed.result.reason(),
+        "{}",
+        failed.result.stderr
+    );
+    info.patch(USER_CONFIG[1], &PatchParams::default(), &socks5(&good))
+        .await
+        .expect("the port as it was");
+}
+
+/// The three init containers in order: each done on the Pod's first start, each skipped on a
+/// restart, none writing a termination message.
+fn each_step_runs_once_and_skips_on_a_restart(
+    pod: &Pod,
+    podman: &Podman,
+    init: &[Value],
+    images: &[Image],
+) {
+    for round in ["first start", "restart"] {
+        for (container, image) in init.iter().zip(images) {
+            let r = pod.run(podman, container, images);
+            r.result.assert_ok();
+            assert_eq!(
+                r.termination_message, "",
+                "a step that succeeds writes none"
+            );
+            let line = r.result.last_line();
+            assert_eq!(line["step"], image.step.as_str(), "{round}");
+            let expected = if round == "first start" {
+                "done"
+            } else {
+                "skipped"
+            };
+            assert_eq!(
+                line["outcome"], expected,
+                "{round} {}: {}",
+                image.step, r.result.stderr
+            );
+        }
+    }
 }
