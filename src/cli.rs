@@ -303,6 +303,7 @@ fn options(cli: &Cli, deadline: Instant) -> commands::Options {
     let mut options = commands::Options::new(deadline);
     options.dry_run = cli.global.dry_run;
     options.archive_part_bytes = cli.global.archive_part_bytes;
+    options.request_timeout = cli.global.request_timeout;
     if let Command::Migrate(a) | Command::Run(RunArgs { migrate: a, .. }) = &cli.command {
         options.allow_field_loss = a.allow_field_loss.clone();
     }

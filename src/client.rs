@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use kube::client::{Body, ClientBuilder};
+use kube::client::{Body, ClientBuilder, DynBody};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use tokio::time::Instant;
@@ -267,7 +267,7 @@ fn is_connection_refused(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-fn retry_after(resp: &Response<Body>) -> Option<Duration> {
+fn retry_after<B>(resp: &Response<B>) -> Option<Duration> {
     let secs: u64 = resp
         .headers()
         .get(http::header::RETRY_AFTER)?
@@ -303,9 +303,9 @@ fn clone_request(req: &Request<Body>) -> Option<Request<Body>> {
 }
 
 impl Service<Request<Body>> for RetryService {
-    type Response = Response<Body>;
+    type Response = Response<Box<DynBody>>;
     type Error = BoxError;
-    type Future = BoxFuture<'static, Result<Response<Body>, BoxError>>;
+    type Future = BoxFuture<'static, Result<Response<Box<DynBody>>, BoxError>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx)
@@ -373,6 +373,14 @@ impl Service<Request<Body>> for RetryService {
     }
 }
 
+/// Whether `uri` asks for a watch (`watch=true` or `watch=1`).
+fn is_watch(uri: &http::Uri) -> bool {
+    uri.query()
+        .unwrap_or_default()
+        .split('&')
+        .any(|pair| matches!(pair, "watch=true" | "watch=1"))
+}
+
 /// `uri` asking for any version the API server has (`resourceVersion=0`), when it is a GET of
 /// the API that names no version and is not paginated or a watch; else `None`.
 fn from_cache(method: &http::Method, uri: &http::Uri) -> Option<http::Uri> {
@@ -394,17 +402,34 @@ fn from_cache(method: &http::Method, uri: &http::Uri) -> Option<http::Uri> {
 }
 
 /// Sends one request and reads the whole response, so that a connection that breaks while the
-/// body is still arriving is seen here (and retried) rather than by the caller.
-async fn send(mut inner: Inner, req: Request<Body>) -> Result<Response<Body>, BoxError> {
+/// body is still arriving is seen here (and retried) rather than by the caller. A watch is the
+/// exception: its body is a stream of events, each wanted as it comes, so it is handed on as it
+/// arrives and its caller handles a break.
+async fn send(mut inner: Inner, req: Request<Body>) -> Result<Response<Box<DynBody>>, BoxError> {
+    let watch = is_watch(req.uri());
     let resp = inner.ready().await?.call(req).await?;
+    if watch {
+        return Ok(resp);
+    }
     let (parts, body) = resp.into_parts();
     let bytes = body.collect().await?.to_bytes();
-    Ok(Response::from_parts(parts, Body::from(bytes)))
+    let whole = http_body_util::Full::new(bytes).map_err(|never| -> BoxError { match never {} });
+    Ok(Response::from_parts(parts, Box::new(whole) as Box<DynBody>))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_watch_is_told_from_its_query() {
+        let uri = |s: &str| s.parse::<http::Uri>().expect("uri");
+        assert!(is_watch(&uri("/apis/a/v1/x?fieldSelector=n&watch=true")));
+        assert!(is_watch(&uri("/api/v1/x?watch=1&resourceVersion=5")));
+        assert!(!is_watch(&uri("/api/v1/x?watch=false")));
+        assert!(!is_watch(&uri("/api/v1/x?fieldSelector=watch%3Dtrue")));
+        assert!(!is_watch(&uri("/api/v1/x")));
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

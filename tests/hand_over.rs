@@ -485,6 +485,42 @@ async fn finish_before_the_module_is_ready_waits_and_deletes_nothing() {
     );
     let r = support::unchanged::assert_writes_nothing(&c, &["finish", "--deadline", "3s"]).await;
     r.assert_failed_with(&["waited for the module to be Ready", "nothing was deleted"]);
+    // A watch on which nothing happens for longer than one request's timeout is not a failed
+    // request: the server ends it first, and finish watches again, with nothing retried.
+    let r = support::unchanged::assert_writes_nothing(
+        &c,
+        &["finish", "--deadline", "7s", "--request-timeout", "2s"],
+    )
+    .await;
+    r.assert_failed_with(&["waited for the module to be Ready", "nothing was deleted"]);
+    assert_eq!(r.last_line()["retries"], 0, "{}", r.stderr);
+}
+
+/// finish started while the module is not yet Ready waits on a watch of the CR, longer than one
+/// request's timeout, and finishes as soon as the module is Ready and rolled.
+#[tokio::test]
+async fn finish_started_before_the_module_is_ready_finishes_once_it_is() {
+    let c = TestCluster::with_controllers().await;
+    let _agent = NodeAgent::start(&c.client, "node-a", TIMING).await;
+    for fixture in Tenant::Dedicated.fixtures() {
+        c.apply_dir(&fixture_dir(fixture)).await;
+    }
+    c.run(&["run", "--hand-over"]).assert_ok();
+    let finishing = support::spawn_tool(
+        &c.kubeconfig,
+        &["--deadline", "100s", "--request-timeout", "3s"],
+        &["finish"],
+    );
+    // Several watches' worth of waiting before the module gets there.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    operator_ready(&c).await;
+    let r = support::finish(finishing, LIMIT).await;
+    r.assert_ok();
+    assert_eq!(r.outcome(), "done", "{}", r.stderr);
+    assert_eq!(
+        existing(&c, &contract::hand_over::LEFT_FOR_FINISH).await,
+        Vec::<String>::new()
+    );
 }
 
 /// The objects of `keys` (`Kind namespace/name`, as the contract names them) that exist.

@@ -198,6 +198,14 @@ fn judge(current: DynamicObject) -> Waiting {
     ))
 }
 
+/// How long the server keeps a watch open: ended by the server a second before the client's
+/// read timeout would cut it (a quiet watch is not a failed request), at most the 290 s the API
+/// server allows by default.
+fn watch_seconds(request_timeout: std::time::Duration) -> u32 {
+    let secs = request_timeout.as_secs().saturating_sub(1).clamp(1, 290);
+    u32::try_from(secs).unwrap_or(290)
+}
+
 fn shown(n: Option<i64>) -> String {
     n.map_or_else(|| "unset".into(), |n| n.to_string())
 }
@@ -208,7 +216,7 @@ async fn wait_for_change(ctx: &Ctx, resource_version: Option<String>, why: &str)
     let api = cr::api(&ctx.client);
     let params = WatchParams::default()
         .fields(&format!("metadata.name={}", names::cr::NAME))
-        .timeout(290);
+        .timeout(watch_seconds(ctx.options.request_timeout));
     let version = resource_version.unwrap_or_else(|| "0".into());
     let changed = async {
         let mut events = api
@@ -216,13 +224,16 @@ async fn wait_for_change(ctx: &Ctx, resource_version: Option<String>, why: &str)
             .await
             .context(|| format!("watching {}", cr::display()))?
             .boxed();
-        while let Some(event) = events
-            .try_next()
-            .await
-            .context(|| format!("watching {}", cr::display()))?
-        {
-            if !matches!(event, WatchEvent::Bookmark(_)) {
-                break;
+        // A broken watch ends the wait like a change: the caller reads the CR again (through
+        // the client's retries) and watches anew.
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(WatchEvent::Bookmark(_)) => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "the watch of the CR broke; reading it again");
+                    break;
+                }
             }
         }
         Ok::<_, Error>(())

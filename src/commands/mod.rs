@@ -45,7 +45,13 @@ pub struct Options {
     pub skip_operator_prerequisites: bool,
     /// clean hands the legacy installation over to the module's operator (`--hand-over`).
     pub hand_over: bool,
+    /// The client's time for one request and its response (`--request-timeout`): a watch must
+    /// end on the server's side before it, or the client cuts it as a failed read.
+    pub request_timeout: std::time::Duration,
 }
+
+/// `--request-timeout`'s default.
+pub const DEFAULT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Options {
     /// The defaults of every flag but the deadline.
@@ -57,6 +63,7 @@ impl Options {
             archive_part_bytes: names::archive::PART_BYTES,
             skip_operator_prerequisites: false,
             hand_over: false,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
     }
 }
