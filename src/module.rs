@@ -183,15 +183,20 @@ pub struct Roll {
     /// Replicas of its current template.
     pub replaced: i64,
     pub replicas: i64,
-    /// Every Pod runs its current template, and no other Pod is left.
+    /// Every Pod runs its current template and is ready, and no other Pod is left.
     pub settled: bool,
 }
 
 impl Roll {
     /// `the module's StatefulSet kyma-system/connectivity-proxy has replaced 1 of 2 legacy Pods`.
     pub fn describe(&self) -> String {
+        let ready = if self.replaced == self.replicas {
+            "; not all of its Pods are ready yet"
+        } else {
+            ""
+        };
         format!(
-            "the module's {} has replaced {} of {} legacy Pods",
+            "the module's {} has replaced {} of {} legacy Pods{ready}",
             self.workload, self.replaced, self.replicas
         )
     }
@@ -237,7 +242,9 @@ const STATEFUL_SET: &str = "StatefulSet";
 const DEPLOYMENT: &str = "Deployment";
 
 /// (replaced, replicas, settled) of a StatefulSet: settled once its current revision is its
-/// update revision for its current generation, with every replica updated and no other.
+/// update revision for its current generation, with every replica updated, ready, and no other
+/// (the controller moves its current revision on as soon as the last Pod is made again, before
+/// that Pod is ready: the operator then reports Processing until it is).
 fn stateful_set_roll(o: &StatefulSet) -> (i64, i64, bool) {
     let replicas = i64::from(o.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1));
     let Some(status) = &o.status else {
@@ -248,12 +255,13 @@ fn stateful_set_roll(o: &StatefulSet) -> (i64, i64, bool) {
         && status.current_revision.is_some()
         && status.current_revision == status.update_revision
         && replaced == replicas
-        && i64::from(status.replicas) == replicas;
+        && i64::from(status.replicas) == replicas
+        && i64::from(status.ready_replicas.unwrap_or(0)) == replicas;
     (replaced, replicas, settled)
 }
 
 /// (replaced, replicas, settled) of a Deployment: settled once every Pod it has is of its
-/// current template, as many as it wants.
+/// current template, as many as it wants, each available.
 fn deployment_roll(o: &Deployment) -> (i64, i64, bool) {
     let replicas = i64::from(o.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1));
     let Some(status) = &o.status else {
@@ -262,7 +270,8 @@ fn deployment_roll(o: &Deployment) -> (i64, i64, bool) {
     let replaced = i64::from(status.updated_replicas.unwrap_or(0));
     let settled = status.observed_generation == o.metadata.generation
         && replaced == replicas
-        && i64::from(status.replicas.unwrap_or(0)) == replicas;
+        && i64::from(status.replicas.unwrap_or(0)) == replicas
+        && i64::from(status.available_replicas.unwrap_or(0)) == replicas;
     (replaced, replicas, settled)
 }
 

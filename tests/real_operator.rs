@@ -120,9 +120,17 @@ async fn a_hand_over_with_two_replicas_is_ready_without_error_or_outage_and_the_
     // finish waits for the roll: the StatefulSet controller replaces the adopted Pods one by
     // one, which takes longer than the default deadline on a loaded machine.
     let finishing = spawn_tool(&c.kubeconfig, &["--deadline", "240s"], &["finish"]);
-    support::finish(finishing, RUN_LIMIT * 3).await.assert_ok();
+    let finished = support::finish(finishing, RUN_LIMIT * 3).await;
+    finished.assert_ok();
     let s = status(c);
-    assert_eq!(s["phase"], json!("done"), "{s:#}");
+    assert_eq!(
+        s["phase"],
+        json!("done"),
+        "{s:#}\nstates: {:?}\nfinish: {}\noperator: {}",
+        m.states.seen(),
+        finished.stderr,
+        tail(&op.log(), 60)
+    );
     let left: Vec<String> = outage::all_pods(&c.client)
         .await
         .into_iter()
