@@ -262,52 +262,54 @@ async fn healthy() -> bool {
 // What it reports on the CR
 
 /// Every `status.state` of the CR, in order, as a watch of it saw them (a repeat of the same
-/// state is not recorded again).
-#[derive(Clone, Default)]
-pub struct States(std::sync::Arc<Mutex<Vec<Seen>>>);
+/// state is not recorded again). The watch stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct States {
+    seen: std::sync::Arc<Mutex<Vec<Seen>>>,
+    _watch: std::sync::Arc<AbortOnDrop>,
+}
 
 /// One state as seen: `status.state`, `status.observedGeneration`, `metadata.generation`.
 type Seen = (String, Option<i64>, Option<i64>);
 
+/// A task that ends with its owner: a watch left running after its cluster is gone would keep
+/// the runtime from shutting down.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 impl States {
-    /// Watches the CR from now on, for as long as the test runs.
+    /// Watches the CR from now on, until dropped.
     pub fn watch(client: &Client) -> States {
-        let states = States::default();
-        let seen = states.clone();
+        use kube::runtime::WatchStreamExt as _;
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
         let api: Api<DynamicObject> =
             Api::namespaced_with(client.clone(), NAMESPACE, &cr_resource());
-        tokio::spawn(async move {
+        let record = seen.clone();
+        let task = tokio::spawn(async move {
             use futures::StreamExt as _;
             let config = watcher::Config::default().fields(&format!("metadata.name={CR_NAME}"));
-            let mut events = watcher::watcher(api, config).boxed();
+            // Backing off between failed attempts also yields to the runtime.
+            let mut events = watcher::watcher(api, config).default_backoff().boxed();
             while let Some(event) = events.next().await {
                 if let Ok(Event::Apply(cr) | Event::InitApply(cr)) = event {
-                    seen.record(&cr);
+                    record_state(&record, &cr);
                 }
             }
         });
-        states
-    }
-
-    fn record(&self, cr: &DynamicObject) {
-        let status = &cr.data["status"];
-        let Some(state) = status["state"].as_str() else {
-            return;
-        };
-        let entry = (
-            state.to_string(),
-            status["observedGeneration"].as_i64(),
-            cr.metadata.generation,
-        );
-        let mut seen = self.0.lock().expect("states");
-        if seen.last().map(|(s, o, _)| (s, o)) != Some((&entry.0, &entry.1)) {
-            seen.push(entry);
+        States {
+            seen,
+            _watch: std::sync::Arc::new(AbortOnDrop(task)),
         }
     }
 
     /// The states seen so far, in order.
     pub fn seen(&self) -> Vec<String> {
-        self.0
+        self.seen
             .lock()
             .expect("states")
             .iter()
@@ -317,7 +319,7 @@ impl States {
 
     /// Whether the CR says `Ready` now, for its current generation.
     pub fn last_is_ready(&self) -> bool {
-        self.0
+        self.seen
             .lock()
             .expect("states")
             .last()
@@ -330,16 +332,12 @@ impl States {
     pub async fn wait_for(&self, state: &str, limit: Duration) {
         let started = Instant::now();
         loop {
-            let current =
-                self.0
-                    .lock()
-                    .expect("states")
-                    .last()
-                    .is_some_and(|(s, observed, generation)| {
-                        s == state
-                            && (state == STATE_ERROR
-                                || (observed.is_some() && observed == generation))
-                    });
+            let current = self.seen.lock().expect("states").last().is_some_and(
+                |(s, observed, generation)| {
+                    s == state
+                        && (state == STATE_ERROR || (observed.is_some() && observed == generation))
+                },
+            );
             if current {
                 return;
             }
@@ -350,6 +348,23 @@ impl States {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// Records `cr`'s state unless it repeats the last one.
+fn record_state(seen: &Mutex<Vec<Seen>>, cr: &DynamicObject) {
+    let status = &cr.data["status"];
+    let Some(state) = status["state"].as_str() else {
+        return;
+    };
+    let entry = (
+        state.to_string(),
+        status["observedGeneration"].as_i64(),
+        cr.metadata.generation,
+    );
+    let mut seen = seen.lock().expect("states");
+    if seen.last().map(|(s, o, _)| (s, o)) != Some((&entry.0, &entry.1)) {
+        seen.push(entry);
     }
 }
 
