@@ -19,6 +19,31 @@ use crate::names::{self, LEGACY_OBJECTS, LegacyObjects, config_maps, legacy_mark
 /// with all the others.
 pub const LEGACY_CONCURRENCY: usize = 64;
 
+/// Reads each of `objects` for which `wanted` holds (`None` for the others and for one that is
+/// absent), [`LEGACY_CONCURRENCY`] at a time, in their order.
+pub async fn read_each(
+    objects: impl IntoIterator<Item = LegacyObject>,
+    wanted: impl Fn(&LegacyObject) -> bool,
+) -> Result<Vec<(LegacyObject, Option<DynamicObject>)>> {
+    use futures::{StreamExt, TryStreamExt, stream};
+    let wanted = &wanted;
+    stream::iter(objects)
+        .map(|o| async move {
+            if !wanted(&o) {
+                return Ok((o, None));
+            }
+            let read = o
+                .api
+                .get_opt(o.name)
+                .await
+                .context(|| format!("reading {}", o.display))?;
+            Ok((o, read))
+        })
+        .buffered(LEGACY_CONCURRENCY)
+        .try_collect()
+        .await
+}
+
 /// A legacy installation that the reconciler manages.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LegacyInstall {

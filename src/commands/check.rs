@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Outcome;
-use futures::{StreamExt, TryStreamExt, stream};
 
 use crate::cr::{self, Lookup};
 use crate::error::Violation;
@@ -213,18 +212,7 @@ async fn not_handed_over(client: &Client, served: &Served, spec: &Value) -> Resu
     let judged = objects.into_iter().filter(|o| {
         hand_over::at_operator_name(o.row, o.name) || hand_over::left_for_finish(o.row, o.name)
     });
-    let read: Vec<(legacy::LegacyObject, Option<DynamicObject>)> = stream::iter(judged)
-        .map(|o| async move {
-            let read = o
-                .api
-                .get_opt(o.name)
-                .await
-                .context(|| format!("reading {}", o.display))?;
-            Ok::<_, Error>((o, read))
-        })
-        .buffered(legacy::LEGACY_CONCURRENCY)
-        .try_collect()
-        .await?;
+    let read = legacy::read_each(judged, |_| true).await?;
     Ok(read
         .into_iter()
         .filter_map(|(o, read)| {

@@ -364,21 +364,8 @@ async fn survey(ctx: &Ctx) -> Result<Survey> {
     let objects = async {
         let served = legacy::discover(&ctx.client).await?;
         let (objects, unserved) = legacy::objects_of(&ctx.client, &served, names::LEGACY_OBJECTS);
-        let read: Vec<(legacy::LegacyObject, Option<DynamicObject>)> = stream::iter(objects)
-            .map(|o| async move {
-                if o.is_user_config() {
-                    return Ok((o, None));
-                }
-                let read = o
-                    .api
-                    .get_opt(o.name)
-                    .await
-                    .context(|| format!("reading {}", o.display))?;
-                Ok::<_, Error>((o, read))
-            })
-            .buffered(legacy::LEGACY_CONCURRENCY)
-            .try_collect()
-            .await?;
+        // The user's ConfigMaps are read by the backup's gate.
+        let read = legacy::read_each(objects, |o| !o.is_user_config()).await?;
         Ok::<_, Error>((read, unserved, served))
     };
     let ((objects, unserved, served), mappings, stored) = futures::try_join!(
