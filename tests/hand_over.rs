@@ -500,11 +500,7 @@ async fn finish_before_the_module_is_ready_waits_and_deletes_nothing() {
 /// request's timeout, and finishes as soon as the module is Ready and rolled.
 #[tokio::test]
 async fn finish_started_before_the_module_is_ready_finishes_once_it_is() {
-    let c = TestCluster::with_controllers().await;
-    let _agent = NodeAgent::start(&c.client, "node-a", TIMING).await;
-    for fixture in Tenant::Dedicated.fixtures() {
-        c.apply_dir(&fixture_dir(fixture)).await;
-    }
+    let (c, _agent) = legacy_on_the_controllers().await;
     c.run(&["run", "--hand-over"]).assert_ok();
     let finishing = support::spawn_tool(
         &c.kubeconfig,
@@ -540,17 +536,22 @@ async fn existing(c: &TestCluster, keys: &[&str]) -> Vec<String> {
 // ---------------------------------------------------------------------------------------------
 // Permissions: deploy/rbac-hand-over.yaml beside deploy/rbac.yaml
 
-/// A cluster with the legacy installation, the module and the controllers (the garbage
-/// collector completes the orphaning deletes), deploy/rbac.yaml applied, and a kubeconfig of
-/// its ServiceAccount.
-async fn cluster_as_sa(manifest: &Manifest) -> (TestCluster, std::path::PathBuf, NodeAgent) {
+/// The legacy installation and the module on the real controllers, with Pods that become Ready
+/// (the module's StatefulSet replaces the legacy ones, and finish waits for that).
+async fn legacy_on_the_controllers() -> (TestCluster, NodeAgent) {
     let c = TestCluster::with_controllers().await;
-    // Pods that become Ready: the module's StatefulSet replaces the legacy ones, and finish
-    // waits for that.
     let agent = NodeAgent::start(&c.client, "node-a", TIMING).await;
     for fixture in Tenant::Dedicated.fixtures() {
         c.apply_dir(&fixture_dir(fixture)).await;
     }
+    (c, agent)
+}
+
+/// A cluster with the legacy installation, the module and the controllers (the garbage
+/// collector completes the orphaning deletes), deploy/rbac.yaml applied, and a kubeconfig of
+/// its ServiceAccount.
+async fn cluster_as_sa(manifest: &Manifest) -> (TestCluster, std::path::PathBuf, NodeAgent) {
+    let (c, agent) = legacy_on_the_controllers().await;
     let kubeconfig = manifest.as_service_account(&c).await;
     support::workloads::settled(&c).await;
     (c, kubeconfig, agent)
