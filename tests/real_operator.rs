@@ -31,6 +31,17 @@ use support::*;
 /// Long enough for the JVM, its informers and the controllers on a loaded 2-core machine.
 const LIMIT: Duration = Duration::from_secs(180);
 
+/// The module never reported `Error`; else fails with the states and the operator's log.
+#[track_caller]
+fn never_error(states: &States, op: &RealOperator) {
+    assert!(
+        !states.seen().iter().any(|s| s == STATE_ERROR),
+        "never Error: {:?}\n{}",
+        states.seen(),
+        tail(&op.log(), 40)
+    );
+}
+
 /// A cluster with the controllers and the node agent, the legacy installation (`fixtures`) and
 /// the module's CRD and default CR, as a Gardener shoot has it (`kube-system/shoot-info`).
 async fn legacy_shoot(fixtures: &[&str]) -> (TestCluster, NodeAgent) {
@@ -80,12 +91,7 @@ async fn after_the_init_containers_the_real_operator_is_ready_and_the_way_back_i
     }
     let op = RealOperator::start(&c).await;
     states.wait_for(STATE_READY, LIMIT).await;
-    assert!(
-        !states.seen().iter().any(|s| s == STATE_ERROR),
-        "no Error on the plain road: {:?}\n{}",
-        states.seen(),
-        tail(&op.log(), 40)
-    );
+    never_error(&states, &op);
     let s = status(&c);
     assert_eq!(s["phase"], json!("done"), "{s:#}");
 
@@ -107,12 +113,7 @@ async fn a_hand_over_with_two_replicas_is_ready_without_error_or_outage_and_the_
     let mut m = outage::migrated_with(&["run", "--hand-over"], model, Operator::Real).await;
     let c = &m.c;
     let op = m.operator.as_ref().expect("the real operator");
-    assert!(
-        !m.states.seen().iter().any(|s| s == STATE_ERROR),
-        "never Error: {:?}\n{}",
-        m.states.seen(),
-        tail(&op.log(), 40)
-    );
+    never_error(&m.states, op);
     assert_eq!(m.seen.outages, Vec::<Duration>::new(), "{:?}", m.seen);
     assert_eq!(m.smv.outages(), Vec::<Duration>::new(), "the smv Service");
     assert_eq!(m.seen.cluster_ips.len(), 1, "{:?}", m.seen);
@@ -158,11 +159,7 @@ async fn a_hand_over_with_one_replica_is_without_an_endpoint_only_while_its_pod_
         pods: TIMING,
     };
     let m = outage::migrated_with(&["run", "--hand-over"], model, Operator::Real).await;
-    assert!(
-        !m.states.seen().iter().any(|s| s == STATE_ERROR),
-        "never Error: {:?}",
-        m.states.seen()
-    );
+    never_error(&m.states, m.operator.as_ref().expect("the real operator"));
     assert!(m.seen.outages.len() <= 1, "{:?}", m.seen);
     assert_eq!(m.seen.cluster_ips.len(), 1, "{:?}", m.seen);
 }
@@ -582,12 +579,7 @@ async fn a_hand_over_leaves_nothing_of_the_legacy_objects_whatever_they_hold() {
     c.run(&["run", "--hand-over"]).assert_ok();
     let op = RealOperator::start(&c).await;
     states.wait_for(STATE_READY, LIMIT).await;
-    assert!(
-        !states.seen().iter().any(|s| s == STATE_ERROR),
-        "never Error: {:?}\n{}",
-        states.seen(),
-        tail(&op.log(), 40)
-    );
+    never_error(&states, &op);
     let handed_over = handed_over_objects(&c).await;
     let spec = c.cr().await.data["spec"].clone();
     drop(op);
